@@ -1,0 +1,52 @@
+"""``GET /health``: 200 once the server can serve and its stores answer, 503 with the reason."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from synergos_mlops import __version__
+
+router = APIRouter()
+
+
+def _backend_name(uri: str) -> str:
+    scheme = uri.split(":", 1)[0]
+    return scheme.split("+", 1)[0] or "unknown"
+
+
+def _check_stores() -> dict[str, Any]:
+    from mlflow.server import ARTIFACTS_DESTINATION_ENV_VAR, BACKEND_STORE_URI_ENV_VAR
+    from mlflow.server.handlers import _get_tracking_store
+    from sqlalchemy import text
+
+    store = _get_tracking_store()
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR, "")
+    if destination and "://" not in destination and not os.path.isdir(destination):
+        raise RuntimeError(f"artifact folder {destination} is missing")
+    return {
+        "backend": _backend_name(os.environ.get(BACKEND_STORE_URI_ENV_VAR, "")),
+        "artifacts": destination.split("://", 1)[0] if "://" in destination else "folder",
+    }
+
+
+@router.get("/health")
+def health() -> JSONResponse:
+    import mlflow
+
+    body: dict[str, Any] = {"version": __version__, "mlflow_version": mlflow.__version__}
+    try:
+        body.update(_check_stores())
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; say why
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return JSONResponse(
+            status_code=503, content={**body, "status": "unavailable", "reason": reason}
+        )
+    return JSONResponse(content={**body, "status": "ok"})

@@ -1,0 +1,210 @@
+"""``synmlops serve``: check the store and the address, then run MLflow's server with the
+Synergos app (``mlflow server --app-name synergos``) as a child process.
+
+Checks happen before anything starts, so a user's mistake is one clear sentence, not a
+traceback from a worker. The child is MLflow's own CLI; it runs uvicorn with N workers and
+forwards SIGTERM/SIGINT to them. We forward the same signals to it and wait.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from synergos_mlops.errors import StoreError, SynergosError
+from synergos_mlops.store import StoreFolder
+
+__all__ = ["ServeConfig", "parse_gunicorn_bind", "serve"]
+
+
+class ServeError(SynergosError):
+    """The server cannot start as asked."""
+
+
+def parse_gunicorn_bind(args: str) -> tuple[str | None, int | None]:
+    """The host and port of a ``--bind``/``-b`` in ``GUNICORN_CMD_ARGS`` (None when absent).
+
+    Accepts ``HOST``, ``HOST:PORT``, ``:PORT`` and ``[IPV6]:PORT``, as gunicorn does.
+    """
+    try:
+        words = shlex.split(args)
+    except ValueError as exc:
+        raise ServeError(f"GUNICORN_CMD_ARGS cannot be parsed: {exc}") from None
+    bind: str | None = None
+    for index, word in enumerate(words):
+        if word.startswith("--bind="):
+            bind = word.removeprefix("--bind=")
+        elif word in ("--bind", "-b"):
+            if index + 1 >= len(words):
+                raise ServeError(f"GUNICORN_CMD_ARGS {args!r}: {word} needs HOST[:PORT]")
+            bind = words[index + 1]
+        elif word.startswith("-b") and len(word) > 2:
+            bind = word[2:]
+    if bind is None:
+        return None, None
+    if not bind or bind.startswith("unix:") or bind.startswith("fd://"):
+        raise ServeError(f"GUNICORN_CMD_ARGS bind {bind!r} is not HOST[:PORT]")
+    host: str | None
+    port_text: str | None
+    if bind.startswith("["):
+        end = bind.find("]")
+        if end < 0:
+            raise ServeError(f"GUNICORN_CMD_ARGS bind {bind!r} is not HOST[:PORT]")
+        host, rest = bind[1:end], bind[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else (None if not rest else "x")
+    elif bind.count(":") == 1:
+        host, port_text = bind.split(":")
+    else:
+        host, port_text = bind, None
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ServeError(f"GUNICORN_CMD_ARGS bind {bind!r} has no valid port")
+        port = int(port_text)
+    return host or None, port
+
+
+@dataclass
+class ServeConfig:
+    store: Path
+    host: str = "127.0.0.1"
+    port: int = 5500
+    workers: int = 2
+    backend_store_uri: str | None = None
+    artifacts_destination: str | None = None
+    frame_options: str = "SAMEORIGIN"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == 98:  # EADDRINUSE
+                raise ServeError(f"port {port} on {host} is already in use") from None
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
+    """Check everything and return the child's command and environment."""
+    if config.workers < 1:
+        raise ServeError("--workers must be at least 1")
+    folder = StoreFolder.at(config.store)
+    backend = config.backend_store_uri
+    destination = config.artifacts_destination
+    if backend is None or destination is None:
+        folder.check()
+    if backend is None:
+        backend = folder.backend_store_uri
+        if not folder.db_path.exists():
+            folder.db_path.touch()
+        try:
+            folder.enable_wal()
+        except Exception as exc:  # sqlite3.DatabaseError and friends
+            raise StoreError(f"database {folder.db_path} cannot be opened: {exc}") from None
+    if destination is None:
+        destination = str(folder.artifacts_path)
+    check_port_free(config.host, config.port)
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--app-name", "synergos",
+        "--backend-store-uri", backend,
+        "--artifacts-destination", destination,
+        "--host", config.host,
+        "--port", str(config.port),
+        "--workers", str(config.workers),
+    ]  # fmt: skip
+    if config.frame_options:
+        command += ["--x-frame-options", config.frame_options]
+    env = dict(os.environ)
+    env.pop("GUNICORN_CMD_ARGS", None)
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env["SYNMLOPS_STORE"] = str(folder.path)
+    env.update(config.extra_env)
+    return command, env
+
+
+def url_for(host: str, port: int) -> str:
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "localhost") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def wait_until_healthy(
+    url: str, process: subprocess.Popen[bytes], timeout: float = 120.0
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(f"the server exited during start-up (exit code {process.returncode})")
+        try:
+            response = requests.get(f"{url}/health", timeout=2)
+            if response.status_code == 200:
+                return dict(response.json())
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise ServeError(f"the server did not answer on {url}/health within {timeout:.0f} s")
+
+
+def serve(
+    config: ServeConfig,
+    *,
+    echo: Callable[[str], None] = print,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Run the server until it stops or a signal arrives; return its exit code."""
+    command, env = prepare(config)
+    process = subprocess.Popen(command, env=env)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        url = url_for(config.host, config.port)
+        try:
+            wait_until_healthy(f"http://{_loopback(config.host)}:{config.port}", process)
+        except ServeError:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+            raise
+        echo(f"Synergos MLOps is serving {config.store} at {url}")
+        echo(f"  Command Station: {url}/synergos/   MLflow UI: {url}/")
+        if on_ready is not None:
+            on_ready(url)
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _loopback(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

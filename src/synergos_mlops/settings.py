@@ -1,0 +1,61 @@
+"""Every setting, declared once: name, environment variable, default and help.
+
+The CLI builds its options from these, ``--help`` shows their help, and the README's
+settings table is checked against this list by the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["SETTINGS", "Setting", "setting"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    default: str | int | None
+    help: str
+
+    def get(self) -> str | None:
+        """The value from the environment, else the default (as text), else None."""
+        value = os.environ.get(self.env)
+        if value not in (None, ""):
+            return value
+        return None if self.default is None else str(self.default)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "store", "SYNMLOPS_STORE", "./mlflow",
+        "Folder that holds the whole state: mlflow.db (SQLite, WAL mode) and artifacts/.",
+    ),
+    Setting("host", "SYNMLOPS_HOST", "127.0.0.1", "Address to listen on."),
+    Setting("port", "SYNMLOPS_PORT", 5500, "Port to listen on."),
+    Setting("workers", "SYNMLOPS_WORKERS", 2, "Number of server worker processes."),
+    Setting(
+        "backend_store_uri", "SYNMLOPS_BACKEND_STORE_URI", None,
+        "Database URI (e.g. postgresql://user@host/db); overrides the store folder's SQLite file.",
+    ),
+    Setting(
+        "artifacts_destination", "SYNMLOPS_ARTIFACTS_DESTINATION", None,
+        "Where artifacts are kept (a folder or s3://bucket/prefix); overrides <store>/artifacts.",
+    ),
+    Setting(
+        "frame_options", "SYNMLOPS_X_FRAME_OPTIONS", "SAMEORIGIN",
+        "X-Frame-Options for the MLflow UI and Command Station (SAMEORIGIN, DENY or NONE to "
+        "allow embedding in the Synergos portal's iframe).",
+    ),
+    Setting(
+        "tracking_uri", "MLFLOW_TRACKING_URI", None,
+        "Where the tracker, demo and ingester log: http://host:5500 or a store folder.",
+    ),
+)  # fmt: skip
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> Setting:
+    return _BY_NAME[name]

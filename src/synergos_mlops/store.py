@@ -1,0 +1,95 @@
+"""The store folder: one directory that holds the whole state of a Synergos MLOps server.
+
+::
+
+    <store>/mlflow.db        MLflow's SQLite database (WAL mode)
+    <store>/artifacts/       artifacts, served by the server's artifact proxy
+                             (runs' artifact URIs are ``mlflow-artifacts:/<experiment>/<run>/artifacts``)
+
+Mounting that folder into a container, or sharing it with the orchestrator, is all it takes.
+An MLflow *file store* (numbered experiment folders with ``meta.yaml``, written by older
+Synergos TTPs) is recognised and refused with a pointer to ``synmlops migrate``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from synergos_mlops.errors import FileStoreFoundError, StoreError
+
+__all__ = ["DB_NAME", "ARTIFACTS_NAME", "StoreFolder", "is_file_store"]
+
+DB_NAME = "mlflow.db"
+ARTIFACTS_NAME = "artifacts"
+
+
+def is_file_store(folder: Path) -> bool:
+    """True when ``folder`` holds an MLflow file store (and no SQLite database yet)."""
+    if not folder.is_dir() or (folder / DB_NAME).exists():
+        return False
+    if (folder / "mlruns").is_dir():
+        return True
+    for child in folder.iterdir():
+        if child.is_dir() and child.name.isdigit() and (child / "meta.yaml").is_file():
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class StoreFolder:
+    """A store folder and the URIs MLflow needs to use it."""
+
+    path: Path
+
+    @classmethod
+    def at(cls, folder: str | os.PathLike[str]) -> StoreFolder:
+        return cls(Path(folder).expanduser().resolve())
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_NAME
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self.path / ARTIFACTS_NAME
+
+    @property
+    def backend_store_uri(self) -> str:
+        return f"sqlite:///{self.db_path}"
+
+    def check(self, *, create: bool = True) -> None:
+        """Make sure the folder can hold a store, creating it when asked; raise StoreError."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"store {path} is a file, not a folder")
+        if not path.exists():
+            if not create:
+                raise StoreError(f"store {path} does not exist")
+            try:
+                path.mkdir(parents=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StoreError(f"store {path} is not writable")
+        if is_file_store(path):
+            raise FileStoreFoundError(
+                f"store {path} is an MLflow file store; convert it with: synmlops migrate {path}"
+            )
+        if self.db_path.exists() and not os.access(self.db_path, os.W_OK):
+            raise StoreError(f"database {self.db_path} is not writable")
+        try:
+            self.artifacts_path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.artifacts_path}: {exc.strerror}") from None
+
+    def enable_wal(self) -> None:
+        """Put the SQLite database in WAL mode (persistent in the file), so readers never
+        wait for the writer and several server workers share it well."""
+        connection = sqlite3.connect(self.db_path)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+        finally:
+            connection.close()
