@@ -6,7 +6,7 @@
     ├── InvalidIdError                 an id is empty, not printable, or contains "/"
     ├── InvalidValueError              a metric value, key or hyperparameter MLflow would refuse
     ├── StoreError                     a store folder or URI that cannot be used
-    │   ├── FileStoreFoundError        the folder is an old MLflow file store: run `synmlops migrate`
+    │   ├── FileStoreFoundError        an old MLflow file store: run `synmlops migrate`
     │   └── SchemaOutOfDateError       the database needs `synmlops db upgrade`
     ├── ServerUnavailableError         the tracking server did not answer in time
     └── IngestError                    an output folder that cannot be ingested

@@ -122,7 +122,9 @@ def metric_key(stage: str, name: str) -> str:
 
 
 def epoch_key(key: str) -> str:
-    """The key of the epoch-level series of a round-level key: ``train/loss`` -> ``train/epoch/loss``.
+    """The key of the epoch-level series of a round-level key.
+
+    ``train/loss`` -> ``train/epoch/loss``.
 
     Epoch-level series are kept apart from round-level ones so that both plot cleanly; their
     step grows across rounds (``round * epochs + epoch``).
@@ -134,11 +136,10 @@ def epoch_key(key: str) -> str:
 
 
 def _as_float(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        # numpy scalars expose __float__; accept them, refuse everything else.
-        if isinstance(value, bool) or not hasattr(value, "__float__") or isinstance(value, str):
-            raise InvalidValueError(f"metric {key!r} has a non-numeric value {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    # numpy scalars expose __float__; accept them, refuse everything else (bools too).
+    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+        raise InvalidValueError(f"metric {key!r} has a non-numeric value {value!r}")
+    return float(value)  # type: ignore[arg-type,unused-ignore]
 
 
 def statistic_points(stage: str, statistics: Mapping[str, object]) -> Iterable[tuple[str, float]]:

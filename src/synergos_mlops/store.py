@@ -3,8 +3,8 @@
 ::
 
     <store>/mlflow.db        MLflow's SQLite database (WAL mode)
-    <store>/artifacts/       artifacts, served by the server's artifact proxy
-                             (runs' artifact URIs are ``mlflow-artifacts:/<experiment>/<run>/artifacts``)
+    <store>/artifacts/       artifacts, served by the server's artifact proxy (runs'
+                             artifact URIs: ``mlflow-artifacts:/<experiment>/<run>/artifacts``)
 
 Mounting that folder into a container, or sharing it with the orchestrator, is all it takes.
 An MLflow *file store* (numbered experiment folders with ``meta.yaml``, written by older

@@ -3,19 +3,26 @@
 MLflow imports this factory by name in every worker (``mlflow server --app-name synergos``,
 which ``synmlops serve`` runs), so configuration arrives through environment variables read
 here, never at import time. Under uvicorn the factory returns MLflow's FastAPI app with the
-Synergos routers included *before* the catch-all mount of MLflow's Flask app, so the stock
-UI and REST API keep working unchanged.
+Synergos routers included *ahead of* MLflow's routes (its catch-all mount of the Flask app and
+its plain-text ``/health``), so the stock UI and REST API keep working unchanged.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import FastAPI, Request
     from flask import Flask
 
-__all__ = ["create_app"]
+__all__ = ["API_PREFIX", "ROUTER_MODULES", "create_app"]
+
+API_PREFIX = "/api/synergos/v1"
+
+#: Modules whose ``router`` (a FastAPI APIRouter) is mounted, in this order.
+ROUTER_MODULES: tuple[str, ...] = ("synergos_mlops.server.health",)
 
 
 def _include_first(fastapi_app: FastAPI, routers: list[Any]) -> None:
@@ -32,12 +39,38 @@ def _include_first(fastapi_app: FastAPI, routers: list[Any]) -> None:
     routes.extend(mlflow_routes)
 
 
+def _install_error_handlers(fastapi_app: FastAPI) -> None:
+    """One JSON error shape on the Synergos API; MLflow's own routes keep theirs."""
+    from fastapi.exceptions import RequestValidationError
+
+    from synergos_mlops.server._errors import ApiError, error_response
+
+    async def api_error(_request: Request, exc: Exception) -> Any:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status_code, exc.code, exc.message)
+
+    previous = fastapi_app.exception_handlers.get(RequestValidationError)
+
+    async def validation_error(request: Request, exc: Exception) -> Any:
+        if request.url.path.startswith(API_PREFIX) and isinstance(exc, RequestValidationError):
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', '')}"
+                for error in exc.errors()
+            )
+            return error_response(400, "BAD_REQUEST", problems or "malformed request")
+        if previous is None:
+            raise exc
+        response = previous(request, exc)
+        return await response if inspect.isawaitable(response) else response
+
+    fastapi_app.add_exception_handler(ApiError, api_error)
+    fastapi_app.add_exception_handler(RequestValidationError, validation_error)
+
+
 def create_app(app: Flask | None = None) -> Any:
     """Return MLflow's server app with Synergos MLOps mounted on it."""
     from mlflow.environment_variables import _MLFLOW_SGI_NAME
     from mlflow.server import app as mlflow_flask_app
-
-    from synergos_mlops.server import health
 
     flask_app = app if app is not None else mlflow_flask_app
     if _MLFLOW_SGI_NAME.get() not in (None, "uvicorn"):
@@ -47,5 +80,7 @@ def create_app(app: Flask | None = None) -> Any:
     from mlflow.server.fastapi_app import create_fastapi_app
 
     fastapi_app = create_fastapi_app(flask_app)
-    _include_first(fastapi_app, [health.router])
+    routers = [importlib.import_module(name).router for name in ROUTER_MODULES]
+    _include_first(fastapi_app, routers)
+    _install_error_handlers(fastapi_app)
     return fastapi_app

@@ -1,0 +1,38 @@
+# The two commands a new user runs: `make run` and `make test`. Both set up on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synmlops-installed
+STORE ?= ./mlflow
+PORT ?= 5500
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Put the demo federated run into an empty store, then serve on http://localhost:5500.
+run: setup
+	$(BIN)/synmlops serve --store $(STORE) --port $(PORT)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+## Every test: lint and types, then the suite (real servers, PostgreSQL, Chromium).
+test: setup lint
+	bash scripts/services.sh
+	$(BIN)/python -m pytest
+
+bench: setup
+	bash scripts/services.sh
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

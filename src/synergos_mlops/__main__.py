@@ -1,0 +1,5 @@
+"""``python -m synergos_mlops`` is ``synmlops``."""
+
+from synergos_mlops.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""Shared fixtures: real `synmlops serve` processes on free ports, temporary stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+SYNMLOPS = [sys.executable, "-m", "synergos_mlops"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `synmlops serve` child process."""
+
+    url: str
+    port: int
+    store: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    args: list[str] = field(default_factory=list)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(
+    store: Path,
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Server:
+    port = port or free_port()
+    log = store.parent / f"serve-{port}.log"
+    args = [*SYNMLOPS, "serve", "--store", str(store), "--port", str(port),
+            "--workers", str(workers), *(extra or [])]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    server = Server(f"http://127.0.0.1:{port}", port, store, process, log, args)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"synmlops serve exited: {server.output()[-3000:]}")
+        try:
+            if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
+                # The serve process prints its URL once healthy; wait for that too.
+                if "is serving" in server.output():
+                    return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"synmlops serve did not become healthy: {server.output()[-3000:]}")
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers on demand; every one is stopped at the end of the test."""
+    started: list[Server] = []
+
+    def factory(store: Path | None = None, **kwargs: object) -> Server:
+        server = start_server(store or tmp_path / "store", **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the whole session, for tests that only add their own data."""
+    server = start_server(tmp_path_factory.mktemp("shared") / "store", workers=2)
+    yield server
+    server.stop()
