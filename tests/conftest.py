@@ -73,10 +73,10 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"synmlops serve exited: {server.output()[-3000:]}")
         try:
-            if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
-                # The serve process prints its URL once healthy; wait for that too.
-                if "is serving" in server.output():
-                    return server
+            healthy = requests.get(f"{server.url}/health", timeout=2).status_code == 200
+            # The serve process prints its URL once healthy; wait for that too.
+            if healthy and "is serving" in server.output():
+                return server
         except requests.RequestException:
             pass
         time.sleep(0.2)
