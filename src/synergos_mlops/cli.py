@@ -49,6 +49,42 @@ def _option(name: str, *flags: str, **kwargs: Any) -> Callable[[F], F]:
     )
 
 
+def _worker_outputs(values: tuple[str, ...]) -> list[Any]:
+    from synergos_mlops.ingest import parse_worker_outputs
+
+    return [parse_worker_outputs(value) for value in values]
+
+
+_WORKER_OUTPUTS_HELP = (
+    "Workers' output folder: DIR shared by several workers (DIR/<participant>/<c>/<p>/<e>/<r>/"
+    "<stage>/), or PARTICIPANT=DIR for one worker's own (DIR/<c>/<p>/<e>/<r>/<stage>/). "
+    "Repeat for several."
+)
+
+
+def _start_watcher(outputs: Path, workers: list[Any]) -> Callable[[str], None]:
+    """An on_ready callback that watches OUTPUTS into the served URL in a daemon thread."""
+    from synergos_mlops.ingest import scan
+
+    scan(outputs, workers)  # refuse a missing folder before the server starts
+
+    def on_ready(url: str) -> None:
+        import threading
+
+        from synergos_mlops.ingest import Watcher
+
+        def watch_forever() -> None:
+            try:
+                Watcher(outputs, workers, tracking_uri=url, echo=click.echo).run()
+            except Exception as exc:  # never take the server down with it
+                click.echo(f"watch stopped: {exc}", err=True)
+
+        threading.Thread(target=watch_forever, name="synmlops-watch", daemon=True).start()
+        click.echo(f"  Watching {outputs} into {url}")
+
+    return on_ready
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="synmlops")
 def main() -> None:
@@ -63,6 +99,11 @@ def main() -> None:
 @_option("backend_store_uri", "--backend-store-uri", type=str)
 @_option("artifacts_destination", "--artifacts-destination", type=str)
 @_option("frame_options", "--x-frame-options", "frame_options", type=str)
+@click.option(
+    "--watch", "watch_outputs", type=click.Path(path_type=Path), default=None,
+    help="Also keep ingesting this orchestrator output folder into the served tracker.",
+)  # fmt: skip
+@click.option("--worker-outputs", "worker_outputs", multiple=True, help=_WORKER_OUTPUTS_HELP)
 @click.pass_context
 @_domain_errors
 def serve(
@@ -74,6 +115,8 @@ def serve(
     backend_store_uri: str | None,
     artifacts_destination: str | None,
     frame_options: str,
+    watch_outputs: Path | None,
+    worker_outputs: tuple[str, ...],
 ) -> None:
     """Serve the MLflow UI and REST API, the Synergos API and the Command Station.
 
@@ -107,7 +150,10 @@ def serve(
         artifacts_destination=artifacts_destination,
         frame_options=frame_options,
     )
-    code = run(config, echo=click.echo)
+    on_ready = None
+    if watch_outputs is not None:
+        on_ready = _start_watcher(watch_outputs, _worker_outputs(worker_outputs))
+    code = run(config, echo=click.echo, on_ready=on_ready)
     if code not in (0, -15, -2, 130, 143):
         raise SystemExit(code)
 
@@ -128,6 +174,66 @@ def migrate(directory: Path) -> None:
         f"{report.metrics} metric points, {report.params} params, {report.tags} tags and "
         f"{report.artifact_files} artifact files; the original is kept in {report.backup}"
     )
+
+
+@main.command()
+@click.argument("outputs", type=click.Path(path_type=Path))
+@_option("tracking_uri", "--tracking-uri", type=str)
+@click.option("--worker-outputs", "worker_outputs", multiple=True, help=_WORKER_OUTPUTS_HELP)
+@_domain_errors
+def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, ...]) -> None:
+    """Bring the orchestrator's output folder OUTPUTS into the tracker, once.
+
+    Every run folder OUTPUTS/<collaboration>/<project>/<experiment>/<run>/ becomes a
+    federated run; a run already ingested is updated in place, and an unchanged one costs
+    nothing. Exit code 1 when a run could not be logged.
+    """
+    from synergos_mlops.errors import IngestError
+    from synergos_mlops.ingest import Ingester, scan
+    from synergos_mlops.ingest._progress import RichProgress
+
+    if not tracking_uri:
+        raise IngestError("no tracker to log to: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    workers = _worker_outputs(worker_outputs)
+    found = scan(outputs, workers)
+    ingester = Ingester(tracking_uri)
+    with RichProgress() as progress:
+        report = ingester.ingest(found, progress)
+    for line in report.summary():
+        click.echo(line)
+    if report.failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("outputs", type=click.Path(path_type=Path))
+@_option("tracking_uri", "--tracking-uri", type=str)
+@click.option("--worker-outputs", "worker_outputs", multiple=True, help=_WORKER_OUTPUTS_HELP)
+@click.option(
+    "--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+    help="Seconds between two polls; a file is taken once it is the same on two polls.",
+)  # fmt: skip
+@_domain_errors
+def watch(
+    outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, ...], interval: float
+) -> None:
+    """Keep ingesting OUTPUTS as runs appear or change, until Ctrl-C; then print a summary."""
+    import signal
+
+    from synergos_mlops.errors import IngestError
+    from synergos_mlops.ingest import Watcher, scan
+
+    if not tracking_uri:
+        raise IngestError("no tracker to log to: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    workers = _worker_outputs(worker_outputs)
+    scan(outputs, workers)  # refuse a missing OUTPUTS before anything starts
+    watcher = Watcher(outputs, workers, tracking_uri=tracking_uri, interval=interval,
+                      echo=click.echo)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: watcher.stop())
+    click.echo(f"watching {outputs} every {interval:g} s; logging to {watcher.tracking_uri}")
+    report = watcher.run()
+    for line in report.summary():
+        click.echo(line)
 
 
 def run() -> None:  # pragma: no cover - console entry

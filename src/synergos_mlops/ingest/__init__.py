@@ -1,0 +1,67 @@
+"""The ingester: bring an orchestrator's output folders into the tracker (see docs/ingest.md).
+
+``synmlops ingest OUTPUTS`` is one pass (:func:`ingest`); ``synmlops watch OUTPUTS`` and
+``synmlops serve --watch OUTPUTS`` keep polling (:class:`Watcher`). Runs are logged through
+:class:`synergos_mlops.FederatedTracker`, so an ingested run looks exactly like one an
+orchestrator logged itself.
+
+Layers, each importing only the ones above it::
+
+    _scan      pure: walk the folders safely into run folders and problems
+    _parse     read one file: loss histories, statistics, hashes; refuse half-written files
+    _ingest    compare with the manifest a run keeps, log what changed through the tracker
+    _watch     poll, wait for files to settle, ingest again
+    _progress  the rich progress bar of the CLI
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from synergos_mlops.ingest._ingest import (
+    DIGEST_TAG,
+    MANIFEST_PATH,
+    Ingester,
+    IngestReport,
+    ProgressSink,
+    RunOutcome,
+)
+from synergos_mlops.ingest._scan import (
+    Problem,
+    RunFolder,
+    Scan,
+    WorkerOutputs,
+    parse_worker_outputs,
+    scan,
+)
+from synergos_mlops.ingest._watch import Watcher
+
+__all__ = [
+    "DIGEST_TAG",
+    "MANIFEST_PATH",
+    "IngestReport",
+    "Ingester",
+    "Problem",
+    "ProgressSink",
+    "RunFolder",
+    "RunOutcome",
+    "Scan",
+    "Watcher",
+    "WorkerOutputs",
+    "ingest",
+    "parse_worker_outputs",
+    "scan",
+]
+
+
+def ingest(
+    outputs: Path,
+    workers: Sequence[WorkerOutputs] = (),
+    *,
+    tracking_uri: str | None,
+    progress: ProgressSink | None = None,
+) -> IngestReport:
+    """One pass: scan ``outputs`` and log every new or changed run; return the report."""
+    found = scan(outputs, workers)
+    return Ingester(tracking_uri).ingest(found, progress)
