@@ -1,0 +1,120 @@
+"""Orchestrator output trees for the ingester's tests and benchmark, written as a TTP would."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+PARTICIPANTS = ("worker_1", "worker_2", "worker_3", "worker_4")
+
+
+def train_loss(round_: int) -> float:
+    return round(1.0 / (round_ + 1), 6)
+
+
+def evaluate_loss(round_: int) -> float:
+    return round(1.2 / (round_ + 1), 6)
+
+
+def local_loss(participant_index: int, round_: int) -> float:
+    return round(1.0 / (round_ + 1) + 0.01 * (participant_index + 1), 6)
+
+
+def write_json(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def write_bytes(path: Path, size: int, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = (f"weights-{seed}-" * 64).encode()
+    path.write_bytes((block * (size // len(block) + 1))[:size])
+    return path
+
+
+def write_run(
+    outputs: Path,
+    collaboration: str,
+    project: str,
+    experiment: str,
+    run: str,
+    *,
+    participants: Sequence[str] = PARTICIPANTS,
+    rounds: int = 3,
+    epochs: int = 2,
+    model_bytes: int = 2048,
+    checkpoints: bool = True,
+) -> Path:
+    """A finished run folder: histories over ``rounds``, models, checkpoints per round/epoch."""
+    folder = outputs / collaboration / project / experiment / run
+    write_global(folder, rounds)
+    write_bytes(folder / "global_model.pt", model_bytes, seed=rounds)
+    for index, participant in enumerate(participants):
+        write_local(folder, participant, index, rounds)
+        write_bytes(folder / f"local_model_{participant}.pt", model_bytes, seed=index)
+    if checkpoints:
+        for round_ in range(rounds):
+            for epoch in range(epochs):
+                write_checkpoint(folder, round_, epoch, participants, model_bytes)
+    return folder
+
+
+def write_global(folder: Path, rounds: int) -> Path:
+    return write_json(
+        folder / "global_loss_history.json",
+        {
+            "train": {str(r): train_loss(r) for r in range(rounds)},
+            "evaluate": {str(r): evaluate_loss(r) for r in range(rounds)},
+        },
+    )
+
+
+def write_local(folder: Path, participant: str, index: int, rounds: int) -> Path:
+    return write_json(
+        folder / f"local_loss_history_{participant}.json",
+        {str(r): local_loss(index, r) for r in range(rounds)},
+    )
+
+
+def write_checkpoint(
+    folder: Path, round_: int, epoch: int, participants: Sequence[str], model_bytes: int = 2048
+) -> Path:
+    point = folder / "checkpoints" / f"round_{round_}" / f"epoch_{epoch}"
+    write_bytes(point / "global_model.pt", model_bytes, seed=round_ * 10 + epoch)
+    for participant in participants[:1]:
+        write_bytes(point / f"local_model_{participant}.pt", model_bytes, seed=round_)
+    return point
+
+
+STATISTICS = {
+    "accuracy": [0.91, 0.88],
+    "roc_auc_score": [0.95, 0.93],
+    "f_score": [0.9, 0.87],
+    "TPs": [40, 44],
+    "R2": 0.5,
+}
+
+
+def write_worker(
+    worker_outputs: Path,
+    participant: str | None,
+    ids: Sequence[str],
+    stage: str = "evaluate",
+    statistics: dict[str, object] | None = None,
+) -> Path:
+    """A worker's inference outputs; ``participant`` None writes one worker's own folder."""
+    base = worker_outputs if participant is None else worker_outputs / participant
+    folder = base.joinpath(*ids, stage)
+    write_json(folder / f"inference_statistics_{stage}.json", statistics or STATISTICS)
+    (folder / f"inference_predictions_{stage}.txt").write_text("0\n1\n1\n0\n", encoding="utf-8")
+    (folder / f"inference_scores_{stage}.txt").write_text("0.1\n0.9\n0.8\n0.2\n", encoding="utf-8")
+    return folder
+
+
+def touch_later(path: Path, seconds: int = 5) -> None:
+    """Move a file's mtime forward without changing its content."""
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + seconds * 1_000_000_000))
