@@ -153,12 +153,12 @@ class Ingester:
     """Logs run folders through one FederatedTracker, comparing each with what it holds."""
 
     def __init__(self, tracking_uri: str | None) -> None:
+        if tracking_uri:
+            check_reachable(tracking_uri)
         from mlflow import MlflowClient
 
         from synergos_mlops.tracking import FederatedTracker
 
-        if tracking_uri:
-            check_reachable(tracking_uri)
         self.tracker = FederatedTracker(tracking_uri)
         self.tracking_uri: str = self.tracker.tracking_uri
         self.client: MlflowClient = MlflowClient(self.tracking_uri)
