@@ -1,0 +1,352 @@
+"""The Synergos REST API, ``/api/synergos/v1/...``: federated runs as JSON, bundles as ZIP.
+
+Every error is ``{"error": {"code", "message"}}``: unknown ids are 404 naming the id, bad
+parameters 400. ``/api/synergos/v1/openapi.json`` documents just these routes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from synergos_mlops.errors import InvalidIdError, StoreError, SynergosError
+from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server.app import API_PREFIX
+from synergos_mlops.server.bundle import (
+    UnsafePathError,
+    bundle_entries,
+    content_type,
+    find_artifact,
+    iter_file,
+    iter_zip,
+    list_artifacts,
+)
+from synergos_mlops.server.federated_runs import (
+    Backend,
+    FederatedRun,
+    NotFoundError,
+    collaboration_tree,
+    resolve_run,
+    run_detail,
+    run_series,
+)
+
+__all__ = ["openapi_document", "router"]
+
+router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
+
+T = TypeVar("T")
+
+Collaboration = Annotated[str, Path(description="Collaboration id")]
+Project = Annotated[str, Path(description="Project id")]
+Experiment = Annotated[str, Path(description="Experiment id")]
+RunId = Annotated[str, Path(description="Run id (one federated cycle)")]
+Participant = Annotated[str, Path(description="Participant id")]
+RUN = "/runs/{collaboration}/{project}/{experiment}/{run}"
+
+#: MLflow accepts metric keys of letters, digits, ``_ - . / :`` and spaces.
+_METRIC_KEY = re.compile(r"^[\w\-./: ]+$")
+MAX_KEYS = 200
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": description,
+        "content": {"application/json": {"example": {"error": {"code": name, "message": "..."}}}},
+    }
+    for code, name, description in (
+        (400, "BAD_REQUEST", "A malformed id or parameter"),
+        (404, "NOT_FOUND", "The collaboration, project, experiment, run, participant, metric "
+         "or artifact named in the message is not there"),
+        (503, "UNAVAILABLE", "The stores cannot be read"),
+    )
+}  # fmt: skip
+
+
+def _answer(work: Callable[[], T]) -> T:
+    """Run ``work`` and turn domain errors into the API's JSON errors."""
+    try:
+        return work()
+    except (InvalidIdError, UnsafePathError) as exc:
+        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
+    except NotFoundError as exc:
+        raise ApiError(404, "NOT_FOUND", str(exc)) from None
+    except StoreError as exc:
+        raise ApiError(503, "UNAVAILABLE", str(exc)) from None
+    except SynergosError as exc:
+        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
+
+
+def _run(collaboration: str, project: str, experiment: str, run: str) -> FederatedRun:
+    return resolve_run(Backend.of_server(), collaboration, project, experiment, run)
+
+
+def _run_base(request: Request, run: FederatedRun) -> str:
+    ids = (run.ids.collaboration, run.ids.project, run.ids.experiment, run.run_id)
+    root = request.scope.get("root_path", "")
+    return f"{root}{API_PREFIX}/runs/" + "/".join(quote(i, safe="") for i in ids)
+
+
+def _artifact_listing(backend: Backend, run: FederatedRun, base: str) -> dict[str, Any]:
+    def files(row: Any, prefix: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "path": item.relative,
+                "size": item.size,
+                "url": f"{prefix}/artifacts/{quote(item.relative)}",
+            }
+            for item in list_artifacts(backend, row)
+        ]
+
+    return {
+        "global": files(run.parent, base),
+        "participants": {
+            p.synergos_id: files(p, f"{base}/participants/{quote(p.synergos_id, safe='')}")
+            for p in run.participants
+        },
+    }
+
+
+@router.get("/collaborations", responses=_ERRORS)
+def collaborations() -> dict[str, Any]:
+    """The tree: collaborations → projects → experiments → runs (status, times, participants)."""
+    return {"collaborations": _answer(lambda: collaboration_tree(Backend.of_server()))}
+
+
+@router.get(RUN, responses=_ERRORS)
+def run_view(
+    request: Request,
+    collaboration: Collaboration,
+    project: Project,
+    experiment: Experiment,
+    run: RunId,
+) -> dict[str, Any]:
+    """One run: hyperparameters, participants, metric keys, latest values, artifacts, links."""
+
+    def work() -> dict[str, Any]:
+        backend = Backend.of_server()
+        found = resolve_run(backend, collaboration, project, experiment, run)
+        base = _run_base(request, found)
+        body = run_detail(backend, found)
+        body["artifacts"] = _artifact_listing(backend, found, base)
+        root = request.scope.get("root_path", "")
+        body["links"] = {
+            "self": base,
+            "metrics": f"{base}/metrics",
+            "bundle": f"{base}/bundle.zip",
+            "mlflow_ui": root + body["mlflow"]["url"],
+            "command_station": f"{root}/synergos/runs/" + base.split("/runs/", 1)[1],
+        }
+        for participant in body["participants"]:
+            pid = quote(participant["id"], safe="")
+            participant["bundle"] = f"{base}/participants/{pid}/bundle.zip"
+            participant["mlflow_url"] = root + participant["mlflow_url"]
+        return body
+
+    return _answer(work)
+
+
+def _parse_keys(raw: list[str] | None) -> list[str] | None:
+    if raw is None:
+        return None
+    keys: list[str] = []
+    for item in raw:
+        for key in item.split(","):
+            key = key.strip()
+            if not key:
+                raise ApiError(400, "BAD_REQUEST", "keys must not hold an empty metric key")
+            if len(key) > 250 or not _METRIC_KEY.match(key):
+                raise ApiError(400, "BAD_REQUEST", f"metric key {key[:80]!r} is malformed")
+            if key not in keys:
+                keys.append(key)
+    if len(keys) > MAX_KEYS:
+        raise ApiError(400, "BAD_REQUEST", f"at most {MAX_KEYS} metric keys per request")
+    return keys
+
+
+@router.get(f"{RUN}/metrics", responses=_ERRORS)
+def run_metrics(
+    collaboration: Collaboration,
+    project: Project,
+    experiment: Experiment,
+    run: RunId,
+    keys: Annotated[
+        list[str] | None,
+        Query(
+            description="Metric keys, comma-separated or repeated; every key when left out. "
+            "Round-level keys (train/loss) step by round; epoch-level keys "
+            "(train/epoch/loss) by epoch across rounds."
+        ),
+    ] = None,
+) -> dict[str, Any]:
+    """The series of the chosen metrics for the global run and every participant."""
+    chosen = _parse_keys(keys)
+
+    def work() -> dict[str, Any]:
+        backend = Backend.of_server()
+        found = resolve_run(backend, collaboration, project, experiment, run)
+        wanted = chosen
+        if wanted is None:
+            wanted = run_detail(backend, found)["metric_keys"]
+        return run_series(backend, found, wanted)
+
+    return _answer(work)
+
+
+def _zip_response(chunks: Iterator[bytes], filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        chunks,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _bundle_name(run: FederatedRun, participant: str | None = None) -> str:
+    parts = [run.ids.collaboration, run.ids.project, run.ids.experiment, run.run_id]
+    if participant is not None:
+        parts.append(participant)
+    return "-".join(parts) + ".zip"
+
+
+@router.get(
+    f"{RUN}/bundle.zip",
+    responses={**_ERRORS, 200: {"content": {"application/zip": {}}}},
+    response_class=StreamingResponse,
+)
+def run_bundle(
+    collaboration: Collaboration, project: Project, experiment: Experiment, run: RunId
+) -> StreamingResponse:
+    """Every artifact of the run and its participants as one ZIP (global/, participants/<id>/),
+    streamed."""
+
+    def work() -> StreamingResponse:
+        backend = Backend.of_server()
+        found = resolve_run(backend, collaboration, project, experiment, run)
+        entries = bundle_entries(backend, found)
+        return _zip_response(iter_zip(entries), _bundle_name(found))
+
+    return _answer(work)
+
+
+@router.get(
+    f"{RUN}/participants/{{participant}}/bundle.zip",
+    responses={**_ERRORS, 200: {"content": {"application/zip": {}}}},
+    response_class=StreamingResponse,
+)
+def participant_bundle(
+    collaboration: Collaboration,
+    project: Project,
+    experiment: Experiment,
+    run: RunId,
+    participant: Participant,
+) -> StreamingResponse:
+    """Every artifact of one participant of the run as one ZIP, streamed."""
+
+    def work() -> StreamingResponse:
+        backend = Backend.of_server()
+        found = resolve_run(backend, collaboration, project, experiment, run)
+        entries = bundle_entries(backend, found, participant)
+        return _zip_response(iter_zip(entries), _bundle_name(found, participant))
+
+    return _answer(work)
+
+
+def _file_response(backend: Backend, row: Any, path: str, owner: str) -> StreamingResponse:
+    item = find_artifact(backend, row, path, owner)
+    name = item.relative.rsplit("/", 1)[-1]
+    headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}"}
+    if item.size is not None:
+        headers["Content-Length"] = str(item.size)
+    return StreamingResponse(iter_file(item), media_type=content_type(name), headers=headers)
+
+
+@router.get(
+    f"{RUN}/artifacts/{{path:path}}",
+    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    response_class=StreamingResponse,
+)
+def run_artifact(
+    collaboration: Collaboration,
+    project: Project,
+    experiment: Experiment,
+    run: RunId,
+    path: Annotated[str, Path(description="Path inside the run's artifacts")],
+) -> StreamingResponse:
+    """One artifact file of the federation (global) run."""
+
+    def work() -> StreamingResponse:
+        backend = Backend.of_server()
+        found = resolve_run(backend, collaboration, project, experiment, run)
+        return _file_response(backend, found.parent, path, f"run {found.run_id!r}")
+
+    return _answer(work)
+
+
+@router.get(
+    f"{RUN}/participants/{{participant}}/artifacts/{{path:path}}",
+    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    response_class=StreamingResponse,
+)
+def participant_artifact(
+    collaboration: Collaboration,
+    project: Project,
+    experiment: Experiment,
+    run: RunId,
+    participant: Participant,
+    path: Annotated[str, Path(description="Path inside the participant's artifacts")],
+) -> StreamingResponse:
+    """One artifact file of a participant of the run."""
+
+    def work() -> StreamingResponse:
+        backend = Backend.of_server()
+        found = resolve_run(backend, collaboration, project, experiment, run)
+        row = found.participant(participant)
+        return _file_response(backend, row, path, f"participant {participant!r}")
+
+    return _answer(work)
+
+
+_openapi_cache: dict[str, Any] = {}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of the Synergos API alone."""
+    if not _openapi_cache:
+        from fastapi import FastAPI
+
+        from synergos_mlops import __version__
+
+        holder = FastAPI(
+            title="Synergos MLOps API",
+            version=__version__,
+            description="Federated runs (collaborations, projects, experiments, runs and "
+            'participants) kept in MLflow. Every error is {"error": {"code", "message"}}.',
+        )
+        holder.include_router(router)
+        _openapi_cache.update(holder.openapi())
+    return _openapi_cache
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi() -> JSONResponse:
+    return JSONResponse(openapi_document())
+
+
+def _unknown_route(request: Request) -> JSONResponse:
+    """Paths under this API's own prefixes that name no route: 404 (or 405), as JSON."""
+    if request.method != "GET":
+        raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+    raise ApiError(404, "NOT_FOUND", f"no API route at {request.url.path}")
+
+
+_ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+# Only the prefixes this module owns: other Synergos routers may live under API_PREFIX too.
+for _prefix in ("/runs/{rest:path}", "/collaborations/{rest:path}", "/collaborations"):
+    router.add_api_route(_prefix, _unknown_route, methods=_ANY, include_in_schema=False)

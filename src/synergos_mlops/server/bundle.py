@@ -1,0 +1,215 @@
+"""A run's artifacts: listing, one file, and the whole run as one streamed ZIP.
+
+The ZIP is written by :mod:`zipfile` into a sink that is emptied after every chunk, so the
+memory used does not grow with the run's size: at most one chunk of input and its
+compressed output are held at a time. Files are read through the artifact repository of
+the server's artifacts destination (or of the run's own artifact URI).
+
+Layout of a run's bundle::
+
+    global/<artifact path>                      the federation (parent) run's artifacts
+    participants/<participant id>/<path>        each participant's artifacts
+
+A participant's bundle holds its files at the top level.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from synergos_mlops.server.federated_runs import Backend, FederatedRun, NotFoundError
+from synergos_mlops.storage.reads import RunRow
+
+__all__ = [
+    "ArtifactFile",
+    "UnsafePathError",
+    "bundle_entries",
+    "iter_zip",
+    "list_artifacts",
+    "open_artifact",
+    "safe_relative_path",
+    "write_zip",
+]
+
+CHUNK = 1024 * 1024
+ZIP64_LIMIT = (1 << 31) - 1
+
+
+class UnsafePathError(ValueError):
+    """An artifact path that could leave the run's artifact root."""
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    repo: Any
+    path: str  # inside the repository
+    relative: str  # inside the run's artifact root
+    size: int | None
+
+
+def safe_relative_path(path: str) -> str:
+    """``path`` as a clean relative POSIX path, or UnsafePathError.
+
+    Refuses absolute paths, ``..`` and ``.`` segments, empty segments, backslashes and
+    control characters, so that no form of the path can leave the run's artifact root.
+    """
+    if not path:
+        raise UnsafePathError("the artifact path is empty")
+    if "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise UnsafePathError(f"artifact path {path!r} holds a backslash or control character")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise UnsafePathError(f"artifact path {path!r} must be relative")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UnsafePathError(f"artifact path {path!r} must not hold empty, '.' or '..' parts")
+    return posixpath.join(*parts)
+
+
+def _walk(repo: Any, root: str, path: str) -> Iterator[ArtifactFile]:
+    full = posixpath.join(root, path) if path else root
+    try:
+        entries = repo.list_artifacts(full or None)
+    except OSError:
+        return
+    for info in sorted(entries, key=lambda i: i.path):
+        # Repositories return paths relative to their own root.
+        relative = posixpath.relpath(info.path, root) if root else info.path
+        if relative in (".", path) or relative.startswith(".."):
+            continue
+        if info.is_dir:
+            yield from _walk(repo, root, relative)
+        else:
+            yield ArtifactFile(repo, posixpath.join(root, relative), relative, info.file_size)
+
+
+def list_artifacts(backend: Backend, run: RunRow) -> list[ArtifactFile]:
+    """Every artifact file of one MLflow run, sorted by path."""
+    repo, root = backend.artifact_root(run)
+    return list(_walk(repo, root, ""))
+
+
+def find_artifact(backend: Backend, run: RunRow, path: str, owner: str) -> ArtifactFile:
+    """One artifact file of a run, checked against the run's listing."""
+    relative = safe_relative_path(path)
+    repo, root = backend.artifact_root(run)
+    parent = posixpath.dirname(relative)
+    for item in _walk_one(repo, root, parent):
+        if item.relative == relative:
+            return item
+    raise NotFoundError(f"artifact {relative!r} not found in {owner}")
+
+
+def _walk_one(repo: Any, root: str, folder: str) -> Iterator[ArtifactFile]:
+    full = posixpath.join(root, folder) if folder else root
+    try:
+        entries = repo.list_artifacts(full or None)
+    except OSError:
+        return
+    for info in entries:
+        relative = posixpath.relpath(info.path, root) if root else info.path
+        if not info.is_dir:
+            yield ArtifactFile(repo, posixpath.join(root, relative), relative, info.file_size)
+
+
+@contextmanager
+def open_artifact(item: ArtifactFile) -> Iterator[IO[bytes]]:
+    """A binary file object over one artifact; remote ones are fetched to a temporary file."""
+    local = None
+    get_local = getattr(item.repo, "get_local_path", None)
+    if get_local is not None:
+        local = get_local(item.path)
+    if local is not None:
+        with open(local, "rb") as handle:
+            yield handle
+        return
+    folder = tempfile.mkdtemp(prefix="synmlops-artifact-")
+    try:
+        fetched = item.repo.download_artifacts(item.path, dst_path=folder)
+        with open(fetched, "rb") as handle:
+            yield handle
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bundle_entries(
+    backend: Backend, run: FederatedRun, participant: str | None = None
+) -> list[tuple[str, ArtifactFile]]:
+    """``(name in the ZIP, file)`` for a whole run, or for one participant."""
+    if participant is not None:
+        row = run.participant(participant)
+        return [(item.relative, item) for item in list_artifacts(backend, row)]
+    entries = [(f"global/{item.relative}", item) for item in list_artifacts(backend, run.parent)]
+    for row in run.participants:
+        prefix = f"participants/{row.synergos_id}/"
+        entries += [(prefix + item.relative, item) for item in list_artifacts(backend, row)]
+    return entries
+
+
+class _Sink(io.RawIOBase):
+    """A write-only, non-seekable stream whose written bytes are taken out in pieces."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+def iter_zip(entries: list[tuple[str, ArtifactFile]]) -> Iterator[bytes]:
+    """Yield a ZIP of ``entries`` piece by piece, never holding more than a chunk or so."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for name, item in entries:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            big = item.size is None or item.size > ZIP64_LIMIT
+            with open_artifact(item) as source, zf.open(info, "w", force_zip64=big) as target:
+                while chunk := source.read(CHUNK):
+                    target.write(chunk)
+                    if data := sink.take():
+                        yield data
+            if data := sink.take():
+                yield data
+    if data := sink.take():
+        yield data
+
+
+def write_zip(entries: list[tuple[str, ArtifactFile]], out: IO[bytes]) -> int:
+    """Write the ZIP of ``entries`` to ``out``; return the bytes written."""
+    written = 0
+    for data in iter_zip(entries):
+        out.write(data)
+        written += len(data)
+    return written
+
+
+def iter_file(item: ArtifactFile) -> Iterator[bytes]:
+    with open_artifact(item) as source:
+        while chunk := source.read(CHUNK):
+            yield chunk
+
+
+def content_type(path: str) -> str:
+    import mimetypes
+
+    guessed, _ = mimetypes.guess_type(os.path.basename(path))
+    return guessed or "application/octet-stream"

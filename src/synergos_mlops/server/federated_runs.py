@@ -1,0 +1,285 @@
+"""Federated runs as the Synergos API shows them, read from MLflow's stores.
+
+``Backend`` is what a reader needs: the tracking store's session maker and the artifact
+repository of the server's artifacts destination. The server takes MLflow's own; the
+command line can build one over a store folder. Everything here only reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from synergos_mlops.errors import StoreError, SynergosError
+from synergos_mlops.federation import ExperimentIds, validate_id
+from synergos_mlops.storage import reads
+from synergos_mlops.storage.reads import RunRow
+
+__all__ = [
+    "Backend",
+    "FederatedRun",
+    "NotFoundError",
+    "collaboration_tree",
+    "resolve_run",
+    "run_detail",
+    "run_series",
+]
+
+
+class NotFoundError(SynergosError, LookupError):
+    """A collaboration, project, experiment, run, participant, metric or artifact that is not
+    there; the message names it."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The stores one reader uses."""
+
+    session_maker: reads.SessionMaker
+    artifacts: Any | None  # the artifact repository of the artifacts destination
+
+    @classmethod
+    def of_server(cls) -> Backend:
+        """MLflow's own stores, inside a running tracking server."""
+        from mlflow.server import ARTIFACTS_DESTINATION_ENV_VAR
+        from mlflow.server.handlers import (
+            _get_artifact_repo_mlflow_artifacts,
+            _get_tracking_store,
+        )
+
+        store = _get_tracking_store()
+        session_maker = getattr(store, "ManagedSessionMaker", None)
+        if session_maker is None:
+            raise StoreError("the Synergos API needs a database backend store")
+        artifacts = None
+        if os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
+            artifacts = _get_artifact_repo_mlflow_artifacts()
+        return cls(session_maker, artifacts)
+
+    @classmethod
+    def of_store_folder(cls, folder: str | os.PathLike[str]) -> Backend:
+        """The stores of a store folder (``mlflow.db`` and ``artifacts/``), opened here."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        from synergos_mlops.store import StoreFolder
+
+        store_folder = StoreFolder.at(folder)
+        if not store_folder.db_path.is_file():
+            raise StoreError(f"store {store_folder.path} holds no {store_folder.db_path.name}")
+        store = SqlAlchemyStore(store_folder.backend_store_uri, str(store_folder.artifacts_path))
+        artifacts = get_artifact_repository(str(store_folder.artifacts_path))
+        return cls(store.ManagedSessionMaker, artifacts)
+
+    def artifact_root(self, run: RunRow) -> tuple[Any, str]:
+        """The repository holding a run's artifacts and the run's folder inside it."""
+        uri = run.artifact_uri or ""
+        parsed = urlparse(uri)
+        if parsed.scheme == "mlflow-artifacts":
+            if self.artifacts is None:
+                raise StoreError("the server has no artifacts destination to read artifacts from")
+            return self.artifacts, parsed.path.strip("/")
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        if not uri:
+            raise StoreError(f"run {run.synergos_id!r} has no artifact location")
+        return get_artifact_repository(uri), ""
+
+
+@dataclass(frozen=True)
+class FederatedRun:
+    """One federated run, resolved from its ids: the parent run and its participants."""
+
+    ids: ExperimentIds
+    run_id: str
+    experiment_id: str
+    parent: RunRow
+    participants: tuple[RunRow, ...] = field(default=())
+
+    def participant(self, participant_id: str) -> RunRow:
+        validate_id("participant", participant_id)
+        for row in self.participants:
+            if row.synergos_id == participant_id:
+                return row
+        raise NotFoundError(f"participant {participant_id!r} not found in run {self.run_id!r}")
+
+    @property
+    def run_uuids(self) -> list[str]:
+        return [self.parent.run_uuid, *(p.run_uuid for p in self.participants)]
+
+    def owner_of(self, run_uuid: str) -> str | None:
+        """None for the global run, else the participant id."""
+        if run_uuid == self.parent.run_uuid:
+            return None
+        for row in self.participants:
+            if row.run_uuid == run_uuid:
+                return row.synergos_id
+        return None
+
+
+def iso_time(millis: int | None) -> str | None:
+    if millis is None:
+        return None
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def mlflow_run_url(experiment_id: str, run_uuid: str) -> str:
+    """The MLflow UI's page of a run, relative to the server's root."""
+    return f"/#/experiments/{experiment_id}/runs/{run_uuid}"
+
+
+def _run_summary(row: RunRow) -> dict[str, Any]:
+    return {
+        "id": row.synergos_id,
+        "status": row.status,
+        "start_time": iso_time(row.start_time),
+        "end_time": iso_time(row.end_time),
+        "participant_count": row.participants,
+        "mlflow_run_id": row.run_uuid,
+    }
+
+
+def collaboration_tree(backend: Backend) -> list[dict[str, Any]]:
+    """Collaborations → projects → experiments → runs, sorted by id; runs by start time."""
+    experiments = reads.synergos_experiments(backend.session_maker)
+    runs = reads.federation_runs(backend.session_maker, [e.experiment_id for e in experiments])
+    by_experiment: dict[str, list[RunRow]] = {}
+    for row in runs:
+        by_experiment.setdefault(row.experiment_id, []).append(row)
+    tree: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for experiment in experiments:
+        rows = sorted(
+            by_experiment.get(experiment.experiment_id, []),
+            key=lambda r: (r.start_time or 0, r.synergos_id),
+        )
+        tree.setdefault(experiment.collaboration, {}).setdefault(experiment.project, []).append(
+            {
+                "id": experiment.experiment,
+                "mlflow_experiment_id": experiment.experiment_id,
+                "runs": [_run_summary(r) for r in rows],
+            }
+        )
+    return [
+        {
+            "id": collaboration,
+            "projects": [
+                {"id": project, "experiments": sorted(exps, key=lambda e: e["id"])}
+                for project, exps in sorted(projects.items())
+            ],
+        }
+        for collaboration, projects in sorted(tree.items())
+    ]
+
+
+def _missing_level(backend: Backend, ids: ExperimentIds) -> str:
+    known = reads.synergos_experiments(backend.session_maker)
+    if not any(e.collaboration == ids.collaboration for e in known):
+        return f"collaboration {ids.collaboration!r} not found"
+    if not any(e.collaboration == ids.collaboration and e.project == ids.project for e in known):
+        return f"project {ids.project!r} not found in collaboration {ids.collaboration!r}"
+    return (
+        f"experiment {ids.experiment!r} not found in project {ids.project!r} of "
+        f"collaboration {ids.collaboration!r}"
+    )
+
+
+def resolve_run(
+    backend: Backend, collaboration: str, project: str, experiment: str, run: str
+) -> FederatedRun:
+    """Find a federated run by its ids; raise InvalidIdError or NotFoundError naming it."""
+    ids = ExperimentIds(collaboration, project, experiment)
+    validate_id("run", run)
+    experiment_id = reads.find_experiment(backend.session_maker, ids.name)
+    if experiment_id is None:
+        raise NotFoundError(_missing_level(backend, ids))
+    parent = reads.find_federation_run(backend.session_maker, experiment_id, run)
+    if parent is None:
+        raise NotFoundError(f"run {run!r} not found in experiment {ids.name!r}")
+    participants = reads.participant_runs(backend.session_maker, parent.run_uuid)
+    return FederatedRun(ids, run, experiment_id, parent, tuple(participants))
+
+
+def _latest(points: Iterable[reads.MetricPoint]) -> dict[str, dict[str, Any]]:
+    return {
+        p.key: {"value": p.value, "step": p.step, "timestamp": p.timestamp}
+        for p in sorted(points, key=lambda p: p.key)
+    }
+
+
+def run_detail(backend: Backend, run: FederatedRun) -> dict[str, Any]:
+    """Everything the run view shows but the series and the artifact listing."""
+    latest = reads.latest_metrics(backend.session_maker, run.run_uuids)
+    by_run: dict[str, list[reads.MetricPoint]] = {}
+    for point in latest:
+        by_run.setdefault(point.run_uuid, []).append(point)
+    keys = sorted({p.key for p in latest})
+    parent = run.parent
+    return {
+        "collaboration": run.ids.collaboration,
+        "project": run.ids.project,
+        "experiment": run.ids.experiment,
+        "run": run.run_id,
+        "status": parent.status,
+        "start_time": iso_time(parent.start_time),
+        "end_time": iso_time(parent.end_time),
+        "hyperparameters": dict(
+            sorted(reads.params(backend.session_maker, parent.run_uuid).items())
+        ),
+        "participants": [
+            {
+                "id": p.synergos_id,
+                "status": p.status,
+                "start_time": iso_time(p.start_time),
+                "end_time": iso_time(p.end_time),
+                "mlflow_run_id": p.run_uuid,
+                "mlflow_url": mlflow_run_url(p.experiment_id, p.run_uuid),
+            }
+            for p in run.participants
+        ],
+        "metric_keys": keys,
+        "latest_metrics": {
+            "global": _latest(by_run.get(parent.run_uuid, [])),
+            "participants": {
+                p.synergos_id: _latest(by_run.get(p.run_uuid, [])) for p in run.participants
+            },
+        },
+        "mlflow": {
+            "experiment_id": run.experiment_id,
+            "run_id": parent.run_uuid,
+            "url": mlflow_run_url(run.experiment_id, parent.run_uuid),
+        },
+    }
+
+
+def run_series(backend: Backend, run: FederatedRun, keys: Sequence[str]) -> dict[str, Any]:
+    """The series of ``keys`` for the global run and every participant, in one query."""
+    series = reads.metric_series(backend.session_maker, run.run_uuids, keys)
+    missing = [key for key in keys if key not in series]
+    if missing:
+        raise NotFoundError(
+            f"metric {missing[0]!r} not found in run {run.run_id!r}"
+            + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    order = {uuid: index for index, uuid in enumerate(run.run_uuids)}
+    out: dict[str, Any] = {}
+    for key in keys:
+        per_run = series[key]
+        entry: dict[str, Any] = {
+            "axis": "epoch" if "/epoch/" in f"/{key}" else "round",
+            "global": None,
+            "participants": {},
+        }
+        for run_uuid, (steps, values) in sorted(per_run.items(), key=lambda i: order[i[0]]):
+            line = {"steps": steps, "values": values}
+            owner = run.owner_of(run_uuid)
+            if owner is None:
+                entry["global"] = line
+            else:
+                entry["participants"][owner] = line
+        out[key] = entry
+    return {"run": run.run_id, "keys": list(keys), "series": out}

@@ -1,0 +1,469 @@
+/* Synergos Command Station: a federation-aware view of runs kept in MLflow.
+ * Plain JS, no build step. Every view has its own URL under /synergos/ built from the ids:
+ *   ./                         overview
+ *   c/<c>[/<p>[/<e>]]          a collaboration, project or experiment: its runs
+ *   runs/<c>/<p>/<e>/<r>       one federated run
+ * The JSON comes from ../api/synergos/v1/.
+ */
+(function () {
+  "use strict";
+
+  const BASE = new URL(document.baseURI);
+  const API = new URL("../api/synergos/v1/", BASE);
+  const ROOT = new URL("../", BASE);
+  const enc = encodeURIComponent;
+  const state = { tree: null, run: null, axis: "round", hidden: new Set(), charts: {}, series: {} };
+  window.__synergos = state;
+
+  // ---------- small helpers ----------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "dataset") Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+  const link = (href, text, attrs) => h("a", Object.assign({ href, "data-nav": true }, attrs || {}), text);
+  const path = (...ids) => ids.map(enc).join("/");
+  const runHref = (c, p, e, r) => "runs/" + path(c, p, e, r);
+  const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+  function fmtNum(v) {
+    if (v === null || v === undefined) return "—";
+    if (typeof v !== "number") return String(v);
+    if (Number.isInteger(v) && Math.abs(v) < 1e9) return String(v);
+    const a = Math.abs(v);
+    return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : v.toFixed(4);
+  }
+  function fmtSize(n) {
+    if (n === null || n === undefined) return "";
+    const units = ["B", "KB", "MB", "GB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : n) + " " + units[i];
+  }
+  function duration(a, b) {
+    if (!a || !b) return null;
+    const s = Math.round((new Date(b) - new Date(a)) / 1000);
+    return s < 60 ? s + " s" : s < 3600 ? Math.round(s / 60) + " min" : (s / 3600).toFixed(1) + " h";
+  }
+  async function getJSON(url) {
+    const res = await fetch(url, { headers: { Accept: "application/json" } });
+    let body = null;
+    try { body = await res.json(); } catch (e) { /* not JSON */ }
+    if (!res.ok) throw new Error((body && body.error && body.error.message) || res.status + " " + res.statusText);
+    return body;
+  }
+  function color(i) {
+    return "hsl(" + Math.round((i * 137.508 + 200) % 360) + ", 62%, " + (i % 2 ? 52 : 42) + "%)";
+  }
+  const GLOBAL = "global";
+  // Lower is better for these statistics; higher for the rest.
+  const LOWER = /(loss|mse|mae|fprs?|fnrs?|fdrs?|fps|fns|error)$/i;
+
+  // ---------- routing ----------
+  function route() {
+    const rel = decodeURI(location.pathname).startsWith(decodeURI(BASE.pathname))
+      ? location.pathname.slice(BASE.pathname.length) : "";
+    const parts = rel.split("/").filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === "runs" && parts.length === 5) return { view: "run", ids: parts.slice(1) };
+    if (parts[0] === "c" && parts.length >= 2 && parts.length <= 4) return { view: "node", ids: parts.slice(1) };
+    return { view: "home", ids: [] };
+  }
+  function go(href) {
+    history.pushState(null, "", new URL(href, BASE));
+    render();
+  }
+  document.addEventListener("click", (ev) => {
+    const a = ev.target.closest("a[data-nav]");
+    if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+    ev.preventDefault();
+    go(a.getAttribute("href"));
+  });
+  window.addEventListener("popstate", render);
+
+  // ---------- tree ----------
+  async function loadTree() {
+    state.tree = (await getJSON(new URL("collaborations", API))).collaborations;
+    drawTree();
+  }
+  function drawTree() {
+    const box = document.getElementById("tree");
+    const filter = document.getElementById("tree-filter").value.trim().toLowerCase();
+    const { view, ids } = route();
+    box.replaceChildren();
+    if (!state.tree.length) {
+      box.append(h("p", { class: "muted pad" }, "No federated runs yet."));
+      return;
+    }
+    for (const c of state.tree) {
+      const cNode = h("details", { open: true, role: "treeitem" },
+        h("summary", {}, h("span", { class: "kind" }, "collab"), link("c/" + path(c.id), c.id)));
+      for (const p of c.projects) {
+        const pNode = h("details", { open: true, role: "treeitem" },
+          h("summary", {}, h("span", { class: "kind" }, "project"), link("c/" + path(c.id, p.id), p.id)));
+        for (const e of p.experiments) {
+          const eNode = h("details", { open: true, role: "treeitem" },
+            h("summary", {}, h("span", { class: "kind" }, "exp"), link("c/" + path(c.id, p.id, e.id), e.id)));
+          for (const r of e.runs) {
+            const hay = [c.id, p.id, e.id, r.id].join(" ").toLowerCase();
+            if (filter && !hay.includes(filter)) continue;
+            const selected = view === "run" && ids.join("\u0000") === [c.id, p.id, e.id, r.id].join("\u0000");
+            eNode.append(link(runHref(c.id, p.id, e.id, r.id),
+              [h("span", { class: "dot " + (r.status || "") }), h("span", {}, r.id),
+               h("span", { class: "count", title: "participants" }, r.participant_count + " ◆")],
+              { class: "run" + (selected ? " selected" : ""), role: "treeitem", title: r.status || "" }));
+          }
+          pNode.append(eNode);
+        }
+        cNode.append(pNode);
+      }
+      box.append(cNode);
+    }
+  }
+  document.getElementById("tree-filter").addEventListener("input", () => state.tree && drawTree());
+
+  function crumbs(ids, runView) {
+    const box = document.getElementById("crumbs");
+    box.replaceChildren();
+    const names = ["c", "c", "c", "runs"];
+    ids.forEach((id, i) => {
+      if (i) box.append(h("span", { class: "sep" }, "/"));
+      const last = i === ids.length - 1;
+      if (last) box.append(h("span", { class: "here" }, id));
+      else box.append(link((runView && i === 3 ? names[3] : "c") + "/" + path(...ids.slice(0, i + 1)), id));
+    });
+  }
+
+  // ---------- overview and folder views ----------
+  function runsTable(rows) {
+    if (!rows.length) return h("p", { class: "muted" }, "No runs here yet.");
+    return h("div", { class: "scroll" }, h("table", {},
+      h("thead", {}, h("tr", {}, ["Run", "Collaboration / project / experiment", "Status", "Participants",
+        "Started", "Duration"].map((t, i) => h("th", { class: i === 3 ? "num" : "" }, t)))),
+      h("tbody", {}, rows.map(([c, p, e, r]) => h("tr", {},
+        h("td", {}, link(runHref(c, p, e, r.id), r.id)),
+        h("td", { class: "muted" }, [c, p, e].join(" / ")),
+        h("td", {}, h("span", { class: "badge " + (r.status || "") }, r.status || "—")),
+        h("td", { class: "num" }, r.participant_count),
+        h("td", {}, fmtTime(r.start_time)),
+        h("td", {}, duration(r.start_time, r.end_time) || "—"))))));
+  }
+  function flatRuns(ids) {
+    const rows = [];
+    for (const c of state.tree) {
+      if (ids[0] !== undefined && c.id !== ids[0]) continue;
+      for (const p of c.projects) {
+        if (ids[1] !== undefined && p.id !== ids[1]) continue;
+        for (const e of p.experiments) {
+          if (ids[2] !== undefined && e.id !== ids[2]) continue;
+          for (const r of e.runs) rows.push([c.id, p.id, e.id, r]);
+        }
+      }
+    }
+    return rows.sort((a, b) => (b[3].start_time || "").localeCompare(a[3].start_time || ""));
+  }
+  function renderFolder(main, ids) {
+    crumbs(ids, false);
+    const rows = flatRuns(ids);
+    const kinds = ["collaboration", "project", "experiment"];
+    if (ids.length && !rows.length && !findNode(ids)) {
+      main.append(h("div", { class: "error" }, kinds[ids.length - 1] + " " + JSON.stringify(ids[ids.length - 1]) + " not found"));
+      return;
+    }
+    const title = ids.length ? ids[ids.length - 1] : "All federated runs";
+    const collabs = new Set(rows.map((r) => r[0])).size;
+    const participants = rows.reduce((n, r) => n + r[3].participant_count, 0);
+    main.append(
+      h("h1", {}, title),
+      h("div", { class: "sub" }, ids.length ? kinds[ids.length - 1] : "Collaborations → projects → experiments → runs"),
+      h("div", { class: "stats" },
+        h("div", { class: "stat" }, h("b", {}, collabs), "collaborations"),
+        h("div", { class: "stat" }, h("b", {}, rows.length), "runs"),
+        h("div", { class: "stat" }, h("b", {}, rows.filter((r) => r[3].status === "RUNNING").length), "running"),
+        h("div", { class: "stat" }, h("b", {}, participants), "participant runs")),
+      h("div", { class: "card" }, h("h2", {}, "Runs"), runsTable(rows)));
+  }
+  function findNode(ids) {
+    let level = state.tree;
+    const keys = ["projects", "experiments"];
+    for (let i = 0; i < ids.length; i++) {
+      const node = level.find((n) => n.id === ids[i]);
+      if (!node) return null;
+      level = node[keys[i]] || [];
+    }
+    return true;
+  }
+
+  // ---------- run view ----------
+  async function renderRun(main, ids) {
+    crumbs(ids, true);
+    const base = new URL("runs/" + path(...ids), API);
+    const run = await getJSON(base);
+    state.run = run;
+    state.base = base;
+    state.series = {};
+    const participants = run.participants.map((p) => p.id);
+    const mlflowUrl = new URL(run.mlflow.url.replace(/^\//, ""), ROOT).href;
+    main.replaceChildren(
+      h("div", { class: "sub", style: "margin-bottom:4px" }, "Federated run"),
+      h("h1", {}, run.run),
+      h("div", { class: "sub" },
+        h("span", { class: "badge " + (run.status || "") }, run.status || "—"),
+        h("span", {}, participants.length + " participants"),
+        h("span", {}, "started " + fmtTime(run.start_time)),
+        run.end_time ? h("span", {}, "took " + duration(run.start_time, run.end_time)) : null,
+        h("div", { class: "actions" },
+          h("a", { class: "btn", id: "open-mlflow", href: mlflowUrl, target: "_blank", rel: "noopener" }, "Open in MLflow ↗"),
+          h("a", { class: "btn primary", id: "download-all", href: base.href + "/bundle.zip", download: "" }, "⤓ Download all"))),
+      h("div", { class: "grid2" },
+        h("div", { class: "card" }, h("h2", {}, "Hyperparameters"), paramsTable(run.hyperparameters)),
+        h("div", { class: "card" }, h("h2", {}, "Participants — latest metrics"), latestTable(run))),
+      metricsCard(run),
+      classCard(run),
+      artifactsCard(run));
+    await drawCharts();
+  }
+
+  function paramsTable(params) {
+    const keys = Object.keys(params);
+    if (!keys.length) return h("p", { class: "muted" }, "No hyperparameters logged.");
+    return h("div", { class: "scroll" }, h("table", { id: "hyperparameters" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Value"))),
+      h("tbody", {}, keys.map((k) => h("tr", {}, h("td", {}, k), h("td", {}, params[k]))))));
+  }
+
+  const isClassKey = (k) => /\/class_\d+$/.test(k);
+  const isEpochKey = (k) => ("/" + k).includes("/epoch/");
+
+  function latestTable(run) {
+    const keys = run.metric_keys.filter((k) => !isClassKey(k) && !isEpochKey(k));
+    if (!keys.length) return h("p", { class: "muted" }, "No metrics logged.");
+    const parts = run.participants.map((p) => p.id);
+    const marks = {};
+    for (const k of keys) {
+      const vals = parts.map((p) => (run.latest_metrics.participants[p][k] || {}).value)
+        .filter((v) => typeof v === "number");
+      if (vals.length < 2) continue;
+      const lower = LOWER.test(k.split("/").pop());
+      const hi = Math.max(...vals), lo = Math.min(...vals);
+      if (hi === lo) continue;
+      marks[k] = { best: lower ? lo : hi, worst: lower ? hi : lo };
+    }
+    const cell = (p, k) => {
+      const v = ((p === GLOBAL ? run.latest_metrics.global : run.latest_metrics.participants[p])[k] || {}).value;
+      const m = p !== GLOBAL && marks[k];
+      const cls = "num" + (m && v === m.best ? " best" : m && v === m.worst ? " worst" : "");
+      return h("td", { class: cls, title: m && v === m.best ? "best" : m && v === m.worst ? "worst" : null }, fmtNum(v));
+    };
+    return h("div", { class: "scroll" }, h("table", { id: "latest-metrics" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Participant"), keys.map((k) => h("th", { class: "num" }, k)))),
+      h("tbody", {},
+        h("tr", { class: "global" }, h("td", {}, "Global"), keys.map((k) => cell(GLOBAL, k))),
+        parts.map((p) => h("tr", { dataset: { participant: p } }, h("td", {}, p), keys.map((k) => cell(p, k)))))));
+  }
+
+  function classCard(run) {
+    const stats = [...new Set(run.metric_keys.filter(isClassKey).map((k) => k.replace(/\/class_\d+$/, "")))].sort();
+    if (!stats.length) return null;
+    const box = h("div", {});
+    const select = h("select", { id: "class-stat", "aria-label": "Statistic", onchange: () => draw() },
+      stats.map((s) => h("option", { value: s }, s)));
+    function draw() {
+      const stat = select.value;
+      const classes = run.metric_keys.filter((k) => k.startsWith(stat + "/class_"))
+        .sort((a, b) => +a.split("_").pop() - +b.split("_").pop());
+      const rows = [[GLOBAL, run.latest_metrics.global], ...run.participants.map((p) => [p.id, run.latest_metrics.participants[p.id]])];
+      const mean = (m) => {
+        const v = classes.map((k) => (m[k] || {}).value).filter((x) => typeof x === "number");
+        return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+      };
+      box.replaceChildren(h("div", { class: "scroll" }, h("table", { id: "class-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Participant"),
+          classes.map((k) => h("th", { class: "num" }, "class " + k.split("_").pop())), h("th", { class: "num" }, "mean"))),
+        h("tbody", {}, rows.map(([id, m]) => h("tr", { class: id === GLOBAL ? "global" : "" },
+          h("td", {}, id === GLOBAL ? "Global" : id),
+          classes.map((k) => h("td", { class: "num" }, fmtNum((m[k] || {}).value))),
+          h("td", { class: "num" }, fmtNum(mean(m)))))))));
+    }
+    draw();
+    return h("div", { class: "card", id: "per-class" },
+      h("div", { class: "card-head" }, h("h2", {}, "Per-class statistics (latest round)"), select), box);
+  }
+
+  function artifactsCard(run) {
+    const files = (list) => list.length
+      ? h("ul", { class: "files" }, list.map((f) => h("li", {},
+          h("a", { href: f.url, download: "" }, f.path), h("span", { class: "size" }, fmtSize(f.size)))))
+      : h("p", { class: "muted" }, "No artifacts.");
+    const groups = [h("details", { class: "artifact-group", open: true },
+      h("summary", {}, "Global (federation)"), files(run.artifacts.global))];
+    const many = run.participants.length > 6;
+    for (const p of run.participants) {
+      groups.push(h("details", { class: "artifact-group", open: !many, dataset: { participant: p.id } },
+        h("summary", {}, p.id, h("a", { class: "btn", href: p.bundle, download: "" }, "ZIP")),
+        files(run.artifacts.participants[p.id] || [])));
+    }
+    return h("div", { class: "card", id: "artifacts" },
+      h("div", { class: "card-head" }, h("h2", {}, "Artifacts"),
+        h("a", { class: "btn", href: state.base.href + "/bundle.zip", download: "" }, "Download all (ZIP)")),
+      groups);
+  }
+
+  // ---------- charts ----------
+  function metricsCard(run) {
+    const hasEpoch = run.metric_keys.some(isEpochKey);
+    const seg = h("div", { class: "seg", role: "group", "aria-label": "Axis" },
+      ["round", "epoch"].map((axis) => h("button", {
+        class: state.axis === axis ? "on" : "", "data-axis": axis, disabled: axis === "epoch" && !hasEpoch,
+        onclick: () => { state.axis = axis; seg.querySelectorAll("button").forEach((b) => b.classList.toggle("on", b.dataset.axis === axis)); drawCharts(); },
+      }, axis === "round" ? "Rounds" : "Epochs")));
+    const names = [GLOBAL, ...run.participants.map((p) => p.id)];
+    const chips = h("div", { class: "chips", id: "series-toggles" }, names.map((name, i) =>
+      h("button", { class: "chip" + (state.hidden.has(name) ? " off" : ""), dataset: { series: name },
+        onclick: (ev) => toggle(name, ev.currentTarget) },
+        h("span", { class: "sw", style: "background:" + (i ? color(i - 1) : "#111") }), name === GLOBAL ? "Global" : name)));
+    const all = (show) => () => {
+      for (const n of names) { if (show) state.hidden.delete(n); else if (n !== GLOBAL) state.hidden.add(n); }
+      chips.querySelectorAll(".chip").forEach((c) => c.classList.toggle("off", state.hidden.has(c.dataset.series)));
+      applyVisibility();
+    };
+    return h("div", { class: "card", id: "metrics" },
+      h("div", { class: "card-head" }, h("h2", {}, "Metrics"), seg,
+        h("button", { class: "btn", onclick: all(true) }, "Show all"),
+        h("button", { class: "btn", onclick: all(false) }, "Global only")),
+      chips, h("div", { class: "charts", id: "charts" }));
+  }
+  function toggle(name, chip) {
+    if (state.hidden.has(name)) state.hidden.delete(name); else state.hidden.add(name);
+    chip.classList.toggle("off", state.hidden.has(name));
+    applyVisibility();
+  }
+  function applyVisibility() {
+    for (const chart of Object.values(state.charts)) {
+      chart.u.batch(() => chart.names.forEach((n, i) => {
+        const show = !state.hidden.has(n);
+        if (chart.u.series[i + 1].show !== show) chart.u.setSeries(i + 1, { show });
+      }));
+    }
+  }
+
+  async function drawCharts() {
+    const run = state.run;
+    const box = document.getElementById("charts");
+    for (const c of Object.values(state.charts)) c.u.destroy();
+    state.charts = {};
+    box.replaceChildren();
+    const keys = run.metric_keys.filter((k) => !isClassKey(k) && (state.axis === "epoch") === isEpochKey(k));
+    if (!keys.length) { box.append(h("p", { class: "muted" }, "No " + state.axis + "-level metrics.")); return; }
+    const missing = keys.filter((k) => !state.series[k]);
+    if (missing.length) {
+      const url = new URL(state.base.href + "/metrics");
+      url.searchParams.set("keys", missing.join(","));
+      Object.assign(state.series, (await getJSON(url)).series);
+    }
+    const observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        observer.unobserve(entry.target);
+        plot(entry.target, entry.target.dataset.metric);
+      }
+    }, { rootMargin: "300px" });
+    for (const key of keys) {
+      const el = h("div", { class: "chart", dataset: { metric: key } }, h("h3", {}, key), h("div", { class: "plot" }));
+      box.append(el);
+      observer.observe(el);
+    }
+  }
+
+  function plot(el, key) {
+    const run = state.run;
+    const s = state.series[key];
+    const names = [GLOBAL, ...run.participants.map((p) => p.id)];
+    const lines = names.map((n) => (n === GLOBAL ? s.global : s.participants[n]) || { steps: [], values: [] });
+    const xs = [...new Set(lines.flatMap((l) => l.steps))].sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const data = [xs, ...lines.map((l) => {
+      const ys = new Array(xs.length).fill(null);
+      l.steps.forEach((st, i) => { ys[index.get(st)] = l.values[i]; });
+      return ys;
+    })];
+    const holder = el.querySelector(".plot");
+    const tip = h("div", { class: "tip" });
+    const axisName = s.axis === "epoch" ? "epoch" : "round";
+    const opts = {
+      width: Math.max(300, holder.clientWidth || 420), height: 240,
+      legend: { show: false },
+      cursor: { points: { size: 6 }, focus: { prox: 24 } },
+      focus: { alpha: 0.35 },
+      scales: { x: { time: false } },
+      axes: [{ label: axisName, labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
+             { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+      series: [{ label: axisName }, ...names.map((n, i) => ({
+        label: n === GLOBAL ? "Global" : n, show: !state.hidden.has(n),
+        stroke: i ? color(i - 1) : "#111", width: i ? 1.4 : 2.6, spanGaps: true,
+        points: { show: xs.length < 40 && names.length < 12 },
+      }))],
+      hooks: { setCursor: [(u) => showTip(u, tip, axisName)] },
+    };
+    const u = new uPlot(opts, data, holder);
+    u.over.append(tip);
+    state.charts[key] = { u, names };
+    el.dataset.lines = String(names.length);
+    new ResizeObserver(() => {
+      const w = holder.clientWidth;
+      if (w && Math.abs(w - u.width) > 4) u.setSize({ width: w, height: 240 });
+    }).observe(holder);
+  }
+
+  function showTip(u, tip, axisName) {
+    const idx = u.cursor.idx;
+    if (idx === null || idx === undefined || u.cursor.left < 0) { tip.style.display = "none"; return; }
+    const rows = [];
+    for (let i = 1; i < u.series.length; i++) {
+      const v = u.data[i][idx];
+      if (!u.series[i].show || v === null || v === undefined) continue;
+      rows.push([u.series[i].label, v, u.series[i].stroke()]);
+    }
+    if (!rows.length) { tip.style.display = "none"; return; }
+    rows.sort((a, b) => b[1] - a[1]);
+    const shown = rows.slice(0, 12);
+    tip.replaceChildren(h("div", { class: "muted", style: "color:#c9d6f5" }, axisName + " " + u.data[0][idx]),
+      shown.map(([label, v, c]) => h("div", { class: "row" }, h("span", { class: "sw", style: "background:" + c }), label, h("b", {}, fmtNum(v)))),
+      rows.length > shown.length ? h("div", { class: "muted", style: "color:#c9d6f5" }, "+ " + (rows.length - shown.length) + " more") : null);
+    tip.style.display = "block";
+    const left = u.cursor.left + 14, width = tip.offsetWidth;
+    tip.style.left = (left + width > u.over.clientWidth ? u.cursor.left - width - 14 : left) + "px";
+    tip.style.top = Math.max(0, Math.min(u.cursor.top - 10, u.over.clientHeight - tip.offsetHeight)) + "px";
+  }
+
+  // ---------- render ----------
+  async function render() {
+    const main = document.getElementById("main");
+    const { view, ids } = route();
+    try {
+      if (!state.tree) await loadTree(); else drawTree();
+      main.replaceChildren();
+      main.scrollTop = 0;
+      if (view === "run") {
+        main.append(h("p", { class: "muted" }, "Loading run…"));
+        await renderRun(main, ids);
+        document.title = ids[3] + " · Synergos Command Station";
+      } else {
+        crumbs([], false);
+        renderFolder(main, ids);
+        document.title = (ids.length ? ids[ids.length - 1] + " · " : "") + "Synergos Command Station";
+      }
+    } catch (err) {
+      main.replaceChildren(h("div", { class: "error", id: "error" }, String(err.message || err)));
+    }
+  }
+  render();
+})();

@@ -1,0 +1,52 @@
+"""The Command Station page, ``/synergos/``: package data served by the same app as the API.
+
+Every view has its own URL built from the ids (``/synergos/runs/<c>/<p>/<e>/<r>``); each such
+URL answers with the same ``index.html``, whose ``<base>`` points at ``/synergos/`` so its
+assets load at any depth. MLflow's security middleware adds X-Frame-Options to these
+responses like to its own (``synmlops serve --x-frame-options``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+__all__ = ["STATIC", "router"]
+
+STATIC = Path(str(resources.files("synergos_mlops.server") / "static"))
+router = APIRouter(include_in_schema=False)
+
+
+@lru_cache(maxsize=1)
+def _index() -> str:
+    return (STATIC / "index.html").read_text(encoding="utf-8")
+
+
+def _page(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    html = _index().replace("__BASE__", f"{root}/synergos/")
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/synergos")
+def station_root(request: Request) -> Response:
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/synergos/", status_code=308)
+
+
+@router.get("/synergos/static/{path:path}")
+def station_asset(path: str) -> Response:
+    target = (STATIC / path).resolve()
+    if not path or not target.is_relative_to(STATIC.resolve()) or not target.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/synergos/")
+@router.get("/synergos/{view:path}")
+def station_page(request: Request, view: str = "") -> HTMLResponse:
+    return _page(request)

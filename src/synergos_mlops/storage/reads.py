@@ -1,0 +1,315 @@
+"""Fast reads of federated runs straight from MLflow's SQL tables.
+
+The Synergos API answers questions MLflow's REST API would need many calls for (a run's
+participants, every participant's series of several metrics). Each function here is one or
+two SQL queries through MLflow's own SQLAlchemy models, on a session from the tracking
+store's ``ManagedSessionMaker``; they only read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from synergos_mlops.federation import (
+    ROLE_FEDERATION,
+    ROLE_PARTICIPANT,
+    TAG_COLLABORATION,
+    TAG_EXPERIMENT,
+    TAG_PARTICIPANT,
+    TAG_PROJECT,
+    TAG_ROLE,
+    TAG_RUN,
+)
+
+__all__ = [
+    "ExperimentRow",
+    "MetricPoint",
+    "RunRow",
+    "SessionMaker",
+    "federation_runs",
+    "find_experiment",
+    "find_federation_run",
+    "latest_metrics",
+    "metric_series",
+    "params",
+    "participant_runs",
+    "synergos_experiments",
+]
+
+#: ``SqlAlchemyStore.ManagedSessionMaker``: a context manager that yields a session.
+SessionMaker = Callable[[], AbstractContextManager[Any]]
+
+PARENT_TAG = "mlflow.parentRunId"
+ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class ExperimentRow:
+    experiment_id: str
+    name: str
+    collaboration: str
+    project: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A federation (parent) or participant (child) run."""
+
+    run_uuid: str
+    experiment_id: str
+    synergos_id: str
+    status: str | None
+    start_time: int | None
+    end_time: int | None
+    artifact_uri: str | None
+    participants: int = 0
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    run_uuid: str
+    key: str
+    step: int
+    value: float | None  # None for NaN
+    timestamp: int
+
+
+def _value(value: float, is_nan: bool) -> float | None:
+    return None if is_nan else float(value)
+
+
+def synergos_experiments(session_maker: SessionMaker) -> list[ExperimentRow]:
+    """Every active experiment tagged with a Synergos collaboration."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+
+    keys = (TAG_COLLABORATION, TAG_PROJECT, TAG_EXPERIMENT)
+    with session_maker() as session:
+        rows = (
+            session.query(
+                SqlExperiment.experiment_id,
+                SqlExperiment.name,
+                SqlExperimentTag.key,
+                SqlExperimentTag.value,
+            )
+            .join(SqlExperimentTag, SqlExperimentTag.experiment_id == SqlExperiment.experiment_id)
+            .filter(SqlExperiment.lifecycle_stage == ACTIVE, SqlExperimentTag.key.in_(keys))
+            .all()
+        )
+    found: dict[str, dict[str, str]] = {}
+    names: dict[str, str] = {}
+    for experiment_id, name, key, value in rows:
+        found.setdefault(str(experiment_id), {})[key] = value
+        names[str(experiment_id)] = name
+    result = []
+    for experiment_id, tags in found.items():
+        if TAG_COLLABORATION not in tags:
+            continue
+        parts = names[experiment_id].split("/")
+        fallback = parts if len(parts) == 3 else ["", "", names[experiment_id]]
+        result.append(
+            ExperimentRow(
+                experiment_id=experiment_id,
+                name=names[experiment_id],
+                collaboration=tags[TAG_COLLABORATION],
+                project=tags.get(TAG_PROJECT, fallback[1]),
+                experiment=tags.get(TAG_EXPERIMENT, fallback[2]),
+            )
+        )
+    return result
+
+
+def find_experiment(session_maker: SessionMaker, name: str) -> str | None:
+    """The id of the active experiment called ``name``, or None."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+
+    with session_maker() as session:
+        row = (
+            session.query(SqlExperiment.experiment_id)
+            .filter(SqlExperiment.name == name, SqlExperiment.lifecycle_stage == ACTIVE)
+            .first()
+        )
+    return None if row is None else str(row[0])
+
+
+def _run_query(session: Any, role: str, id_tag: str) -> Any:
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from sqlalchemy.orm import aliased
+
+    role_tag = aliased(SqlTag)
+    id_value = aliased(SqlTag)
+    return (
+        session.query(
+            SqlRun.run_uuid,
+            SqlRun.experiment_id,
+            id_value.value,
+            SqlRun.name,
+            SqlRun.status,
+            SqlRun.start_time,
+            SqlRun.end_time,
+            SqlRun.artifact_uri,
+        )
+        .join(
+            role_tag,
+            (role_tag.run_uuid == SqlRun.run_uuid)
+            & (role_tag.key == TAG_ROLE)
+            & (role_tag.value == role),
+        )
+        .outerjoin(id_value, (id_value.run_uuid == SqlRun.run_uuid) & (id_value.key == id_tag))
+        .filter(SqlRun.lifecycle_stage == ACTIVE)
+    )
+
+
+def _run_row(row: Sequence[Any], participants: int = 0) -> RunRow:
+    run_uuid, experiment_id, synergos_id, name, status, start, end, artifact_uri = row
+    return RunRow(
+        run_uuid=run_uuid,
+        experiment_id=str(experiment_id),
+        synergos_id=synergos_id if synergos_id is not None else (name or run_uuid),
+        status=status,
+        start_time=start,
+        end_time=end,
+        artifact_uri=artifact_uri,
+        participants=participants,
+    )
+
+
+def _participant_counts(session: Any, parent_uuids: Iterable[str]) -> dict[str, int]:
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from sqlalchemy import func
+    from sqlalchemy.orm import aliased
+
+    parents = list(parent_uuids)
+    if not parents:
+        return {}
+    parent = aliased(SqlTag)
+    role = aliased(SqlTag)
+    rows = (
+        session.query(parent.value, func.count(SqlRun.run_uuid))
+        .join(SqlRun, SqlRun.run_uuid == parent.run_uuid)
+        .join(
+            role,
+            (role.run_uuid == parent.run_uuid)
+            & (role.key == TAG_ROLE)
+            & (role.value == ROLE_PARTICIPANT),
+        )
+        .filter(parent.key == PARENT_TAG, parent.value.in_(parents))
+        .filter(SqlRun.lifecycle_stage == ACTIVE)
+        .group_by(parent.value)
+        .all()
+    )
+    return {value: int(count) for value, count in rows}
+
+
+def federation_runs(session_maker: SessionMaker, experiment_ids: Sequence[str]) -> list[RunRow]:
+    """The federation (parent) runs of these experiments, each with its participant count."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    if not experiment_ids:
+        return []
+    with session_maker() as session:
+        rows = (
+            _run_query(session, ROLE_FEDERATION, TAG_RUN)
+            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
+            .all()
+        )
+        counts = _participant_counts(session, (row[0] for row in rows))
+    return [_run_row(row, counts.get(row[0], 0)) for row in rows]
+
+
+def find_federation_run(
+    session_maker: SessionMaker, experiment_id: str, run_id: str
+) -> RunRow | None:
+    """The federation run ``run_id`` of an experiment (the latest started, if logged twice)."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+    with session_maker() as session:
+        tagged = session.query(SqlTag.run_uuid).filter(
+            SqlTag.key == TAG_RUN, SqlTag.value == run_id
+        )
+        row = (
+            _run_query(session, ROLE_FEDERATION, TAG_RUN)
+            .filter(SqlRun.experiment_id == int(experiment_id), SqlRun.run_uuid.in_(tagged))
+            .order_by(SqlRun.start_time.desc())
+            .first()
+        )
+        if row is None:
+            return None
+        counts = _participant_counts(session, [row[0]])
+    return _run_row(row, counts.get(row[0], 0))
+
+
+def participant_runs(session_maker: SessionMaker, parent_uuid: str) -> list[RunRow]:
+    """The participant (child) runs of a federation run, sorted by participant id."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+    with session_maker() as session:
+        children = session.query(SqlTag.run_uuid).filter(
+            SqlTag.key == PARENT_TAG, SqlTag.value == parent_uuid
+        )
+        rows = (
+            _run_query(session, ROLE_PARTICIPANT, TAG_PARTICIPANT)
+            .filter(SqlRun.run_uuid.in_(children))
+            .all()
+        )
+    return sorted((_run_row(row) for row in rows), key=lambda r: r.synergos_id)
+
+
+def params(session_maker: SessionMaker, run_uuid: str) -> dict[str, str]:
+    from mlflow.store.tracking.dbmodels.models import SqlParam
+
+    with session_maker() as session:
+        rows = session.query(SqlParam.key, SqlParam.value).filter(SqlParam.run_uuid == run_uuid)
+        return {key: value for key, value in rows.all()}
+
+
+def latest_metrics(session_maker: SessionMaker, run_uuids: Sequence[str]) -> list[MetricPoint]:
+    """The latest point of every metric of these runs (MLflow's ``latest_metrics`` table)."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric as M
+
+    if not run_uuids:
+        return []
+    with session_maker() as session:
+        rows = (
+            session.query(M.run_uuid, M.key, M.step, M.value, M.is_nan, M.timestamp)
+            .filter(M.run_uuid.in_(list(run_uuids)))
+            .all()
+        )
+    return [
+        MetricPoint(run, key, int(step), _value(value, is_nan), int(timestamp))
+        for run, key, step, value, is_nan, timestamp in rows
+    ]
+
+
+def metric_series(
+    session_maker: SessionMaker, run_uuids: Sequence[str], keys: Sequence[str]
+) -> dict[str, dict[str, tuple[list[int], list[float | None]]]]:
+    """Every point of these keys for these runs, in one query.
+
+    Returns ``{key: {run_uuid: (steps, values)}}``, steps ascending; a step logged more
+    than once keeps its latest value (by timestamp), as MLflow's own history does last.
+    """
+    from mlflow.store.tracking.dbmodels.models import SqlMetric as M
+
+    result: dict[str, dict[str, tuple[list[int], list[float | None]]]] = {}
+    if not run_uuids or not keys:
+        return result
+    with session_maker() as session:
+        rows = (
+            session.query(M.key, M.run_uuid, M.step, M.value, M.is_nan)
+            .filter(M.run_uuid.in_(list(run_uuids)), M.key.in_(list(keys)))
+            .order_by(M.key, M.run_uuid, M.step, M.timestamp)
+            .all()
+        )
+    for key, run, step, value, is_nan in rows:
+        steps, values = result.setdefault(key, {}).setdefault(run, ([], []))
+        point = _value(value, is_nan)
+        if steps and steps[-1] == step:
+            values[-1] = point
+        else:
+            steps.append(int(step))
+            values.append(point)
+    return result
