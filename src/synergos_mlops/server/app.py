@@ -22,7 +22,11 @@ __all__ = ["API_PREFIX", "ROUTER_MODULES", "create_app"]
 API_PREFIX = "/api/synergos/v1"
 
 #: Modules whose ``router`` (a FastAPI APIRouter) is mounted, in this order.
-ROUTER_MODULES: tuple[str, ...] = ("synergos_mlops.server.health",)
+ROUTER_MODULES: tuple[str, ...] = (
+    "synergos_mlops.server.health",
+    "synergos_mlops.server.api",
+    "synergos_mlops.server.station",
+)
 
 
 def _include_first(fastapi_app: FastAPI, routers: list[Any]) -> None:
