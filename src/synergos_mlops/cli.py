@@ -236,5 +236,107 @@ def watch(
         click.echo(line)
 
 
+@main.command()
+@_option("tracking_uri", "--tracking-uri", type=str)
+@click.option(
+    "--participants",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Number of participants, each holding a non-IID shard of the data.",
+)
+@click.option("--rounds", type=int, default=10, show_default=True, help="Federated rounds.")
+@click.option("--epochs", type=int, default=5, show_default=True, help="Local epochs per round.")
+@click.option(
+    "--algorithm",
+    type=str,
+    default="fedprox",
+    show_default=True,
+    help="fedavg or fedprox (FedProx adds mu/2 * ||w - w_global||^2 locally).",
+)
+@click.option(
+    "--mu", type=float, default=0.1, show_default=True, help="FedProx's proximal coefficient."
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the data split and the local shuffles.",
+)
+@click.option(
+    "--run",
+    "run_name",
+    type=str,
+    default=None,
+    help="Run id (default: the algorithm and the time).",
+)
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Do nothing when the destination already holds runs (for `make run`).",
+)
+@_domain_errors
+def demo(
+    tracking_uri: str | None,
+    participants: int,
+    rounds: int,
+    epochs: int,
+    algorithm: str,
+    mu: float,
+    seed: int,
+    run_name: str | None,
+    if_empty: bool,
+) -> None:
+    """Run a real federated cycle (FedAvg/FedProx on scikit-learn's digits) in this process,
+    log it through the tracker and register its global model.
+
+    Writes to --tracking-uri: a server URL or a store folder (default: MLFLOW_TRACKING_URI,
+    else the default store folder).
+    """
+    from synergos_mlops.demo import DemoConfig, TrainingConfig
+    from synergos_mlops.demo.command import demo as run_demo
+
+    training = TrainingConfig(
+        participants=participants,
+        rounds=rounds,
+        epochs=epochs,
+        algorithm=algorithm.lower(),
+        mu=mu,
+        seed=seed,
+    )
+    config = DemoConfig(training=training, run=run_name)
+    run_demo(tracking_uri, config, if_empty=if_empty, echo=click.echo)
+
+
+@main.command()
+@click.argument("collaboration")
+@click.argument("project")
+@click.argument("experiment")
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+    help="The ZIP file to write; it appears only once complete.",
+)  # fmt: skip
+@click.option("--participant", default=None, help="Only this participant's artifacts.")
+@_option("tracking_uri", "--tracking-uri", type=str)
+@_domain_errors
+def export(
+    collaboration: str,
+    project: str,
+    experiment: str,
+    run_id: str,
+    output: Path,
+    participant: str | None,
+    tracking_uri: str | None,
+) -> None:
+    """Write every artifact of a federated run (global/ and participants/<id>/) to one ZIP."""
+    from synergos_mlops.export import ExportRequest, export_run
+
+    request = ExportRequest(collaboration, project, experiment, run_id, participant)
+    size = export_run(request, output, tracking_uri)
+    click.echo(f"wrote {output} ({size} bytes)")
+
+
 def run() -> None:  # pragma: no cover - console entry
     main()

@@ -1,0 +1,225 @@
+"""Run the demo's federated cycle and log every round through :class:`FederatedTracker`.
+
+Training lives in :mod:`synergos_mlops.demo.training` and knows nothing of logging; this
+module turns each :class:`RoundResult` into what an orchestrator logs:
+
+- parent run (the federation): hyperparameters; ``train/loss`` (sample-weighted mean of the
+  participants'), ``evaluate/loss`` and ``evaluate/accuracy`` of the global model on the
+  orchestrator's held-out test set; Synergos' per-class statistics of that evaluation
+  (``evaluate/<statistic>/class_<i>``); the epoch-level ``train/epoch/loss`` series; the
+  global weights of every round as a checkpoint; the final global model; the loss history;
+  the data partition; and the final model as a registered MLflow model;
+- one child run per participant: the same keys for its local model (``train/loss`` on its
+  local training data, ``evaluate/...`` on its local evaluation data), its epoch series, its
+  local weights of every round as checkpoints and its final local model.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from synergos_mlops.demo.data import DATASET, FederatedData, load_federated_data
+from synergos_mlops.demo.registry import RegisteredModel, register_global_model, registered_name
+from synergos_mlops.demo.target import holds_runs
+from synergos_mlops.demo.training import (
+    RoundResult,
+    SoftmaxModel,
+    TrainingConfig,
+    federated_rounds,
+)
+from synergos_mlops.federation import ExperimentIds, validate_id
+
+if TYPE_CHECKING:
+    from synergos_mlops.tracking import FederatedTracker
+
+__all__ = ["DemoConfig", "DemoResult", "run_demo"]
+
+#: The file name of model weights (``SoftmaxModel.to_bytes``: numpy's ``.npz``).
+_WEIGHTS = "model.npz"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What to train and under which ids to log it."""
+
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    collaboration: str = "demo"
+    project: str = "digits"
+    experiment: str = "softmax-regression"
+    #: The run id; by default the algorithm and the time, so each demo adds a new run.
+    run: str | None = None
+
+    def __post_init__(self) -> None:
+        ExperimentIds(self.collaboration, self.project, self.experiment)
+        if self.run is not None:
+            validate_id("run", self.run)
+
+    @property
+    def ids(self) -> ExperimentIds:
+        return ExperimentIds(self.collaboration, self.project, self.experiment)
+
+    def run_id(self) -> str:
+        if self.run is not None:
+            return self.run
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        return f"{self.training.algorithm}-{stamp}"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo logged, and how well its global model does."""
+
+    ids: ExperimentIds
+    run: str
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    participant_run_ids: dict[str, str]
+    registered: RegisteredModel
+    model: SoftmaxModel
+    #: Accuracy of the final global model on the held-out test set.
+    test_accuracy: float
+    #: Accuracy on the same test set of always predicting the participants' majority class.
+    baseline_accuracy: float
+
+
+def _majority_baseline(data: FederatedData) -> float:
+    labels = np.concatenate([shard.y_train for shard in data.shards])
+    majority = np.bincount(labels, minlength=data.n_classes).argmax()
+    return float(np.mean(data.y_test == majority))
+
+
+def _partition(data: FederatedData) -> dict[str, Any]:
+    return {
+        "dataset": DATASET,
+        "classes": [int(c) for c in data.classes],
+        "test_samples": len(data.y_test),
+        "participants": {
+            shard.participant: {
+                "train_samples": shard.samples,
+                "evaluate_samples": len(shard.y_evaluate),
+                "class_counts": shard.class_counts(data.n_classes),
+            }
+            for shard in data.shards
+        },
+    }
+
+
+def _log_round(run: Any, result: RoundResult) -> None:
+    r = result.round
+    for local in result.participants:
+        p = local.participant
+        for epoch, loss in enumerate(local.epoch_losses):
+            run.log_epoch_metrics({"train/loss": loss}, round=r, epoch=epoch, participant=p)
+        run.log_metrics(
+            {"train/loss": local.train_loss, "evaluate/loss": local.evaluate_loss},
+            step=r,
+            participant=p,
+        )
+        run.log_model(local.model.to_bytes(), participant=p, round=r, name=_WEIGHTS)
+    for epoch, loss in enumerate(result.epoch_losses):
+        run.log_epoch_metrics({"train/loss": loss}, round=r, epoch=epoch)
+    run.log_metrics(
+        {
+            "train/loss": result.train_loss,
+            "evaluate/loss": result.evaluate_loss,
+            "evaluate/accuracy": result.evaluate_accuracy,
+        },
+        step=r,
+    )
+    statistics: dict[str | None, dict[str, list[float]]] = {None: result.statistics}
+    statistics.update({local.participant: local.statistics for local in result.participants})
+    run.log_statistics(statistics, stage="evaluate", step=r)
+    run.log_model(result.model.to_bytes(), round=r, name=_WEIGHTS)
+
+
+def _log_outputs(run: Any, data: FederatedData, rounds: list[RoundResult]) -> None:
+    """The final models, loss histories and the data partition, as Synergos keeps them."""
+    final = rounds[-1]
+    run.log_model(final.model.to_bytes(), name=_WEIGHTS)
+    run.log_loss_history(
+        {
+            "train": {str(r.round): r.train_loss for r in rounds},
+            "evaluate": {str(r.round): r.evaluate_loss for r in rounds},
+        },
+        name="global_loss_history.json",
+    )
+    for index, local in enumerate(final.participants):
+        p = local.participant
+        run.log_model(local.model.to_bytes(), participant=p, name=_WEIGHTS)
+        run.log_loss_history(
+            {str(r.round): r.participants[index].train_loss for r in rounds},
+            participant=p,
+            name=f"local_loss_history_{p}.json",
+        )
+    with tempfile.TemporaryDirectory(prefix="synmlops-demo-") as tmp:
+        partition = Path(tmp) / "partition.json"
+        partition.write_text(json.dumps(_partition(data), indent=2))
+        run.log_artifact(partition, artifact_path="data")
+
+
+def run_demo(
+    tracker: FederatedTracker,
+    config: DemoConfig,
+    *,
+    if_empty: bool = False,
+    on_round: Callable[[RoundResult], None] | None = None,
+) -> DemoResult | None:
+    """Train, log and register; None (nothing done) when ``if_empty`` and the tracker's
+    destination already holds runs."""
+    if if_empty and holds_runs(tracker.tracking_uri):
+        return None
+    training = config.training
+    data = load_federated_data(training.participants, seed=training.seed, alpha=training.alpha)
+    participants = [shard.participant for shard in data.shards]
+    ids = config.ids
+    run_name = config.run_id()
+    rounds: list[RoundResult] = []
+    with tracker.run(
+        collaboration=ids.collaboration,
+        project=ids.project,
+        experiment=ids.experiment,
+        run=run_name,
+        hyperparameters=training.hyperparameters(),
+        participants=participants,
+    ) as run:
+        for result in federated_rounds(training, data):
+            _log_round(run, result)
+            rounds.append(result)
+            if on_round is not None:
+                on_round(result)
+        _log_outputs(run, data, rounds)
+        run.flush()
+        final = rounds[-1].model
+        registered = register_global_model(
+            tracking_uri=run.tracking_uri,
+            experiment_id=run.experiment_id,
+            run_id=run.run_id,
+            name=registered_name(ids),
+            model=final,
+            example=data.x_test[:5],
+            params=training.hyperparameters(),
+            step=rounds[-1].round,
+            tags={"synergos.run": run_name},
+        )
+        participant_run_ids = {p: run.participant_run_id(p) for p in participants}
+    return DemoResult(
+        ids=ids,
+        run=run_name,
+        tracking_uri=run.tracking_uri,
+        experiment_id=run.experiment_id,
+        run_id=run.run_id,
+        participant_run_ids=participant_run_ids,
+        registered=registered,
+        model=final,
+        test_accuracy=float(np.mean(final.predict(data.x_test) == data.y_test)),
+        baseline_accuracy=_majority_baseline(data),
+    )

@@ -1,0 +1,64 @@
+"""Where the demo writes, whether that place already holds runs, and how to open the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from synergos_mlops.federation import ExperimentIds
+
+__all__ = ["holds_runs", "is_server", "run_links", "store_folder_of"]
+
+#: Where ``synmlops serve`` listens by default, for the hint printed after a folder run.
+_DEFAULT_SERVER = "http://127.0.0.1:5500"
+
+
+def is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def store_folder_of(tracking_uri: str) -> Path | None:
+    """The store folder behind a ``sqlite:///<store>/mlflow.db`` URI, else None."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        return Path(tracking_uri[len(prefix) :]).parent
+    return None
+
+
+def holds_runs(tracking_uri: str) -> bool:
+    """True when the tracking destination holds at least one run, deleted ones included
+    (a user who deleted the demo run does not want it back on the next ``make run``)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    page_token = None
+    while True:
+        experiments = client.search_experiments(
+            view_type=ViewType.ALL, max_results=1000, page_token=page_token
+        )
+        ids = [experiment.experiment_id for experiment in experiments]
+        for start in range(0, len(ids), 100):
+            found = client.search_runs(
+                ids[start : start + 100], run_view_type=ViewType.ALL, max_results=1
+            )
+            if found:
+                return True
+        page_token = experiments.token
+        if not page_token:
+            return False
+
+
+def run_links(
+    tracking_uri: str, ids: ExperimentIds, run: str, experiment_id: str, run_id: str
+) -> tuple[str, str]:
+    """The run's page in the Command Station and in the MLflow UI."""
+    base = tracking_uri.rstrip("/") if is_server(tracking_uri) else _DEFAULT_SERVER
+    path = "/".join(quote(part, safe="") for part in (*_parts(ids), run))
+    station = f"{base}/synergos/runs/{path}"
+    mlflow_ui = f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return station, mlflow_ui
+
+
+def _parts(ids: ExperimentIds) -> tuple[str, str, str]:
+    return ids.collaboration, ids.project, ids.experiment
