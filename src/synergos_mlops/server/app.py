@@ -24,6 +24,7 @@ API_PREFIX = "/api/synergos/v1"
 #: Modules whose ``router`` (a FastAPI APIRouter) is mounted, in this order.
 ROUTER_MODULES: tuple[str, ...] = (
     "synergos_mlops.server.health",
+    "synergos_mlops.server.bulk",
     "synergos_mlops.server.api",
     "synergos_mlops.server.station",
 )

@@ -1,0 +1,98 @@
+"""The tracker's server-side routes: idempotent bulk metrics and run resolution.
+
+``POST /api/synergos/v1/metrics/bulk``
+    Body: a columnar metric batch (``synergos_mlops.storage.batch``), gzip-compressed
+    (``Content-Encoding: gzip``) or plain JSON. Points at a (run, key, step) already stored are
+    replaced, so sending a batch twice stores it once. Answer: ``{"stored": n, "replaced": m}``.
+
+``POST /api/synergos/v1/runs/resolve``
+    Body: ``{"collaboration", "project", "experiment", "run", "participants": [...],
+    "user"?}``. Finds or creates the experiment, the parent run and the participants' child
+    runs, serialized in the database (``synergos_mlops.storage.runs``), so two trackers racing
+    to create the same run get the same ids. Answer: ``ResolvedRun.to_json()``.
+
+Both write through the server's own tracking store (``_get_tracking_store()``), so they work
+on every SQL backend the server runs on (SQLite and PostgreSQL are tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError
+from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server.app import API_PREFIX
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API_PREFIX)
+
+#: Largest accepted body, compressed or not (a 100,000-point batch is ~3 MB of JSON).
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _sql_store() -> Any:
+    from mlflow.server.handlers import _get_tracking_store
+
+    store = _get_tracking_store()
+    if getattr(store, "engine", None) is None:
+        raise ApiError(501, "NOT_SUPPORTED", "the tracking store is not an SQL database")
+    return store
+
+
+def _write(body: bytes) -> dict[str, int]:
+    from synergos_mlops.storage.batch import decode_batch
+    from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+
+    try:
+        batch = decode_batch(body)
+        result = write_metrics(_sql_store().engine, batch)
+    except InvalidValueError as exc:
+        raise ApiError(400, "INVALID_VALUE", str(exc)) from None
+    except RunNotActiveError as exc:
+        raise ApiError(404, "RUN_NOT_FOUND", str(exc)) from None
+    return {"stored": result.stored, "replaced": result.replaced}
+
+
+@router.post("/metrics/bulk")
+async def bulk_metrics(request: Request) -> dict[str, int]:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "TOO_LARGE", f"a metric batch may hold {MAX_BODY_BYTES} bytes")
+    return await run_in_threadpool(_write, body)
+
+
+class ResolveRequest(BaseModel):
+    collaboration: str
+    project: str
+    experiment: str
+    run: str
+    participants: list[str] = Field(default_factory=list)
+    user: str | None = None
+
+
+def _resolve(request: ResolveRequest) -> dict[str, Any]:
+    from synergos_mlops.federation import ExperimentIds
+    from synergos_mlops.storage.runs import resolve_run
+
+    try:
+        ids = ExperimentIds(request.collaboration, request.project, request.experiment)
+        resolved = resolve_run(
+            _sql_store(), ids, request.run, request.participants, user=request.user
+        )
+    except InvalidIdError as exc:
+        raise ApiError(400, "INVALID_ID", str(exc)) from None
+    except StoreError as exc:
+        raise ApiError(409, "CONFLICT", str(exc)) from None
+    return resolved.to_json()
+
+
+@router.post("/runs/resolve")
+async def resolve_runs(request: ResolveRequest) -> dict[str, Any]:
+    return await run_in_threadpool(_resolve, request)

@@ -1,0 +1,202 @@
+"""Get-or-create of a federation's experiment, parent run and participant runs.
+
+MLflow has no unique key on runs, so "find the run tagged ``synergos.run`` = R, else create
+it" is a race between two trackers (or two threads, or two server workers). Every resolution
+therefore runs under one lock that lives with the database, so it holds across processes and
+machines that share it:
+
+- PostgreSQL: a session-level advisory lock (``pg_advisory_lock``) on a dedicated connection;
+- SQLite: an exclusive ``flock`` on ``<database>.synergos-resolve.lock`` beside the file (the
+  server's workers and a tracker in folder mode share the folder, hence the lock file);
+- any other database: a lock within this process only.
+
+Resolutions are rare (once per run and participant), so one lock for all of them costs nothing.
+Inside the lock, MLflow's own store API creates what is missing, so every row is exactly what
+MLflow would write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.entities import ExperimentTag, RunTag
+from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
+from sqlalchemy import exists, text, update
+
+from synergos_mlops.errors import StoreError
+from synergos_mlops.federation import (
+    ROLE_FEDERATION,
+    ROLE_PARTICIPANT,
+    TAG_PARTICIPANT,
+    TAG_ROLE,
+    TAG_RUN,
+    ExperimentIds,
+    validate_id,
+)
+
+__all__ = ["ResolvedRun", "resolve_run"]
+
+_PROCESS_LOCK = threading.Lock()
+_ADVISORY_KEY = 0x53594E47  # "SYNG"
+
+
+@dataclass
+class ResolvedRun:
+    """The MLflow ids of one federated run."""
+
+    experiment_id: str
+    run_id: str
+    artifact_uri: str
+    participants: dict[str, str] = field(default_factory=dict)
+    participant_artifact_uris: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+            "artifact_uri": self.artifact_uri,
+            "participants": self.participants,
+            "participant_artifact_uris": self.participant_artifact_uris,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ResolvedRun:
+        return cls(
+            experiment_id=str(data["experiment_id"]),
+            run_id=str(data["run_id"]),
+            artifact_uri=str(data["artifact_uri"]),
+            participants=dict(data.get("participants", {})),
+            participant_artifact_uris=dict(data.get("participant_artifact_uris", {})),
+        )
+
+
+@contextlib.contextmanager
+def _resolve_lock(engine: Any) -> Iterator[None]:
+    with _PROCESS_LOCK:
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_KEY})
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
+                    connection.commit()
+        elif dialect == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            with open(f"{engine.url.database}.synergos-resolve.lock", "a+b") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        else:
+            yield
+
+
+def _find_run(store: Any, experiment_id: str, tags: dict[str, str]) -> tuple[str, str] | None:
+    with store.ManagedSessionMaker() as session:
+        query = session.query(SqlRun.run_uuid, SqlRun.artifact_uri).filter(
+            SqlRun.experiment_id == int(experiment_id), SqlRun.lifecycle_stage == "active"
+        )
+        for key, value in tags.items():
+            query = query.filter(
+                exists().where(
+                    SqlTag.run_uuid == SqlRun.run_uuid, SqlTag.key == key, SqlTag.value == value
+                )
+            )
+        found = query.order_by(SqlRun.start_time, SqlRun.run_uuid).first()
+        return (found[0], found[1]) if found else None
+
+
+def _reopen(store: Any, run_id: str) -> None:
+    """Mark a run found again RUNNING (its metrics, params and artifacts stay)."""
+    with store.ManagedSessionMaker(read_only=False) as session:
+        session.execute(
+            update(SqlRun)
+            .where(SqlRun.run_uuid == run_id, SqlRun.status != "RUNNING")
+            .values(status="RUNNING", end_time=None)
+        )
+
+
+def _get_or_create_run(
+    store: Any, experiment_id: str, name: str, tags: dict[str, str], user: str | None, reopen: bool
+) -> tuple[str, str]:
+    found = _find_run(store, experiment_id, tags)
+    if found is not None:
+        if reopen:
+            _reopen(store, found[0])
+        return found
+    run_tags = [RunTag(key, value) for key, value in tags.items()]
+    if user:
+        run_tags.append(RunTag(MLFLOW_USER, user))
+    run = store.create_run(
+        experiment_id=experiment_id,
+        user_id=user or "",
+        start_time=int(time.time() * 1000),
+        tags=run_tags,
+        run_name=name,
+    )
+    return run.info.run_id, run.info.artifact_uri
+
+
+def _get_or_create_experiment(store: Any, ids: ExperimentIds) -> str:
+    experiment = store.get_experiment_by_name(ids.name)
+    if experiment is None:
+        tags = [ExperimentTag(key, value) for key, value in ids.tags.items()]
+        return str(store.create_experiment(ids.name, None, tags))
+    if experiment.lifecycle_stage != "active":
+        raise StoreError(
+            f"experiment {ids.name!r} is deleted; restore it (mlflow experiments restore "
+            f"--experiment-id {experiment.experiment_id}) or log under other ids"
+        )
+    for key, value in ids.tags.items():
+        if experiment.tags.get(key) != value:
+            store.set_experiment_tag(experiment.experiment_id, ExperimentTag(key, value))
+    return str(experiment.experiment_id)
+
+
+def resolve_run(
+    store: Any,
+    ids: ExperimentIds,
+    run: str,
+    participants: Sequence[str] = (),
+    *,
+    user: str | None = None,
+    reopen: bool = True,
+) -> ResolvedRun:
+    """Find or create the experiment, the parent run and one child run per participant.
+
+    ``store`` is MLflow's ``SqlAlchemyStore``. Found runs are marked RUNNING again when
+    ``reopen`` (a federated cycle logged again); their data stays.
+    """
+    validate_id("run", run)
+    for participant in participants:
+        validate_id("participant", participant)
+    with _resolve_lock(store.engine):
+        experiment_id = _get_or_create_experiment(store, ids)
+        parent_tags = {TAG_RUN: run, TAG_ROLE: ROLE_FEDERATION}
+        run_id, artifact_uri = _get_or_create_run(
+            store, experiment_id, run, parent_tags, user, reopen
+        )
+        resolved = ResolvedRun(experiment_id, run_id, artifact_uri)
+        for participant in dict.fromkeys(participants):
+            child_tags = {
+                MLFLOW_PARENT_RUN_ID: run_id,
+                TAG_PARTICIPANT: participant,
+                TAG_ROLE: ROLE_PARTICIPANT,
+                TAG_RUN: run,
+            }
+            child_id, child_uri = _get_or_create_run(
+                store, experiment_id, participant, child_tags, user, reopen
+            )
+            resolved.participants[participant] = child_id
+            resolved.participant_artifact_uris[participant] = child_uri
+    return resolved

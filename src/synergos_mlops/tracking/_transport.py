@@ -1,0 +1,317 @@
+"""Where the tracker's writes go: a server over HTTP, or a store folder on this machine.
+
+Both implement :class:`Transport`, a small protocol, so the buffering client can be tested
+with a transport of the test's own and the destination is chosen from one target string.
+
+Errors: a transport raises :class:`~synergos_mlops.errors.ServerUnavailableError` for what may
+succeed later (no connection, a timeout, a 5xx answer); the caller retries those. Everything
+else (a refused key, an unknown run) is a :class:`~synergos_mlops.errors.SynergosError` that
+retrying would not cure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
+
+from synergos_mlops.errors import (
+    InvalidIdError,
+    InvalidValueError,
+    ServerUnavailableError,
+    StoreError,
+    SynergosError,
+)
+from synergos_mlops.federation import ExperimentIds
+
+__all__ = ["FolderTransport", "HttpTransport", "Resolved", "Transport", "transport_for"]
+
+API_PREFIX = "/api/synergos/v1"  # the server's Synergos API (the library never imports it)
+
+
+class Resolved:
+    """MLflow ids of a federated run (the client's view of ``storage.runs.ResolvedRun``)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.experiment_id = str(data["experiment_id"])
+        self.run_id = str(data["run_id"])
+        self.artifact_uri = str(data["artifact_uri"])
+        self.participants: dict[str, str] = dict(data.get("participants", {}))
+        self.participant_artifact_uris: dict[str, str] = dict(
+            data.get("participant_artifact_uris", {})
+        )
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What the tracker needs from a destination."""
+
+    @property
+    def tracking_uri(self) -> str:
+        """A URI MLflow's own client can use for the same data."""
+
+    @property
+    def destination_id(self) -> str:
+        """A stable name of the destination; the spool keeps one folder per destination."""
+
+    def resolve(
+        self, ids: ExperimentIds, run: str, participants: Sequence[str], user: str | None
+    ) -> Resolved: ...
+
+    def write_metrics(self, body: bytes) -> None:
+        """Store one wire-form batch (``synergos_mlops.storage.batch``), idempotently."""
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None: ...
+
+    def set_status(self, run_id: str, status: str, end_time: int) -> None: ...
+
+    def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
+        """Store ``local_path`` (a file) as ``<artifact_path>/<its name>`` of the run."""
+
+    def close(self) -> None: ...
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class HttpTransport:
+    """A ``synmlops serve`` server: Synergos routes for runs and metrics, MLflow's REST API for
+    params and status, its artifact proxy (``mlflow-artifacts``) for files."""
+
+    def __init__(self, url: str, *, request_timeout: float = 60.0) -> None:
+        import requests
+
+        self.url = url.rstrip("/")
+        self._timeout = request_timeout
+        self._local = threading.local()
+        self._requests = requests
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.url
+
+    @property
+    def destination_id(self) -> str:
+        return f"http-{_digest(self.url)}"
+
+    def _session(self) -> Any:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._requests.Session()
+            self._local.session = session
+        return session
+
+    def _call(
+        self, method: str, path: str, *, what: str, json_body: Any = None, **kwargs: Any
+    ) -> Any:
+        try:
+            response = self._session().request(
+                method, f"{self.url}{path}", json=json_body, timeout=self._timeout, **kwargs
+            )
+        except self._requests.RequestException as exc:
+            raise ServerUnavailableError(
+                f"the tracking server at {self.url} did not answer ({what}): {type(exc).__name__}"
+            ) from None
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise ServerUnavailableError(
+                f"the tracking server at {self.url} answered {response.status_code} ({what})"
+            )
+        if response.status_code >= 400:
+            raise self._refusal(response, what)
+        return response.json() if response.content else {}
+
+    def _refusal(self, response: Any, what: str) -> SynergosError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):  # the Synergos shape
+            code, message = str(error.get("code")), str(error.get("message"))
+        elif isinstance(body, dict):  # MLflow's shape
+            code, message = str(body.get("error_code")), str(body.get("message"))
+        else:
+            code, message = "", response.text[:300]
+        text = f"{what} refused by {self.url} ({response.status_code} {code}): {message}"
+        if code == "INVALID_ID":
+            return InvalidIdError(message)
+        if response.status_code == 404 and code in ("ENDPOINT_NOT_FOUND", "None", ""):
+            return StoreError(f"{self.url} is not a Synergos MLOps server (no {what} route)")
+        if code in ("INVALID_VALUE", "INVALID_PARAMETER_VALUE", "RUN_NOT_FOUND"):
+            return InvalidValueError(text)
+        return StoreError(text)
+
+    def resolve(
+        self, ids: ExperimentIds, run: str, participants: Sequence[str], user: str | None
+    ) -> Resolved:
+        body = {
+            "collaboration": ids.collaboration,
+            "project": ids.project,
+            "experiment": ids.experiment,
+            "run": run,
+            "participants": list(participants),
+            "user": user,
+        }
+        return Resolved(
+            self._call("POST", f"{API_PREFIX}/runs/resolve", what="resolve run", json_body=body)
+        )
+
+    def write_metrics(self, body: bytes) -> None:
+        self._call(
+            "POST",
+            f"{API_PREFIX}/metrics/bulk",
+            what="metric batch",
+            data=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        items = [{"key": key, "value": value} for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's limit per log-batch request
+            self._call(
+                "POST",
+                "/api/2.0/mlflow/runs/log-batch",
+                what="hyperparameters",
+                json_body={"run_id": run_id, "params": items[start : start + 100]},
+            )
+
+    def set_status(self, run_id: str, status: str, end_time: int) -> None:
+        self._call(
+            "POST",
+            "/api/2.0/mlflow/runs/update",
+            what="run status",
+            json_body={"run_id": run_id, "status": status, "end_time": end_time},
+        )
+
+    def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
+        prefix = "mlflow-artifacts:/"
+        if not artifact_uri.startswith(prefix):
+            from mlflow import MlflowClient
+
+            run_id = artifact_uri.rstrip("/").split("/")[-2]
+            MlflowClient(self.url).log_artifact(run_id, str(local_path), artifact_path)
+            return
+        target = "/".join(
+            part for part in (artifact_uri[len(prefix) :].strip("/"), artifact_path) if part
+        )
+        target = f"{target}/{local_path.name}"
+        with local_path.open("rb") as handle:
+            self._call(
+                "PUT",
+                f"/api/2.0/mlflow-artifacts/artifacts/{quote(target)}",
+                what=f"artifact {target}",
+                data=handle,
+            )
+
+    def close(self) -> None:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+
+
+class FolderTransport:
+    """A store folder on this machine (``<store>/mlflow.db`` + ``<store>/artifacts/``),
+    written through MLflow's ``SqlAlchemyStore``, so a server started later on the folder
+    serves everything, artifacts included."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        from synergos_mlops.store import StoreFolder
+
+        self.folder = StoreFolder.at(folder)
+        self.folder.check()
+        self.folder.enable_wal()
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        try:
+            self.store = SqlAlchemyStore(self.folder.backend_store_uri, "mlflow-artifacts:/")
+        except Exception as exc:
+            raise StoreError(f"store {self.folder.path} cannot be opened: {exc}") from None
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.folder.backend_store_uri
+
+    @property
+    def destination_id(self) -> str:
+        return f"folder-{_digest(str(self.folder.path))}"
+
+    def resolve(
+        self, ids: ExperimentIds, run: str, participants: Sequence[str], user: str | None
+    ) -> Resolved:
+        from synergos_mlops.storage.runs import resolve_run
+
+        return Resolved(resolve_run(self.store, ids, run, participants, user=user).to_json())
+
+    def write_metrics(self, body: bytes) -> None:
+        from synergos_mlops.storage.batch import decode_batch
+        from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+
+        try:
+            write_metrics(self.store.engine, decode_batch(body))
+        except RunNotActiveError as exc:
+            raise InvalidValueError(str(exc)) from None
+        except SynergosError:
+            raise
+        except Exception as exc:  # the database is locked or away: try again later
+            raise ServerUnavailableError(f"store {self.folder.path}: {exc}") from None
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
+
+        items = [Param(key, value) for key, value in params.items()]
+        try:
+            for start in range(0, len(items), 100):
+                self.store.log_batch(run_id, [], items[start : start + 100], [])
+        except MlflowException as exc:
+            raise InvalidValueError(f"hyperparameters refused: {exc.message}") from None
+
+    def set_status(self, run_id: str, status: str, end_time: int) -> None:
+        from mlflow.entities import RunStatus
+
+        self.store.update_run_info(run_id, RunStatus.from_string(status), end_time, None)
+
+    def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
+        prefix = "mlflow-artifacts:/"
+        if not artifact_uri.startswith(prefix):
+            raise StoreError(f"run artifact URI {artifact_uri!r} is not in the store folder")
+        relative = artifact_uri[len(prefix) :].strip("/")
+        target = self.folder.artifacts_path / relative
+        if artifact_path:
+            target = target / artifact_path
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local_path, target / local_path.name)
+
+    def close(self) -> None:
+        self.store.engine.dispose()
+
+
+def transport_for(target: str | os.PathLike[str] | None, *, request_timeout: float) -> Transport:
+    """``http(s)://...`` -> HttpTransport; ``sqlite:///<store>/mlflow.db``, ``file:`` or a
+    folder -> FolderTransport; None -> ``$MLFLOW_TRACKING_URI``."""
+    if target is None:
+        target = os.environ.get("MLFLOW_TRACKING_URI") or None
+        if target is None:
+            raise StoreError(
+                "no tracking destination: pass a server URL or a store folder, "
+                "or set MLFLOW_TRACKING_URI"
+            )
+    text = os.fspath(target)
+    if text.startswith(("http://", "https://")):
+        return HttpTransport(text, request_timeout=request_timeout)
+    if text.startswith("sqlite:///"):
+        database = Path(text[len("sqlite:///") :])
+        if database.name != "mlflow.db":
+            raise StoreError(f"{text} is not a store folder's database (<store>/mlflow.db)")
+        return FolderTransport(database.parent)
+    if text.startswith("file:"):
+        text = text[len("file:") :].removeprefix("//")
+    if "://" in text:
+        raise StoreError(f"tracking destination {text!r} is neither a server URL nor a folder")
+    return FolderTransport(text)
