@@ -34,6 +34,8 @@ def check_metric_key(key: object) -> str:
         raise InvalidValueError(f"metric key {key!r} is refused: {_mlflow_message(exc)}") from None
     if not key or len(key) > _MAX_KEY_LENGTH:
         raise InvalidValueError(f"metric key {key!r} must have 1 to {_MAX_KEY_LENGTH} characters")
+    if not key.isprintable():
+        raise InvalidValueError(f"metric key {key!r} must be printable text")
     return key
 
 

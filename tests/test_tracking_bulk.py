@@ -1,0 +1,134 @@
+"""The bulk metric write stores exactly what MLflow's own log_batch stores, on SQLite and
+PostgreSQL, and replaces points at the same (run, key, step)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from sqlalchemy import text
+from tracking_support import create_pg_database, drop_pg_database
+
+from synergos_mlops.storage.batch import MetricBatch, decode_batch, encode_batch
+from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+
+KEYS = ["train/loss", "evaluate/accuracy/class_0", "evaluate/R2"]
+SPECIAL = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-300, 1.7976931348623157e308]
+
+
+def sample_points() -> list[tuple[str, float, int, int]]:
+    """(key, value, timestamp, step): special values, steps out of order, equal timestamps."""
+    points = []
+    for k, key in enumerate(KEYS):
+        steps = [9, 0, 3, 5, 1, 2, 8, 4, 7, 6] if k == 0 else list(range(10))
+        for position, step in enumerate(steps):
+            value = SPECIAL[(position + k) % len(SPECIAL)] if position < 7 else step / 7
+            points.append((key, value, 1_700_000_000_000 + (position % 3), step))
+    points.append(("evaluate/nan_last", math.nan, 1_700_000_000_005, 12))
+    points.append(("evaluate/inf_last", math.inf, 1_700_000_000_005, 12))
+    return points
+
+
+def as_batch(run_id: str, points: list[tuple[str, float, int, int]]) -> MetricBatch:
+    batch = MetricBatch()
+    for key, value, timestamp, step in points:
+        batch.append(run_id, key, step, value, timestamp)
+    return decode_batch(encode_batch(batch))  # through the wire form, as the server gets it
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, int, float]]:
+    return sorted(
+        (m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)
+    )
+
+
+def latest_rows(store: SqlAlchemyStore, run_id: str) -> dict[str, tuple[object, ...]]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT key, step, timestamp, value, is_nan FROM latest_metrics WHERE run_uuid=:r"),
+            {"r": run_id},
+        ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def assert_same_runs(store: SqlAlchemyStore, client: MlflowClient, stock: str, bulk: str) -> None:
+    keys = {m.key for m in client.get_run(stock).data._metric_objs}
+    assert keys == {m.key for m in client.get_run(bulk).data._metric_objs}
+    for key in keys:
+        expected, got = history(client, stock, key), history(client, bulk, key)
+        assert [(s, t) for s, t, _ in expected] == [(s, t) for s, t, _ in got], key
+        assert all(same(a[2], b[2]) for a, b in zip(expected, got, strict=True)), key
+    stock_latest = client.get_run(stock).data.metrics
+    bulk_latest = client.get_run(bulk).data.metrics
+    assert stock_latest.keys() == bulk_latest.keys()
+    assert all(same(stock_latest[k], bulk_latest[k]) for k in stock_latest)
+    assert latest_rows(store, stock) == latest_rows(store, bulk)
+
+
+def compare_with_stock_log_batch(db_uri: str) -> None:
+    store = SqlAlchemyStore(db_uri, "mlflow-artifacts:/")
+    client = MlflowClient(db_uri)
+    experiment = client.create_experiment("compare")
+    stock = client.create_run(experiment).info.run_id
+    bulk = client.create_run(experiment).info.run_id
+    points = sample_points()
+    client.log_batch(stock, metrics=[Metric(k, v, t, s) for k, v, t, s in points])
+    result = write_metrics(store.engine, as_batch(bulk, points))
+    assert result.stored == len(points)
+    assert_same_runs(store, client, stock, bulk)
+
+    # Logging again: re-logged steps are replaced (one point each, the latest value), new
+    # steps appended; stock MLflow given the final points alone must store the same.
+    again = [(k, v + 1 if not math.isnan(v) else 0.5, t + 10, s) for k, v, t, s in points[::3]]
+    again += [("train/loss", 0.01, 1_700_000_000_100, 20), ("evaluate/R2", 0.2, 5, 9)]
+    write_metrics(store.engine, as_batch(bulk, again))
+    final = {(k, s): (k, v, t, s) for k, v, t, s in points}
+    final.update({(k, s): (k, v, t, s) for k, v, t, s in again})
+    restocked = client.create_run(experiment).info.run_id
+    client.log_batch(restocked, metrics=[Metric(k, v, t, s) for k, v, t, s in final.values()])
+    assert_same_runs(store, client, restocked, bulk)
+    store.engine.dispose()
+
+
+def test_bulk_write_stores_what_stock_log_batch_stores_on_sqlite(tmp_path: Path) -> None:
+    compare_with_stock_log_batch(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+@pytest.fixture
+def postgres_uri() -> Iterator[str]:
+    uri = create_pg_database("synmlops_bulk")
+    yield uri
+    drop_pg_database(uri)
+
+
+def test_bulk_write_stores_what_stock_log_batch_stores_on_postgresql(postgres_uri: str) -> None:
+    compare_with_stock_log_batch(postgres_uri)
+
+
+def test_bulk_write_refuses_an_unknown_run_and_writes_nothing(tmp_path: Path) -> None:
+    store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "mlflow-artifacts:/")
+    run = store.create_run("0", "u", 0, [], "r").info.run_id
+    batch = as_batch(run, [("train/loss", 1.0, 1, 0)])
+    batch.append("0" * 32, "train/loss", 0, 1.0, 1)
+    with pytest.raises(RunNotActiveError, match="run '0{32}' does not exist"):
+        write_metrics(store.engine, batch)
+    assert MlflowClient(store.db_uri).get_metric_history(run, "train/loss") == []
+    store.engine.dispose()
+
+
+def test_a_point_logged_twice_in_one_batch_keeps_the_last_value(tmp_path: Path) -> None:
+    store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "mlflow-artifacts:/")
+    run = store.create_run("0", "u", 0, [], "r").info.run_id
+    write_metrics(store.engine, as_batch(run, [("a", 1.0, 5, 0), ("a", 2.0, 4, 0)]))
+    got = MlflowClient(store.db_uri).get_metric_history(run, "a")
+    assert [(m.step, m.value, m.timestamp) for m in got] == [(0, 2.0, 4)]
+    store.engine.dispose()
