@@ -28,7 +28,8 @@ from ingest_trees import (
 
 import synergos_mlops.tracking
 from synergos_mlops.federation import TAG_PARTICIPANT, TAG_ROLE, TAG_RUN
-from synergos_mlops.ingest import DIGEST_TAG, Ingester, IngestReport, Watcher, WorkerOutputs, scan
+from synergos_mlops.ingest import DIGEST_TAG, IngestReport, Watcher, WorkerOutputs
+from synergos_mlops.ingest import ingest as ingest_once
 
 if not hasattr(synergos_mlops.tracking, "FederatedTracker"):
     pytest.skip("the FederatedTracker has not landed yet", allow_module_level=True)
@@ -44,7 +45,7 @@ def unique(prefix: str) -> str:
 def ingest(
     outputs: Path, server: Server, workers: list[WorkerOutputs] | None = None
 ) -> IngestReport:
-    return Ingester(server.url).ingest(scan(outputs, workers or []))
+    return ingest_once(outputs, workers or [], tracking_uri=server.url)
 
 
 def parent(client: MlflowClient, c: str, p: str, e: str, r: str) -> Run:
@@ -347,15 +348,12 @@ def test_cli_watch_ingests_runs_as_they_appear_and_exits_cleanly_on_ctrl_c(
     try:
         client = MlflowClient(shared_server.url)
         write_run(outputs, c, "p", "e", "r1", rounds=2, checkpoints=False)
-        wait_for(lambda: "train/loss" in parent(client, c, "p", "e", "r1").data.metrics)
+        wait_for(lambda: DIGEST_TAG in parent(client, c, "p", "e", "r1").data.tags)
         folder = write_run(outputs, c, "p", "e", "r2", rounds=1, checkpoints=False)
         write_global(folder, rounds=3)
-        wait_for(
-            lambda: (
-                len(history(client, parent(client, c, "p", "e", "r2").info.run_id, "train/loss"))
-                == 3
-            )
-        )
+        wait_for(lambda: DIGEST_TAG in parent(client, c, "p", "e", "r2").data.tags)
+        r2 = parent(client, c, "p", "e", "r2").info.run_id
+        wait_for(lambda: len(history(client, r2, "train/loss")) == 3)
     finally:
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)

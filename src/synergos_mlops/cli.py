@@ -197,8 +197,11 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
     workers = _worker_outputs(worker_outputs)
     found = scan(outputs, workers)
     ingester = Ingester(tracking_uri)
-    with RichProgress() as progress:
-        report = ingester.ingest(found, progress)
+    try:
+        with RichProgress() as progress:
+            report = ingester.ingest(found, progress)
+    finally:
+        ingester.close()
     for line in report.summary():
         click.echo(line)
     if report.failed:
@@ -229,7 +232,14 @@ def watch(
     scan(outputs, workers)  # refuse a missing OUTPUTS before anything starts
     watcher = Watcher(outputs, workers, tracking_uri=tracking_uri, interval=interval,
                       echo=click.echo)  # fmt: skip
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: watcher.stop())
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        if watcher.stop_event.is_set():  # a second Ctrl-C does not wait for the current run
+            raise KeyboardInterrupt
+        watcher.stop()
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     click.echo(f"watching {outputs} every {interval:g} s; logging to {watcher.tracking_uri}")
     report = watcher.run()
     for line in report.summary():

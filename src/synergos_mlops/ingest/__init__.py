@@ -64,4 +64,8 @@ def ingest(
 ) -> IngestReport:
     """One pass: scan ``outputs`` and log every new or changed run; return the report."""
     found = scan(outputs, workers)
-    return Ingester(tracking_uri).ingest(found, progress)
+    ingester = Ingester(tracking_uri)
+    try:
+        return ingester.ingest(found, progress)
+    finally:
+        ingester.close()

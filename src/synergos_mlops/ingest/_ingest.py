@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,11 @@ class Ingester:
         self.tracking_uri: str = self.tracker.tracking_uri
         self.client: MlflowClient = MlflowClient(self.tracking_uri)
         self._known: dict[str, dict[str, tuple[str, str | None]]] = {}
+
+    def close(self) -> None:
+        """Send what is left and stop the tracker's sender."""
+        with warnings.catch_warnings(record=True):
+            self.tracker.close()
 
     # What the tracker holds ---------------------------------------------------------------
 
@@ -334,7 +340,13 @@ class Ingester:
             manifest = Path(tmp) / "manifest.json"
             manifest.write_text(_manifest_json(kept), encoding="utf-8")
             tracked.log_artifact(manifest, artifact_path="ingest")
-            tracked.flush()
+            with warnings.catch_warnings(record=True):
+                stored = tracked.flush()
+            if stored is False:
+                raise IngestError(
+                    f"the metric points of {run.label} are not stored yet (they wait in the "
+                    "tracker's spool); the run is ingested again on the next pass"
+                )
             run_id: str = tracked.run_id
         # Last: the digest says "all of this is in", so it is only written once it is.
         self.client.set_tag(

@@ -57,6 +57,8 @@ class Watcher:
                 self.stop_event.wait(self.interval)
         except KeyboardInterrupt:
             pass
+        finally:
+            self._ingester.close()
         return self.report
 
     def poll(self) -> None:
