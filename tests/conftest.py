@@ -57,12 +57,18 @@ def start_server(
     workers: int = 1,
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 120,
+    port_option: bool = True,
+    timeout: float = 240,
 ) -> Server:
+    """Start `synmlops serve` and wait until it is healthy and has printed its URL.
+
+    With ``port_option=False`` the port is not passed on the command line (the caller sets
+    it another way, e.g. GUNICORN_CMD_ARGS) but is still where the server is awaited.
+    """
     port = port or free_port()
     log = store.parent / f"serve-{port}.log"
-    args = [*SYNMLOPS, "serve", "--store", str(store), "--port", str(port),
-            "--workers", str(workers), *(extra or [])]  # fmt: skip
+    args = [*SYNMLOPS, "serve", "--store", str(store), "--workers", str(workers),
+            *(["--port", str(port)] if port_option else []), *(extra or [])]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

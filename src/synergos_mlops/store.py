@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,11 @@ class StoreFolder:
                 path.mkdir(parents=True)
             except OSError as exc:
                 raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise StoreError(f"store {path} is not writable")
+        try:  # a real write: permission bits alone say nothing for root or read-only mounts
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        except OSError:
+            raise StoreError(f"store {path} is not writable") from None
         if is_file_store(path):
             raise FileStoreFoundError(
                 f"store {path} is an MLflow file store; convert it with: synmlops migrate {path}"

@@ -29,8 +29,9 @@ def _check_stores() -> dict[str, Any]:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR, "")
-    if destination and "://" not in destination and not os.path.isdir(destination):
-        raise RuntimeError(f"artifact folder {destination} is missing")
+    # MLflow creates a local artifact folder on first write; only a file in its way is fatal.
+    if destination and "://" not in destination and os.path.isfile(destination):
+        raise RuntimeError(f"artifact destination {destination} is a file, not a folder")
     return {
         "backend": _backend_name(os.environ.get(BACKEND_STORE_URI_ENV_VAR, "")),
         "artifacts": destination.split("://", 1)[0] if "://" in destination else "folder",

@@ -1,0 +1,222 @@
+"""`synmlops serve`: a real server process, the stock MLflow client and plain HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+from conftest import SYNMLOPS, Server, free_port, start_server
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
+    return subprocess.run(
+        [*SYNMLOPS, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_health_answers_json_with_version_and_backend(shared_server: Server) -> None:
+    response = requests.get(f"{shared_server.url}/health", timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["version"]
+    assert body["mlflow_version"] == mlflow.__version__
+    assert body["backend"] == "sqlite"
+
+
+def test_store_folder_holds_the_sqlite_database_in_wal_mode_and_the_artifacts(
+    shared_server: Server,
+) -> None:
+    import sqlite3
+
+    assert (shared_server.store / "mlflow.db").is_file()
+    assert (shared_server.store / "artifacts").is_dir()
+    connection = sqlite3.connect(shared_server.store / "mlflow.db")
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        connection.close()
+
+
+def test_stock_mlflow_client_logs_and_plain_rest_reads_it_back(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    client = MlflowClient(tracking_uri=shared_server.url)
+    experiment_id = client.create_experiment("stock-client-check")
+    run = client.create_run(experiment_id, run_name="plain")
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric("loss", 1.0 / (s + 1), 1_700_000_000_000 + s, s) for s in range(5)],
+        params=[Param("lr", "0.01")],
+        tags=[RunTag("team", "a")],
+    )
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\x00\x01" * 100)
+    client.log_artifact(run.info.run_id, str(weights), "models")
+    client.set_terminated(run.info.run_id)
+
+    got = requests.get(
+        f"{shared_server.url}/api/2.0/mlflow/runs/get",
+        params={"run_id": run.info.run_id},
+        timeout=10,
+    ).json()["run"]
+    assert got["data"]["params"] == [{"key": "lr", "value": "0.01"}]
+    assert got["info"]["status"] == "FINISHED"
+    history = requests.get(
+        f"{shared_server.url}/api/2.0/mlflow/metrics/get-history",
+        params={"run_id": run.info.run_id, "metric_key": "loss"},
+        timeout=10,
+    ).json()["metrics"]
+    assert [m["step"] for m in history] == [0, 1, 2, 3, 4]
+    assert got["info"]["artifact_uri"].startswith("mlflow-artifacts:/")
+    downloaded = client.download_artifacts(run.info.run_id, "models/weights.bin", str(tmp_path))
+    assert Path(downloaded).read_bytes() == weights.read_bytes()
+    assert (shared_server.store / "artifacts" / experiment_id / run.info.run_id).is_dir()
+
+
+def test_stock_mlflow_ui_is_served_at_the_root(shared_server: Server) -> None:
+    response = requests.get(f"{shared_server.url}/", timeout=10)
+    assert response.status_code == 200
+    assert "<html" in response.text.lower()
+
+
+def test_startup_prints_the_url_to_open(shared_server: Server) -> None:
+    assert f"http://localhost:{shared_server.port}" in shared_server.output()
+
+
+def test_sigterm_stops_the_server_and_every_worker(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "store", workers=2)
+    children = subprocess.run(
+        ["pgrep", "-f", "--", f"--port {server.port}"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) >= 2  # synmlops, MLflow's CLI, uvicorn and its workers
+    assert server.stop(signal.SIGTERM) is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", "--", f"--port {server.port}"], capture_output=True)
+        if left.returncode == 1:
+            break
+        time.sleep(0.2)
+    assert left.returncode == 1, "server processes outlived SIGTERM"
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", server.port))  # nothing listens on the port any more
+
+
+def test_mlflow_server_with_app_name_synergos_serves_the_synergos_routes(tmp_path: Path) -> None:
+    port = free_port()
+    store = tmp_path / "db.sqlite"
+    log_path = tmp_path / "mlflow.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--app-name", "synergos",
+         "--backend-store-uri", f"sqlite:///{store}", "--port", str(port), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        body: dict[str, object] = {}
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if response.status_code == 200:
+                    body = response.json()
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        assert body.get("status") == "ok", log_path.read_text()[-2000:]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_gunicorn_bind_in_the_environment_sets_host_and_port(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server(
+        tmp_path / "store",
+        port=port,
+        port_option=False,
+        env={"GUNICORN_CMD_ARGS": f"--bind=127.0.0.1:{port}"},
+    )
+    try:
+        assert requests.get(f"{server.url}/health", timeout=5).json()["status"] == "ok"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--bogus"], {}, "No such option"),
+        (["--port", "notaport"], {}, "notaport"),
+        ([], {"GUNICORN_CMD_ARGS": "--bind=0.0.0.0:http"}, "GUNICORN_CMD_ARGS"),
+        ([], {"GUNICORN_CMD_ARGS": "--bind 'unclosed"}, "GUNICORN_CMD_ARGS"),
+        ([], {"GUNICORN_CMD_ARGS": "--bind=unix:/tmp/sock"}, "GUNICORN_CMD_ARGS"),
+        (["--workers", "0"], {}, "workers"),
+    ],
+)
+def test_bad_options_give_one_clear_line_and_a_non_zero_exit(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = run_cli("serve", "--store", str(tmp_path / "s"), *args, env=env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_store_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    a_file = tmp_path / "store"
+    a_file.write_text("not a folder")
+    result = run_cli("serve", "--store", str(a_file), "--port", str(free_port()))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: store {a_file} is a file, not a folder"
+    assert a_file.read_text() == "not a folder"
+
+
+def test_store_that_cannot_be_created_is_refused_in_one_line() -> None:
+    result = run_cli("serve", "--store", "/proc/synmlops-store", "--port", str(free_port()))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("Error: cannot create store /proc/synmlops-store")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_store_that_is_not_writable_is_refused_in_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "readonly"
+    store.mkdir()
+    # chmod means nothing to root; an immutable folder refuses root's writes too.
+    lock = ["chattr", "+i", str(store)] if os.geteuid() == 0 else ["chmod", "500", str(store)]
+    unlock = ["chattr", "-i", str(store)] if os.geteuid() == 0 else ["chmod", "700", str(store)]
+    subprocess.run(lock, check=True)
+    try:
+        result = run_cli("serve", "--store", str(store), "--port", str(free_port()))
+    finally:
+        subprocess.run(unlock, check=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: store {store} is not writable"
+    assert list(store.iterdir()) == []
+
+
+def test_port_in_use_is_refused_and_the_store_is_untouched(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--store", str(tmp_path / "s"), "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: port {port} on 127.0.0.1 is already in use"
