@@ -10,7 +10,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from synergos_mlops.demo.record import DemoConfig, DemoResult, run_demo
-from synergos_mlops.demo.target import holds_runs, is_server, run_links, store_folder_of
+from synergos_mlops.demo.target import (
+    check_reachable,
+    holds_runs,
+    is_server,
+    run_links,
+    store_folder_of,
+)
 from synergos_mlops.demo.training import RoundResult
 from synergos_mlops.settings import setting
 
@@ -53,6 +59,7 @@ def demo(
     from synergos_mlops.tracking import FederatedTracker
 
     target = tracking_uri or setting("tracking_uri").get() or setting("store").get()
+    check_reachable(str(target))
     with FederatedTracker(target) as tracker:
         if if_empty and holds_runs(tracker.tracking_uri):
             folder = store_folder_of(tracker.tracking_uri)

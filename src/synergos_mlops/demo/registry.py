@@ -104,6 +104,22 @@ def _registry_sees(tracking_uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]
 
 
+def _await_ready(client: Any, version: Any, timeout: float = 300.0) -> None:
+    """Wait until a registry that registers asynchronously has the version READY."""
+    import time
+
+    from synergos_mlops.errors import SynergosError
+
+    deadline = time.monotonic() + timeout
+    while version.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        version = client.get_model_version(version.name, version.version)
+    if version.status != "READY":
+        raise SynergosError(
+            f"model version {version.name}/{version.version} is {version.status}, not READY"
+        )
+
+
 def _ensure_registered_model(client: Any, name: str, description: str) -> None:
     from mlflow.exceptions import MlflowException
 
@@ -179,5 +195,7 @@ def register_global_model(
             model_id=logged.model_id,
             tags=dict(tags or {}),
             description="Final global model of the federated run.",
+            await_creation_for=0,  # waited for below, without MLflow's log line
         )
+    _await_ready(client, version)
     return RegisteredModel(name=name, version=str(version.version), model_id=logged.model_id)

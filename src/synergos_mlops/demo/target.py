@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
+from synergos_mlops.errors import ServerUnavailableError
 from synergos_mlops.federation import ExperimentIds
 
-__all__ = ["holds_runs", "is_server", "run_links", "store_folder_of"]
+__all__ = ["check_reachable", "holds_runs", "is_server", "run_links", "store_folder_of"]
 
 #: Where ``synmlops serve`` listens by default, for the hint printed after a folder run.
 _DEFAULT_SERVER = "http://127.0.0.1:5500"
@@ -15,6 +16,22 @@ _DEFAULT_SERVER = "http://127.0.0.1:5500"
 
 def is_server(tracking_uri: str) -> bool:
     return tracking_uri.startswith(("http://", "https://"))
+
+
+def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
+    """Refuse a server that does not answer, before any training (the tracker itself would
+    wait for it for a minute, which suits an orchestrator but not a first try)."""
+    if not is_server(tracking_uri):
+        return
+    import requests
+
+    try:
+        requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise ServerUnavailableError(
+            f"the tracking server at {tracking_uri} cannot be reached ({reason})"
+        ) from None
 
 
 def store_folder_of(tracking_uri: str) -> Path | None:
