@@ -168,7 +168,7 @@ def migrate(directory: Path) -> None:
     """
     from synergos_mlops.server.migrate import migrate_file_store
 
-    report = migrate_file_store(directory, progress=lambda m: click.echo(m, err=True))
+    report = migrate_file_store(directory, progress=click.echo)
     click.echo(
         f"migrated {report.experiments} experiments, {report.runs} runs, "
         f"{report.metrics} metric points, {report.params} params, {report.tags} tags and "

@@ -10,7 +10,8 @@ regular store folder:
 3. artifacts of runs kept in the file store's default place are copied to
    ``DIR/artifacts/<experiment>/<run>/artifacts`` and their URIs become
    ``mlflow-artifacts:/...``, the form the server's artifact proxy serves to every client;
-4. the row counts of the database are checked against the backup.
+4. the runs, metric points and params in the database are counted against the file store:
+   MLflow's converter skips a run whose metadata it cannot read, and we refuse to lose it.
 
 If any step fails, the database and copied artifacts are removed and the original entries
 move back: the folder is as it was.
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +68,69 @@ def _relocate(original: Path | None, old_root: Path, backup: Path) -> Path | Non
         return original if original.exists() else None
 
 
+_RUN_DIR = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _count_source(source: Path) -> dict[str, int]:
+    """Count what the file store holds, to check that the conversion kept all of it."""
+    counts = {"runs": 0, "metrics": 0, "params": 0}
+    experiment_dirs = [d for d in source.iterdir() if d.is_dir() and d.name.isdigit()]
+    trash = source / ".trash"
+    if trash.is_dir():
+        experiment_dirs += [d for d in trash.iterdir() if d.is_dir() and d.name.isdigit()]
+    for experiment in experiment_dirs:
+        for run in experiment.iterdir():
+            if not (run.is_dir() and _RUN_DIR.match(run.name)):
+                continue
+            counts["runs"] += 1
+            metrics = run / "metrics"
+            if metrics.is_dir():
+                for series in metrics.rglob("*"):
+                    if series.is_file():
+                        with series.open("rb") as lines:
+                            counts["metrics"] += sum(1 for line in lines if line.strip())
+            params = run / "params"
+            if params.is_dir():
+                counts["params"] += sum(1 for p in params.rglob("*") if p.is_file())
+    return counts
+
+
+@contextlib.contextmanager
+def _collect_mlflow_warnings() -> Iterator[list[str]]:
+    """Keep what MLflow's converter warns about (a run it skips) for our own message."""
+    collected: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append(record.getMessage().splitlines()[0])
+
+    logger = logging.getLogger("mlflow")
+    handler, propagate = Collect(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    saved = [(h, h.level) for h in logger.handlers if h is not handler]
+    for other, _level in saved:
+        other.setLevel(logging.CRITICAL + 1)
+    try:
+        yield collected
+    finally:
+        for other, level in saved:
+            other.setLevel(level)
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _verify(source: dict[str, int], converted: dict[str, int], warned: list[str]) -> None:
+    lost = [
+        f"{source[kind] - converted[kind]} of {source[kind]} {kind}"
+        for kind in ("runs", "metrics", "params")
+        if converted[kind] < source[kind]
+    ]
+    if lost:
+        cause = f" ({warned[0]})" if warned else ""
+        raise StoreError(f"the conversion would lose {', '.join(lost)}{cause}")
+
+
 def migrate_file_store(
     directory: str | Path, *, progress: Callable[[str], None] | None = None
 ) -> MigrationReport:
@@ -91,7 +157,7 @@ def migrate_file_store(
     try:
         from mlflow.store.fs2db import migrate
 
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _collect_mlflow_warnings() as warned:
             migrate(source, folder.backend_store_uri, progress=False)
         say(f"converted it into {folder.db_path}")
         folder.enable_wal()
@@ -133,6 +199,7 @@ def migrate_file_store(
             }
         engine.dispose()
         say(f"copied {copied} artifact files into {folder.artifacts_path}")
+        _verify(_count_source(source), counts, warned)
     except Exception as exc:
         for created in (folder.db_path, folder.artifacts_path):
             if created.is_dir():
