@@ -90,6 +90,33 @@ def start_server(
     raise RuntimeError(f"synmlops serve did not become healthy: {server.output()[-3000:]}")
 
 
+def start_server_command(
+    command: list[str], *, port: int, store: Path, env: dict[str, str], timeout: float = 240
+) -> Server:
+    """Run a given server command line (e.g. the Dockerfile's CMD) and wait until it serves."""
+    import shutil
+
+    executable = shutil.which(command[0], path=str(Path(sys.executable).parent))
+    assert executable, f"{command[0]} is not installed next to {sys.executable}"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    log = store.parent / f"command-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [executable, *command[1:]], stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}", port, store, process, log, command)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command} exited: {server.output()[-3000:]}")
+        if "is serving" in server.output():
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"{command} did not start: {server.output()[-3000:]}")
+
+
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start servers on demand; every one is stopped at the end of the test."""
