@@ -256,3 +256,14 @@ def test_an_unreachable_server_is_one_line_before_any_training(tmp_path: Path) -
     assert result.stderr.strip().splitlines() == [
         f"Error: the tracking server at {url} cannot be reached (ConnectionError)"
     ]
+
+
+def test_every_demo_option_is_documented() -> None:
+    from synergos_mlops.cli import main
+
+    documented = (Path(__file__).parent.parent / "docs" / "demo.md").read_text()
+    command = main.commands["demo"]
+    options = [flag for p in command.params for flag in p.opts if flag.startswith("--")]
+    assert options, "the demo command has options"
+    for option in options:
+        assert f"`{option}`" in documented, f"{option} is missing from docs/demo.md"
