@@ -192,10 +192,10 @@ def test_artifact_names_cannot_leave_their_folder(tmp_path: Path) -> None:
 def test_a_failing_block_ends_every_run_failed_and_keeps_what_was_logged(tmp_path: Path) -> None:
     transport = MemoryTransport()
     tracker = tracker_for(tmp_path, transport)
-    with pytest.raises(RuntimeError, match="round 2 broke"):
-        with tracker.run(**IDS, run="r", participants=["w1"]) as run:
-            run.log_metrics({"train/loss": 0.4}, step=1, participant="w1")
-            raise RuntimeError("round 2 broke")
+    run = tracker.run(**IDS, run="r", participants=["w1"])
+    with pytest.raises(RuntimeError, match="round 2 broke"), run:
+        run.log_metrics({"train/loss": 0.4}, step=1, participant="w1")
+        raise RuntimeError("round 2 broke")
     tracker.close()
     assert transport.statuses == {"run-r": "FAILED", "run-r-w1": "FAILED"}
     assert transport.points == {("run-r-w1", "train/loss", 1): 0.4}
