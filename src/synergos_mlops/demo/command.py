@@ -97,6 +97,4 @@ def _run(tracker: FederatedTracker, config: DemoConfig, *, show_progress: bool) 
                 f"accuracy {result.evaluate_accuracy:.1%}",
             )
 
-        result = run_demo(tracker, config, on_round=on_round)
-    assert result is not None  # run_demo only skips when asked to (if_empty)
-    return result
+        return run_demo(tracker, config, on_round=on_round)

@@ -28,17 +28,16 @@ import numpy as np
 
 from synergos_mlops.demo.data import DATASET, FederatedData, load_federated_data
 from synergos_mlops.demo.registry import RegisteredModel, register_global_model, registered_name
-from synergos_mlops.demo.target import holds_runs
 from synergos_mlops.demo.training import (
     RoundResult,
     SoftmaxModel,
     TrainingConfig,
     federated_rounds,
 )
-from synergos_mlops.federation import ExperimentIds, validate_id
+from synergos_mlops.federation import TAG_RUN, ExperimentIds, validate_id
 
 if TYPE_CHECKING:
-    from synergos_mlops.tracking import FederatedTracker
+    from synergos_mlops.tracking import FederatedRun, FederatedTracker
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
@@ -113,7 +112,7 @@ def _partition(data: FederatedData) -> dict[str, Any]:
     }
 
 
-def _log_round(run: Any, result: RoundResult) -> None:
+def _log_round(run: FederatedRun, result: RoundResult) -> None:
     r = result.round
     for local in result.participants:
         p = local.participant
@@ -141,7 +140,7 @@ def _log_round(run: Any, result: RoundResult) -> None:
     run.log_model(result.model.to_bytes(), round=r, name=_WEIGHTS)
 
 
-def _log_outputs(run: Any, data: FederatedData, rounds: list[RoundResult]) -> None:
+def _log_outputs(run: FederatedRun, data: FederatedData, rounds: list[RoundResult]) -> None:
     """The final models, loss histories and the data partition, as Synergos keeps them."""
     final = rounds[-1]
     run.log_model(final.model.to_bytes(), name=_WEIGHTS)
@@ -170,13 +169,9 @@ def run_demo(
     tracker: FederatedTracker,
     config: DemoConfig,
     *,
-    if_empty: bool = False,
     on_round: Callable[[RoundResult], None] | None = None,
-) -> DemoResult | None:
-    """Train, log and register; None (nothing done) when ``if_empty`` and the tracker's
-    destination already holds runs."""
-    if if_empty and holds_runs(tracker.tracking_uri):
-        return None
+) -> DemoResult:
+    """Train, log every round through ``tracker``, register the final global model."""
     training = config.training
     data = load_federated_data(training.participants, seed=training.seed, alpha=training.alpha)
     participants = [shard.participant for shard in data.shards]
@@ -208,7 +203,7 @@ def run_demo(
             example=data.x_test[:5],
             params=training.hyperparameters(),
             step=rounds[-1].round,
-            tags={"synergos.run": run_name},
+            tags={TAG_RUN: run_name},
         )
         participant_run_ids = {p: run.participant_run_id(p) for p in participants}
     return DemoResult(
