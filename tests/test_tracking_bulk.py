@@ -46,15 +46,15 @@ def same(a: float, b: float) -> bool:
 
 
 def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, int, float]]:
-    return sorted(
-        (m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)
-    )
+    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
 
 
 def latest_rows(store: SqlAlchemyStore, run_id: str) -> dict[str, tuple[object, ...]]:
     with store.engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT key, step, timestamp, value, is_nan FROM latest_metrics WHERE run_uuid=:r"),
+            text(
+                "SELECT key, step, timestamp, value, is_nan FROM latest_metrics WHERE run_uuid=:r"
+            ),
             {"r": run_id},
         ).all()
     return {row[0]: tuple(row[1:]) for row in rows}
