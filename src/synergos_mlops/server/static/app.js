@@ -212,7 +212,7 @@
     state.series = {};
     const participants = run.participants.map((p) => p.id);
     const mlflowUrl = new URL(run.mlflow.url.replace(/^\//, ""), ROOT).href;
-    main.replaceChildren(
+    main.replaceChildren(...[
       h("div", { class: "sub", style: "margin-bottom:4px" }, "Federated run"),
       h("h1", {}, run.run),
       h("div", { class: "sub" },
@@ -228,7 +228,8 @@
         h("div", { class: "card" }, h("h2", {}, "Participants — latest metrics"), latestTable(run))),
       metricsCard(run),
       classCard(run),
-      artifactsCard(run));
+      artifactsCard(run),
+    ].filter(Boolean));
     await drawCharts();
   }
 
@@ -375,7 +376,7 @@
         observer.unobserve(entry.target);
         plot(entry.target, entry.target.dataset.metric);
       }
-    }, { rootMargin: "300px" });
+    }, { root: document.getElementById("main"), rootMargin: "400px" });
     for (const key of keys) {
       const el = h("div", { class: "chart", dataset: { metric: key } }, h("h3", {}, key), h("div", { class: "plot" }));
       box.append(el);
@@ -386,7 +387,8 @@
   function plot(el, key) {
     const run = state.run;
     const s = state.series[key];
-    const names = [GLOBAL, ...run.participants.map((p) => p.id)];
+    // The global line is drawn last, on top of the participants' lines.
+    const names = [...run.participants.map((p) => p.id), GLOBAL];
     const lines = names.map((n) => (n === GLOBAL ? s.global : s.participants[n]) || { steps: [], values: [] });
     const xs = [...new Set(lines.flatMap((l) => l.steps))].sort((a, b) => a - b);
     const index = new Map(xs.map((x, i) => [x, i]));
@@ -408,7 +410,7 @@
              { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
       series: [{ label: axisName }, ...names.map((n, i) => ({
         label: n === GLOBAL ? "Global" : n, show: !state.hidden.has(n),
-        stroke: i ? color(i - 1) : "#111", width: i ? 1.4 : 2.6, spanGaps: true,
+        stroke: n === GLOBAL ? "#111" : color(i), width: n === GLOBAL ? 2.6 : 1.4, spanGaps: true,
         points: { show: xs.length < 40 && names.length < 12 },
       }))],
       hooks: { setCursor: [(u) => showTip(u, tip, axisName)] },
@@ -435,9 +437,13 @@
     if (!rows.length) { tip.style.display = "none"; return; }
     rows.sort((a, b) => b[1] - a[1]);
     const shown = rows.slice(0, 12);
-    tip.replaceChildren(h("div", { class: "muted", style: "color:#c9d6f5" }, axisName + " " + u.data[0][idx]),
-      shown.map(([label, v, c]) => h("div", { class: "row" }, h("span", { class: "sw", style: "background:" + c }), label, h("b", {}, fmtNum(v)))),
-      rows.length > shown.length ? h("div", { class: "muted", style: "color:#c9d6f5" }, "+ " + (rows.length - shown.length) + " more") : null);
+    const more = rows.length - shown.length;
+    tip.replaceChildren(...[
+      h("div", { class: "muted", style: "color:#c9d6f5" }, axisName + " " + u.data[0][idx]),
+      ...shown.map(([label, v, c]) => h("div", { class: "row" },
+        h("span", { class: "sw", style: "background:" + c }), label, h("b", {}, fmtNum(v)))),
+      more > 0 ? h("div", { class: "muted", style: "color:#c9d6f5" }, "+ " + more + " more") : null,
+    ].filter(Boolean));
     tip.style.display = "block";
     const left = u.cursor.left + 14, width = tip.offsetWidth;
     tip.style.left = (left + width > u.over.clientWidth ? u.cursor.left - width - 14 : left) + "px";

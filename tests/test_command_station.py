@@ -1,0 +1,224 @@
+"""The Command Station page: served at /synergos/, deep links, iframes, and a real browser
+(Debian's headless Chromium through Playwright) following the tree to a run."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import zipfile
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from federated_data import LoggedRun, log_federated_run
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "command-station.png"
+
+
+@pytest.fixture(scope="module")
+def logged(shared_server) -> LoggedRun:  # type: ignore[no-untyped-def]
+    return log_federated_run(
+        shared_server.url,
+        collaboration=f"Cardiac Alliance {uuid.uuid4().hex[:4]}",
+        project="heart failure",
+        experiment="fedprox μ=0.1",
+        run="cycle 1",
+        participants=["hospital-a", "hospital b", "klinik-ü", "clinic-4"],
+        rounds=15,
+        epochs=3,
+    )
+
+
+def test_page_is_served_at_synergos_with_its_assets(shared_server) -> None:
+    response = requests.get(f"{shared_server.url}/synergos/", timeout=30)
+    assert response.status_code == 200
+    assert '<base href="/synergos/">' in response.text
+    for asset in ("static/app.js", "static/app.css", "static/vendor/uPlot.iife.min.js"):
+        assert requests.get(f"{shared_server.url}/synergos/{asset}", timeout=30).status_code == 200
+    redirect = requests.get(f"{shared_server.url}/synergos", timeout=30, allow_redirects=False)
+    assert redirect.headers["location"].endswith("/synergos/")
+
+
+def test_deep_links_answer_with_the_page(shared_server, logged: LoggedRun) -> None:
+    for view in (f"runs/{logged.path}", f"c/{quote(logged.collaboration, safe='')}"):
+        response = requests.get(f"{shared_server.url}/synergos/{view}", timeout=30)
+        assert response.status_code == 200 and "app.js" in response.text
+
+
+def test_static_files_never_leave_the_static_folder(shared_server) -> None:
+    for path in (
+        "static/..%2F..%2Fapp.py",
+        "static/%2e%2e/station.py",
+        "static/",
+        "static/nope.js",
+    ):
+        response = requests.get(f"{shared_server.url}/synergos/{path}", timeout=30)
+        assert response.status_code == 404, path
+
+
+def test_frame_options_follow_the_serve_setting(server_factory) -> None:
+    server = server_factory(extra=["--x-frame-options", "NONE"])
+    for url in (f"{server.url}/synergos/", f"{server.url}/api/synergos/v1/collaborations"):
+        assert "x-frame-options" not in requests.get(url, timeout=30).headers
+
+
+def _browser():  # type: ignore[no-untyped-def]
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright().start()
+    browser = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    return manager, browser
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    manager, browser = _browser()
+    yield browser
+    browser.close()
+    manager.stop()
+
+
+def test_browser_follows_the_tree_to_a_run_and_downloads_everything(
+    shared_server, logged: LoggedRun, browser, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{shared_server.url}/synergos/")
+
+    tree = page.locator("#tree")
+    tree.get_by_role("link", name=logged.collaboration).wait_for()
+    tree.locator(f'a.run[href="runs/{logged.path}"]').click()
+    page.wait_for_url(f"**/synergos/runs/{logged.path}")
+    page.locator("h1", has_text="cycle 1").wait_for()
+
+    # One chart per metric, one line per participant plus the global line.
+    chart = page.locator('.chart[data-metric="train/loss"]')
+    chart.scroll_into_view_if_needed()  # charts are drawn when scrolled into view
+    page.locator('.chart[data-metric="train/loss"][data-lines]').wait_for()
+    assert chart.get_attribute("data-lines") == str(len(logged.participants) + 1)
+    labels = page.evaluate(
+        "() => window.__synergos.charts['train/loss'].u.series.slice(1).map(s => s.label)"
+    )
+    assert labels == ["clinic-4", "hospital b", "hospital-a", "klinik-ü", "Global"]
+
+    # Lines toggle; values show on hover.
+    page.locator('#series-toggles .chip[data-series="klinik-ü"]').click()
+    shown = page.evaluate("() => window.__synergos.charts['train/loss'].u.series.map(s => s.show)")
+    assert shown[4] is False and shown[5] is True
+    box = chart.locator(".u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tip = chart.locator(".tip")
+    tip.wait_for(state="visible")
+    assert "Global" in tip.inner_text()
+    page.locator('#series-toggles .chip[data-series="klinik-ü"]').click()
+
+    # Hyperparameters, participants' latest metrics with best and worst, per-class.
+    assert "FedProx" in page.locator("#hyperparameters").inner_text()
+    latest = page.locator("#latest-metrics")
+    assert latest.locator("td.best").count() >= 1 and latest.locator("td.worst").count() >= 1
+    assert page.locator("#class-table tbody tr").count() == len(logged.participants) + 1
+
+    # The MLflow UI link points at the same run.
+    mlflow_link = page.locator("#open-mlflow").get_attribute("href") or ""
+    assert mlflow_link.endswith(
+        f"/#/experiments/{logged.experiment_id}/runs/{logged.parent_run_id}"
+    )
+
+    # Epoch axis.
+    page.locator('button[data-axis="epoch"]').click()
+    page.locator('.chart[data-metric="train/epoch/loss"]').scroll_into_view_if_needed()
+    page.locator('.chart[data-metric="train/epoch/loss"][data-lines]').wait_for()
+    page.locator('button[data-axis="round"]').click()
+    page.set_viewport_size({"width": 1440, "height": 1480})
+    page.locator("#main").evaluate("main => { main.scrollTop = 0; }")
+    for metric in ("evaluate/accuracy", "train/loss"):
+        page.locator(f'.chart[data-metric="{metric}"][data-lines]').wait_for()
+    over = chart.locator(".u-over").bounding_box()
+    assert over is not None
+    page.mouse.move(over["x"] + over["width"] * 0.35, over["y"] + over["height"] * 0.3)
+    tip.wait_for(state="visible")
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+    with page.expect_download() as download_info:
+        page.locator("#download-all").click()
+    download = download_info.value
+    target = tmp_path / "bundle.zip"
+    download.save_as(str(target))
+    with zipfile.ZipFile(target) as bundle:
+        names = set(bundle.namelist())
+    expected = {f"global/{f}" for f in logged.global_files}
+    for participant, files in logged.participant_files.items():
+        expected |= {f"participants/{participant}/{f}" for f in files}
+    assert names == expected
+    assert not errors
+    context.close()
+
+
+def test_deep_link_loads_the_run_directly_inside_an_iframe(
+    shared_server, logged: LoggedRun, browser
+) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{shared_server.url}/synergos/")
+    # A same-origin portal page embedding a deep link (the server sends SAMEORIGIN).
+    page.evaluate(
+        "url => { const f = document.createElement('iframe'); f.id = 'portal';"
+        " f.style.width = '1200px'; f.style.height = '800px'; f.src = url;"
+        " document.body.append(f); }",
+        f"/synergos/runs/{logged.path}",
+    )
+    frame = page.frame_locator("#portal")
+    frame.locator("h1", has_text="cycle 1").wait_for()
+    frame.locator('.chart[data-metric="evaluate/loss"]').scroll_into_view_if_needed()
+    frame.locator('.chart[data-metric="evaluate/loss"][data-lines]').wait_for()
+    assert not errors
+    page.close()
+
+
+def test_unknown_run_deep_link_shows_the_apis_message(shared_server, browser) -> None:
+    page = browser.new_page()
+    page.goto(f"{shared_server.url}/synergos/runs/nobody/p/e/r")
+    page.locator("#error").wait_for()
+    assert "collaboration 'nobody' not found" in page.locator("#error").inner_text()
+    page.close()
+
+
+@pytest.mark.timeout(900)
+def test_fifty_participants_by_five_hundred_rounds_stay_responsive(shared_server, browser) -> None:
+    # Logged straight into the server's store (WAL lets both write): 50 × 500 rounds over
+    # HTTP take minutes on a busy machine, and the page is what is under test here.
+    logged = log_federated_run(
+        f"sqlite:///{shared_server.store / 'mlflow.db'}",
+        collaboration=f"scale {uuid.uuid4().hex[:4]}",
+        participants=[f"w{i:02d}" for i in range(50)],
+        rounds=500,
+        epochs=1,
+        classes=2,
+        artifacts=False,
+    )
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    started = page.evaluate("() => performance.now()")
+    page.goto(f"{shared_server.url}/synergos/runs/{logged.path}")
+    page.locator('.chart[data-metric="train/loss"]').scroll_into_view_if_needed(timeout=60000)
+    page.locator('.chart[data-metric="train/loss"][data-lines="51"]').wait_for(timeout=60000)
+    loaded = page.evaluate("() => performance.now()") - started
+    # Toggling a participant redraws every chart quickly.
+    took = page.evaluate(
+        """() => { const t = performance.now();
+        document.querySelector('#series-toggles .chip[data-series="w07"]').click();
+        return performance.now() - t; }"""
+    )
+    assert took < 1500
+    assert loaded < 30000
+    page.close()
