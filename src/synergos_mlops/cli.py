@@ -348,5 +348,30 @@ def export(
     click.echo(f"wrote {output} ({size} bytes)")
 
 
+@main.group()
+def db() -> None:
+    """The tracking database's schema (SQLite or PostgreSQL)."""
+
+
+@db.command("upgrade")
+@click.argument("uri")
+@_domain_errors
+def db_upgrade(uri: str) -> None:
+    """Create or upgrade the MLflow schema of the database at URI (or of a store folder).
+
+    URI is a database URI (postgresql://user:pw@host/db, sqlite:///path/mlflow.db) or a store
+    folder. A SQLite file is copied aside first (mlflow.db.before-<revision>).
+    """
+    from synergos_mlops.server.database import upgrade
+    from synergos_mlops.store import StoreFolder
+
+    if "://" not in uri:
+        folder = StoreFolder.at(uri)
+        folder.check()
+        uri = folder.backend_store_uri
+    status = upgrade(uri, say=click.echo)
+    click.echo(f"schema {status.head}: up to date")
+
+
 def run() -> None:  # pragma: no cover - console entry
     main()

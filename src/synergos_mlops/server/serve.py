@@ -23,6 +23,7 @@ from types import FrameType
 import requests
 
 from synergos_mlops.errors import StoreError, SynergosError
+from synergos_mlops.server.database import check_schema
 from synergos_mlops.store import StoreFolder
 
 __all__ = ["ServeConfig", "parse_gunicorn_bind", "serve"]
@@ -118,6 +119,7 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
             raise StoreError(f"database {folder.db_path} cannot be opened: {exc}") from None
     if destination is None:
         destination = str(folder.artifacts_path)
+    check_schema(backend)
     check_port_free(config.host, config.port)
     command = [
         sys.executable, "-m", "mlflow", "server",

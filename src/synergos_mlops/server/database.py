@@ -1,0 +1,144 @@
+"""The tracking database's schema: check it before serving, upgrade it on request.
+
+MLflow keeps its schema with Alembic migrations. A new database is created by the server on
+first start; an existing one at an older revision is refused by MLflow with a message that
+names ``mlflow db upgrade``. ``synmlops serve`` checks first and says, in one line, to run
+``synmlops db upgrade URI``, which runs MLflow's own migrations (after copying a SQLite file
+aside, since migrations are not always transactional).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from synergos_mlops.errors import SchemaOutOfDateError, StoreError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+__all__ = ["SchemaStatus", "check_schema", "redact", "schema_status", "upgrade"]
+
+
+def redact(uri: str) -> str:
+    """The URI without its password, fit for a message."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URI is shown as given, minus userinfo
+        head, sep, tail = uri.partition("@")
+        return f"{head.split('://')[0]}://***@{tail}" if sep else uri
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None  #: None for an empty database
+    head: str
+
+    @property
+    def empty(self) -> bool:
+        return self.current is None
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def _engine(uri: str) -> Engine:
+    from sqlalchemy import create_engine
+
+    try:
+        return create_engine(uri, pool_pre_ping=True)
+    except Exception as exc:  # noqa: BLE001 - unknown dialect, missing driver, bad URI
+        raise StoreError(f"database URI {redact(uri)} cannot be used: {exc}") from None
+
+
+def schema_status(uri: str) -> SchemaStatus:
+    from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version
+    from sqlalchemy import inspect
+
+    engine = _engine(uri)
+    try:
+        tables = inspect(engine).get_table_names()
+        current = _get_schema_version(engine) if "experiments" in tables else None
+    except Exception as exc:  # noqa: BLE001 - any driver error means "cannot reach"
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StoreError(f"cannot reach database {redact(uri)}: {reason}") from None
+    finally:
+        engine.dispose()
+    return SchemaStatus(current=current, head=_get_latest_schema_revision())
+
+
+def check_schema(uri: str) -> None:
+    """Raise SchemaOutOfDateError when the database needs ``synmlops db upgrade``."""
+    status = schema_status(uri)
+    if not status.empty and not status.up_to_date:
+        raise SchemaOutOfDateError(
+            f"database {redact(uri)} has schema {status.current}, this MLflow needs "
+            f"{status.head}; upgrade it with: synmlops db upgrade {redact(uri)}"
+        )
+
+
+def _missing_postgresql_database(uri: str) -> bool:
+    if not uri.startswith(("postgresql://", "postgresql+")):
+        return False
+    try:
+        schema_status(uri)
+    except StoreError as exc:
+        return "does not exist" in str(exc) and "database" in str(exc)
+    return False
+
+
+def _create_postgresql_database(uri: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(uri)
+    name = url.database or ""
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            quoted = '"' + name.replace('"', '""') + '"'
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+    except Exception as exc:  # noqa: BLE001 - e.g. no CREATEDB right
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StoreError(f"cannot create database {redact(uri)}: {reason}") from None
+    finally:
+        engine.dispose()
+
+
+def upgrade(uri: str, *, say: Callable[[str], None] = print) -> SchemaStatus:
+    """Create (with the PostgreSQL database itself, when missing) or upgrade the schema to
+    MLflow's latest revision; return the new status."""
+    from mlflow.store.db.utils import _initialize_tables, _upgrade_db
+
+    if _missing_postgresql_database(uri):
+        _create_postgresql_database(uri)
+        say(f"created database {redact(uri)}")
+    before = schema_status(uri)
+    if not before.empty and before.up_to_date:
+        say(f"database {redact(uri)} is up to date (schema {before.head})")
+        return before
+    if uri.startswith("sqlite:///") and not before.empty:
+        path = Path(uri.removeprefix("sqlite:///"))
+        backup = path.with_name(f"{path.name}.before-{before.head}")
+        shutil.copy2(path, backup)
+        say(f"copied {path} to {backup}")
+    engine = _engine(uri)
+    try:
+        if before.empty:
+            say(f"creating the MLflow schema in {redact(uri)}")
+            _initialize_tables(engine)
+        else:
+            say(f"upgrading {redact(uri)} from schema {before.current} to {before.head}")
+            _upgrade_db(engine)
+    except Exception as exc:  # noqa: BLE001 - report the migration's own reason
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StoreError(f"upgrade of {redact(uri)} failed: {reason}") from None
+    finally:
+        engine.dispose()
+    return schema_status(uri)
