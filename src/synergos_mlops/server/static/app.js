@@ -70,9 +70,14 @@
 
   // ---------- routing ----------
   function route() {
-    const rel = decodeURI(location.pathname).startsWith(decodeURI(BASE.pathname))
+    const rel = location.pathname.startsWith(BASE.pathname)
       ? location.pathname.slice(BASE.pathname.length) : "";
-    const parts = rel.split("/").filter(Boolean).map(decodeURIComponent);
+    let parts;
+    try {
+      parts = rel.split("/").filter(Boolean).map(decodeURIComponent);
+    } catch (err) {
+      return { view: "home", ids: [] };  // a malformed URL: show the overview
+    }
     if (parts[0] === "runs" && parts.length === 5) return { view: "run", ids: parts.slice(1) };
     if (parts[0] === "c" && parts.length >= 2 && parts.length <= 4) return { view: "node", ids: parts.slice(1) };
     return { view: "home", ids: [] };
