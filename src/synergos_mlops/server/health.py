@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from synergos_mlops import __version__
+from synergos_mlops.server.artifacts import check_artifacts_destination, destination_kind
 
 router = APIRouter()
 
@@ -29,12 +30,12 @@ def _check_stores() -> dict[str, Any]:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR, "")
-    # MLflow creates a local artifact folder on first write; only a file in its way is fatal.
-    if destination and "://" not in destination and os.path.isfile(destination):
-        raise RuntimeError(f"artifact destination {destination} is a file, not a folder")
+    # A folder: only a file in its way is fatal; a bucket: one HeadBucket, a few seconds at most.
+    if destination:
+        check_artifacts_destination(destination)
     return {
         "backend": _backend_name(os.environ.get(BACKEND_STORE_URI_ENV_VAR, "")),
-        "artifacts": destination.split("://", 1)[0] if "://" in destination else "folder",
+        "artifacts": destination_kind(destination),
     }
 
 

@@ -23,6 +23,7 @@ from types import FrameType
 import requests
 
 from synergos_mlops.errors import StoreError, SynergosError
+from synergos_mlops.server.artifacts import check_artifacts_destination
 from synergos_mlops.server.database import check_schema
 from synergos_mlops.store import StoreFolder
 
@@ -120,6 +121,7 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     if destination is None:
         destination = str(folder.artifacts_path)
     check_schema(backend)
+    check_artifacts_destination(destination)
     check_port_free(config.host, config.port)
     command = [
         sys.executable, "-m", "mlflow", "server",

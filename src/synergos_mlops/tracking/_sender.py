@@ -50,6 +50,7 @@ class Sender:
         self._stop = False
         self._failures: list[str] = []
         self.last_problem: str | None = None
+        self.retries = 0  # batches sent again after the destination was away
         self._thread = threading.Thread(target=self._run, name="synergos-tracker", daemon=True)
         self._thread.start()
 
@@ -185,6 +186,8 @@ class Sender:
             self._transport.write_metrics(body)
         except ServerUnavailableError as exc:
             self.last_problem = str(exc)
+            with self._lock:
+                self.retries += 1
             return None
         except SynergosError as exc:
             kept = self._spool.reject(path)

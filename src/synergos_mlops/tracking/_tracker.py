@@ -103,6 +103,8 @@ class FederatedTracker:
         self._sender = Sender(self._transport, self._spool, self.config)
         self._user = user if user is not None else _user()
         self._closed = False
+        self._retries = 0
+        self._retries_lock = threading.Lock()
         self._atexit = _make_atexit(self)
         atexit.register(self._atexit)
 
@@ -110,6 +112,13 @@ class FederatedTracker:
     def tracking_uri(self) -> str:
         """A URI MLflow's own client can read the same data from."""
         return self._transport.tracking_uri
+
+    @property
+    def retries(self) -> int:
+        """Requests that failed for a reason that may pass (no answer, a timeout, a 5xx) and
+        were tried again: metric batches, runs, hyperparameters, status and artifacts."""
+        with self._retries_lock:
+            return self._retries + self._sender.retries
 
     @property
     def spool_path(self) -> Path:
@@ -227,6 +236,8 @@ class FederatedTracker:
             try:
                 return call()
             except ServerUnavailableError as exc:
+                with self._retries_lock:
+                    self._retries += 1
                 if time.monotonic() + pause > deadline:
                     raise ServerUnavailableError(
                         f"cannot {what}: {exc} (tried for {self.config.connect_timeout:.0f} s)"
