@@ -99,6 +99,10 @@ def main() -> None:
 @_option("backend_store_uri", "--backend-store-uri", type=str)
 @_option("artifacts_destination", "--artifacts-destination", type=str)
 @_option("frame_options", "--x-frame-options", "frame_options", type=str)
+@_option("certfile", "--certfile", type=click.Path(path_type=Path))
+@_option("keyfile", "--keyfile", type=click.Path(path_type=Path))
+@_option("allowed_hosts", "--allowed-hosts", type=str)
+@_option("cors_allowed_origins", "--cors-allowed-origins", type=str)
 @click.option(
     "--watch", "watch_outputs", type=click.Path(path_type=Path), default=None,
     help="Also keep ingesting this orchestrator output folder into the served tracker.",
@@ -115,6 +119,10 @@ def serve(
     backend_store_uri: str | None,
     artifacts_destination: str | None,
     frame_options: str,
+    certfile: Path | None,
+    keyfile: Path | None,
+    allowed_hosts: str | None,
+    cors_allowed_origins: str | None,
     watch_outputs: Path | None,
     worker_outputs: tuple[str, ...],
 ) -> None:
@@ -149,6 +157,10 @@ def serve(
         backend_store_uri=backend_store_uri,
         artifacts_destination=artifacts_destination,
         frame_options=frame_options,
+        certfile=certfile,
+        keyfile=keyfile,
+        allowed_hosts=allowed_hosts,
+        cors_allowed_origins=cors_allowed_origins,
     )
     on_ready = None
     if watch_outputs is not None:

@@ -145,9 +145,11 @@ def _error_message(response: object) -> str:
 def _download(url: str, request: ExportRequest, output: Path, show: bool) -> int:
     import requests
 
+    from synergos_mlops.tracking._transport import tls_options
+
     target = url.rstrip("/") + request.api_path
     try:
-        response = requests.get(target, stream=True, timeout=(10, 600))
+        response = requests.get(target, stream=True, timeout=(10, 600), **tls_options())
     except requests.RequestException as exc:
         reason = type(exc).__name__
         raise ServerUnavailableError(

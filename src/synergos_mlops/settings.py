@@ -49,6 +49,24 @@ SETTINGS: tuple[Setting, ...] = (
         "allow embedding in the Synergos portal's iframe).",
     ),
     Setting(
+        "certfile", "SYNMLOPS_CERTFILE", None,
+        "TLS certificate (PEM, with its chain) to serve HTTPS on the same port; needs --keyfile.",
+    ),
+    Setting(
+        "keyfile", "SYNMLOPS_KEYFILE", None,
+        "Private key (PEM) of --certfile; the two together turn HTTPS on.",
+    ),
+    Setting(
+        "allowed_hosts", "SYNMLOPS_ALLOWED_HOSTS", None,
+        "Host header values the server answers, comma-separated, wildcards allowed "
+        "(default: localhost and private addresses); others get 403.",
+    ),
+    Setting(
+        "cors_allowed_origins", "SYNMLOPS_CORS_ALLOWED_ORIGINS", None,
+        "Origins (e.g. https://portal.example.org) whose pages may write through the API, "
+        "comma-separated (default: localhost only).",
+    ),
+    Setting(
         "tracking_uri", "MLFLOW_TRACKING_URI", None,
         "Where the tracker, demo and ingester log: http://host:5500 or a store folder.",
     ),

@@ -12,15 +12,18 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import requests
+from urllib3.exceptions import InsecureRequestWarning
 
 from synergos_mlops.errors import StoreError, SynergosError
 from synergos_mlops.server.artifacts import check_artifacts_destination
@@ -86,7 +89,41 @@ class ServeConfig:
     backend_store_uri: str | None = None
     artifacts_destination: str | None = None
     frame_options: str = "SAMEORIGIN"
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    allowed_hosts: str | None = None
+    cors_allowed_origins: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile is not None else "http"
+
+
+def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
+    """Both or neither; both readable PEM files that belong together."""
+    if certfile is None and keyfile is None:
+        return
+    if certfile is None or keyfile is None:
+        given, missing = (
+            ("--certfile", "--keyfile") if keyfile is None else ("--keyfile", "--certfile")
+        )
+        raise ServeError(f"{given} needs {missing}: HTTPS takes a certificate and its key")
+    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if not path.is_file():
+            raise ServeError(f"{flag} {path} is not a file")
+        if not os.access(path, os.R_OK):
+            raise ServeError(f"{flag} {path} cannot be read")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An encrypted key would ask for a password on the terminal; answer with none.
+        context.load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise ServeError(
+            f"--certfile {certfile} and --keyfile {keyfile} are not a PEM certificate and its "
+            f"unencrypted private key ({reason})"
+        ) from None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -105,6 +142,7 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     """Check everything and return the child's command and environment."""
     if config.workers < 1:
         raise ServeError("--workers must be at least 1")
+    check_tls(config.certfile, config.keyfile)
     folder = StoreFolder.at(config.store)
     backend = config.backend_store_uri
     destination = config.artifacts_destination
@@ -134,19 +172,29 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     ]  # fmt: skip
     if config.frame_options:
         command += ["--x-frame-options", config.frame_options]
+    if config.allowed_hosts:
+        command += ["--allowed-hosts", config.allowed_hosts]
+    if config.cors_allowed_origins:
+        command += ["--cors-allowed-origins", config.cors_allowed_origins]
+    if config.certfile is not None and config.keyfile is not None:
+        tls = ["--ssl-certfile", str(config.certfile.resolve())]
+        tls += ["--ssl-keyfile", str(config.keyfile.resolve())]
+        command += ["--uvicorn-opts", shlex.join(tls)]
     env = dict(os.environ)
     env.pop("GUNICORN_CMD_ARGS", None)
+    # MLflow's host-header, CORS and frame protections stay on whatever the environment says.
+    env.pop("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", None)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env["SYNMLOPS_STORE"] = str(folder.path)
     env.update(config.extra_env)
     return command, env
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int, scheme: str = "http") -> str:
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "localhost") else host
     if ":" in shown:
         shown = f"[{shown}]"
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"
 
 
 def wait_until_healthy(
@@ -157,7 +205,10 @@ def wait_until_healthy(
         if process.poll() is not None:
             raise ServeError(f"the server exited during start-up (exit code {process.returncode})")
         try:
-            response = requests.get(f"{url}/health", timeout=2)
+            # Our own child on loopback: its certificate need not name 127.0.0.1.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+                response = requests.get(f"{url}/health", timeout=2, verify=False)
             if response.status_code == 200:
                 return dict(response.json())
         except requests.RequestException:
@@ -182,9 +233,9 @@ def serve(
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        url = url_for(config.host, config.port)
+        url = url_for(config.host, config.port, config.scheme)
         try:
-            wait_until_healthy(f"http://{_loopback(config.host)}:{config.port}", process)
+            wait_until_healthy(f"{config.scheme}://{_loopback(config.host)}:{config.port}", process)
         except ServeError:
             if process.poll() is None:
                 process.terminate()

@@ -29,7 +29,14 @@ from synergos_mlops.errors import (
 )
 from synergos_mlops.federation import ExperimentIds
 
-__all__ = ["FolderTransport", "HttpTransport", "Resolved", "Transport", "transport_for"]
+__all__ = [
+    "FolderTransport",
+    "HttpTransport",
+    "Resolved",
+    "Transport",
+    "tls_options",
+    "transport_for",
+]
 
 API_PREFIX = "/api/synergos/v1"  # the server's Synergos API (the library never imports it)
 
@@ -76,6 +83,28 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def tls_options() -> dict[str, Any]:
+    """``verify``/``cert`` for requests, from the variables MLflow's own client reads:
+    ``MLFLOW_TRACKING_INSECURE_TLS=true`` skips verification, ``MLFLOW_TRACKING_SERVER_CERT_PATH``
+    names the CA bundle (or self-signed certificate) to trust, ``MLFLOW_TRACKING_CLIENT_CERT_PATH``
+    a client certificate. Neither set: requests' default (``REQUESTS_CA_BUNDLE`` or certifi)."""
+    options: dict[str, Any] = {}
+    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in ("true", "1")
+    server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
+    if insecure and server_cert:
+        raise StoreError(
+            "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH cannot both be set"
+        )
+    if insecure:
+        options["verify"] = False
+    elif server_cert:
+        options["verify"] = server_cert
+    client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
+    if client_cert:
+        options["cert"] = client_cert
+    return options
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -89,6 +118,7 @@ class HttpTransport:
 
         self.url = url.rstrip("/")
         self._timeout = request_timeout
+        self._tls = tls_options()  # per request: a session's own would lose to REQUESTS_CA_BUNDLE
         self._local = threading.local()
         self._requests = requests
 
@@ -112,7 +142,12 @@ class HttpTransport:
     ) -> Any:
         try:
             response = self._session().request(
-                method, f"{self.url}{path}", json=json_body, timeout=self._timeout, **kwargs
+                method,
+                f"{self.url}{path}",
+                json=json_body,
+                timeout=self._timeout,
+                **self._tls,
+                **kwargs,
             )
         except self._requests.RequestException as exc:
             raise ServerUnavailableError(
