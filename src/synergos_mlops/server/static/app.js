@@ -282,6 +282,8 @@
     const box = h("div", {});
     const select = h("select", { id: "class-stat", "aria-label": "Statistic", onchange: () => draw() },
       stats.map((s) => h("option", { value: s }, s)));
+    // Open on accuracy when there is one: the statistic most readers look for first.
+    select.value = stats.find((s) => /\/accuracy$/.test(s)) || stats[0];
     function draw() {
       const stat = select.value;
       const classes = run.metric_keys.filter((k) => k.startsWith(stat + "/class_"))
