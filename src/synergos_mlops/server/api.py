@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from synergos_mlops.errors import InvalidIdError, StoreError, SynergosError
 from synergos_mlops.server._errors import ApiError
 from synergos_mlops.server.app import API_PREFIX
+from synergos_mlops.server.auth._viewer import visible_run, visible_tree
 from synergos_mlops.server.bundle import (
     UnsafePathError,
     bundle_entries,
@@ -82,7 +83,7 @@ def _answer(work: Callable[[], T]) -> T:
 
 
 def _run(collaboration: str, project: str, experiment: str, run: str) -> FederatedRun:
-    return resolve_run(Backend.of_server(), collaboration, project, experiment, run)
+    return visible_run(resolve_run(Backend.of_server(), collaboration, project, experiment, run))
 
 
 def _run_base(request: Request, run: FederatedRun) -> str:
@@ -114,7 +115,9 @@ def _artifact_listing(backend: Backend, run: FederatedRun, base: str) -> dict[st
 @router.get("/collaborations", responses=_ERRORS)
 def collaborations() -> dict[str, Any]:
     """The tree: collaborations → projects → experiments → runs (status, times, participants)."""
-    return {"collaborations": _answer(lambda: collaboration_tree(Backend.of_server()))}
+    return {
+        "collaborations": _answer(lambda: visible_tree(collaboration_tree(Backend.of_server())))
+    }
 
 
 @router.get(RUN, responses=_ERRORS)
@@ -129,7 +132,7 @@ def run_view(
 
     def work() -> dict[str, Any]:
         backend = Backend.of_server()
-        found = resolve_run(backend, collaboration, project, experiment, run)
+        found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         base = _run_base(request, found)
         body = run_detail(backend, found)
         body["artifacts"] = _artifact_listing(backend, found, base)
@@ -188,7 +191,7 @@ def run_metrics(
 
     def work() -> dict[str, Any]:
         backend = Backend.of_server()
-        found = resolve_run(backend, collaboration, project, experiment, run)
+        found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         wanted = chosen
         if wanted is None:
             wanted = run_detail(backend, found)["metric_keys"]
@@ -228,7 +231,7 @@ def run_bundle(
 
     def work() -> StreamingResponse:
         backend = Backend.of_server()
-        found = resolve_run(backend, collaboration, project, experiment, run)
+        found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         entries = bundle_entries(backend, found)
         return _zip_response(iter_zip(entries), _bundle_name(found))
 
@@ -251,7 +254,7 @@ def participant_bundle(
 
     def work() -> StreamingResponse:
         backend = Backend.of_server()
-        found = resolve_run(backend, collaboration, project, experiment, run)
+        found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         entries = bundle_entries(backend, found, participant)
         return _zip_response(iter_zip(entries), _bundle_name(found, participant))
 
@@ -283,7 +286,7 @@ def run_artifact(
 
     def work() -> StreamingResponse:
         backend = Backend.of_server()
-        found = resolve_run(backend, collaboration, project, experiment, run)
+        found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         return _file_response(backend, found.parent, path, f"run {found.run_id!r}")
 
     return _answer(work)
@@ -306,7 +309,7 @@ def participant_artifact(
 
     def work() -> StreamingResponse:
         backend = Backend.of_server()
-        found = resolve_run(backend, collaboration, project, experiment, run)
+        found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         row = found.participant(participant)
         return _file_response(backend, row, path, f"participant {participant!r}")
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
     from flask import Flask
 
-__all__ = ["API_PREFIX", "ROUTER_MODULES", "create_app"]
+__all__ = ["API_PREFIX", "OPEN_ROUTER_MODULES", "ROUTER_MODULES", "create_app"]
 
 API_PREFIX = "/api/synergos/v1"
 
@@ -30,17 +31,25 @@ ROUTER_MODULES: tuple[str, ...] = (
 )
 
 
-def _include_first(fastapi_app: FastAPI, routers: list[Any]) -> None:
+#: Routers that stay open when authentication is on.
+OPEN_ROUTER_MODULES: tuple[str, ...] = ("synergos_mlops.server.health",)
+
+
+def _include_first(
+    fastapi_app: FastAPI, routers: dict[str, Any], dependencies: list[Any] | None = None
+) -> None:
     """Include routers ahead of every MLflow route.
 
     They must match before MLflow's catch-all ``/`` mount of its Flask app, and before
     MLflow's own plain-text ``/health``; the Synergos paths clash with nothing else.
+    ``dependencies`` (authentication) go on every router but the open ones.
     """
     routes = fastapi_app.router.routes
     mlflow_routes = list(routes)
     routes.clear()
-    for router in routers:
-        fastapi_app.include_router(router)
+    for name, router in routers.items():
+        guard = [] if name in OPEN_ROUTER_MODULES else list(dependencies or [])
+        fastapi_app.include_router(router, dependencies=guard)
     routes.extend(mlflow_routes)
 
 
@@ -84,8 +93,16 @@ def create_app(app: Flask | None = None) -> Any:
 
     from mlflow.server.fastapi_app import create_fastapi_app
 
-    fastapi_app = create_fastapi_app(flask_app)
-    routers = [importlib.import_module(name).router for name in ROUTER_MODULES]
-    _include_first(fastapi_app, routers)
+    from synergos_mlops.server.auth import AUTH_APP_ENV
+
+    dependencies: list[Any] = []
+    if os.environ.get(AUTH_APP_ENV) == "1":  # set by `synmlops serve --auth`
+        from synergos_mlops.server.auth._app import authenticated_app
+
+        fastapi_app, dependencies = authenticated_app(flask_app)
+    else:
+        fastapi_app = create_fastapi_app(flask_app)
+    routers = {name: importlib.import_module(name).router for name in ROUTER_MODULES}
+    _include_first(fastapi_app, routers, dependencies)
     _install_error_handlers(fastapi_app)
     return fastapi_app
