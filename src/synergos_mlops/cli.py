@@ -103,6 +103,7 @@ def main() -> None:
 @_option("keyfile", "--keyfile", type=click.Path(path_type=Path))
 @_option("allowed_hosts", "--allowed-hosts", type=str)
 @_option("cors_allowed_origins", "--cors-allowed-origins", type=str)
+@_option("auth", "--auth", is_flag=True)
 @click.option(
     "--watch", "watch_outputs", type=click.Path(path_type=Path), default=None,
     help="Also keep ingesting this orchestrator output folder into the served tracker.",
@@ -123,6 +124,7 @@ def serve(
     keyfile: Path | None,
     allowed_hosts: str | None,
     cors_allowed_origins: str | None,
+    auth: bool,
     watch_outputs: Path | None,
     worker_outputs: tuple[str, ...],
 ) -> None:
@@ -161,6 +163,7 @@ def serve(
         keyfile=keyfile,
         allowed_hosts=allowed_hosts,
         cors_allowed_origins=cors_allowed_origins,
+        auth=bool(auth),
     )
     on_ready = None
     if watch_outputs is not None:
@@ -383,6 +386,91 @@ def db_upgrade(uri: str) -> None:
         uri = folder.backend_store_uri
     status = upgrade(uri, say=click.echo)
     click.echo(f"schema {status.head}: up to date")
+
+
+@main.group()
+def auth() -> None:
+    """Accounts and participant bindings of a store's auth database (for serve --auth)."""
+
+
+def _auth_admin(store: Path, backend_store_uri: str | None) -> Any:
+    from synergos_mlops.server.auth.command import AuthAdmin
+
+    return AuthAdmin.open(store, backend_store_uri)
+
+
+def _auth_store_options(func: F) -> F:
+    func = _option("backend_store_uri", "--backend-store-uri", type=str)(func)
+    return _option("store", "--store", type=click.Path(path_type=Path))(func)
+
+
+@auth.command("add-user")
+@click.argument("username")
+@click.password_option(
+    envvar="SYNMLOPS_NEW_PASSWORD", help="The password (asked twice when not given)."
+)
+@click.option("--admin", is_flag=True, help="An admin: sees and manages everything.")
+@_auth_store_options
+@_domain_errors
+def auth_add_user(
+    username: str, password: str, admin: bool, store: Path, backend_store_uri: str | None
+) -> None:
+    """Create an MLflow account (the same as MLflow's create-user API)."""
+    _auth_admin(store, backend_store_uri).add_user(username, password, admin=admin)
+    click.echo(f"created {'admin ' if admin else ''}account {username}")
+
+
+@auth.command("bind")
+@click.argument("username")
+@click.option("--collaboration", required=True, help="The collaboration's id.")
+@click.option("--participant", required=True, help="The participant's id in it.")
+@_auth_store_options
+@_domain_errors
+def auth_bind(
+    username: str, collaboration: str, participant: str, store: Path, backend_store_uri: str | None
+) -> None:
+    """Bind USERNAME to one participant of a collaboration.
+
+    The account then sees the collaboration's federation (global) runs and this participant's
+    runs, and nothing of the other participants, on every route. It is granted READ on the
+    collaboration's experiments where it has no permission of its own.
+    """
+    granted = _auth_admin(store, backend_store_uri).bind(username, collaboration, participant)
+    click.echo(f"bound {username} to participant {participant} of collaboration {collaboration}")
+    if granted:
+        click.echo(f"  READ granted on experiments {', '.join(granted)}")
+
+
+@auth.command("unbind")
+@click.argument("username")
+@click.option("--collaboration", default=None, help="Only this collaboration's bindings.")
+@click.option("--participant", default=None, help="Only this participant's bindings.")
+@_auth_store_options
+@_domain_errors
+def auth_unbind(
+    username: str,
+    collaboration: str | None,
+    participant: str | None,
+    store: Path,
+    backend_store_uri: str | None,
+) -> None:
+    """Remove USERNAME's participant bindings (all of them unless narrowed).
+
+    An account without bindings sees what MLflow's permissions allow, participants included.
+    """
+    removed = _auth_admin(store, backend_store_uri).unbind(username, collaboration, participant)
+    click.echo(f"removed {removed} binding{'' if removed == 1 else 's'} of {username}")
+
+
+@auth.command("list")
+@click.argument("username", required=False)
+@_auth_store_options
+@_domain_errors
+def auth_list(username: str | None, store: Path, backend_store_uri: str | None) -> None:
+    """List participant bindings (of USERNAME, or of every account)."""
+    from synergos_mlops.server.auth.command import echo_bindings
+
+    echo_bindings(_auth_admin(store, backend_store_uri).list(username), click.echo)
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -67,6 +67,12 @@ SETTINGS: tuple[Setting, ...] = (
         "comma-separated (default: localhost only).",
     ),
     Setting(
+        "auth", "SYNMLOPS_AUTH", None,
+        "Require an MLflow account (HTTP Basic) on every route but /health, with MLflow's "
+        "per-experiment permissions and `synmlops auth` participant bindings; the first start "
+        "needs MLFLOW_AUTH_ADMIN_PASSWORD.",
+    ),
+    Setting(
         "tracking_uri", "MLFLOW_TRACKING_URI", None,
         "Where the tracker, demo and ingester log: http://host:5500 or a store folder.",
     ),

@@ -93,6 +93,7 @@ class ServeConfig:
     keyfile: Path | None = None
     allowed_hosts: str | None = None
     cors_allowed_origins: str | None = None
+    auth: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -161,6 +162,11 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     check_schema(backend)
     check_artifacts_destination(destination)
     check_port_free(config.host, config.port)
+    auth_env: dict[str, str] = {}
+    if config.auth:
+        from synergos_mlops.server.auth import prepare_auth
+
+        auth_env = prepare_auth(folder.path, backend, {**os.environ, **config.extra_env})
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--app-name", "synergos",
@@ -186,6 +192,10 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     env.pop("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", None)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env["SYNMLOPS_STORE"] = str(folder.path)
+    from synergos_mlops.server.auth import AUTH_APP_ENV
+
+    env.pop(AUTH_APP_ENV, None)
+    env.update(auth_env)
     env.update(config.extra_env)
     return command, env
 
