@@ -134,6 +134,11 @@ class HttpTransport:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._requests.Session()
+            # The same credentials MLflow's own client takes (HTTP Basic, serve --auth).
+            username = os.environ.get("MLFLOW_TRACKING_USERNAME")
+            password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+            if username and password:
+                session.auth = (username, password)
             self._local.session = session
         return session
 
