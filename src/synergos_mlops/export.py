@@ -31,6 +31,12 @@ class ExportError(SynergosError):
     """The server refused the export or the output cannot be written."""
 
 
+def _segment(value: str) -> str:
+    """One URL path segment; ``.`` and ``..`` escaped, so no client resolves them away."""
+    encoded = quote(value, safe="")
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     collaboration: str
@@ -48,9 +54,9 @@ class ExportRequest:
     @property
     def api_path(self) -> str:
         ids = (self.collaboration, self.project, self.experiment, self.run)
-        path = f"{API_PREFIX}/runs/" + "/".join(quote(i, safe="") for i in ids)
+        path = f"{API_PREFIX}/runs/" + "/".join(_segment(i) for i in ids)
         if self.participant is not None:
-            path += f"/participants/{quote(self.participant, safe='')}"
+            path += f"/participants/{_segment(self.participant)}"
         return path + "/bundle.zip"
 
 

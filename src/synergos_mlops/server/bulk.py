@@ -26,11 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError
 from synergos_mlops.server._errors import ApiError
 from synergos_mlops.server.app import API_PREFIX
-from synergos_mlops.server.auth._viewer import (
-    authorize_metric_writes,
-    authorize_resolve,
-    grant_creator,
-)
 
 __all__ = ["router"]
 
@@ -50,13 +45,14 @@ def _sql_store() -> Any:
 
 
 def _write(body: bytes) -> dict[str, int]:
-    from synergos_mlops.storage.batch import decode_batch
+    from synergos_mlops.storage.batch import BatchTooLargeError, decode_batch
     from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
 
     try:
         batch = decode_batch(body)
-        authorize_metric_writes(batch.run_ids)
         result = write_metrics(_sql_store().engine, batch)
+    except BatchTooLargeError as exc:
+        raise ApiError(413, "TOO_LARGE", str(exc)) from None
     except InvalidValueError as exc:
         raise ApiError(400, "INVALID_VALUE", str(exc)) from None
     except RunNotActiveError as exc:
@@ -66,12 +62,16 @@ def _write(body: bytes) -> dict[str, int]:
 
 @router.post("/metrics/bulk")
 async def bulk_metrics(request: Request) -> dict[str, int]:
-    body = b""
-    async for chunk in request.stream():
+    too_large = ApiError(413, "TOO_LARGE", f"a metric batch may hold {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large  # refused before a byte of the body is read
+    body = bytearray()
+    async for chunk in request.stream():  # a chunked body is counted as it arrives
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "TOO_LARGE", f"a metric batch may hold {MAX_BODY_BYTES} bytes")
-    return await run_in_threadpool(_write, body)
+            raise too_large
+    return await run_in_threadpool(_write, bytes(body))
 
 
 class ResolveRequest(BaseModel):
@@ -84,20 +84,24 @@ class ResolveRequest(BaseModel):
 
 
 def _resolve(request: ResolveRequest) -> dict[str, Any]:
+    from mlflow.exceptions import MlflowException
+
     from synergos_mlops.federation import ExperimentIds
     from synergos_mlops.storage.runs import resolve_run
 
     try:
         ids = ExperimentIds(request.collaboration, request.project, request.experiment)
-        store = _sql_store()
-        created = authorize_resolve(store, ids.name)
-        resolved = resolve_run(store, ids, request.run, request.participants, user=request.user)
+        resolved = resolve_run(
+            _sql_store(), ids, request.run, request.participants, user=request.user
+        )
     except InvalidIdError as exc:
         raise ApiError(400, "INVALID_ID", str(exc)) from None
     except StoreError as exc:
         raise ApiError(409, "CONFLICT", str(exc)) from None
-    if created:
-        grant_creator(resolved.experiment_id, ids.collaboration)
+    except MlflowException as exc:  # e.g. an experiment name beyond MLflow's limits
+        if exc.get_http_status_code() >= 500:
+            raise
+        raise ApiError(exc.get_http_status_code(), "INVALID_VALUE", exc.message) from None
     return resolved.to_json()
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import quote
 
 from synergos_mlops.server.federated_runs import Backend, FederatedRun, NotFoundError
 from synergos_mlops.storage.reads import RunRow
@@ -38,6 +39,7 @@ __all__ = [
     "open_artifact",
     "safe_relative_path",
     "write_zip",
+    "zip_folder_name",
 ]
 
 CHUNK = 1024 * 1024
@@ -140,18 +142,34 @@ def open_artifact(item: ArtifactFile) -> Iterator[IO[bytes]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def zip_folder_name(participant_id: str) -> str:
+    """A participant id as one ZIP folder name that cannot climb out of ``participants/``.
+
+    Ids written by the tracker never hold ``/``, but a participant tag set by another MLflow
+    client may hold anything; such an id is percent-encoded (``..`` becomes ``%2E%2E``).
+    """
+    try:
+        if safe_relative_path(participant_id) == participant_id and "/" not in participant_id:
+            return participant_id
+    except UnsafePathError:
+        pass
+    encoded = quote(participant_id, safe="")
+    return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
+
+
 def bundle_entries(
     backend: Backend, run: FederatedRun, participant: str | None = None
 ) -> list[tuple[str, ArtifactFile]]:
     """``(name in the ZIP, file)`` for a whole run, or for one participant."""
     if participant is not None:
         row = run.participant(participant)
-        return [(item.relative, item) for item in list_artifacts(backend, row)]
+        return [(safe_relative_path(item.relative), item) for item in list_artifacts(backend, row)]
     entries = [(f"global/{item.relative}", item) for item in list_artifacts(backend, run.parent)]
     for row in run.participants:
-        prefix = f"participants/{row.synergos_id}/"
+        prefix = f"participants/{zip_folder_name(row.synergos_id)}/"
         entries += [(prefix + item.relative, item) for item in list_artifacts(backend, row)]
-    return entries
+    # Every name is a clean relative path, so no bundle can unpack outside its folder.
+    return [(safe_relative_path(name), item) for name, item in entries]
 
 
 class _Sink(io.RawIOBase):
