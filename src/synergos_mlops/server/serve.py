@@ -191,6 +191,9 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     # MLflow's host-header, CORS and frame protections stay on whatever the environment says.
     env.pop("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", None)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's job runner serves GenAI features (online scoring, trace archival) that a
+    # federated run does not use; it is one more process per server. Set it to true to keep it.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     env["SYNMLOPS_STORE"] = str(folder.path)
     from synergos_mlops.server.auth import AUTH_APP_ENV
 
