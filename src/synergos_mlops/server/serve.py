@@ -210,8 +210,12 @@ def url_for(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+#: How long serve waits for the first healthy answer; a loaded machine may need minutes.
+STARTUP_TIMEOUT = float(os.environ.get("SYNMLOPS_STARTUP_TIMEOUT", "300"))
+
+
 def wait_until_healthy(
-    url: str, process: subprocess.Popen[bytes], timeout: float = 120.0
+    url: str, process: subprocess.Popen[bytes], timeout: float = STARTUP_TIMEOUT
 ) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -250,9 +254,7 @@ def serve(
         try:
             wait_until_healthy(f"{config.scheme}://{_loopback(config.host)}:{config.port}", process)
         except ServeError:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
+            _stop(process)
             raise
         echo(f"Synergos MLOps is serving {config.store} at {url}")
         echo(f"  Command Station: {url}/synergos/   MLflow UI: {url}/")
@@ -262,12 +264,17 @@ def serve(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _loopback(host: str) -> str:
