@@ -64,6 +64,7 @@ def auth_setup(
                 f"no auth configuration at {path}: start `synmlops serve --auth` on the store "
                 "once, or set MLFLOW_AUTH_CONFIG_PATH"
             )
+        folder.check()
         parser["mlflow"] = {
             "default_permission": DEFAULT_PERMISSION,
             "database_uri": _default_database_uri(folder, backend_store_uri),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from synergos_mlops.server.auth._viewer import RunVisibility, Viewer, viewer_for
 
@@ -31,9 +32,10 @@ _MAX_SCANNED_BODY = 16 * 1024 * 1024
 
 
 def _run_ids(*texts: str) -> list[str]:
+    """Every run id named in ``texts``, percent-encoded or not (``path=1%2F<run>``)."""
     found: list[str] = []
     for text in texts:
-        found += _RUN_ID.findall(text.lower())
+        found += _RUN_ID.findall(unquote_plus(text).lower())
     return found
 
 
