@@ -1,0 +1,11 @@
+"""``make bench``: the fast metric path against stock MLflow, same machine, same run.
+
+``python -m benchmarks`` starts a stock ``mlflow server`` and ``synmlops serve`` on temporary
+stores (a SQLite folder, then throwaway PostgreSQL databases), logs one federated cycle into
+each — stock ``log_batch`` with 1,000 points per request into the stock server, the
+``FederatedTracker`` into ``synmlops serve`` — reads every series of the run back both ways,
+runs a concurrent scenario (several federated cycles at once, as the cluster tier does), and
+prints one table of points/s and ratios, also written to ``benchmarks/results.md``.
+
+Benchmarks measure speed; the tests check correctness. Nothing here asserts a time.
+"""

@@ -1,0 +1,182 @@
+"""``python -m benchmarks`` (``make bench``): see the package docstring.
+
+.venv/bin/python -m benchmarks [--participants 20 --rounds 50 --keys 100] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TypeVar
+
+from benchmarks._concurrent import run_concurrent
+from benchmarks._report import Machine, Report, Row
+from benchmarks._servers import (
+    count_points,
+    postgres_available,
+    postgres_database,
+    running,
+    start_stock,
+    start_synergos,
+)
+from benchmarks._workload import (
+    STOCK_BATCH,
+    Ids,
+    Workload,
+    create_stock_run,
+    log_stock,
+    log_tracker,
+    open_tracker,
+    read_stock,
+    read_synergos,
+)
+
+T = TypeVar("T")
+RESULTS = Path(__file__).resolve().parent / "results.md"
+
+
+def _timed(call: Callable[[], T]) -> tuple[float, T]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def single_cycle(
+    tmp: Path, store: str, backends: tuple[str | None, str | None], workload: Workload,
+    workers: int, repeat: int,
+) -> list[Row]:  # fmt: skip
+    """One federated cycle written and read both ways; two rows (write, read)."""
+    ids = Ids("bench", "speed", "mlp", "run-1")
+    keys = workload.key_names()
+    values = workload.values(seed=1)
+    with running(
+        lambda: start_stock(tmp / f"stock-{store}", backends[0], workers),
+        lambda: start_synergos(tmp / f"synergos-{store}", backends[1], workers),
+    ) as (stock, ours):
+        print(f"  {store}: servers up; stock log_batch ...", flush=True)
+        stock_run = create_stock_run(stock.url, ids, workload.participant_ids())
+        stock_write, (sent, failed) = _timed(lambda: log_stock(stock_run, workload, values))
+        assert failed == 0, f"{failed} stock log_batch requests failed"
+
+        print(f"  {store}: FederatedTracker ...", flush=True)
+        with ExitStack() as stack:
+            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="synmlops-spool-"))
+            tracker, transport = open_tracker(ours.url, Path(spool))
+            stack.callback(tracker.close)
+            federated = tracker.run(ids.collaboration, ids.project, ids.experiment, ids.run,
+                                    participants=workload.participant_ids())  # fmt: skip
+            ours_write, logged = _timed(lambda: log_tracker(federated, workload, values))
+            federated.end()
+        stored = (count_points(stock.backend_uri), count_points(ours.backend_uri))
+        assert stored == (sent, logged) == (workload.points,) * 2, (stored, sent, logged)
+
+        print(f"  {store}: reading every series ...", flush=True)
+        read_stock(stock_run, keys[:1])  # warm both servers' first request
+        read_synergos(ours.url, ids, keys[:1])
+        stock_reads = [_timed(lambda: read_stock(stock_run, keys)) for _ in range(repeat)]
+        ours_reads = [_timed(lambda: read_synergos(ours.url, ids, keys)) for _ in range(repeat)]
+        assert {n for _, n in stock_reads + ours_reads} == {workload.points}
+
+    stock_read = min(t for t, _ in stock_reads)
+    ours_read = min(t for t, _ in ours_reads)
+    runs_keys = workload.runs * len(keys)
+    return [
+        Row(
+            "write one cycle", store, workload.points, stock_write, ours_write,
+            goal=10 if store == "SQLite" else 5,
+            stock_how=f"log_batch, {STOCK_BATCH:,} points/request",
+            ours_how=f"FederatedTracker, {transport.sent} requests",
+            stored=f"{stored[0]:,} / {stored[1]:,}",
+        ),
+        Row(
+            "read every series of the run", store, workload.points, stock_read, ours_read,
+            goal=10, stock_how=f"get_metric_history × {runs_keys:,}",
+            ours_how="GET …/metrics?keys=… × 1", stored=f"best of {repeat}",
+        ),
+    ]  # fmt: skip
+
+
+def concurrent(
+    tmp: Path, store: str, backends: tuple[str | None, str | None], workload: Workload,
+    cycles: int, workers: int,
+) -> Row:  # fmt: skip
+    with running(
+        lambda: start_stock(tmp / f"stock-cluster-{store}", backends[0], workers),
+        lambda: start_synergos(tmp / f"synergos-cluster-{store}", backends[1], workers),
+    ) as (stock, ours):
+        print(f"  {store}: {cycles} stock cycles at once ...", flush=True)
+        a = run_concurrent("stock", stock.url, cycles, workload)
+        print(f"  {store}: {cycles} tracker cycles at once ...", flush=True)
+        b = run_concurrent("synergos", ours.url, cycles, workload)
+        stored = (count_points(stock.backend_uri), count_points(ours.backend_uri))
+    return Row(
+        f"{cycles} cycles at once, {workers} workers", store, a.sent, a.seconds, b.seconds,
+        goal=None, stock_how=f"log_batch; {a.failed} failed requests",
+        ours_how=f"FederatedTracker; {b.failed} failed requests",
+        stored=f"{stored[0]:,} / {stored[1]:,} of {a.sent:,}",
+        ok=stored == (a.sent, b.sent) and a.sent == b.sent,
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--participants", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--read-repeat", type=int, default=2)
+    parser.add_argument("--cycles", type=int, default=8, help="concurrent federated cycles")
+    parser.add_argument("--cycle-participants", type=int, default=5)
+    parser.add_argument("--cycle-rounds", type=int, default=50)
+    parser.add_argument("--cycle-keys", type=int, default=20)
+    parser.add_argument("--cluster-workers", type=int, default=4)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-concurrent", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown table")
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+    workload = Workload(args.participants, args.rounds, args.keys)
+    cycle = Workload(args.cycle_participants, args.cycle_rounds, args.cycle_keys)
+    report = Report(Machine.now(), workload, cycle, args.cycles)
+    started = time.monotonic()
+    stores: list[str] = ["SQLite"]
+    if not args.no_postgres:
+        reason = postgres_available()
+        if reason is None:
+            stores.append("PostgreSQL")
+        else:
+            print(f"PostgreSQL skipped ({reason}); `bash scripts/services.sh` starts it")
+    with tempfile.TemporaryDirectory(prefix="synmlops-bench-") as folder:
+        tmp = Path(folder)
+        for store in stores:
+            with ExitStack() as stack:
+
+                def backends(store: str = store) -> tuple[str | None, str | None]:
+                    if store == "SQLite":
+                        return None, None
+                    stock = stack.enter_context(postgres_database("synmlops_bench_stock"))
+                    ours = stack.enter_context(postgres_database("synmlops_bench_ours"))
+                    return stock, ours
+
+                print(f"{store}: {workload.describe()}", flush=True)
+                report.rows += single_cycle(tmp, store, backends(), workload, args.workers,
+                                            args.read_repeat)  # fmt: skip
+                if not args.no_concurrent:
+                    print(f"{store}: {args.cycles} × {cycle.describe()}", flush=True)
+                    report.rows.append(concurrent(tmp, store, backends(), cycle, args.cycles,
+                                                  args.cluster_workers))  # fmt: skip
+    report.machine = report.machine.finished()
+    report.seconds = time.monotonic() - started
+    report.print()
+    args.output.write_text(report.markdown())
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The benchmark's one table: printed with rich, written as Markdown for the README."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field, replace
+
+from benchmarks._workload import STOCK_BATCH, Workload
+
+
+def _memory() -> str:
+    try:
+        with open("/proc/meminfo") as handle:
+            kib = int(handle.readline().split()[1])
+        return f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        return "unknown"
+
+
+def _nproc() -> int:
+    try:
+        return int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+    except (OSError, ValueError):
+        return os.cpu_count() or 0
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpus: int
+    memory: str
+    python: str
+    mlflow: str
+    date: str
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float] | None = None
+
+    @classmethod
+    def now(cls) -> Machine:
+        from importlib.metadata import version
+
+        return cls(
+            cpus=_nproc(),
+            memory=_memory(),
+            python=platform.python_version(),
+            mlflow=version("mlflow"),
+            date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            load_before=os.getloadavg(),
+        )
+
+    def finished(self) -> Machine:
+        return replace(self, load_after=os.getloadavg())
+
+    def describe(self) -> str:
+        load = "/".join(f"{x:.1f}" for x in self.load_before)
+        if self.load_after:
+            load += " before, " + "/".join(f"{x:.1f}" for x in self.load_after) + " after"
+        return (f"{self.cpus} CPUs (nproc), {self.memory} memory, Python {self.python}, "
+                f"MLflow {self.mlflow}, {self.date}; load average (1/5/15 min) {load}")  # fmt: skip
+
+
+@dataclass
+class Row:
+    scenario: str
+    store: str
+    points: int
+    stock_seconds: float
+    ours_seconds: float
+    goal: float | None
+    stock_how: str
+    ours_how: str
+    stored: str
+    ok: bool = True
+
+    @property
+    def ratio(self) -> float:
+        return self.stock_seconds / self.ours_seconds
+
+    def cells(self) -> list[str]:
+        goal = "—" if self.goal is None else f"≥ {self.goal:g}×"
+        met = "" if self.goal is None else (" ✓" if self.ratio >= self.goal else " ✗")
+        stock = f"{self.points / self.stock_seconds:,.0f}"
+        ours = f"{self.points / self.ours_seconds:,.0f}"
+        return [
+            self.scenario,
+            self.store,
+            f"{self.points:,}",
+            f"{stock} ({self.stock_how}; {self.stock_seconds:.1f} s)",
+            f"{ours} ({self.ours_how}; {self.ours_seconds:.2f} s)",
+            f"**{self.ratio:.1f}×**{met}",
+            goal,
+            self.stored + ("" if self.ok else " — MISMATCH"),
+        ]
+
+
+HEADERS = ["scenario", "store", "points", "stock MLflow, points/s", "Synergos, points/s",
+           "ratio", "goal", "stored (stock / Synergos)"]  # fmt: skip
+
+
+@dataclass
+class Report:
+    machine: Machine
+    workload: Workload
+    cycle: Workload
+    cycles: int
+    rows: list[Row] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def workloads(self) -> list[str]:
+        return [
+            f"One federated cycle: {self.workload.describe()}; stock MLflow logs with "
+            f"`log_batch`, {STOCK_BATCH:,} points per request, into `mlflow server --workers "
+            f"2`; Synergos logs through `FederatedTracker` into `synmlops serve --workers 2`. "
+            "Times are end to end (client and server), from the first point logged to the "
+            "last one stored; creating the runs is not counted.",
+            "Reads: every series of the run (each key of the global run and of every "
+            "participant), what the Command Station's run view shows.",
+            f"Concurrent: {self.cycles} federated cycles at once (one process each), each "
+            f"{self.cycle.describe()}, into servers with 4 workers; stored points are counted "
+            "in the database afterwards.",
+        ]
+
+    def print(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="Synergos metric path vs stock MLflow (points/s)", show_lines=True)
+        for header in HEADERS:
+            table.add_column(header, overflow="fold")
+        for row in self.rows:
+            table.add_row(*(cell.replace("**", "") for cell in row.cells()))
+        console = Console()
+        console.print(table)
+        for line in self.workloads():
+            console.print(f"• {line}", markup=False)
+        console.print(f"• {self.machine.describe()}; {self.seconds:.0f} s in all", markup=False)
+
+    def markdown(self) -> str:
+        lines = [
+            "# `make bench` results",
+            "",
+            f"Machine: {self.machine.describe()}. The whole benchmark took {self.seconds:.0f} s.",
+            "",
+            "| " + " | ".join(HEADERS) + " |",
+            "| " + " | ".join("---" for _ in HEADERS) + " |",
+        ]
+        lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        lines += ["", *(f"- {line}" for line in self.workloads())]
+        lines += ["", "Repeat with `make bench` (or `.venv/bin/python -m benchmarks --help`).", ""]
+        return "\n".join(lines)
