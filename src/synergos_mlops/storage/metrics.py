@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
@@ -164,6 +165,40 @@ def _delete_stored(
     return len(candidates)
 
 
+_COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
+#: SQLite page cache for a bulk write (KiB, as ``PRAGMA cache_size`` takes it when negative):
+#: the metrics table's three indexes no longer spill out of the default 2 MiB mid-batch.
+_SQLITE_CACHE_KIB = 65536
+
+
+def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert the batch's points into ``metrics`` below the ORM and SQL compiler: PostgreSQL's
+    ``COPY`` through psycopg, else one prepared ``INSERT`` run by the driver's ``executemany``
+    (the compiler's per-row parameter handling costs more than the insert itself). Points go
+    in the primary key's order (key, timestamp, step, run), so index pages are touched once."""
+    tuples = list(map(itemgetter(*_COLUMNS), rows))
+    tuples.sort(key=itemgetter(0, 2, 4, 3))
+    names = ", ".join(_COLUMNS)
+    dialect = connection.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        driver: Any = connection.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(f"COPY metrics ({names}) FROM STDIN") as copy:
+            for values in tuples:
+                copy.write_row(values)
+        return
+    marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(_COLUMNS))
+    statement = f"INSERT INTO metrics ({names}) VALUES ({marks})"
+    if dialect.name != "sqlite":
+        connection.exec_driver_sql(statement, tuples)
+        return
+    cache = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    connection.exec_driver_sql(f"PRAGMA cache_size = {-_SQLITE_CACHE_KIB}")
+    try:
+        connection.exec_driver_sql(statement, tuples)
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {cache}")
+
+
 def _update_latest(
     connection: Connection,
     rows: list[dict[str, Any]],
@@ -246,6 +281,6 @@ def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
         _check_runs(connection, run_ids)
         existing = _existing_latest(connection, run_ids, pairs)
         replaced = _delete_stored(connection, rows, existing)
-        connection.execute(insert(SqlMetric.__table__), rows)
+        _insert_points(connection, rows)
         _update_latest(connection, rows, existing)
     return WriteResult(stored=len(rows), replaced=replaced)
