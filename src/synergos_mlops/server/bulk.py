@@ -26,6 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError
 from synergos_mlops.server._errors import ApiError
 from synergos_mlops.server.app import API_PREFIX
+from synergos_mlops.server.auth._viewer import (
+    authorize_metric_writes,
+    authorize_resolve,
+    grant_creator,
+)
 
 __all__ = ["router"]
 
@@ -50,6 +55,7 @@ def _write(body: bytes) -> dict[str, int]:
 
     try:
         batch = decode_batch(body)
+        authorize_metric_writes(batch.run_ids)
         result = write_metrics(_sql_store().engine, batch)
     except BatchTooLargeError as exc:
         raise ApiError(413, "TOO_LARGE", str(exc)) from None
@@ -91,9 +97,9 @@ def _resolve(request: ResolveRequest) -> dict[str, Any]:
 
     try:
         ids = ExperimentIds(request.collaboration, request.project, request.experiment)
-        resolved = resolve_run(
-            _sql_store(), ids, request.run, request.participants, user=request.user
-        )
+        store = _sql_store()
+        created = authorize_resolve(store, ids.name)
+        resolved = resolve_run(store, ids, request.run, request.participants, user=request.user)
     except InvalidIdError as exc:
         raise ApiError(400, "INVALID_ID", str(exc)) from None
     except StoreError as exc:
@@ -102,6 +108,8 @@ def _resolve(request: ResolveRequest) -> dict[str, Any]:
         if exc.get_http_status_code() >= 500:
             raise
         raise ApiError(exc.get_http_status_code(), "INVALID_VALUE", exc.message) from None
+    if created:
+        grant_creator(resolved.experiment_id, ids.collaboration)
     return resolved.to_json()
 
 
