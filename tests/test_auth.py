@@ -250,6 +250,11 @@ def test_participant_account_sees_global_and_its_own_participant_in_the_synergos
     run = f"{API}/runs/{logged.path}"
     tree = get(server, f"{API}/collaborations", ALICE).json()["collaborations"]
     assert [c["id"] for c in tree] == ["collab-a"]
+    [listed] = [
+        r for p in tree[0]["projects"] for e in p["experiments"] for r in e["runs"]
+        if r["id"] == logged.run
+    ]  # fmt: skip
+    assert listed["participant_count"] is None  # how many others take part is not shown
     body = get(server, run, ALICE).json()
     assert [p["id"] for p in body["participants"]] == ["worker-1"]
     assert set(body["latest_metrics"]["participants"]) == {"worker-1"}

@@ -157,6 +157,12 @@ def visible_tree(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
             experiments = [
                 e for e in project["experiments"] if viewer.can_read(e["mlflow_experiment_id"])
             ]
+            if viewer.scoped:
+                # How many participants a run has is the others' business too: not shown.
+                experiments = [
+                    {**e, "runs": [{**r, "participant_count": None} for r in e["runs"]]}
+                    for e in experiments
+                ]
             if experiments:
                 projects.append({**project, "experiments": experiments})
         if projects:
