@@ -138,3 +138,22 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server(tmp_path_factory.mktemp("shared") / "store", workers=2)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def postgres_uri(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the machine's server, dropped afterwards."""
+    from tracking_support import create_pg_database, drop_pg_database
+
+    uri = create_pg_database(f"synmlops_{request.node.module.__name__.removeprefix('test_')}")
+    yield uri
+    drop_pg_database(uri)
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[object]:
+    """An S3-compatible server (moto) on a free loopback port, with no bucket yet."""
+    from cluster_support import s3_server
+
+    with s3_server(tmp_path) as server:
+        yield server

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,9 @@ from cluster_support import (
     finish_cycle,
     finished_runs,
     model_bytes,
-    s3_server,
     start_cycle,
 )
 from conftest import Server
-from tracking_support import create_pg_database, drop_pg_database
 
 CYCLES = 8  # concurrent federated cycles: 8 x 6 runs x 50 rounds x 20 keys = 48,000 points
 BUCKET = "synergos-cluster"
@@ -37,17 +35,10 @@ PREFIX = "mlops"
 
 
 @pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    uri = create_pg_database("synmlops_cluster")
-    yield uri
-    drop_pg_database(uri)
-
-
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[S3Server]:
-    with s3_server(tmp_path) as server:
-        server.create_bucket(BUCKET)
-        yield server
+def s3(s3: S3Server) -> S3Server:
+    """conftest's S3 server, with the bucket the cycles write to."""
+    s3.create_bucket(BUCKET)
+    return s3
 
 
 def run_cycles(

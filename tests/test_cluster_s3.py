@@ -6,32 +6,17 @@ from __future__ import annotations
 import io
 import subprocess
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import requests
-from cluster_support import S3Server, s3_server
+from cluster_support import S3Server
 from conftest import SYNMLOPS, Server, free_port
 from mlflow import MlflowClient
-from tracking_support import create_pg_database, drop_pg_database
 
 from synergos_mlops import FederatedTracker, TrackerConfig
 
 BUCKET = "synergos-artifacts"
-
-
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    uri = create_pg_database("synmlops_s3")
-    yield uri
-    drop_pg_database(uri)
-
-
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[S3Server]:
-    with s3_server(tmp_path) as server:
-        yield server
 
 
 def test_tracker_files_go_through_the_proxy_into_the_bucket_and_back_out(

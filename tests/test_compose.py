@@ -14,17 +14,16 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import yaml
-from cluster_support import S3Server, s3_server
+from cluster_support import S3Server
 from conftest import free_port, start_server_command
 from test_container import dockerfile
-from tracking_support import create_pg_database, drop_pg_database
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -142,19 +141,6 @@ def test_cluster_secrets_are_required_and_only_placeholders_are_committed() -> N
     assert tracked.stdout.strip() == "", ".env must never be committed"
     resolved = interpolate(compose()["services"]["synmlops"]["environment"], {})
     assert resolved["SYNMLOPS_WORKERS"] == "2" and resolved["SYNMLOPS_STORE"] == "/mlflow"
-
-
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    uri = create_pg_database("synmlops_compose")
-    yield uri
-    drop_pg_database(uri)
-
-
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[S3Server]:
-    with s3_server(tmp_path) as server:
-        yield server
 
 
 def test_the_cluster_service_command_serves_postgresql_and_the_bucket(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from conftest import SYNMLOPS, free_port, start_server
 from mlflow import MlflowClient
 from sqlalchemy import create_engine
-from tracking_support import create_pg_database, drop_pg_database
+from tracking_support import drop_pg_database
 
 
 def make_old_schema(uri: str, steps_behind: int = 5) -> str:
@@ -35,13 +33,6 @@ def make_old_schema(uri: str, steps_behind: int = 5) -> str:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SYNMLOPS, *args], capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    uri = create_pg_database("synmlops_schema")
-    yield uri
-    drop_pg_database(uri)
 
 
 def test_serve_on_an_old_sqlite_schema_names_db_upgrade_then_upgrade_lets_it_serve(

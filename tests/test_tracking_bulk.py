@@ -4,7 +4,6 @@ PostgreSQL, and replaces points at the same (run, key, step)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy import text
-from tracking_support import create_pg_database, drop_pg_database
 
 from synergos_mlops.storage.batch import MetricBatch, decode_batch, encode_batch
 from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
@@ -103,13 +101,6 @@ def test_bulk_write_stores_what_stock_log_batch_stores_on_sqlite(tmp_path: Path)
     compare_with_stock_log_batch(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    uri = create_pg_database("synmlops_bulk")
-    yield uri
-    drop_pg_database(uri)
-
-
 def test_bulk_write_stores_what_stock_log_batch_stores_on_postgresql(postgres_uri: str) -> None:
     compare_with_stock_log_batch(postgres_uri)
 
@@ -132,3 +123,56 @@ def test_a_point_logged_twice_in_one_batch_keeps_the_last_value(tmp_path: Path) 
     got = MlflowClient(store.db_uri).get_metric_history(run, "a")
     assert [(m.step, m.value, m.timestamp) for m in got] == [(0, 2.0, 4)]
     store.engine.dispose()
+
+
+def metric_rows(store: SqlAlchemyStore, run_id: str) -> list[tuple[object, ...]]:
+    """The run's rows of MLflow's ``metrics`` table, as stored (NaN as 0 with is_nan)."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT key, step, timestamp, value, is_nan FROM metrics WHERE run_uuid=:r"),
+            {"r": run_id},
+        ).all()
+    return sorted(tuple(row) for row in rows)
+
+
+def compare_large_batch_row_for_row(db_uri: str) -> None:
+    """Several runs in one batch, more points than one statement chunk, every special value:
+    the metrics and latest_metrics rows equal stock log_batch's, row for row."""
+    store = SqlAlchemyStore(db_uri, "mlflow-artifacts:/")
+    client = MlflowClient(db_uri)
+    experiment = client.create_experiment("large")
+    runs = [(client.create_run(experiment).info.run_id, client.create_run(experiment).info.run_id)
+            for _ in range(4)]  # fmt: skip
+    keys = [f"evaluate/accuracy/class_{c}" for c in range(25)] + ["train/loss"]
+    batch = MetricBatch()
+    for index, (stock, bulk) in enumerate(runs):
+        points = [
+            (key, SPECIAL[(step + k + index) % len(SPECIAL)] if step % 4 == 0 else step / 3 + k,
+             1_700_000_000_000 + step // 2, step)
+            for step in range(30)
+            for k, key in enumerate(keys)
+        ]  # fmt: skip
+        metrics = [Metric(k, v, t, s) for k, v, t, s in points]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(stock, metrics=metrics[start : start + 1000])
+        for key, value, timestamp, step in points:
+            batch.append(bulk, key, step, value, timestamp)
+    result = write_metrics(store.engine, decode_batch(encode_batch(batch)))
+    assert result.stored == len(batch) > 3000
+    for stock, bulk in runs:
+        assert metric_rows(store, stock) == metric_rows(store, bulk)
+        assert latest_rows(store, stock) == latest_rows(store, bulk)
+        assert_same_runs(store, client, stock, bulk)
+    store.engine.dispose()
+
+
+def test_a_large_batch_over_many_runs_is_stored_row_for_row_as_log_batch_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    compare_large_batch_row_for_row(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def test_a_large_batch_over_many_runs_is_stored_row_for_row_as_log_batch_on_postgresql(
+    postgres_uri: str,
+) -> None:
+    compare_large_batch_row_for_row(postgres_uri)

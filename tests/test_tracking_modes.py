@@ -6,13 +6,12 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from conftest import Server
 from mlflow import MlflowClient
-from tracking_support import create_pg_database, drop_pg_database, fast_config
+from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker
 
@@ -58,13 +57,6 @@ def test_a_store_folder_run_is_served_by_a_server_started_later(
     assert client.get_run(run.run_id).info.status == "FINISHED"
     downloaded = client.download_artifacts(run.run_id, "models/global", str(tmp_path / "dl"))
     assert (Path(downloaded) / "global_model.pt").read_bytes() == b"global weights"
-
-
-@pytest.fixture
-def postgres_uri() -> Iterator[str]:
-    uri = create_pg_database("synmlops_tracking")
-    yield uri
-    drop_pg_database(uri)
 
 
 def test_a_postgresql_backed_server_keeps_one_point_per_step(
