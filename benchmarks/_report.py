@@ -96,7 +96,7 @@ class Row:
 
 
 HEADERS = ["scenario", "store", "points", "stock MLflow, points/s", "Synergos, points/s",
-           "ratio", "goal", "stored (stock / Synergos)"]  # fmt: skip
+           "ratio", "goal", "check: points stored (stock / Synergos)"]  # fmt: skip
 
 
 @dataclass

@@ -99,7 +99,15 @@ def create_stock_run(url: str, ids: Ids, participants: list[str]) -> StockRun:
 
     client = MlflowClient(url)
     found = client.get_experiment_by_name(ids.experiment_name)
-    experiment = found.experiment_id if found else client.create_experiment(ids.experiment_name)
+    if found is None:
+        try:
+            experiment = client.create_experiment(ids.experiment_name)
+        except Exception:  # noqa: BLE001 - another cycle created it meanwhile
+            found = client.get_experiment_by_name(ids.experiment_name)
+            if found is None:
+                raise
+    if found is not None:
+        experiment = found.experiment_id
     parent = client.create_run(experiment, run_name=ids.run).info.run_id
     children = {
         p: client.create_run(
