@@ -58,28 +58,35 @@ def start_server(
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
     port_option: bool = True,
+    drop_env: tuple[str, ...] = (),
+    url: str | None = None,
+    verify: bool | str = True,
     timeout: float = 240,
 ) -> Server:
     """Start `synmlops serve` and wait until it is healthy and has printed its URL.
 
     With ``port_option=False`` the port is not passed on the command line (the caller sets
     it another way, e.g. GUNICORN_CMD_ARGS) but is still where the server is awaited.
+    ``drop_env`` names variables the server must not inherit; ``url`` and ``verify`` are for
+    a server awaited over HTTPS (``url="https://localhost:PORT"``, ``verify=<cert path>``).
     """
     port = port or free_port()
     log = store.parent / f"serve-{port}.log"
     args = [*SYNMLOPS, "serve", "--store", str(store), "--workers", str(workers),
             *(["--port", str(port)] if port_option else []), *(extra or [])]  # fmt: skip
+    inherited = {k: v for k, v in os.environ.items() if k not in drop_env}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            args, stdout=out, stderr=subprocess.STDOUT, env={**inherited, **(env or {})}
         )
-    server = Server(f"http://127.0.0.1:{port}", port, store, process, log, args)
+    server = Server(url or f"http://127.0.0.1:{port}", port, store, process, log, args)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"synmlops serve exited: {server.output()[-3000:]}")
         try:
-            healthy = requests.get(f"{server.url}/health", timeout=2).status_code == 200
+            response = requests.get(f"{server.url}/health", timeout=2, verify=verify)
+            healthy = response.status_code == 200
             # The serve process prints its URL once healthy; wait for that too.
             if healthy and "is serving" in server.output():
                 return server

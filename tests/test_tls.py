@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import SYNMLOPS, Server, free_port
+from conftest import Server, free_port, start_server
 from federated_data import log_federated_run
 from mlflow import MlflowClient
 from tracking_support import fast_config
@@ -74,29 +71,17 @@ def make_certificate(folder: Path, name: str = "localhost") -> tuple[Path, Path]
     return cert_path, key_path
 
 
-def start_tls_server(store: Path, cert: Path, key: Path, timeout: float = 240) -> Server:
+def start_tls_server(store: Path, cert: Path, key: Path) -> Server:
     """``synmlops serve --certfile --keyfile`` on a free port, awaited over verified HTTPS."""
     port = free_port()
-    log = store.parent / f"serve-tls-{port}.log"
-    args = [*SYNMLOPS, "serve", "--store", str(store), "--workers", "1", "--port", str(port),
-            "--certfile", str(cert), "--keyfile", str(key)]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in TLS_ENV}
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = Server(f"https://localhost:{port}", port, store, process, log, args)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"synmlops serve exited: {server.output()[-3000:]}")
-        try:
-            healthy = requests.get(f"{server.url}/health", timeout=2, verify=str(cert)).ok
-            if healthy and "is serving" in server.output():
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"synmlops serve did not become healthy: {server.output()[-3000:]}")
+    return start_server(
+        store,
+        port=port,
+        extra=["--certfile", str(cert), "--keyfile", str(key)],
+        drop_env=TLS_ENV,
+        url=f"https://localhost:{port}",
+        verify=str(cert),
+    )
 
 
 @pytest.fixture(scope="module")
