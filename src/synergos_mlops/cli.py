@@ -179,7 +179,7 @@ def serve(
 def migrate(directory: Path) -> None:
     """Convert an MLflow file store in DIRECTORY into a store folder, in place.
 
-    Runs MLflow's own converter, then moves the artifacts into DIRECTORY/artifacts/. The
+    Runs MLflow's own converter, then copies the artifacts into DIRECTORY/artifacts/. The
     original entries are kept in DIRECTORY/filestore-backup-<time>/. A conversion that would
     lose a run, a metric point or a param is undone and refused.
     """
