@@ -4,6 +4,7 @@ never appear in any answer, and nothing may be written outside the store."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import http.client
@@ -11,10 +12,12 @@ import io
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 import zipfile
 import zlib
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -546,6 +549,58 @@ def test_out_of_range_numbers_in_a_batch_are_a_400(hostile: Hostile, document: d
     )  # fmt: skip
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "INVALID_VALUE"
+
+
+def _packed(typecode: str, values: list[float] | list[int]) -> str:
+    column = array(typecode, values)
+    if sys.byteorder != "little":
+        column.byteswap()
+    return base64.b64encode(column.tobytes()).decode()
+
+
+def _v2_document(run_id: str, **fields: object) -> dict[str, object]:
+    """A one-point format 2 batch with ``fields`` replaced."""
+    document: dict[str, object] = {
+        "format": "synergos.metrics/2", "points": 1, "runs": [run_id], "keys": ["train/loss"],
+        "run": _packed("I", [0]), "key": _packed("I", [0]), "step": _packed("q", [0]),
+        "value": _packed("d", [1.0]), "timestamp": _packed("q", [0]),
+    }  # fmt: skip
+    document.update(fields)
+    return document
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"run": _packed("I", [1])}, 400, "index outside 'runs'"),
+        ({"key": _packed("I", [7])}, 400, "index outside 'keys'"),
+        ({"timestamp": _packed("q", [-1])}, 400, "negative timestamp"),
+        ({"step": "not base64!"}, 400, "'step' must be base64 of 1 entries of 8 bytes"),
+        ({"value": "@@@@@@@@@@@@"}, 400, "'value' is not base64"),
+        ({"points": 2}, 400, "'run' must be base64 of 2 entries of 4 bytes"),
+        ({"points": -1}, 400, "'points' must be a count"),
+        ({"points": True}, 400, "'points' must be a count"),
+        ({"points": MAX_POINTS + 1}, 413, f"{MAX_POINTS} points"),
+        ({"runs": [7]}, 400, "must hold strings"),
+        ({"format": "synergos.metrics/9"}, 400, "format 'synergos.metrics/2'"),
+    ],
+    ids=["run-index", "key-index", "negative-timestamp", "step-length", "value-alphabet",
+         "points-mismatch", "points-negative", "points-bool", "points-too-many", "run-not-text",
+         "unknown-format"],  # fmt: skip
+)
+def test_a_malformed_binary_batch_is_refused_naming_the_field(
+    hostile: Hostile, fields: dict[str, object], status: int, message: str
+) -> None:
+    body = _v2_document(hostile.logged.parent_run_id, **fields)
+    before = requests.get(f"{hostile.server.url}{hostile.run_path}/metrics", timeout=60).json()
+    response = requests.post(
+        f"{hostile.server.url}{BULK}", data=gzip.compress(json.dumps(body).encode()),
+        headers={"Content-Encoding": "gzip"}, timeout=60,
+    )  # fmt: skip
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]["message"]
+    after = requests.get(f"{hostile.server.url}{hostile.run_path}/metrics", timeout=60).json()
+    assert after == before
 
 
 def test_resolve_with_10kb_ids_is_refused_as_json(hostile: Hostile) -> None:

@@ -3,6 +3,8 @@ PostgreSQL, and replaces points at the same (run, key, step)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from pathlib import Path
 
@@ -176,3 +178,25 @@ def test_a_large_batch_over_many_runs_is_stored_row_for_row_as_log_batch_on_post
     postgres_uri: str,
 ) -> None:
     compare_large_batch_row_for_row(postgres_uri)
+
+
+def test_a_format_1_batch_from_an_earlier_spool_reads_as_the_same_points() -> None:
+    """Spool files of earlier trackers hold format 1 (JSON lists); the server still reads
+    them, special values included, as format 2 reads the same points."""
+    points = sample_points()
+    batch = MetricBatch()
+    for key, value, timestamp, step in points:
+        batch.append("r" * 32, key, step, value, timestamp)
+    keys = list(dict.fromkeys(batch.keys))
+    document = {
+        "format": "synergos.metrics/1", "runs": ["r" * 32], "keys": keys,
+        "run": [0] * len(batch), "key": [keys.index(k) for k in batch.keys],
+        "step": batch.steps, "value": batch.values, "timestamp": batch.timestamps,
+    }  # fmt: skip
+    old = decode_batch(gzip.compress(json.dumps(document).encode()))
+    new = decode_batch(encode_batch(batch))
+    for got in (old, new):
+        assert (got.run_ids, got.keys, got.steps, got.timestamps) == (
+            batch.run_ids, batch.keys, batch.steps, batch.timestamps,
+        )  # fmt: skip
+        assert all(same(a, b) for a, b in zip(got.values, batch.values, strict=True))

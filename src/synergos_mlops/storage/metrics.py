@@ -28,7 +28,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from synergos_mlops.errors import InvalidValueError, SynergosError
@@ -70,27 +70,37 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
         yield items[start : start + size]
 
 
-def _rows(batch: MetricBatch) -> list[dict[str, Any]]:
-    """The batch as ``metrics`` rows, the last point of each (run, key, step) kept."""
-    last: dict[tuple[str, str, int], int] = {}
-    for position, identity in enumerate(zip(batch.run_ids, batch.keys, batch.steps, strict=True)):
-        last[identity] = position
-    rows = []
-    for (run_id, key, step), position in last.items():
-        if len(key) > _MAX_KEY_LENGTH:
-            raise InvalidValueError(f"metric key {key[:60]!r}... exceeds {_MAX_KEY_LENGTH} chars")
-        is_nan, value = sanitize_value(batch.values[position])
-        rows.append(
-            {
-                "run_uuid": run_id,
-                "key": key,
-                "step": step,
-                "value": value,
-                "timestamp": batch.timestamps[position],
-                "is_nan": is_nan,
-            }
-        )
+#: A point as stored: a ``metrics`` row, these columns in this order.
+_COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
+_KEY, _VALUE, _TIMESTAMP, _RUN, _STEP, _IS_NAN = range(len(_COLUMNS))
+Point = tuple[str, float, int, str, int, bool]
+#: A ``latest_metrics`` entry of a (run, key): (step, timestamp, stored value, is_nan).
+Latest = tuple[int, int, float, bool]
+
+
+def _rows(batch: MetricBatch) -> list[Point]:
+    """The batch as ``metrics`` rows, values stored as MLflow stores them, the last point of
+    each (run, key, step) kept. Column-wise, so no Python work per point beyond building
+    its tuple."""
+    longest = max(map(len, set(batch.keys)), default=0)
+    if longest > _MAX_KEY_LENGTH:
+        key = next(k for k in batch.keys if len(k) == longest)
+        raise InvalidValueError(f"metric key {key[:60]!r}... exceeds {_MAX_KEY_LENGTH} chars")
+    values = batch.values
+    # NaN and ±inf fail the range test; everything else is stored as it is.
+    stored = [v if -_MAX_DOUBLE <= v <= _MAX_DOUBLE else sanitize_value(v)[1] for v in values]
+    is_nan = [v != v for v in values]
+    rows = list(zip(batch.keys, stored, batch.timestamps, batch.run_ids, batch.steps, is_nan))
+    identities = list(zip(batch.run_ids, batch.keys, batch.steps))
+    last = dict(zip(identities, range(len(rows))))  # a later position overwrites an earlier
+    if len(last) < len(rows):
+        rows = [rows[position] for position in sorted(last.values())]
     return rows
+
+
+def _marks(connection: Connection, count: int) -> str:
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * count)
 
 
 def _lock_runs(connection: Connection, run_ids: list[str]) -> None:
@@ -115,32 +125,25 @@ def _check_runs(connection: Connection, run_ids: list[str]) -> None:
             raise RunNotActiveError(f"run {run_id!r} is deleted")
 
 
-def _sort_key(row: Any) -> tuple[int, int, float]:
-    return (row["step"], row["timestamp"], row["value"])
-
-
 def _existing_latest(
     connection: Connection, run_ids: list[str], pairs: set[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """The ``latest_metrics`` rows of the batch's (run, key) pairs."""
+) -> dict[tuple[str, str], Latest]:
+    """The ``latest_metrics`` entries of the batch's (run, key) pairs."""
     columns = SqlLatestMetric.__table__.c
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    found: dict[tuple[str, str], Latest] = {}
     for chunk in _chunks(run_ids):
         query: Any = select(
             columns.run_uuid, columns.key, columns.step, columns.timestamp, columns.value,
             columns.is_nan,
         ).where(columns.run_uuid.in_(chunk))  # fmt: skip
-        for row in connection.execute(query).mappings():
-            pair = (row["run_uuid"], row["key"])
-            if pair in pairs:
-                found[pair] = dict(row)
+        for run_id, key, *entry in connection.execute(query):
+            if (run_id, key) in pairs:
+                found[(run_id, key)] = tuple(entry)  # type: ignore[assignment]
     return found
 
 
 def _delete_stored(
-    connection: Connection,
-    rows: list[dict[str, Any]],
-    existing: dict[tuple[str, str], dict[str, Any]],
+    connection: Connection, rows: list[Point], existing: dict[tuple[str, str], Latest]
 ) -> int:
     """Delete stored points at the batch's (run, key, step); return how many points of the
     batch may have replaced one.
@@ -149,114 +152,105 @@ def _delete_stored(
     larger step replaces nothing: appending (the usual case) deletes nothing.
     """
     candidates = [
-        {"b_run_uuid": row["run_uuid"], "b_key": row["key"], "b_step": row["step"]}
+        (row[_RUN], row[_KEY], row[_STEP])
         for row in rows
-        if (old := existing.get((row["run_uuid"], row["key"]))) is not None
-        and row["step"] <= old["step"]
+        if (old := existing.get((row[_RUN], row[_KEY]))) is not None and row[_STEP] <= old[0]
     ]
     if candidates:
-        table = SqlMetric.__table__
-        statement = delete(table).where(
-            table.c.run_uuid == bindparam("b_run_uuid"),
-            table.c.key == bindparam("b_key"),
-            table.c.step == bindparam("b_step"),
+        marks = _marks(connection, 1)
+        connection.exec_driver_sql(
+            f"DELETE FROM metrics WHERE run_uuid = {marks} AND key = {marks} AND step = {marks}",
+            candidates,
         )
-        connection.execute(statement, candidates)
     return len(candidates)
 
 
-_COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
 #: SQLite page cache for a bulk write (KiB, as ``PRAGMA cache_size`` takes it when negative):
 #: the metrics table's three indexes no longer spill out of the default 2 MiB mid-batch.
 _SQLITE_CACHE_KIB = 65536
 
 
-def _insert_points(connection: Connection, rows: list[dict[str, Any]]) -> None:
+def _insert_points(connection: Connection, rows: list[Point]) -> None:
     """Insert the batch's points into ``metrics`` below the ORM and SQL compiler: PostgreSQL's
     ``COPY`` through psycopg, else one prepared ``INSERT`` run by the driver's ``executemany``
     (the compiler's per-row parameter handling costs more than the insert itself). Points go
     in the primary key's order (key, timestamp, step, run), so index pages are touched once."""
-    tuples = list(map(itemgetter(*_COLUMNS), rows))
-    tuples.sort(key=itemgetter(0, 2, 4, 3))
+    ordered = sorted(rows, key=itemgetter(_KEY, _TIMESTAMP, _STEP, _RUN))
     names = ", ".join(_COLUMNS)
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         driver: Any = connection.connection.driver_connection
         with driver.cursor() as cursor, cursor.copy(f"COPY metrics ({names}) FROM STDIN") as copy:
-            for values in tuples:
+            for values in ordered:
                 copy.write_row(values)
         return
-    marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(_COLUMNS))
-    statement = f"INSERT INTO metrics ({names}) VALUES ({marks})"
+    statement = f"INSERT INTO metrics ({names}) VALUES ({_marks(connection, len(_COLUMNS))})"
     if dialect.name != "sqlite":
-        connection.exec_driver_sql(statement, tuples)
+        connection.exec_driver_sql(statement, ordered)
         return
     cache = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
     connection.exec_driver_sql(f"PRAGMA cache_size = {-_SQLITE_CACHE_KIB}")
     try:
-        connection.exec_driver_sql(statement, tuples)
+        connection.exec_driver_sql(statement, ordered)
     finally:
         connection.exec_driver_sql(f"PRAGMA cache_size = {cache}")
 
 
+def _recompute(
+    connection: Connection, pairs: list[tuple[str, str]], steps: dict[tuple[str, str], int]
+) -> dict[tuple[str, str], Latest]:
+    """The best stored point at ``steps[pair]`` of each pair (the batch's points included)."""
+    mc = SqlMetric.__table__.c
+    recomputed: dict[tuple[str, str], Latest] = {}
+    for run_id, key in pairs:
+        query: Any = select(mc.step, mc.timestamp, mc.value, mc.is_nan).where(
+            mc.run_uuid == run_id, mc.key == key, mc.step == steps[(run_id, key)]
+        )
+        found = [tuple(row) for row in connection.execute(query)]
+        recomputed[(run_id, key)] = max(found, key=itemgetter(0, 1, 2))  # type: ignore[arg-type]
+    return recomputed
+
+
 def _update_latest(
-    connection: Connection,
-    rows: list[dict[str, Any]],
-    existing: dict[tuple[str, str], dict[str, Any]],
+    connection: Connection, rows: list[Point], existing: dict[tuple[str, str], Latest]
 ) -> None:
-    latest_table = SqlLatestMetric.__table__
-    candidates: dict[tuple[str, str], dict[str, Any]] = {}
+    candidates: dict[tuple[str, str], Latest] = {}
     for row in rows:
-        pair = (row["run_uuid"], row["key"])
+        pair = (row[_RUN], row[_KEY])
+        entry = (row[_STEP], row[_TIMESTAMP], row[_VALUE], row[_IS_NAN])
         best = candidates.get(pair)
-        if best is None or _sort_key(row) > _sort_key(best):
-            candidates[pair] = row
+        if best is None or entry[:3] > best[:3]:
+            candidates[pair] = entry
 
     # The stored latest point was replaced by a point at its own step: the latest is the
     # best stored point at the largest step, which now includes the batch's points.
-    recompute = sorted(
-        pair for pair, old in existing.items() if candidates[pair]["step"] == old["step"]
-    )
-    recomputed: dict[tuple[str, str], dict[str, Any]] = {}
-    mc = SqlMetric.__table__.c
-    for run_id, key in recompute:
-        query: Any = select(mc.run_uuid, mc.key, mc.step, mc.timestamp, mc.value, mc.is_nan)
-        query = query.where(
-            mc.run_uuid == run_id, mc.key == key, mc.step == candidates[(run_id, key)]["step"]
-        )
-        for found in connection.execute(query).mappings():
-            best = recomputed.get((run_id, key))
-            if best is None or _sort_key(found) > _sort_key(best):
-                recomputed[(run_id, key)] = dict(found)
+    recompute = sorted(pair for pair, old in existing.items() if candidates[pair][0] == old[0])
+    recomputed = _recompute(connection, recompute, {p: candidates[p][0] for p in recompute})
 
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
     for pair, candidate in candidates.items():
         old = existing.get(pair)
         if old is None:
-            inserts.append(candidate)
+            inserts.append((*candidate, *pair))
         elif pair in recomputed:
             if recomputed[pair] != old:
-                updates.append(recomputed[pair])
-        elif _sort_key(candidate) > _sort_key(old):
-            updates.append(candidate)
+                updates.append((*recomputed[pair], *pair))
+        elif candidate[:3] > old[:3]:
+            updates.append((*candidate, *pair))
     if inserts:
-        connection.execute(insert(latest_table), inserts)
-    if updates:
-        statement = (
-            update(latest_table)
-            .where(
-                latest_table.c.run_uuid == bindparam("b_run_uuid"),
-                latest_table.c.key == bindparam("b_key"),
-            )
-            .values(
-                step=bindparam("b_step"),
-                timestamp=bindparam("b_timestamp"),
-                value=bindparam("b_value"),
-                is_nan=bindparam("b_is_nan"),
-            )
+        connection.exec_driver_sql(
+            "INSERT INTO latest_metrics (step, timestamp, value, is_nan, run_uuid, key) "
+            f"VALUES ({_marks(connection, 6)})",
+            inserts,
         )
-        connection.execute(statement, [{f"b_{k}": v for k, v in row.items()} for row in updates])
+    if updates:
+        mark = _marks(connection, 1)
+        connection.exec_driver_sql(
+            f"UPDATE latest_metrics SET step = {mark}, timestamp = {mark}, value = {mark}, "
+            f"is_nan = {mark} WHERE run_uuid = {mark} AND key = {mark}",
+            updates,
+        )
 
 
 def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
@@ -268,8 +262,8 @@ def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
     if not len(batch):
         return WriteResult(0, 0)
     rows = _rows(batch)
-    run_ids = sorted({row["run_uuid"] for row in rows})
-    pairs = {(row["run_uuid"], row["key"]) for row in rows}
+    run_ids = sorted(set(batch.run_ids))
+    pairs = set(zip(batch.run_ids, batch.keys))
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             # As MLflow's own sessions; then take the write lock before reading anything, so
