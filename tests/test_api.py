@@ -132,6 +132,29 @@ def test_series_match_mlflows_own_metric_history(shared_server, logged: LoggedRu
         assert values == pytest.approx([m.value for m in history])
 
 
+def test_a_step_logged_twice_reads_as_its_latest_point_as_mlflow_history_ends(
+    tmp_path: Path,
+) -> None:
+    """Stock log_batch appends, so a store may hold a step twice: the series keeps the point
+    with the latest timestamp, whatever order the points were logged in; NaN reads as None."""
+    from mlflow.entities import Metric
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "mlflow-artifacts:/")
+    run = store.create_run("0", "u", 0, [], "r").info.run_id
+    other = store.create_run("0", "u", 0, [], "r").info.run_id
+    store.log_batch(run, [Metric("a", 3.0, 30, 1), Metric("a", 1.0, 10, 0),
+                          Metric("a", 2.0, 20, 1), Metric("a", float("nan"), 40, 2),
+                          Metric("a", 5.0, 50, 0), Metric("b", 7.0, 1, 0)], [], [])  # fmt: skip
+    store.log_batch(other, [Metric("a", 9.0, 1, 0)], [], [])
+    series = reads.metric_series(store.ManagedSessionMaker, [run, other], ["a", "b"])
+    assert series == {
+        "a": {run: ([0, 1, 2], [5.0, 3.0, None]), other: ([0], [9.0])},
+        "b": {run: ([0], [7.0])},
+    }
+    store.engine.dispose()
+
+
 def test_series_of_every_run_and_key_are_read_in_one_sql_query(
     shared_server, logged: LoggedRun
 ) -> None:

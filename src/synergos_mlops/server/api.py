@@ -171,7 +171,7 @@ def _parse_keys(raw: list[str] | None) -> list[str] | None:
     return keys
 
 
-@router.get(f"{RUN}/metrics", responses=_ERRORS)
+@router.get(f"{RUN}/metrics", responses=_ERRORS, response_class=JSONResponse)
 def run_metrics(
     collaboration: Collaboration,
     project: Project,
@@ -185,17 +185,18 @@ def run_metrics(
             "(train/epoch/loss) by epoch across rounds."
         ),
     ] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The series of the chosen metrics for the global run and every participant."""
     chosen = _parse_keys(keys)
 
-    def work() -> dict[str, Any]:
+    def work() -> JSONResponse:
         backend = Backend.of_server()
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         wanted = chosen
         if wanted is None:
             wanted = run_detail(backend, found)["metric_keys"]
-        return run_series(backend, found, wanted)
+        # Plain lists of numbers: rendered as they are, without FastAPI's per-value encoder.
+        return JSONResponse(run_series(backend, found, wanted))
 
     return _answer(work)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from synergos_mlops.federation import (
@@ -284,6 +286,21 @@ def latest_metrics(session_maker: SessionMaker, run_uuids: Sequence[str]) -> lis
     ]
 
 
+def _line(points: list[Any]) -> tuple[list[int], list[float | None]]:
+    """One series from its rows ``(run, key, step, timestamp, value, is_nan)``, in step
+    order; a step stored more than once keeps its latest point by timestamp."""
+    steps = [point[2] for point in points]
+    if len(set(steps)) < len(steps):
+        latest: dict[int, Any] = {}
+        for point in points:
+            kept = latest.get(point[2])
+            if kept is None or point[3] >= kept[3]:
+                latest[point[2]] = point
+        points = list(latest.values())
+        steps = [point[2] for point in points]
+    return steps, [None if point[5] else point[4] for point in points]
+
+
 def metric_series(
     session_maker: SessionMaker, run_uuids: Sequence[str], keys: Sequence[str]
 ) -> dict[str, dict[str, tuple[list[int], list[float | None]]]]:
@@ -291,25 +308,24 @@ def metric_series(
 
     Returns ``{key: {run_uuid: (steps, values)}}``, steps ascending; a step logged more
     than once keeps its latest value (by timestamp), as MLflow's own history does last.
+    The query is SQLAlchemy Core, not the ORM, and asks for the order of MLflow's
+    ``(run_uuid, key, step)`` index, so the database sorts nothing and Python builds no
+    object per point.
     """
-    from mlflow.store.tracking.dbmodels.models import SqlMetric as M
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import select
 
     result: dict[str, dict[str, tuple[list[int], list[float | None]]]] = {}
     if not run_uuids or not keys:
         return result
+    m = SqlMetric.__table__.c
+    query = (
+        select(m.run_uuid, m.key, m.step, m.timestamp, m.value, m.is_nan)
+        .where(m.run_uuid.in_(list(run_uuids)), m.key.in_(list(keys)))
+        .order_by(m.run_uuid, m.key, m.step)
+    )
     with session_maker() as session:
-        rows = (
-            session.query(M.key, M.run_uuid, M.step, M.value, M.is_nan)
-            .filter(M.run_uuid.in_(list(run_uuids)), M.key.in_(list(keys)))
-            .order_by(M.key, M.run_uuid, M.step, M.timestamp)
-            .all()
-        )
-    for key, run, step, value, is_nan in rows:
-        steps, values = result.setdefault(key, {}).setdefault(run, ([], []))
-        point = _value(value, is_nan)
-        if steps and steps[-1] == step:
-            values[-1] = point
-        else:
-            steps.append(int(step))
-            values.append(point)
+        rows = session.connection().execute(query).fetchall()
+    for (run, key), points in groupby(rows, key=itemgetter(0, 1)):
+        result.setdefault(key, {})[run] = _line(list(points))
     return result
