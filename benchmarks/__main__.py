@@ -48,9 +48,10 @@ def _timed(call: Callable[[], T]) -> tuple[float, T]:
 
 def single_cycle(
     tmp: Path, store: str, backends: tuple[str | None, str | None], workload: Workload,
-    workers: int, repeat: int,
+    workers: int, repeat: int, long: Workload,
 ) -> list[Row]:  # fmt: skip
-    """One federated cycle written and read both ways; two rows (write, read)."""
+    """One federated cycle written and read both ways, then a run of long series read both
+    ways; three rows (write, read, read long series)."""
     ids = Ids("bench", "speed", "mlp", "run-1")
     keys = workload.key_names()
     values = workload.values(seed=1)
@@ -68,8 +69,7 @@ def single_cycle(
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="synmlops-spool-"))
             tracker, transport = open_tracker(ours.url, Path(spool))
             stack.callback(tracker.close)
-            federated = tracker.run(ids.collaboration, ids.project, ids.experiment, ids.run,
-                                    participants=workload.participant_ids())  # fmt: skip
+            federated = tracker.run(*ids.parts, participants=workload.participant_ids())
             ours_write, logged = _timed(lambda: log_tracker(federated, workload, values))
             federated.end()
         stored = (count_points(stock.backend_uri), count_points(ours.backend_uri))
@@ -83,10 +83,33 @@ def single_cycle(
         ours_reads = [_timed(lambda: read_synergos(ours.url, ids, keys)) for _ in range(repeat)]
         assert {stock_points, *(n for _, n in ours_reads)} == {workload.points}
 
+        print(f"  {store}: long series: logging {long.points:,} points both ways ...", flush=True)
+        long_ids = Ids("bench", "speed", "mlp", "run-long")
+        long_keys = long.key_names()
+        long_values = long.values(seed=2)
+        long_stock = create_stock_run(stock.url, long_ids, long.participant_ids())
+        assert log_stock(long_stock, long, long_values)[1] == 0
+        with ExitStack() as stack:
+            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="synmlops-spool-"))
+            tracker, _ = open_tracker(ours.url, Path(spool))
+            stack.callback(tracker.close)
+            federated = tracker.run(*long_ids.parts, participants=long.participant_ids())
+            log_tracker(federated, long, long_values)
+            federated.end()
+        print(f"  {store}: long series: reading ...", flush=True)
+        stock_long, long_points = _timed(lambda: read_stock(long_stock, long_keys))
+        ours_longs = [
+            _timed(lambda: read_synergos(ours.url, long_ids, long_keys)) for _ in range(repeat)
+        ]
+        assert {long_points, *(n for _, n in ours_longs)} == {long.points}
+
     ours_read = min(t for t, _ in ours_reads)
+    ours_long = min(t for t, _ in ours_longs)
     print(f"  {store}: write {stock_write:.1f} s vs {ours_write:.2f} s, "
-          f"read {stock_read:.1f} s vs {ours_read:.2f} s", flush=True)  # fmt: skip
+          f"read {stock_read:.1f} s vs {ours_read:.2f} s, "
+          f"long series {stock_long:.1f} s vs {ours_long:.2f} s", flush=True)  # fmt: skip
     runs_keys = workload.runs * len(keys)
+    long_series = long.runs * len(long_keys)
     return [
         Row(
             "write one cycle", store, workload.points, stock_write, ours_write,
@@ -98,6 +121,12 @@ def single_cycle(
         Row(
             "read every series of the run", store, workload.points, stock_read, ours_read,
             goal=10, stock_how=f"get_metric_history × {runs_keys:,}",
+            ours_how="GET …/metrics?keys=… × 1", stored=f"best of {repeat} requests",
+        ),
+        Row(
+            f"read {long_series} series of {long.rounds:,} steps", store, long.points,
+            stock_long, ours_long, goal=10,
+            stock_how=f"get_metric_history × {long_series}",
             ours_how="GET …/metrics?keys=… × 1", stored=f"best of {repeat} requests",
         ),
     ]  # fmt: skip
@@ -133,6 +162,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--read-repeat", type=int, default=3, help="Synergos reads, best of")
+    parser.add_argument("--long-participants", type=int, default=2)
+    parser.add_argument("--long-steps", type=int, default=5000, help="points per long series")
+    parser.add_argument("--long-keys", type=int, default=10)
     parser.add_argument("--cycles", type=int, default=8, help="concurrent federated cycles")
     parser.add_argument("--cycle-participants", type=int, default=5)
     parser.add_argument("--cycle-rounds", type=int, default=50)
@@ -145,8 +177,10 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     workload = Workload(args.participants, args.rounds, args.keys)
+    long = Workload(args.long_participants, args.long_steps, args.long_keys)
     cycle = Workload(args.cycle_participants, args.cycle_rounds, args.cycle_keys)
-    report = Report(Machine.now(), workload, cycle, args.cycles)
+    cycles = 0 if args.no_concurrent else args.cycles
+    report = Report(Machine.now(), workload, cycle, cycles, long)
     started = time.monotonic()
     stores: list[str] = ["SQLite"]
     if not args.no_postgres:
@@ -169,7 +203,7 @@ def main() -> None:
 
                 print(f"{store}: {workload.describe()}", flush=True)
                 rows = single_cycle(tmp, store, backends(), workload, args.workers,
-                                    args.read_repeat)  # fmt: skip
+                                    args.read_repeat, long)  # fmt: skip
                 if not args.no_concurrent:
                     print(f"{store}: {args.cycles} × {cycle.describe()}", flush=True)
                     rows.append(concurrent(tmp, store, backends(), cycle, args.cycles,

@@ -73,13 +73,16 @@ class Ids:
     run: str
 
     @property
+    def parts(self) -> tuple[str, str, str, str]:
+        return (self.collaboration, self.project, self.experiment, self.run)
+
+    @property
     def experiment_name(self) -> str:
         return f"{self.collaboration}/{self.project}/{self.experiment}"
 
     @property
     def path(self) -> str:
-        parts = (self.collaboration, self.project, self.experiment, self.run)
-        return "/".join(quote(p, safe="") for p in parts)
+        return "/".join(quote(p, safe="") for p in self.parts)
 
 
 @dataclass
