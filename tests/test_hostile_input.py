@@ -584,9 +584,19 @@ def _v2_document(run_id: str, **fields: object) -> dict[str, object]:
         ({"runs": [7]}, 400, "must hold strings"),
         ({"format": "synergos.metrics/9"}, 400, "format 'synergos.metrics/2'"),
     ],
-    ids=["run-index", "key-index", "negative-timestamp", "step-length", "value-alphabet",
-         "points-mismatch", "points-negative", "points-bool", "points-too-many", "run-not-text",
-         "unknown-format"],  # fmt: skip
+    ids=[
+        "run-index",
+        "key-index",
+        "negative-timestamp",
+        "step-length",
+        "value-alphabet",
+        "points-mismatch",
+        "points-negative",
+        "points-bool",
+        "points-too-many",
+        "run-not-text",
+        "unknown-format",
+    ],  # fmt: skip
 )
 def test_a_malformed_binary_batch_is_refused_naming_the_field(
     hostile: Hostile, fields: dict[str, object], status: int, message: str
