@@ -135,8 +135,8 @@ def test_every_route_in_the_openapi_document_answers_errors_in_the_one_json_shap
 
 def test_unknown_paths_under_the_api_answer_404_json(shared_server, run_url: str) -> None:
     for url in (f"{run_url}/nothing", f"{shared_server.url}{API}/runs/a/b",
-                f"{shared_server.url}{API}/collaborations/x",
-                f"{run_url}/artifacts/%0Anewline", f"{run_url}/participants/w1/artifacts/%0Ax"):  # fmt: skip
+                f"{shared_server.url}{API}/collaborations/x", f"{run_url}/artifacts/%0Anewline",
+                f"{run_url}/participants/w1/artifacts/%0Ax"):  # fmt: skip
         error_of(requests.get(url, timeout=30), 404)
 
 

@@ -90,9 +90,11 @@ def _rows(batch: MetricBatch) -> list[Point]:
     # NaN and ±inf fail the range test; everything else is stored as it is.
     stored = [v if -_MAX_DOUBLE <= v <= _MAX_DOUBLE else sanitize_value(v)[1] for v in values]
     is_nan = [v != v for v in values]
-    rows = list(zip(batch.keys, stored, batch.timestamps, batch.run_ids, batch.steps, is_nan))
-    identities = list(zip(batch.run_ids, batch.keys, batch.steps))
-    last = dict(zip(identities, range(len(rows))))  # a later position overwrites an earlier
+    columns = (batch.keys, stored, batch.timestamps, batch.run_ids, batch.steps, is_nan)
+    rows = list(zip(*columns, strict=True))
+    identities = list(zip(batch.run_ids, batch.keys, batch.steps, strict=True))
+    # A later position overwrites an earlier one.
+    last = dict(zip(identities, range(len(rows)), strict=True))
     if len(last) < len(rows):
         rows = [rows[position] for position in sorted(last.values())]
     return rows
@@ -263,7 +265,7 @@ def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
         return WriteResult(0, 0)
     rows = _rows(batch)
     run_ids = sorted(set(batch.run_ids))
-    pairs = set(zip(batch.run_ids, batch.keys))
+    pairs = set(zip(batch.run_ids, batch.keys, strict=True))
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             # As MLflow's own sessions; then take the write lock before reading anything, so
