@@ -210,7 +210,7 @@ def _unpacked(document: dict[str, Any], name: str, size: int) -> array[Any]:
 
 def _decode_v2(document: dict[str, Any]) -> MetricBatch:
     size = document.get("points")
-    if not _int64(size) or size < 0:
+    if not isinstance(size, int) or not _int64(size) or size < 0:
         raise InvalidValueError("metric batch field 'points' must be a count")
     if size > MAX_POINTS:
         raise _too_many_points()

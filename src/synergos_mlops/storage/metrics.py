@@ -72,7 +72,7 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
 
 #: A point as stored: a ``metrics`` row, these columns in this order.
 _COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
-_KEY, _VALUE, _TIMESTAMP, _RUN, _STEP, _IS_NAN = range(len(_COLUMNS))
+_KEY, _VALUE, _TIMESTAMP, _RUN, _STEP = range(5)
 Point = tuple[str, float, int, str, int, bool]
 #: A ``latest_metrics`` entry of a (run, key): (step, timestamp, stored value, is_nan).
 Latest = tuple[int, int, float, bool]
@@ -138,9 +138,9 @@ def _existing_latest(
             columns.run_uuid, columns.key, columns.step, columns.timestamp, columns.value,
             columns.is_nan,
         ).where(columns.run_uuid.in_(chunk))  # fmt: skip
-        for run_id, key, *entry in connection.execute(query):
+        for run_id, key, step, stamp, value, is_nan in connection.execute(query):
             if (run_id, key) in pairs:
-                found[(run_id, key)] = tuple(entry)  # type: ignore[assignment]
+                found[(run_id, key)] = (step, stamp, value, is_nan)
     return found
 
 
@@ -154,9 +154,9 @@ def _delete_stored(
     larger step replaces nothing: appending (the usual case) deletes nothing.
     """
     candidates = [
-        (row[_RUN], row[_KEY], row[_STEP])
-        for row in rows
-        if (old := existing.get((row[_RUN], row[_KEY]))) is not None and row[_STEP] <= old[0]
+        (run_id, key, step)
+        for key, _, _, run_id, step, _ in rows
+        if (old := existing.get((run_id, key))) is not None and step <= old[0]
     ]
     if candidates:
         marks = _marks(connection, 1)
@@ -208,8 +208,8 @@ def _recompute(
         query: Any = select(mc.step, mc.timestamp, mc.value, mc.is_nan).where(
             mc.run_uuid == run_id, mc.key == key, mc.step == steps[(run_id, key)]
         )
-        found = [tuple(row) for row in connection.execute(query)]
-        recomputed[(run_id, key)] = max(found, key=itemgetter(0, 1, 2))  # type: ignore[arg-type]
+        found: list[Latest] = [(a, b, c, d) for a, b, c, d in connection.execute(query)]
+        recomputed[(run_id, key)] = max(found, key=itemgetter(0, 1, 2))
     return recomputed
 
 
@@ -217,9 +217,9 @@ def _update_latest(
     connection: Connection, rows: list[Point], existing: dict[tuple[str, str], Latest]
 ) -> None:
     candidates: dict[tuple[str, str], Latest] = {}
-    for row in rows:
-        pair = (row[_RUN], row[_KEY])
-        entry = (row[_STEP], row[_TIMESTAMP], row[_VALUE], row[_IS_NAN])
+    for key, value, stamp, run_id, step, is_nan in rows:
+        pair = (run_id, key)
+        entry = (step, stamp, value, is_nan)
         best = candidates.get(pair)
         if best is None or entry[:3] > best[:3]:
             candidates[pair] = entry
