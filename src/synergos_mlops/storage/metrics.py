@@ -240,10 +240,40 @@ def _update_latest(
                 updates.append((*recomputed[pair], *pair))
         elif candidate[:3] > old[:3]:
             updates.append((*candidate, *pair))
+    _write_latest(connection, inserts, updates)
+
+
+_LATEST_COLUMNS = "step, timestamp, value, is_nan, run_uuid, key"
+#: PostgreSQL array types of _LATEST_COLUMNS, for one set-based statement per batch.
+_LATEST_ARRAYS = "%s::bigint[], %s::bigint[], %s::float8[], %s::boolean[], %s::text[], %s::text[]"
+
+
+def _write_latest(
+    connection: Connection, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]
+) -> None:
+    """Insert and update ``latest_metrics`` rows given as (step, timestamp, value, is_nan,
+    run_uuid, key). PostgreSQL takes each list as one statement over ``unnest`` of arrays
+    (a statement per row costs a round of the executor each); SQLite, which has no round
+    trip, takes the driver's ``executemany``."""
+    if connection.dialect.name == "postgresql":
+        if inserts:
+            connection.exec_driver_sql(
+                f"INSERT INTO latest_metrics ({_LATEST_COLUMNS}) "
+                f"SELECT * FROM unnest({_LATEST_ARRAYS})",
+                tuple(map(list, zip(*inserts, strict=True))),
+            )
+        if updates:
+            connection.exec_driver_sql(
+                "UPDATE latest_metrics AS l SET step = v.step, timestamp = v.timestamp, "
+                "value = v.value, is_nan = v.is_nan "
+                f"FROM unnest({_LATEST_ARRAYS}) AS v({_LATEST_COLUMNS}) "
+                "WHERE l.run_uuid = v.run_uuid AND l.key = v.key",
+                tuple(map(list, zip(*updates, strict=True))),
+            )
+        return
     if inserts:
         connection.exec_driver_sql(
-            "INSERT INTO latest_metrics (step, timestamp, value, is_nan, run_uuid, key) "
-            f"VALUES ({_marks(connection, 6)})",
+            f"INSERT INTO latest_metrics ({_LATEST_COLUMNS}) VALUES ({_marks(connection, 6)})",
             inserts,
         )
     if updates:
