@@ -5,8 +5,9 @@ stores (a SQLite folder, then throwaway PostgreSQL databases), logs one federate
 each — stock ``log_batch`` with 1,000 points per request into the stock server, the
 ``FederatedTracker`` into ``synmlops serve`` — reads every series of the run back both ways,
 does the same for a second run of a few long series (5,000 steps each, so stock MLflow's
-per-call cost is spread thin), runs a concurrent scenario (several federated cycles at once, as the cluster tier does), and
-prints one table of points/s and ratios, also written to ``benchmarks/results.md``.
+per-call cost is spread thin), runs a concurrent scenario (several federated cycles at once,
+as the cluster tier does), and prints one table of points/s and ratios, also written to
+``benchmarks/results.md``.
 
 Benchmarks measure speed; the tests check correctness. Nothing here asserts a time.
 """
