@@ -136,8 +136,16 @@ def test_every_route_in_the_openapi_document_answers_errors_in_the_one_json_shap
 def test_unknown_paths_under_the_api_answer_404_json(shared_server, run_url: str) -> None:
     for url in (f"{run_url}/nothing", f"{shared_server.url}{API}/runs/a/b",
                 f"{shared_server.url}{API}/collaborations/x", f"{run_url}/artifacts/%0Anewline",
-                f"{run_url}/participants/w1/artifacts/%0Ax"):  # fmt: skip
+                f"{run_url}/participants/w1/artifacts/%0Ax", f"{shared_server.url}{API}/nothing",
+                f"{shared_server.url}{API}/metrics/nothing"):  # fmt: skip
         error_of(requests.get(url, timeout=30), 404)
+
+
+def test_a_route_asked_with_another_method_answers_405_json(shared_server) -> None:  # type: ignore[no-untyped-def]
+    for method, path in (("GET", "/metrics/bulk"), ("DELETE", "/runs/resolve"),
+                         ("PUT", "/collaborations")):  # fmt: skip
+        response = requests.request(method, f"{shared_server.url}{API}{path}", timeout=30)
+        assert method in error_of(response, 405)
 
 
 def test_no_client_input_produces_a_server_error(shared_server, run_url: str) -> None:

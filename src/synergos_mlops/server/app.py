@@ -132,6 +132,10 @@ def create_app(app: Flask | None = None) -> Any:
     else:
         fastapi_app = create_fastapi_app(flask_app)
     routers = {name: importlib.import_module(name).router for name in ROUTER_MODULES}
+    # Last: a path under the API that no route above answers (see server/_fallback.py).
+    routers["synergos_mlops.server._fallback"] = importlib.import_module(
+        "synergos_mlops.server._fallback"
+    ).router
     _include_first(fastapi_app, routers, dependencies)
     _install_error_handlers(fastapi_app)
     _freeze_startup_objects()
