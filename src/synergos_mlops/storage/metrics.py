@@ -199,14 +199,15 @@ def _insert_points(connection: Connection, rows: list[Point]) -> None:
 
 
 def _recompute(
-    connection: Connection, pairs: list[tuple[str, str]], steps: dict[tuple[str, str], int]
+    connection: Connection, steps: dict[tuple[str, str], int]
 ) -> dict[tuple[str, str], Latest]:
-    """The best stored point at ``steps[pair]`` of each pair (the batch's points included)."""
+    """The best stored point of each (run, key) at its step in ``steps`` (the batch's points
+    included)."""
     mc = SqlMetric.__table__.c
     recomputed: dict[tuple[str, str], Latest] = {}
-    for run_id, key in pairs:
+    for (run_id, key), step in sorted(steps.items()):
         query: Any = select(mc.step, mc.timestamp, mc.value, mc.is_nan).where(
-            mc.run_uuid == run_id, mc.key == key, mc.step == steps[(run_id, key)]
+            mc.run_uuid == run_id, mc.key == key, mc.step == step
         )
         found: list[Latest] = [(a, b, c, d) for a, b, c, d in connection.execute(query)]
         recomputed[(run_id, key)] = max(found, key=itemgetter(0, 1, 2))
@@ -226,8 +227,10 @@ def _update_latest(
 
     # The stored latest point was replaced by a point at its own step: the latest is the
     # best stored point at the largest step, which now includes the batch's points.
-    recompute = sorted(pair for pair, old in existing.items() if candidates[pair][0] == old[0])
-    recomputed = _recompute(connection, recompute, {p: candidates[p][0] for p in recompute})
+    recomputed = _recompute(
+        connection,
+        {pair: old[0] for pair, old in existing.items() if candidates[pair][0] == old[0]},
+    )
 
     inserts: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
