@@ -26,7 +26,11 @@ __all__ = [
     "TAG_ROLE",
     "TAG_RUN",
     "ExperimentIds",
+    "LEGACY_CONNECTOR",
+    "LegacyMetric",
     "epoch_key",
+    "legacy_experiment_ids",
+    "legacy_metric",
     "metric_key",
     "statistic_points",
     "validate_id",
@@ -166,3 +170,64 @@ def statistic_points(stage: str, statistics: Mapping[str, object]) -> Iterable[t
 
 def is_finite(value: float) -> bool:
     return math.isfinite(value)
+
+
+#: How the original Synergos TTP (mlflow 1.7.2) joins ids into one experiment name:
+#: ``{collaboration}_>_{project}_>_{experiment}``.
+LEGACY_CONNECTOR = "_>_"
+
+
+def legacy_experiment_ids(name: str) -> ExperimentIds | None:
+    """The ids of an experiment the original TTP named, or None for any other name."""
+    parts = name.split(LEGACY_CONNECTOR)
+    if len(parts) != 3:
+        return None
+    try:
+        return ExperimentIds(*parts)
+    except InvalidIdError:
+        return None
+
+
+@dataclass(frozen=True)
+class LegacyMetric:
+    """Where a metric key of the original TTP belongs in a federated run."""
+
+    participant: str | None
+    """None for the global (parent) run."""
+    key: str
+    unattributed: bool = False
+    """The original logged per-class statistics with the class index as the step and every
+    participant's and stage's values on that one step: kept as logged, attributable to no
+    participant, stage or round."""
+
+
+_LEGACY_LOCAL_LOSS = "_local_loss"
+
+
+def legacy_metric(key: str) -> LegacyMetric:
+    """Translate one metric key as the original TTP's logger wrote it.
+
+    ``global_{stage}_loss`` -> global ``{stage}/loss``; ``{participant}_local_loss`` -> that
+    participant's ``train/loss``; ``{statistic}_class_{i}`` and the scalar statistics are kept
+    under their own key, marked unattributed; any other key stays as it is on the global run.
+    """
+    head, _, rest = key.partition("_")
+    if head == "global" and rest.endswith("_loss") and rest[: -len("_loss")] in STAGES:
+        return LegacyMetric(None, metric_key(rest[: -len("_loss")], "loss"))
+    if key.endswith(_LEGACY_LOCAL_LOSS) and len(key) > len(_LEGACY_LOCAL_LOSS):
+        participant = key[: -len(_LEGACY_LOCAL_LOSS)]
+        try:
+            return LegacyMetric(validate_id("participant", participant), "train/loss")
+        except InvalidIdError:
+            return LegacyMetric(None, key)
+    if is_legacy_statistic(key):
+        return LegacyMetric(None, key, unattributed=True)
+    return LegacyMetric(None, key)
+
+
+def is_legacy_statistic(key: str) -> bool:
+    """``{statistic}_class_{i}`` or a scalar statistic, as the original TTP logged them."""
+    if key in SCALAR_STATISTICS:
+        return True
+    name, sep, index = key.rpartition("_class_")
+    return bool(sep) and name in CLASS_STATISTICS and index.isdigit()

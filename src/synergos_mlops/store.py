@@ -7,8 +7,14 @@
                              artifact URIs: ``mlflow-artifacts:/<experiment>/<run>/artifacts``)
 
 Mounting that folder into a container, or sharing it with the orchestrator, is all it takes.
-An MLflow *file store* (numbered experiment folders with ``meta.yaml``, written by older
-Synergos TTPs) is recognised and refused with a pointer to ``synmlops migrate``.
+
+The folder may also be an MLflow *file store* that the original Synergos TTP (mlflow 1.7.2)
+keeps writing (numbered experiment folders with ``meta.yaml``). The server then mirrors it
+live (``synergos_mlops.legacy``) and adds only *files* to its root, which mlflow 1.7.2
+ignores: ``mlflow.db`` (and SQLite's ``-wal``/``-shm``), the resolve lock and
+``synergos-mlops-sync.json``. A folder in the root would make the old client warn on every
+listing, so artifacts logged through the server go to the sibling folder
+``<store>.artifacts/`` unless the store already has its ``artifacts/`` folder.
 """
 
 from __future__ import annotations
@@ -19,12 +25,23 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from synergos_mlops.errors import FileStoreFoundError, StoreError
+from synergos_mlops.errors import StoreError
 
-__all__ = ["DB_NAME", "ARTIFACTS_NAME", "StoreFolder", "is_file_store"]
+__all__ = ["DB_NAME", "ARTIFACTS_NAME", "SYNC_STATUS_NAME", "StoreFolder", "is_file_store"]
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "artifacts"
+SYNC_STATUS_NAME = "synergos-mlops-sync.json"
+
+
+def holds_file_store(folder: Path) -> bool:
+    """True when ``folder`` holds file-store experiment folders (``<id>/meta.yaml``)."""
+    if not folder.is_dir():
+        return False
+    for child in folder.iterdir():
+        if not child.name.startswith(".") and (child / "meta.yaml").is_file():
+            return True
+    return False
 
 
 def is_file_store(folder: Path) -> bool:
@@ -55,7 +72,16 @@ class StoreFolder:
 
     @property
     def artifacts_path(self) -> Path:
-        return self.path / ARTIFACTS_NAME
+        """``<store>/artifacts``; beside the folder (``<store>.artifacts``) when the folder is a
+        file store without it, so the old client sees no folder it cannot read."""
+        inside = self.path / ARTIFACTS_NAME
+        if inside.exists() or not holds_file_store(self.path):
+            return inside
+        return self.path.with_name(f"{self.path.name}.artifacts")
+
+    @property
+    def sync_status_path(self) -> Path:
+        return self.path / SYNC_STATUS_NAME
 
     @property
     def backend_store_uri(self) -> str:
@@ -78,10 +104,6 @@ class StoreFolder:
                 pass
         except OSError:
             raise StoreError(f"store {path} is not writable") from None
-        if is_file_store(path):
-            raise FileStoreFoundError(
-                f"store {path} is an MLflow file store; convert it with: synmlops migrate {path}"
-            )
         if self.db_path.exists() and not os.access(self.db_path, os.W_OK):
             raise StoreError(f"database {self.db_path} is not writable")
         try:

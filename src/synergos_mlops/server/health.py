@@ -51,4 +51,11 @@ def health() -> JSONResponse:
         return JSONResponse(
             status_code=503, content={**body, "status": "unavailable", "reason": reason}
         )
+    from synergos_mlops.legacy import STATUS_ENV, read_status
+
+    status_path = os.environ.get(STATUS_ENV)
+    if status_path:
+        sync = read_status(status_path)
+        if sync is not None and (sync.get("experiments") or sync.get("skipped")):
+            body["file_store"] = sync
     return JSONResponse(content={**body, "status": "ok"})

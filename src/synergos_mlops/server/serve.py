@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import requests
 from urllib3.exceptions import InsecureRequestWarning
@@ -195,6 +196,9 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     # federated run does not use; it is one more process per server. Set it to true to keep it.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     env["SYNMLOPS_STORE"] = str(folder.path)
+    from synergos_mlops.legacy import STATUS_ENV
+
+    env[STATUS_ENV] = str(folder.sync_status_path)
     from synergos_mlops.server.auth import AUTH_APP_ENV
 
     env.pop(AUTH_APP_ENV, None)
@@ -242,7 +246,9 @@ def serve(
 ) -> int:
     """Run the server until it stops or a signal arrives; return its exit code."""
     command, env = prepare(config)
+    backend = command[command.index("--backend-store-uri") + 1]
     process = subprocess.Popen(command, env=env)
+    sync = None
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if process.poll() is None:
@@ -256,6 +262,7 @@ def serve(
         except ServeError:
             _stop(process)
             raise
+        sync = _start_file_store_sync(config, backend, echo)
         echo(f"Synergos MLOps is serving {config.store} at {url}")
         echo(f"  Command Station: {url}/synergos/   MLflow UI: {url}/")
         if on_ready is not None:
@@ -265,6 +272,24 @@ def serve(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _stop(process)
+        if sync is not None:
+            sync.stop()
+
+
+def _start_file_store_sync(config: ServeConfig, backend: str, echo: Callable[[str], None]) -> Any:
+    """Mirror the store folder's file-store experiments (an original Synergos TTP writing
+    beside the server) into the database, a pass a second, for as long as the server runs."""
+    from synergos_mlops.legacy import FileStoreSync
+
+    folder = StoreFolder.at(config.store)
+    sync = FileStoreSync(
+        folder.path,
+        backend,
+        folder.sync_status_path,
+        echo=lambda line: echo(line) if line else None,
+    )
+    sync.start()
+    return sync
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

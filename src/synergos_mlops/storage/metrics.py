@@ -34,7 +34,13 @@ from sqlalchemy.engine import Connection, Engine
 from synergos_mlops.errors import InvalidValueError, SynergosError
 from synergos_mlops.storage.batch import MetricBatch
 
-__all__ = ["RunNotActiveError", "WriteResult", "sanitize_value", "write_metrics"]
+__all__ = [
+    "RunNotActiveError",
+    "WriteResult",
+    "append_metrics",
+    "sanitize_value",
+    "write_metrics",
+]
 
 _MAX_DOUBLE = 1.7976931348623157e308
 _MAX_KEY_LENGTH = 250
@@ -313,3 +319,54 @@ def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
         _insert_points(connection, rows)
         _update_latest(connection, rows, existing)
     return WriteResult(stored=len(rows), replaced=replaced)
+
+
+def _insert_new_points(connection: Connection, rows: list[Point]) -> list[Point]:
+    """Insert the rows whose primary key (key, timestamp, step, run, value) is not stored yet;
+    return them."""
+    mc = SqlMetric.__table__.c
+    stored: set[tuple[Any, ...]] = set()
+    earliest = min(row[_TIMESTAMP] for row in rows)
+    for run_id in sorted({row[_RUN] for row in rows}):
+        keys = sorted({row[_KEY] for row in rows if row[_RUN] == run_id})
+        for chunk in _chunks(keys):
+            query: Any = select(mc.key, mc.value, mc.timestamp, mc.run_uuid, mc.step).where(
+                mc.run_uuid == run_id, mc.key.in_(chunk), mc.timestamp >= earliest
+            )
+            stored.update(tuple(found) for found in connection.execute(query))
+    fresh = [row for row in dict.fromkeys(rows) if row[:5] not in stored]
+    if fresh:
+        _insert_points(connection, fresh)
+    return fresh
+
+
+def append_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
+    """Store ``batch`` as MLflow's ``log_batch`` does, every point kept even where several
+    share a step, but idempotently: a point already stored with the same key, timestamp,
+    step and value is not stored again. ``latest_metrics`` is kept as MLflow keeps it.
+
+    For points whose history is the record itself (an old logger's values that share one
+    step); :func:`write_metrics` is the tracker's path.
+    """
+    if not len(batch):
+        return WriteResult(0, 0)
+    values = batch.values
+    stored = [v if -_MAX_DOUBLE <= v <= _MAX_DOUBLE else sanitize_value(v)[1] for v in values]
+    is_nan = [v != v for v in values]
+    columns = (batch.keys, stored, batch.timestamps, batch.run_ids, batch.steps, is_nan)
+    rows: list[Point] = list(zip(*columns, strict=True))
+    run_ids = sorted(set(batch.run_ids))
+    pairs = set(zip(batch.run_ids, batch.keys, strict=True))
+    with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.execute(text("PRAGMA foreign_keys = ON"))
+            connection.execute(text("PRAGMA busy_timeout = 20000"))
+            connection.execute(delete(SqlLatestMetric.__table__).where(text("0 = 1")))
+        _lock_runs(connection, run_ids)
+        _check_runs(connection, run_ids)
+        existing = _existing_latest(connection, run_ids, pairs)
+        fresh = _insert_new_points(connection, rows)
+        if fresh:
+            touched = {(row[_RUN], row[_KEY]) for row in fresh}
+            _update_latest(connection, fresh, {p: v for p, v in existing.items() if p in touched})
+    return WriteResult(stored=len(fresh), replaced=0)

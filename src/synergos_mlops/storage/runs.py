@@ -41,7 +41,7 @@ from synergos_mlops.federation import (
     validate_id,
 )
 
-__all__ = ["ResolvedRun", "resolve_run"]
+__all__ = ["ResolvedRun", "resolution_lock", "resolve_run"]
 
 _PROCESS_LOCK = threading.Lock()
 _ADVISORY_KEY = 0x53594E47  # "SYNG"
@@ -99,6 +99,10 @@ def _resolve_lock(engine: Any) -> Iterator[None]:
                     fcntl.flock(handle, fcntl.LOCK_UN)
         else:
             yield
+
+
+#: The lock every get-or-create of experiments and runs takes (see the module docstring).
+resolution_lock = _resolve_lock
 
 
 def _find_run(store: Any, experiment_id: str, tags: dict[str, str]) -> tuple[str, str] | None:
