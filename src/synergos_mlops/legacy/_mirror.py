@@ -279,7 +279,7 @@ class FileStoreMirror:
         return str(uri)
 
     def _insert_run(self, experiment: _Experiment, meta: StoreRun, name: str, folder: Path) -> None:
-        with self.store.ManagedSessionMaker() as session:
+        with self.store.ManagedSessionMaker(read_only=False) as session:
             session.add(
                 SqlRun(
                     run_uuid=meta.run_uuid,
@@ -312,7 +312,7 @@ class FileStoreMirror:
             "artifact_uri": self._artifact_uri(meta, folder),
         }
         uuids = [state.sql_uuid, *state.participants.values()]
-        with self.store.ManagedSessionMaker() as session:
+        with self.store.ManagedSessionMaker(read_only=False) as session:
             session.execute(update(SqlRun).where(SqlRun.run_uuid == state.sql_uuid).values(values))
             children = {k: v for k, v in values.items() if k != "artifact_uri"}
             if len(uuids) > 1:
@@ -321,7 +321,7 @@ class FileStoreMirror:
                 )
 
     def _set_tags(self, run_uuid: str, tags: dict[str, str]) -> None:
-        with self.store.ManagedSessionMaker() as session:
+        with self.store.ManagedSessionMaker(read_only=False) as session:
             for tag_key, value in tags.items():
                 session.merge(SqlTag(key=tag_key[:250], value=value[:8000], run_uuid=run_uuid))
 
@@ -329,7 +329,7 @@ class FileStoreMirror:
         assert state.sql_uuid is not None
         param_signature, params = read_key_files(folder / "params", self.root)
         if param_signature != state.params:
-            with self.store.ManagedSessionMaker() as session:
+            with self.store.ManagedSessionMaker(read_only=False) as session:
                 for param_key, value in params.items():
                     session.merge(
                         SqlParam(
@@ -425,7 +425,7 @@ class FileStoreMirror:
             self._event(f"{path} was removed; the run it joined stays")
             return
         uuids = [state.sql_uuid, *state.participants.values()]
-        with self.store.ManagedSessionMaker() as session:
+        with self.store.ManagedSessionMaker(read_only=False) as session:
             session.execute(
                 update(SqlRun)
                 .where(SqlRun.run_uuid.in_(uuids))

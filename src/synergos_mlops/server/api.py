@@ -25,7 +25,7 @@ from synergos_mlops.server.bundle import (
     find_artifact,
     iter_file,
     iter_zip,
-    list_artifacts,
+    owned_artifacts,
 )
 from synergos_mlops.server.federated_runs import (
     Backend,
@@ -93,20 +93,28 @@ def _run_base(request: Request, run: FederatedRun) -> str:
 
 
 def _artifact_listing(backend: Backend, run: FederatedRun, base: str) -> dict[str, Any]:
-    def files(row: Any, prefix: str) -> list[dict[str, Any]]:
+    """Each file with the URL that serves it: a participant's files that lie in the parent's
+    flat folder (the original TTP's layout) are served from there."""
+    owned = owned_artifacts(backend, run)
+
+    def files(items: list[Any], prefix: str) -> list[dict[str, Any]]:
         return [
             {
                 "path": item.relative,
                 "size": item.size,
                 "url": f"{prefix}/artifacts/{quote(item.relative)}",
             }
-            for item in list_artifacts(backend, row)
+            for item in items
         ]
 
     return {
-        "global": files(run.parent, base),
+        "global": files(owned.shared, base),
         "participants": {
-            p.synergos_id: files(p, f"{base}/participants/{quote(p.synergos_id, safe='')}")
+            p.synergos_id: files(owned.moved.get(p.synergos_id, []), base)
+            + files(
+                owned.own.get(p.synergos_id, []),
+                f"{base}/participants/{quote(p.synergos_id, safe='')}",
+            )
             for p in run.participants
         },
     }

@@ -11,6 +11,11 @@ Layout of a run's bundle::
     participants/<participant id>/<path>        each participant's artifacts
 
 A participant's bundle holds its files at the top level.
+
+A run the original Synergos TTP logged keeps every file in the parent run's one flat folder;
+``local_model_<p>.pt`` and ``local_loss_history_<p>.json`` there belong to participant ``p``
+and are listed and bundled with that participant (:func:`owned_artifacts`). Files in a local
+artifact folder that are links leading out of it are never listed or served.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ __all__ = [
     "bundle_entries",
     "iter_zip",
     "list_artifacts",
+    "RunArtifacts",
     "open_artifact",
+    "owned_artifacts",
     "safe_relative_path",
     "write_zip",
     "zip_folder_name",
@@ -76,6 +83,16 @@ def safe_relative_path(path: str) -> str:
     return posixpath.join(*parts)
 
 
+def _escapes(repo: Any, path: str) -> bool:
+    """True for a file of a local repository that is a link leading out of its folder."""
+    folder = getattr(repo, "artifact_dir", None)
+    if not isinstance(folder, str):
+        return False
+    real_root = os.path.realpath(folder)
+    real = os.path.realpath(os.path.join(folder, path))
+    return real != real_root and not real.startswith(real_root + os.sep)
+
+
 def _walk(repo: Any, root: str, path: str) -> Iterator[ArtifactFile]:
     full = posixpath.join(root, path) if path else root
     try:
@@ -86,6 +103,8 @@ def _walk(repo: Any, root: str, path: str) -> Iterator[ArtifactFile]:
         # Repositories return paths relative to their own root.
         relative = posixpath.relpath(info.path, root) if root else info.path
         if relative in (".", path) or relative.startswith(".."):
+            continue
+        if _escapes(repo, info.path):
             continue
         if info.is_dir:
             yield from _walk(repo, root, relative)
@@ -118,7 +137,7 @@ def _walk_one(repo: Any, root: str, folder: str) -> Iterator[ArtifactFile]:
         return
     for info in entries:
         relative = posixpath.relpath(info.path, root) if root else info.path
-        if not info.is_dir:
+        if not info.is_dir and not _escapes(repo, info.path):
             yield ArtifactFile(repo, posixpath.join(root, relative), relative, info.file_size)
 
 
@@ -157,17 +176,52 @@ def zip_folder_name(participant_id: str) -> str:
     return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded
 
 
+@dataclass(frozen=True)
+class RunArtifacts:
+    """A federated run's artifact files by owner."""
+
+    shared: list[ArtifactFile]
+    """The parent run's files that are global."""
+    moved: dict[str, list[ArtifactFile]]
+    """The parent run's flat files that belong to a participant (the original TTP's layout)."""
+    own: dict[str, list[ArtifactFile]]
+    """Each participant run's own files."""
+
+    def of(self, participant: str) -> list[ArtifactFile]:
+        return self.moved.get(participant, []) + self.own.get(participant, [])
+
+
+def owned_artifacts(backend: Backend, run: FederatedRun) -> RunArtifacts:
+    """The run's artifact files: the global ones, and each participant's (its own run's files
+    and the top-level ``local_model_<p>.*`` / ``local_loss_history_<p>.*`` of the parent's
+    flat folder, where the original TTP put them)."""
+    from synergos_mlops.legacy import legacy_participant_of_artifact
+
+    known = {row.synergos_id for row in run.participants}
+    shared: list[ArtifactFile] = []
+    moved: dict[str, list[ArtifactFile]] = {}
+    for item in list_artifacts(backend, run.parent):
+        owner = None if "/" in item.relative else legacy_participant_of_artifact(item.relative)
+        if owner is not None and owner in known:
+            moved.setdefault(owner, []).append(item)
+        else:
+            shared.append(item)
+    own = {row.synergos_id: list_artifacts(backend, row) for row in run.participants}
+    return RunArtifacts(shared, moved, own)
+
+
 def bundle_entries(
     backend: Backend, run: FederatedRun, participant: str | None = None
 ) -> list[tuple[str, ArtifactFile]]:
     """``(name in the ZIP, file)`` for a whole run, or for one participant."""
+    files = owned_artifacts(backend, run)
     if participant is not None:
-        row = run.participant(participant)
-        return [(safe_relative_path(item.relative), item) for item in list_artifacts(backend, row)]
-    entries = [(f"global/{item.relative}", item) for item in list_artifacts(backend, run.parent)]
+        run.participant(participant)  # NotFoundError naming it
+        return [(safe_relative_path(item.relative), item) for item in files.of(participant)]
+    entries = [(f"global/{item.relative}", item) for item in files.shared]
     for row in run.participants:
         prefix = f"participants/{zip_folder_name(row.synergos_id)}/"
-        entries += [(prefix + item.relative, item) for item in list_artifacts(backend, row)]
+        entries += [(prefix + item.relative, item) for item in files.of(row.synergos_id)]
     # Every name is a clean relative path, so no bundle can unpack outside its folder.
     return [(safe_relative_path(name), item) for name, item in entries]
 

@@ -211,15 +211,51 @@ def _latest(points: Iterable[reads.MetricPoint]) -> dict[str, dict[str, Any]]:
     }
 
 
+UNATTRIBUTED_NOTE = (
+    "Logged by the original Synergos TTP with the class index as the step and every "
+    "participant's and stage's values on that one step: kept as logged, in the order logged, "
+    "attributable to no participant, stage or round."
+)
+
+
+def _unattributed(backend: Backend, run: FederatedRun, keys: list[str]) -> dict[str, Any]:
+    points = reads.all_points(backend.session_maker, run.parent.run_uuid, keys)
+    return {
+        "note": UNATTRIBUTED_NOTE,
+        "statistics": [
+            {
+                "key": key,
+                "points": [
+                    {"step": p.step, "value": p.value, "timestamp": p.timestamp}
+                    for p in points.get(key, [])
+                ],
+            }
+            for key in keys
+        ],
+    }
+
+
 def run_detail(backend: Backend, run: FederatedRun) -> dict[str, Any]:
     """Everything the run view shows but the series and the artifact listing."""
+    from synergos_mlops.federation import is_legacy_statistic
+    from synergos_mlops.legacy import SOURCE_FILE_STORE, TAG_SOURCE
+
     latest = reads.latest_metrics(backend.session_maker, run.run_uuids)
+    parent = run.parent
+    source = reads.run_tags(backend.session_maker, parent.run_uuid).get(TAG_SOURCE)
+    unattributed: list[str] = []
+    if source == SOURCE_FILE_STORE:
+        unattributed = sorted(
+            {p.key for p in latest if p.run_uuid == parent.run_uuid and is_legacy_statistic(p.key)}
+        )
+        latest = [p for p in latest if p.key not in unattributed]
     by_run: dict[str, list[reads.MetricPoint]] = {}
     for point in latest:
         by_run.setdefault(point.run_uuid, []).append(point)
     keys = sorted({p.key for p in latest})
-    parent = run.parent
     return {
+        "source": source,
+        "unattributed": _unattributed(backend, run, unattributed) if unattributed else None,
         "collaboration": run.ids.collaboration,
         "project": run.ids.project,
         "experiment": run.ids.experiment,

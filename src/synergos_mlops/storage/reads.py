@@ -38,6 +38,8 @@ __all__ = [
     "metric_series",
     "params",
     "participant_runs",
+    "run_tags",
+    "all_points",
     "synergos_experiments",
 ]
 
@@ -258,6 +260,38 @@ def participant_runs(session_maker: SessionMaker, parent_uuid: str) -> list[RunR
             .all()
         )
     return sorted((_run_row(row) for row in rows), key=lambda r: r.synergos_id)
+
+
+def run_tags(session_maker: SessionMaker, run_uuid: str) -> dict[str, str]:
+    from mlflow.store.tracking.dbmodels.models import SqlTag
+
+    with session_maker() as session:
+        rows = session.query(SqlTag.key, SqlTag.value).filter(SqlTag.run_uuid == run_uuid)
+        return {key: value for key, value in rows.all()}
+
+
+def all_points(
+    session_maker: SessionMaker, run_uuid: str, keys: Sequence[str]
+) -> dict[str, list[MetricPoint]]:
+    """Every stored point of these keys of one run, several at one step included, in the
+    order they were logged (timestamp, then step)."""
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import select
+
+    if not keys:
+        return {}
+    m = SqlMetric.__table__.c
+    query = (
+        select(m.key, m.step, m.value, m.is_nan, m.timestamp)
+        .where(m.run_uuid == run_uuid, m.key.in_(list(keys)))
+        .order_by(m.key, m.timestamp, m.step)
+    )
+    found: dict[str, list[MetricPoint]] = {}
+    with session_maker() as session:
+        for key, step, value, is_nan, timestamp in session.connection().execute(query):
+            point = MetricPoint(run_uuid, key, int(step), _value(value, is_nan), int(timestamp))
+            found.setdefault(key, []).append(point)
+    return found
 
 
 def params(session_maker: SessionMaker, run_uuid: str) -> dict[str, str]:
