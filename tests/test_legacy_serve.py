@@ -1,0 +1,120 @@
+"""`synmlops serve --store` on a folder an original Synergos TTP writes as an MLflow file
+store: served live, through MLflow's REST API, the Synergos API and the downloads."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+from conftest import Server
+from legacy_store import append_points, write_experiment, write_run
+from mlflow.tracking import MlflowClient
+
+RUN_URL = "/api/synergos/v1/runs/hospitals/sepsis/mlp"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """The first truthy answer of ``check`` within ``timeout`` seconds (the promised delay)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = check()
+        if answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
+def _tree(server: Server) -> list[dict[str, Any]]:
+    body = requests.get(f"{server.url}/api/synergos/v1/collaborations", timeout=30).json()
+    return list(body["collaborations"])
+
+
+def _run(server: Server, run: str) -> dict[str, Any] | None:
+    response = requests.get(f"{server.url}{RUN_URL}/{run}", timeout=30)
+    return dict(response.json()) if response.status_code == 200 else None
+
+
+def test_serve_shows_a_file_store_as_federated_runs_and_serves_its_files_in_place(
+    tmp_path: Path, server_factory: Callable[..., Server]
+) -> None:
+    store = tmp_path / "mlflow"
+    write_experiment(store, "0", "Default")
+    write_experiment(store, "1", "hospitals_>_sepsis_>_mlp")
+    run_uuid, folder = write_run(
+        store, "1", "run-1", params={"rounds": 2},
+        metrics={
+            "global_train_loss": [(1, 0.9, 0), (2, 0.8, 1)],
+            "w1_local_loss": [(1, 0.7, 0), (2, 0.6, 1)],
+            "accuracy_class_0": [(3, 0.5, 1), (4, 0.4, 1)],
+        },
+        artifacts={"global_model.pt": b"global weights", "local_model_w2.pt": b"w2 weights"},
+        status=1,
+    )  # fmt: skip
+    server = server_factory(store)
+
+    def complete() -> bool:
+        found = _run(server, "run-1")
+        return bool(found and len(found["participants"]) == 2 and found["unattributed"])
+
+    assert wait_for(complete)
+    tree = _tree(server)
+    assert tree[0]["id"] == "hospitals"
+    assert tree[0]["projects"][0]["experiments"][0]["runs"][0]["id"] == "run-1"
+    detail = _run(server, "run-1")
+    assert detail is not None
+    assert [p["id"] for p in detail["participants"]] == ["w1", "w2"]
+    assert detail["unattributed"]["statistics"][0]["key"] == "accuracy_class_0"
+    assert [a["path"] for a in detail["artifacts"]["global"]] == ["global_model.pt"]
+    [w2_file] = detail["artifacts"]["participants"]["w2"]
+    assert w2_file["path"] == "local_model_w2.pt"
+    assert requests.get(server.url + w2_file["url"], timeout=30).content == b"w2 weights"
+
+    bundle = requests.get(f"{server.url}{RUN_URL}/run-1/bundle.zip", timeout=30)
+    names = zipfile.ZipFile(io.BytesIO(bundle.content)).namelist()
+    assert "global/global_model.pt" in names
+    assert "participants/w2/local_model_w2.pt" in names
+
+    # MLflow's own API and artifact proxy see the same run, its files where the TTP put them.
+    client = MlflowClient(server.url)
+    assert client.get_run(run_uuid).data.params == {"rounds": "2"}
+    listed = [f.path for f in client.list_artifacts(run_uuid)]
+    assert listed == ["global_model.pt", "local_model_w2.pt"]
+    downloaded = Path(client.download_artifacts(run_uuid, "global_model.pt", str(tmp_path)))
+    assert downloaded.read_bytes() == b"global weights"
+
+    # The TTP appends to the running run: the point shows within 5 s.
+    append_points(folder, "global_train_loss", [(5, 0.7, 2)])
+
+    def third_round() -> bool:
+        series = requests.get(
+            f"{server.url}{RUN_URL}/run-1/metrics", params={"keys": "train/loss"}, timeout=30
+        ).json()["series"]["train/loss"]
+        return bool(series["global"]["steps"] == [0, 1, 2])
+
+    assert wait_for(third_round)
+    # The server added only files to the TTP's folder; mlflow 1.7.2 lists folders only.
+    assert sorted(p.name for p in store.iterdir() if p.is_dir()) == ["0", "1"]
+    assert not (store / "artifacts").exists()
+
+
+def test_health_names_what_the_file_store_sync_skipped(
+    tmp_path: Path, server_factory: Callable[..., Server]
+) -> None:
+    store = tmp_path / "mlflow"
+    write_experiment(store, "1", "hospitals_>_sepsis_>_mlp")
+    _, folder = write_run(store, "1", "run-1", metrics={"global_train_loss": [(1, 0.9, 0)]})
+    (folder / "meta.yaml").write_text("artifact_uri: /mlflow/1/")  # truncated by a crash
+    server = server_factory(store)
+
+    def skipped() -> list[dict[str, str]]:
+        body = requests.get(f"{server.url}/health", timeout=30).json()
+        return list(body.get("file_store", {}).get("skipped", []))
+
+    found = wait_for(skipped)
+    assert found and found[0]["path"] == str(folder)
+    assert "no run_uuid" in found[0]["reason"]
+    assert "skipped" in server.output()
