@@ -118,3 +118,44 @@ def test_health_names_what_the_file_store_sync_skipped(
     assert found and found[0]["path"] == str(folder)
     assert "no run_uuid" in found[0]["reason"]
     assert "skipped" in server.output()
+
+
+def test_ingest_of_the_ttp_outputs_and_the_live_store_make_one_run(
+    tmp_path: Path, server_factory: Callable[..., Server]
+) -> None:
+    import subprocess
+
+    from conftest import SYNMLOPS
+    from ingest_trees import write_run as write_outputs
+
+    store = tmp_path / "mlflow"
+    write_experiment(store, "1", "hospitals_>_sepsis_>_mlp")
+    run_uuid, folder = write_run(
+        store, "1", "run-1", params={"rounds": 3, "algorithm": "FedAvg"},
+        metrics={"global_train_loss": [(1, 0.9, 0)]},
+        artifacts={"global_model.pt": b"the TTP's weights"},
+    )  # fmt: skip
+    before = sorted(p.name for p in (folder / "artifacts").iterdir())
+    server = server_factory(store)
+    assert wait_for(lambda: _run(server, "run-1"))
+    outputs = tmp_path / "outputs"
+    write_outputs(outputs, "hospitals", "sepsis", "mlp", "run-1", participants=("w1", "w2"))
+    done = subprocess.run(
+        [*SYNMLOPS, "ingest", str(outputs), "--tracking-uri", server.url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    tree = _tree(server)
+    experiments = [e for c in tree for p in c["projects"] for e in p["experiments"]]
+    assert [(e["id"], [r["id"] for r in e["runs"]]) for e in experiments] == [("mlp", ["run-1"])]
+    detail = _run(server, "run-1")
+    assert detail is not None
+    assert detail["mlflow"]["run_id"] == run_uuid
+    assert detail["hyperparameters"] == {"algorithm": "FedAvg", "rounds": "3"}
+    assert [p["id"] for p in detail["participants"]] == ["w1", "w2"]
+    # Ingest's uploads went through the server; the TTP's folder holds what the TTP wrote.
+    assert sorted(p.name for p in (folder / "artifacts").iterdir()) == before
+    assert (folder / "artifacts" / "global_model.pt").read_bytes() == b"the TTP's weights"
+    paths = {a["path"] for a in detail["artifacts"]["global"]}
+    assert {"global_model.pt", "ingest/manifest.json"} <= paths

@@ -113,19 +113,23 @@ def _walk(repo: Any, root: str, path: str) -> Iterator[ArtifactFile]:
 
 
 def list_artifacts(backend: Backend, run: RunRow) -> list[ArtifactFile]:
-    """Every artifact file of one MLflow run, sorted by path."""
-    repo, root = backend.artifact_root(run)
-    return list(_walk(repo, root, ""))
+    """Every artifact file of one MLflow run, sorted by path (a path held in two of the
+    run's locations is the first location's)."""
+    found: dict[str, ArtifactFile] = {}
+    for repo, root in backend.artifact_roots(run):
+        for item in _walk(repo, root, ""):
+            found.setdefault(item.relative, item)
+    return [found[path] for path in sorted(found)]
 
 
 def find_artifact(backend: Backend, run: RunRow, path: str, owner: str) -> ArtifactFile:
     """One artifact file of a run, checked against the run's listing."""
     relative = safe_relative_path(path)
-    repo, root = backend.artifact_root(run)
     parent = posixpath.dirname(relative)
-    for item in _walk_one(repo, root, parent):
-        if item.relative == relative:
-            return item
+    for repo, root in backend.artifact_roots(run):
+        for item in _walk_one(repo, root, parent):
+            if item.relative == relative:
+                return item
     raise NotFoundError(f"artifact {relative!r} not found in {owner}")
 
 

@@ -75,6 +75,19 @@ class Backend:
         artifacts = get_artifact_repository(str(store_folder.artifacts_path))
         return cls(store.ManagedSessionMaker, artifacts)
 
+    def artifact_roots(self, run: RunRow) -> list[tuple[Any, str]]:
+        """Every place that holds a run's artifacts: its artifact URI, and for a run whose
+        files lie in a folder another writer owns (a mirrored file store) also the proxied
+        location where uploads through the server go (see ``storage.runs.upload_uri``)."""
+        from synergos_mlops.storage.runs import upload_uri
+
+        roots = [self.artifact_root(run)]
+        uri = run.artifact_uri or ""
+        uploads = upload_uri(run.experiment_id, run.run_uuid, uri)
+        if uploads != uri and self.artifacts is not None:
+            roots.append((self.artifacts, urlparse(uploads).path.strip("/")))
+        return roots
+
     def artifact_root(self, run: RunRow) -> tuple[Any, str]:
         """The repository holding a run's artifacts and the run's folder inside it."""
         uri = run.artifact_uri or ""

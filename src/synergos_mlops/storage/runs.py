@@ -41,7 +41,7 @@ from synergos_mlops.federation import (
     validate_id,
 )
 
-__all__ = ["ResolvedRun", "resolution_lock", "resolve_run"]
+__all__ = ["ResolvedRun", "resolution_lock", "resolve_run", "upload_uri"]
 
 _PROCESS_LOCK = threading.Lock()
 _ADVISORY_KEY = 0x53594E47  # "SYNG"
@@ -130,6 +130,16 @@ def _reopen(store: Any, run_id: str) -> None:
         )
 
 
+def upload_uri(experiment_id: str, run_id: str, artifact_uri: str) -> str:
+    """Where a client uploads a run's artifacts: the run's own artifact URI, except for a run
+    whose files lie in a local folder that another writer owns (a file store the server
+    mirrors); its uploads go through the server's artifact proxy and leave that folder as
+    it is."""
+    if artifact_uri.startswith("/") or artifact_uri.startswith("file:"):
+        return f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"
+    return artifact_uri
+
+
 def _get_or_create_run(
     store: Any, experiment_id: str, name: str, tags: dict[str, str], user: str | None, reopen: bool
 ) -> tuple[str, str]:
@@ -137,7 +147,7 @@ def _get_or_create_run(
     if found is not None:
         if reopen:
             _reopen(store, found[0])
-        return found
+        return found[0], upload_uri(experiment_id, found[0], found[1])
     run_tags = [RunTag(key, value) for key, value in tags.items()]
     if user:
         run_tags.append(RunTag(MLFLOW_USER, user))
