@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synmlops-installed
 STORE ?= ./mlflow
 PORT ?= 5500
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint legacy-ttp bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+## .venv-ttp: mlflow 1.7.2 on Python 3.7, the original Synergos TTP's client, for its tests.
+legacy-ttp:
+	bash scripts/legacy-ttp.sh
+
 ## Every test: lint and types, then the suite (real servers, PostgreSQL, Chromium).
-test: setup lint
+test: setup lint legacy-ttp
 	bash scripts/services.sh
 	$(BIN)/python -m pytest
 
