@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SYNMLOPS, free_port, start_server
+from conftest import SYNMLOPS, start_server
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
@@ -53,16 +54,53 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SYNMLOPS, *args], capture_output=True, text=True, timeout=300)
 
 
-def test_serve_on_a_file_store_names_synmlops_migrate_and_changes_nothing(tmp_path: Path) -> None:
+def test_serve_on_a_current_file_store_serves_it_live_and_changes_none_of_its_folders(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "mlflow"
+    expected = write_file_store(store, tmp_path)
+    before = {p.relative_to(store): p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
+    server = start_server(store)
+    try:
+        client = MlflowClient(server.url)
+
+        def all_served() -> bool:
+            try:
+                return all(client.get_run(run_id) for run_id in expected)
+            except Exception:
+                return False
+
+        deadline = time.monotonic() + 60
+        while not all_served() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for run_id, facts in expected.items():
+            run = client.get_run(run_id)
+            assert run.data.params == {"lr": "0.01", "rounds": "5"}
+            assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [
+                0, 1, 2, 3, 4,
+            ]  # fmt: skip
+            experiment = client.get_experiment(run.info.experiment_id)
+            assert experiment.name == facts["experiment"]
+            local = client.download_artifacts(run_id, "models/global", str(tmp_path / run_id))
+            assert (Path(local) / f"{run_id}.pt").read_bytes() == facts["model"]
+    finally:
+        server.stop()
+    after = {p.relative_to(store): p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
+    assert {k: v for k, v in after.items() if k in before} == before
+    # What the server added are files in the root, which every MLflow file store client skips.
+    assert all(len(path.parts) == 1 for path in set(after) - set(before))
+
+
+def test_migrate_refuses_a_store_that_has_a_database_and_file_store_experiments(
+    tmp_path: Path,
+) -> None:
     store = tmp_path / "mlflow"
     write_file_store(store, tmp_path)
-    before = sorted(p.relative_to(store) for p in store.rglob("*"))
-    result = run_cli("serve", "--store", str(store), "--port", str(free_port()))
+    (store / "mlflow.db").touch()
+    result = run_cli("migrate", str(store))
     assert result.returncode == 1
-    assert result.stderr.strip() == (
-        f"Error: store {store} is an MLflow file store; convert it with: synmlops migrate {store}"
-    )
-    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "serve it as it is" in result.stderr and "no longer runs" in result.stderr
 
 
 def test_migrate_keeps_every_experiment_run_param_metric_tag_and_artifact(

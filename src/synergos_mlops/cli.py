@@ -133,6 +133,12 @@ def serve(
     The whole state lives in the --store folder unless --backend-store-uri and
     --artifacts-destination point elsewhere. A --bind=HOST[:PORT] in GUNICORN_CMD_ARGS (the
     documented container usage) is honoured when --host/--port are not given.
+
+    When the folder is an MLflow file store that an original Synergos TTP (mlflow 1.7.2)
+    keeps writing, it is served live: what the TTP writes shows within seconds, and the
+    TTP's folders are never changed. The server keeps only files in the folder's root
+    (mlflow.db, synergos-mlops-sync.json); artifacts logged through the server go to
+    STORE.artifacts/ beside it unless STORE/artifacts/ exists.
     """
     import os
 
@@ -178,6 +184,10 @@ def serve(
 @_domain_errors
 def migrate(directory: Path) -> None:
     """Convert an MLflow file store in DIRECTORY into a store folder, in place.
+
+    For a file store whose TTP no longer runs: the TTP's folders move into the backup, so a
+    TTP still writing there would lose its experiments. A store a TTP still writes is served
+    as it is (synmlops serve --store DIRECTORY), no conversion needed.
 
     Runs MLflow's own converter, then copies the artifacts into DIRECTORY/artifacts/. The
     original entries are kept in DIRECTORY/filestore-backup-<time>/. A conversion that would

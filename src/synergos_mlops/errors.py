@@ -6,7 +6,7 @@
     ├── InvalidIdError                 an id is empty, not printable, or contains "/"
     ├── InvalidValueError              a metric value, key or hyperparameter MLflow would refuse
     ├── StoreError                     a store folder or URI that cannot be used
-    │   ├── FileStoreFoundError        an old MLflow file store: run `synmlops migrate`
+    │   ├── FileStoreFoundError        an old MLflow file store that cannot be used as asked
     │   └── SchemaOutOfDateError       the database needs `synmlops db upgrade`
     ├── ServerUnavailableError         the tracking server did not answer in time
     └── IngestError                    an output folder that cannot be ingested
@@ -46,7 +46,8 @@ class StoreError(SynergosError):
 
 
 class FileStoreFoundError(StoreError):
-    """The store folder holds an MLflow file store, which current MLflow refuses."""
+    """An MLflow file store where it cannot be used as asked (``serve`` mirrors file stores
+    live and no longer raises it; kept for callers that catch it)."""
 
 
 class SchemaOutOfDateError(StoreError):

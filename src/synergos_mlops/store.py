@@ -27,7 +27,14 @@ from pathlib import Path
 
 from synergos_mlops.errors import StoreError
 
-__all__ = ["DB_NAME", "ARTIFACTS_NAME", "SYNC_STATUS_NAME", "StoreFolder", "is_file_store"]
+__all__ = [
+    "ARTIFACTS_NAME",
+    "DB_NAME",
+    "SYNC_STATUS_NAME",
+    "StoreFolder",
+    "holds_file_store",
+    "is_file_store",
+]
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "artifacts"

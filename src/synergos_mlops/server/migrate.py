@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from synergos_mlops.errors import StoreError
-from synergos_mlops.store import StoreFolder, is_file_store
+from synergos_mlops.store import StoreFolder, holds_file_store, is_file_store
 
 __all__ = ["MigrationReport", "migrate_file_store"]
 
@@ -141,6 +141,12 @@ def migrate_file_store(
     if not root.is_dir():
         raise StoreError(f"{root} is not a folder")
     if not is_file_store(root):
+        if holds_file_store(root):
+            raise StoreError(
+                f"{root} holds a database and file-store experiments written beside it; serve "
+                f"it as it is (synmlops serve --store {root} shows both), migrate is for a file "
+                "store alone whose TTP no longer runs"
+            )
         raise StoreError(f"{root} holds no MLflow file store to migrate")
     say = progress or (lambda _message: None)
 
