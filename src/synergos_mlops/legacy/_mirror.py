@@ -56,7 +56,7 @@ from synergos_mlops.legacy._filestore import (
 from synergos_mlops.storage import reads
 from synergos_mlops.storage.batch import MetricBatch
 from synergos_mlops.storage.metrics import append_metrics, write_metrics
-from synergos_mlops.storage.runs import resolution_lock, resolve_run
+from synergos_mlops.storage.runs import ensure_participant_runs, resolution_lock
 
 __all__ = [
     "SOURCE_FILE_STORE",
@@ -119,6 +119,20 @@ class _Run:
 
 
 @dataclass
+class _Pending:
+    """Points read in this pass, not written yet."""
+
+    state: _Run
+    folder: Path
+    replace: MetricBatch
+    append: MetricBatch
+
+
+#: Points read before they are written, at most, in one transaction.
+_FLUSH_POINTS = 50_000
+
+
+@dataclass
 class PassReport:
     """What one pass saw and did."""
 
@@ -140,6 +154,9 @@ class FileStoreMirror:
         self._runs: dict[tuple[str, str], _Run] = {}
         self.events: deque[str] = deque(maxlen=50)
         self.event_count = 0
+        self._pending: list[_Pending] = []
+        self._pending_points = 0
+        self._problems: dict[str, str] = {}
 
     def _event(self, text: str) -> None:
         self.events.append(text)
@@ -150,6 +167,7 @@ class FileStoreMirror:
     def sync(self) -> PassReport:
         started = time.monotonic()
         report = PassReport()
+        self._problems = report.problems
         seen: set[tuple[str, str]] = set()
         failed_experiments: set[str] = set()
         for entry in experiment_folders(self.root):
@@ -169,6 +187,8 @@ class FileStoreMirror:
                     report.runs += 1
                 except (FileStoreError, SynergosError) as exc:
                     report.problems[run_entry.path] = str(exc)
+        self._problems = report.problems
+        report.points += self._flush()
         for key in [k for k in self._runs if k not in seen and k[0] not in failed_experiments]:
             self._removed(key)
         report.seconds = time.monotonic() - started
@@ -378,10 +398,16 @@ class FileStoreMirror:
                 valid.append(validate_id("participant", participant))
             except InvalidIdError:
                 continue
-        resolved = resolve_run(self.store, experiment.ids, state.name, valid, reopen=False)
-        state.participants.update(resolved.participants)
-        if state.owned and state.meta is not None:
-            self._update_run(state, self.root / state.experiment_folder / state.meta.run_uuid)
+        meta = state.meta
+        owned = state.owned and meta is not None
+        assert state.sql_uuid is not None
+        created = ensure_participant_runs(
+            self.store, experiment.sql_id, state.sql_uuid, state.name, valid,
+            status=meta.status if owned and meta else "RUNNING",
+            start_time=meta.start_time if owned and meta else None,
+            end_time=meta.end_time if owned and meta else None,
+        )  # fmt: skip
+        state.participants.update(created)
 
     def _metrics(self, experiment: _Experiment, state: _Run, folder: Path) -> int:
         assert state.sql_uuid is not None
@@ -411,6 +437,41 @@ class FileStoreMirror:
                 batch = replace if translated_key else append
             for timestamp, value, step in points:
                 batch.append(run_uuid, target, step, value, timestamp)
+        self._pending.append(_Pending(state, folder, replace, append))
+        self._pending_points += len(replace) + len(append)
+        if self._pending_points >= _FLUSH_POINTS:
+            return self._flush()
+        return 0
+
+    def _flush(self) -> int:
+        """Write the points read so far: one transaction for all runs, or, when that fails
+        (a run deleted meanwhile), run by run; a run whose points cannot be written is read
+        again from the start on the next pass."""
+        pending, self._pending, self._pending_points = self._pending, [], 0
+        if not pending:
+            return 0
+        try:
+            return self._write(pending)
+        except SynergosError:
+            pass
+        stored = 0
+        for item in pending:
+            try:
+                stored += self._write([item])
+            except SynergosError as exc:
+                item.state.cursor = MetricCursor()
+                self._problems[str(item.folder)] = f"metrics not stored: {exc}"
+        return stored
+
+    def _write(self, pending: list[_Pending]) -> int:
+        replace, append = MetricBatch(), MetricBatch()
+        for item in pending:
+            for target, source in ((replace, item.replace), (append, item.append)):
+                for row in zip(
+                    source.run_ids, source.keys, source.steps, source.values, source.timestamps,
+                    strict=True,
+                ):  # fmt: skip
+                    target.append(*row)
         stored = 0
         if len(replace):
             stored += write_metrics(self.store.engine, replace).stored

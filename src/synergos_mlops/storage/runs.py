@@ -41,7 +41,13 @@ from synergos_mlops.federation import (
     validate_id,
 )
 
-__all__ = ["ResolvedRun", "resolution_lock", "resolve_run", "upload_uri"]
+__all__ = [
+    "ResolvedRun",
+    "ensure_participant_runs",
+    "resolution_lock",
+    "resolve_run",
+    "upload_uri",
+]
 
 _PROCESS_LOCK = threading.Lock()
 _ADVISORY_KEY = 0x53594E47  # "SYNG"
@@ -214,3 +220,59 @@ def resolve_run(
             resolved.participants[participant] = child_id
             resolved.participant_artifact_uris[participant] = child_uri
     return resolved
+
+
+def ensure_participant_runs(
+    store: Any,
+    experiment_id: str,
+    parent_id: str,
+    run: str,
+    participants: Sequence[str],
+    *,
+    status: str = "RUNNING",
+    start_time: int | None = None,
+    end_time: int | None = None,
+) -> dict[str, str]:
+    """The child run of each participant of a parent run known by its MLflow id, created
+    where missing in one transaction, with exactly the tags :func:`resolve_run` gives (so
+    either finds the other's). For many runs at once, where one ``create_run`` per child
+    would commit once each."""
+    import uuid
+
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+    from synergos_mlops.storage.reads import participant_runs
+
+    for participant in participants:
+        validate_id("participant", participant)
+    with _resolve_lock(store.engine):
+        found = {row.synergos_id: row.run_uuid for row in participant_runs(
+            store.ManagedSessionMaker, parent_id
+        )}  # fmt: skip
+        missing = [p for p in dict.fromkeys(participants) if p not in found]
+        if missing:
+            with store.ManagedSessionMaker(read_only=False) as session:
+                location = session.get(SqlExperiment, int(experiment_id)).artifact_location
+                for participant in missing:
+                    child = uuid.uuid4().hex
+                    session.add(
+                        SqlRun(
+                            run_uuid=child, name=participant[:250], source_type="LOCAL",
+                            source_name="", entry_point_name="", user_id="", status=status,
+                            start_time=start_time, end_time=end_time, source_version="",
+                            lifecycle_stage="active",
+                            artifact_uri=f"{location.rstrip('/')}/{child}/artifacts",
+                            experiment_id=int(experiment_id),
+                        )
+                    )  # fmt: skip
+                    tags = {
+                        MLFLOW_PARENT_RUN_ID: parent_id,
+                        TAG_PARTICIPANT: participant,
+                        TAG_ROLE: ROLE_PARTICIPANT,
+                        TAG_RUN: run,
+                        MLFLOW_RUN_NAME: participant,
+                    }
+                    session.add_all(SqlTag(key=k, value=v, run_uuid=child) for k, v in tags.items())
+                    found[participant] = child
+    return {p: found[p] for p in participants}
