@@ -38,6 +38,7 @@ test: setup lint legacy-ttp
 bench: setup
 	bash scripts/services.sh
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.legacy_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
