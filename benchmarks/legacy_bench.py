@@ -75,16 +75,16 @@ def start(kind: str, root: Path, state: Path) -> Server:
     return server
 
 
-def search_seconds(url: str, experiment_id: str, runs: int, repeat: int = 3) -> float:
-    """Best of ``repeat``: one experiment's runs, metrics included, as the UI lists them."""
+def search_seconds(url: str, experiment_id: str, runs: int, federated: bool) -> float:
+    """Best of 3: one experiment's runs, metrics included, as the UI lists them (ours asks
+    for the federated runs, not their participant runs, so both answer the same runs)."""
     best = float("inf")
-    for _ in range(repeat):
+    query: dict[str, object] = {"experiment_ids": [experiment_id], "max_results": 1000}
+    if federated:
+        query["filter"] = "tags.`synergos.role` = 'federation'"
+    for _ in range(3):
         started = time.perf_counter()
-        response = requests.post(
-            f"{url}/api/2.0/mlflow/runs/search",
-            json={"experiment_ids": [experiment_id], "max_results": 1000},
-            timeout=600,
-        )
+        response = requests.post(f"{url}/api/2.0/mlflow/runs/search", json=query, timeout=600)
         elapsed = time.perf_counter() - started
         found = response.json().get("runs", [])
         parents = [r for r in found if "mlflow.parentRunId" not in str(r["data"].get("tags"))]
@@ -155,7 +155,7 @@ def main() -> None:
         print("  stock mlflow server on the same folder ...", flush=True)
         stock = start("stock", root, state)
         try:
-            stock_search = search_seconds(stock.url, "1", args.runs)
+            stock_search = search_seconds(stock.url, "1", args.runs, federated=False)
             stock_appear = [
                 appear_seconds(stock.url, folders[i][0], folders[i][1], "global_train_loss",
                                1000 + i, ours=False)
@@ -172,7 +172,7 @@ def main() -> None:
                     break
                 time.sleep(0.5)
             sql_id = experiment_id(ours.url, "bench/legacy/exp1")
-            ours_search = search_seconds(ours.url, sql_id, args.runs)
+            ours_search = search_seconds(ours.url, sql_id, args.runs, federated=True)
             ours_appear = [
                 appear_seconds(ours.url, folders[i][0], folders[i][1], "global_train_loss",
                                2000 + i, ours=True)
@@ -181,17 +181,17 @@ def main() -> None:
         finally:
             ours.stop()
 
+    median_stock, median_ours = statistics.median(stock_appear), statistics.median(ours_appear)
     rows = [
         ("pass over the unchanged store (every second)", "—",
-         f"{statistics.median(unchanged) * 1000:.0f} ms", "—"),
-        ("first pass (server started on a full store)", "—", f"{first_seconds:.1f} s", "—"),
-        (f"search_runs of one experiment ({args.runs} runs)", f"{stock_search:.2f} s",
-         f"{ours_search:.3f} s", f"{stock_search / ours_search:.1f}×"),
-        ("TTP append → answered, median", f"{statistics.median(stock_appear):.2f} s",
-         f"{statistics.median(ours_appear):.2f} s",
-         f"{statistics.median(stock_appear) / statistics.median(ours_appear):.2f}×"),
+         f"{statistics.median(unchanged) * 1000:.0f} ms", "—", "< 1 s"),
+        ("first pass (server started on a full store)", "—", f"{first_seconds:.1f} s", "—", "—"),
+        (f"search_runs of one experiment ({args.runs} runs)", f"{stock_search:.3f} s",
+         f"{ours_search:.3f} s", f"{stock_search / ours_search:.1f}×", "—"),
+        ("TTP append → answered, median", f"{median_stock:.2f} s", f"{median_ours:.2f} s",
+         "stock reads on request", "< 5 s"),
         ("TTP append → answered, worst", f"{max(stock_appear):.2f} s",
-         f"{max(ours_appear):.2f} s", "—"),
+         f"{max(ours_appear):.2f} s", "—", "< 5 s"),
     ]  # fmt: skip
     lines = [
         f"File store of {total:,} runs in mlflow 1.7.2's layout ({args.experiments} experiments, "
@@ -199,9 +199,9 @@ def main() -> None:
         "and `synmlops serve` on the same folder, 2 workers each, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
-        "| scenario | stock mlflow server | synmlops serve | ratio |",
-        "| --- | --- | --- | --- |",
-        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "| scenario | stock mlflow server | synmlops serve | ratio | goal |",
+        "| --- | --- | --- | --- | --- |",
+        *(f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows),
     ]
     print("\n".join(lines))
     args.output.write_text("\n".join(lines) + "\n")

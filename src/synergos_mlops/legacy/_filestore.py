@@ -192,18 +192,23 @@ def _key_files(folder: Path, root: Path, prefix: str = "") -> Iterator[tuple[str
             yield f"{prefix}{entry.name}", path, entry.stat()
 
 
-def read_key_files(folder: Path, root: Path) -> tuple[tuple[Any, ...], dict[str, str]]:
+def read_key_files(
+    folder: Path, root: Path, known: tuple[Any, ...] | None = None
+) -> tuple[tuple[Any, ...], dict[str, str] | None]:
     """The params or tags of a run: ``(signature, {key: value})``. The signature (names,
-    sizes, times) changes whenever any of them does."""
-    signature: list[Any] = []
+    sizes, times) changes whenever any of them does; when it equals ``known`` nothing is
+    read and the values are None."""
+    files = sorted(_key_files(folder, root))
+    signature = tuple((key, stat.st_size, stat.st_mtime_ns) for key, _, stat in files)
+    if signature == known:
+        return signature, None
     values: dict[str, str] = {}
-    for key, path, stat in sorted(_key_files(folder, root)):
-        signature.append((key, stat.st_size, stat.st_mtime_ns))
+    for key, path, _ in files:
         try:
             values[key] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise FileStoreError(f"{path} cannot be read ({exc})") from None
-    return tuple(signature), values
+    return signature, values
 
 
 @dataclass

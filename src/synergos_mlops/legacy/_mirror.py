@@ -239,7 +239,7 @@ class FileStoreMirror:
         if meta_changed:
             meta = read_run(folder, self.root)
             if state.sql_uuid is None:
-                tag_signature, tags = read_key_files(folder / "tags", self.root)
+                tags = read_key_files(folder / "tags", self.root)[1] or {}
                 name = tags.get(MLFLOW_RUN_NAME) or meta.name or meta.run_uuid
                 self._attach(experiment, state, meta, name, folder)
                 state.name = name
@@ -347,8 +347,8 @@ class FileStoreMirror:
 
     def _key_values(self, state: _Run, folder: Path) -> None:
         assert state.sql_uuid is not None
-        param_signature, params = read_key_files(folder / "params", self.root)
-        if param_signature != state.params:
+        param_signature, params = read_key_files(folder / "params", self.root, state.params)
+        if params is not None:
             with self.store.ManagedSessionMaker(read_only=False) as session:
                 for param_key, value in params.items():
                     session.merge(
@@ -357,8 +357,8 @@ class FileStoreMirror:
                         )
                     )
             state.params = param_signature
-        tag_signature, tags = read_key_files(folder / "tags", self.root)
-        if tag_signature != state.tags:
+        tag_signature, tags = read_key_files(folder / "tags", self.root, state.tags)
+        if tags is not None:
             kept = {
                 k: v
                 for k, v in tags.items()
@@ -380,10 +380,6 @@ class FileStoreMirror:
                 names = []
             found.update(p for p in map(legacy_participant_of_artifact, names) if p)
             state.artifacts = signature
-        for metric_key in state.cursor.offsets:
-            translated = legacy_metric(metric_key)
-            if translated.participant is not None:
-                found.add(translated.participant)
         self._ensure_participants(experiment, state, found)
 
     def _ensure_participants(self, experiment: _Experiment, state: _Run, found: set[str]) -> None:
