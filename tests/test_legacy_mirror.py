@@ -243,3 +243,22 @@ def test_the_mirror_never_writes_into_the_file_store(root: Path, store: SqlAlche
     mirror.sync()
     assert _snapshot(root) == before
     assert sorted(p.name for p in root.iterdir()) == ["0", "1"]
+
+
+def test_a_store_per_project_as_an_earlier_ttp_wrote_it_is_read_too(
+    tmp_path: Path, store: SqlAlchemyStore
+) -> None:
+    # An earlier TTP gave every project its own file store, <root>/<collaboration>/<project>/,
+    # and named the experiment after the experiment id alone.
+    root = tmp_path / "fs"
+    nested = root / "hospitals" / "sepsis"
+    write_experiment(nested, "0", "Default")
+    write_experiment(nested, "1", "mlp")
+    run_uuid, _ = write_run(nested, "1", "run-1", params={"rounds": 3}, metrics=LOSSES)
+    report = FileStoreMirror(root, store).sync()
+    assert report.problems == {}
+    detail = _detail(store)
+    assert detail["mlflow"]["run_id"] == run_uuid
+    assert [p["id"] for p in detail["participants"]] == ["worker_1", "worker_2"]
+    names = sorted(e.name for e in _client(store).search_experiments())
+    assert names == ["Default", "hospitals/sepsis/mlp"]

@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "FileStoreError",
+    "ExperimentFolder",
     "MetricCursor",
     "StoreExperiment",
     "StoreRun",
@@ -116,14 +117,42 @@ class StoreRun:
     artifact_uri: str | None
 
 
-def experiment_folders(root: Path) -> Iterator[os.DirEntry[str]]:
-    """The experiment folders of ``root`` (active ones: ``.trash`` is left out)."""
-    with os.scandir(root) as entries:
+@dataclass(frozen=True)
+class ExperimentFolder:
+    path: Path
+    relative: str
+    """Inside the root: ``<id>``, or ``<collaboration>/<project>/<id>`` in a per-project store."""
+    project: tuple[str, str] | None
+    """(collaboration, project) of a per-project store, else None."""
+
+
+def _subfolders(folder: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            if os.path.isfile(os.path.join(entry.path, META)):
+            if not entry.name.startswith(".") and entry.is_dir():
                 yield entry
+
+
+#: Folders of the server's own in a store root, never a file store.
+_OURS = ("artifacts", "filestore-backup-")
+
+
+def experiment_folders(root: Path) -> Iterator[ExperimentFolder]:
+    """The active experiment folders of ``root`` (``.trash`` is left out): ``<root>/<id>/``
+    and, as an earlier TTP wrote one file store per project, ``<root>/<c>/<p>/<id>/``."""
+    for entry in _subfolders(str(root)):
+        if os.path.isfile(os.path.join(entry.path, META)):
+            yield ExperimentFolder(Path(entry.path), entry.name, None)
+        elif not entry.name.startswith(_OURS):
+            for project in _subfolders(entry.path):
+                if os.path.isfile(os.path.join(project.path, META)):
+                    continue
+                for experiment in _subfolders(project.path):
+                    if os.path.isfile(os.path.join(experiment.path, META)):
+                        relative = f"{entry.name}/{project.name}/{experiment.name}"
+                        yield ExperimentFolder(
+                            Path(experiment.path), relative, (entry.name, project.name)
+                        )
 
 
 def run_folders(experiment: Path) -> Iterator[os.DirEntry[str]]:

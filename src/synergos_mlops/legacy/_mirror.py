@@ -43,6 +43,7 @@ from synergos_mlops.federation import (
     validate_id,
 )
 from synergos_mlops.legacy._filestore import (
+    ExperimentFolder,
     FileStoreError,
     MetricCursor,
     StoreExperiment,
@@ -101,6 +102,7 @@ class _Experiment:
     meta: StoreExperiment
     sql_id: str
     ids: ExperimentIds | None
+    relative: str
 
 
 @dataclass
@@ -171,16 +173,18 @@ class FileStoreMirror:
         seen: set[tuple[str, str]] = set()
         failed_experiments: set[str] = set()
         for entry in experiment_folders(self.root):
-            folder = Path(entry.path)
+            folder = entry.path
             try:
-                experiment = self._experiment(folder)
+                experiment = self._experiment(entry)
             except (FileStoreError, SynergosError) as exc:
                 report.problems[str(folder)] = str(exc)
-                failed_experiments.add(entry.name)
+                failed_experiments.add(entry.relative)
+                continue
+            if experiment is None:
                 continue
             report.experiments += 1
             for run_entry in run_folders(folder):
-                key = (entry.name, run_entry.name)
+                key = (entry.relative, run_entry.name)
                 seen.add(key)
                 try:
                     report.points += self._run(experiment, Path(run_entry.path))
@@ -196,15 +200,26 @@ class FileStoreMirror:
 
     # -- experiments -------------------------------------------------------------------
 
-    def _experiment(self, folder: Path) -> _Experiment:
+    def _experiment(self, entry: ExperimentFolder) -> _Experiment | None:
+        """The server's experiment of a file-store experiment; None for the empty Default
+        experiment every per-project store has."""
+        folder = entry.path
         signature = _signature(folder / "meta.yaml")
-        known = self._experiments.get(folder.name)
+        known = self._experiments.get(entry.relative)
         if known is not None and known.signature == signature:
             return known
         meta = read_experiment(folder, self.root)
-        ids = legacy_experiment_ids(meta.name)
+        if entry.project is not None:
+            if meta.folder == "0" and meta.name == "Default":
+                return None
+            try:
+                ids: ExperimentIds | None = ExperimentIds(*entry.project, meta.name)
+            except InvalidIdError as exc:
+                raise FileStoreError(f"{folder}: {exc}") from None
+        else:
+            ids = legacy_experiment_ids(meta.name)
         name = ids.name if ids is not None else meta.name
-        tags = {**(ids.tags if ids is not None else {}), TAG_LEGACY_EXPERIMENT: meta.folder}
+        tags = {**(ids.tags if ids is not None else {}), TAG_LEGACY_EXPERIMENT: entry.relative}
         with resolution_lock(self.store.engine):
             found = self.store.get_experiment_by_name(name)
             if found is None:
@@ -223,17 +238,17 @@ class FileStoreMirror:
                 for tag_key, value in tags.items():
                     if found.tags.get(tag_key) != value:
                         self.store.set_experiment_tag(sql_id, ExperimentTag(tag_key, value))
-        experiment = _Experiment(signature, meta, sql_id, ids)
-        self._experiments[folder.name] = experiment
+        experiment = _Experiment(signature, meta, sql_id, ids, entry.relative)
+        self._experiments[entry.relative] = experiment
         return experiment
 
     # -- runs --------------------------------------------------------------------------
 
     def _run(self, experiment: _Experiment, folder: Path) -> int:
-        key = (experiment.meta.folder, folder.name)
+        key = (experiment.relative, folder.name)
         state = self._runs.get(key)
         if state is None:
-            state = _Run(experiment.meta.folder)
+            state = _Run(experiment.relative)
         signature = _signature(folder / "meta.yaml")
         meta_changed = state.meta is None or signature != state.signature
         if meta_changed:
@@ -279,7 +294,7 @@ class FileStoreMirror:
                 state.sql_uuid, state.owned = meta.run_uuid, True
         tags = {
             TAG_SOURCE: SOURCE_FILE_STORE,
-            TAG_LEGACY_RUN: f"{folder.parent.name}/{folder.name}",
+            TAG_LEGACY_RUN: f"{experiment.relative}/{folder.name}",
         }
         if federated:
             tags.update({TAG_RUN: name, TAG_ROLE: ROLE_FEDERATION})
