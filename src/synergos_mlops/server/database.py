@@ -4,7 +4,8 @@ MLflow keeps its schema with Alembic migrations. A new database is created by th
 first start; an existing one at an older revision is refused by MLflow with a message that
 names ``mlflow db upgrade``. ``synmlops serve`` checks first and says, in one line, to run
 ``synmlops db upgrade URI``, which runs MLflow's own migrations (after copying a SQLite file
-aside, since migrations are not always transactional).
+aside, since migrations are not always transactional), then ours (``storage/schema.py``:
+the tables we keep beside MLflow's, with their own Alembic version table).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from synergos_mlops.errors import SchemaOutOfDateError, StoreError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["SchemaStatus", "check_schema", "redact", "schema_status", "upgrade"]
+__all__ = [
+    "SchemaStatus",
+    "check_schema",
+    "ensure_our_tables",
+    "redact",
+    "schema_status",
+    "upgrade",
+]
 
 
 def redact(uri: str) -> str:
@@ -83,6 +91,30 @@ def check_schema(uri: str) -> None:
         )
 
 
+def ensure_our_tables(uri: str) -> None:
+    """Create our tables in a database that has none yet; refuse one whose tables are behind
+    with the command that upgrades them."""
+    from synergos_mlops.storage.schema import our_schema, upgrade_ours
+
+    engine = _engine(uri)
+    try:
+        status = our_schema(engine)
+        if status.current is None:
+            upgrade_ours(engine)
+        elif not status.up_to_date:
+            raise SchemaOutOfDateError(
+                f"database {redact(uri)} has Synergos tables at {status.current}, this release "
+                f"needs {status.head}; upgrade it with: synmlops db upgrade {redact(uri)}"
+            )
+    except SchemaOutOfDateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any driver error means "cannot use"
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StoreError(f"cannot create the Synergos tables in {redact(uri)}: {reason}") from None
+    finally:
+        engine.dispose()
+
+
 def _missing_postgresql_database(uri: str) -> bool:
     if not uri.startswith(("postgresql://", "postgresql+")):
         return False
@@ -121,6 +153,7 @@ def upgrade(uri: str, *, say: Callable[[str], None] = print) -> SchemaStatus:
         say(f"created database {redact(uri)}")
     before = schema_status(uri)
     if not before.empty and before.up_to_date:
+        _upgrade_ours(uri, say)
         say(f"database {redact(uri)} is up to date (schema {before.head})")
         return before
     if uri.startswith("sqlite:///") and not before.empty:
@@ -141,4 +174,23 @@ def upgrade(uri: str, *, say: Callable[[str], None] = print) -> SchemaStatus:
         raise StoreError(f"upgrade of {redact(uri)} failed: {reason}") from None
     finally:
         engine.dispose()
+    _upgrade_ours(uri, say)
     return schema_status(uri)
+
+
+def _upgrade_ours(uri: str, say: Callable[[str], None]) -> None:
+    from synergos_mlops.storage.schema import our_schema, upgrade_ours
+
+    engine = _engine(uri)
+    try:
+        before = our_schema(engine)
+        if not before.up_to_date:
+            say(f"upgrading the Synergos tables from {before.current or 'none'} to {before.head}")
+            upgrade_ours(engine)
+    except Exception as exc:  # noqa: BLE001 - report the migration's own reason
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StoreError(
+            f"upgrade of the Synergos tables in {redact(uri)} failed: {reason}"
+        ) from None
+    finally:
+        engine.dispose()

@@ -28,7 +28,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from synergos_mlops.errors import StoreError, SynergosError
 from synergos_mlops.server.artifacts import check_artifacts_destination
-from synergos_mlops.server.database import check_schema
+from synergos_mlops.server.database import check_schema, ensure_our_tables
 from synergos_mlops.store import StoreFolder
 
 __all__ = ["ServeConfig", "parse_gunicorn_bind", "serve"]
@@ -161,6 +161,7 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     if destination is None:
         destination = str(folder.artifacts_path)
     check_schema(backend)
+    ensure_our_tables(backend)
     check_artifacts_destination(destination)
     check_port_free(config.host, config.port)
     auth_env: dict[str, str] = {}
