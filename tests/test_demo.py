@@ -212,6 +212,15 @@ def test_if_empty_adds_no_second_demo_run(tmp_path: Path) -> None:
     assert len(versions) == 1
 
 
+def test_no_serve_hint_ends_the_demo_without_the_serve_command(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    result = run_cli("--tracking-uri", str(store), "--rounds", "1", "--no-serve-hint",
+                     tmp_path=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "synmlops serve" not in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("Registered model: models:/")
+
+
 def test_if_empty_on_a_server_that_holds_runs_trains_nothing(
     shared_server: Server, tmp_path: Path
 ) -> None:
