@@ -94,6 +94,12 @@ def test_demo_through_a_server_reads_back_with_the_plain_mlflow_client(
     assert sorted(m.step for m in epochs) == list(range(ROUNDS * EPOCHS))
     accuracy = client.get_metric_history(result.run_id, "evaluate/accuracy")
     assert max(accuracy, key=lambda m: m.step).value == pytest.approx(result.test_accuracy)
+    # Every participant: the global model evaluated on its own data at every round (the
+    # Command Station's participant table shows evaluate/accuracy).
+    for child in children:
+        local = client.get_metric_history(child.info.run_id, "evaluate/accuracy")
+        assert sorted(m.step for m in local) == list(range(ROUNDS))
+        assert all(0.0 <= m.value <= 1.0 for m in local)
     tps = client.get_metric_history(result.run_id, "evaluate/TPs/class_0")
     assert [m.step for m in tps] == list(range(ROUNDS))  # the class index is never the step
 
