@@ -18,7 +18,7 @@ setup: $(STAMP)
 
 ## Put the demo federated run into an empty store, then serve on http://localhost:5500.
 run: setup
-	$(BIN)/synmlops demo --tracking-uri $(STORE) --if-empty
+	$(BIN)/synmlops demo --tracking-uri $(STORE) --if-empty --no-serve-hint
 	$(BIN)/synmlops serve --store $(STORE) --port $(PORT)
 
 lint: setup

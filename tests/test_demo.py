@@ -94,6 +94,12 @@ def test_demo_through_a_server_reads_back_with_the_plain_mlflow_client(
     assert sorted(m.step for m in epochs) == list(range(ROUNDS * EPOCHS))
     accuracy = client.get_metric_history(result.run_id, "evaluate/accuracy")
     assert max(accuracy, key=lambda m: m.step).value == pytest.approx(result.test_accuracy)
+    # Every participant: the global model evaluated on its own data at every round (the
+    # Command Station's participant table shows evaluate/accuracy).
+    for child in children:
+        local = client.get_metric_history(child.info.run_id, "evaluate/accuracy")
+        assert sorted(m.step for m in local) == list(range(ROUNDS))
+        assert all(0.0 <= m.value <= 1.0 for m in local)
     tps = client.get_metric_history(result.run_id, "evaluate/TPs/class_0")
     assert [m.step for m in tps] == list(range(ROUNDS))  # the class index is never the step
 
@@ -210,6 +216,15 @@ def test_if_empty_adds_no_second_demo_run(tmp_path: Path) -> None:
     assert len(parents) == 1
     versions = client.search_model_versions("name = 'synergos-demo-digits-softmax-regression'")
     assert len(versions) == 1
+
+
+def test_no_serve_hint_ends_the_demo_without_the_serve_command(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    result = run_cli("--tracking-uri", str(store), "--rounds", "1", "--no-serve-hint",
+                     tmp_path=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "synmlops serve" not in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("Registered model: models:/")
 
 
 def test_if_empty_on_a_server_that_holds_runs_trains_nothing(

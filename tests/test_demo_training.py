@@ -40,6 +40,17 @@ def test_global_model_beats_majority_baseline_on_held_out_data() -> None:
     assert accuracy == pytest.approx(rounds[-1].evaluate_accuracy)
 
 
+def test_every_round_evaluates_the_new_global_model_on_each_participants_own_data() -> None:
+    _, data, rounds = _train(rounds=3, epochs=1)
+    for result in rounds:
+        for local, shard in zip(result.participants, data.shards, strict=True):
+            proba = result.model.predict_proba(shard.x_evaluate)
+            predicted = result.model.predict(shard.x_evaluate)
+            assert local.evaluate_accuracy == pytest.approx(np.mean(predicted == shard.y_evaluate))
+            expected = class_statistics(shard.y_evaluate, proba, data.n_classes)
+            np.testing.assert_equal(local.statistics, expected)  # NaN where undefined
+
+
 def test_global_loss_falls_over_rounds() -> None:
     _, _, rounds = _train()
     assert rounds[-1].evaluate_loss < rounds[0].evaluate_loss * 0.6

@@ -114,7 +114,7 @@ def test_export_refuses_bad_ids_unreachable_servers_and_missing_folders(
 
     cases = [
         (["c", "p", "e", "a/b"], f"http://127.0.0.1:{free_port()}", "must not contain '/'"),
-        (ids(logged), f"http://127.0.0.1:{free_port()}", "cannot reach"),
+        (ids(logged), f"http://127.0.0.1:{free_port()}", "cannot be reached"),
         (ids(logged), str(tmp_path / "missing-store"), "does not exist"),
         (ids(logged), "ftp://example.invalid/x", "neither a server URL nor a store folder"),
     ]

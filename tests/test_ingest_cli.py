@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -19,16 +18,6 @@ def test_cli_ingest_with_outputs_missing_is_one_line_and_exit_1(tmp_path: Path) 
     assert result.stderr.strip().splitlines() == [
         f"Error: OUTPUTS folder '{tmp_path / 'missing'}' does not exist"
     ]
-
-
-def test_cli_ingest_without_a_tracker_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [*SYNMLOPS, "ingest", str(tmp_path)], capture_output=True, text=True, env=env
-    )
-    assert result.returncode == 1
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "--tracking-uri" in result.stderr
 
 
 def test_cli_ingest_with_an_unreachable_server_is_one_line_and_exit_1(tmp_path: Path) -> None:

@@ -98,6 +98,16 @@ def test_startup_prints_the_url_to_open(shared_server: Server) -> None:
     assert f"http://localhost:{shared_server.port}" in shared_server.output()
 
 
+def test_startup_names_the_store_and_prints_no_warnings_of_its_dependencies(
+    shared_server: Server,
+) -> None:
+    output = shared_server.output()
+    expected = f"Synergos MLOps is serving store {shared_server.store} at http://localhost:"
+    assert expected in output
+    assert "Registry store URI not provided" not in output
+    assert "DeprecationWarning" not in output
+
+
 def test_sigterm_stops_the_server_and_every_worker(tmp_path: Path) -> None:
     server = start_server(tmp_path / "store", workers=2)
     children = subprocess.run(

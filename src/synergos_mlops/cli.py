@@ -62,6 +62,23 @@ _WORKER_OUTPUTS_HELP = (
 )
 
 
+#: Said when OUTPUTS holds no run folder: nothing is wrong (exit 0), but say what was looked for.
+_EXPECTED_LAYOUT = (
+    "no run folder in {outputs}: ingest looks for "
+    "<outputs>/<collaboration>/<project>/<experiment>/<run>/ holding global_model.pt, "
+    "global_loss_history.json, local_model_<participant>.pt, "
+    "local_loss_history_<participant>.json or checkpoints/round_<r>/epoch_<e>/ "
+    "(see docs/ingest.md)"
+)
+
+
+def _echo_report(report: Any, outputs: Path) -> None:
+    for line in report.summary():
+        click.echo(line)
+    if not report.outcomes:
+        click.echo(_EXPECTED_LAYOUT.format(outputs=outputs))
+
+
 def _start_watcher(outputs: Path, workers: list[Any]) -> Callable[[str], None]:
     """An on_ready callback that watches OUTPUTS into the served URL in a daemon thread."""
     from synergos_mlops.ingest import scan
@@ -83,6 +100,28 @@ def _start_watcher(outputs: Path, workers: list[Any]) -> Callable[[str], None]:
         click.echo(f"  Watching {outputs} into {url}")
 
     return on_ready
+
+
+def _tracking_target(tracking_uri: str | None, *, reading: bool = False) -> str:
+    """Where a client command goes: --tracking-uri, else MLFLOW_TRACKING_URI (click reads it),
+    else the store folder (SYNMLOPS_STORE, else ./mlflow). One rule and one set of messages
+    for demo, ingest, watch and export."""
+    target = tracking_uri or setting("store").get() or "./mlflow"
+    if target.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(f"{target.rstrip('/')}/health", timeout=10)
+        except requests.RequestException as exc:
+            raise SynergosError(
+                f"the tracking server at {target} cannot be reached ({type(exc).__name__})"
+            ) from None
+    elif reading and "://" not in target and not Path(target.removeprefix("file:")).is_dir():
+        raise SynergosError(
+            f"store folder {target} does not exist: pass --tracking-uri (a server URL or a "
+            "store folder) or set MLFLOW_TRACKING_URI"
+        )
+    return target
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,24 +252,21 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
 
     Every run folder OUTPUTS/<collaboration>/<project>/<experiment>/<run>/ becomes a
     federated run; a run already ingested is updated in place, and an unchanged one costs
-    nothing. Exit code 1 when a run could not be logged.
+    nothing. OUTPUTS without any run folder is not an error: the summary says what was looked
+    for. Exit code 1 when a run could not be logged.
     """
-    from synergos_mlops.errors import IngestError
     from synergos_mlops.ingest import Ingester, scan
     from synergos_mlops.ingest._progress import RichProgress
 
-    if not tracking_uri:
-        raise IngestError("no tracker to log to: pass --tracking-uri or set MLFLOW_TRACKING_URI")
     workers = _worker_outputs(worker_outputs)
     found = scan(outputs, workers)
-    ingester = Ingester(tracking_uri)
+    ingester = Ingester(_tracking_target(tracking_uri))
     try:
         with RichProgress() as progress:
             report = ingester.ingest(found, progress)
     finally:
         ingester.close()
-    for line in report.summary():
-        click.echo(line)
+    _echo_report(report, outputs)
     if report.failed:
         raise SystemExit(1)
 
@@ -250,14 +286,12 @@ def watch(
     """Keep ingesting OUTPUTS as runs appear or change, until Ctrl-C; then print a summary."""
     import signal
 
-    from synergos_mlops.errors import IngestError
     from synergos_mlops.ingest import Watcher, scan
 
-    if not tracking_uri:
-        raise IngestError("no tracker to log to: pass --tracking-uri or set MLFLOW_TRACKING_URI")
     workers = _worker_outputs(worker_outputs)
     scan(outputs, workers)  # refuse a missing OUTPUTS before anything starts
-    watcher = Watcher(outputs, workers, tracking_uri=tracking_uri, interval=interval,
+    target = _tracking_target(tracking_uri)
+    watcher = Watcher(outputs, workers, tracking_uri=target, interval=interval,
                       echo=click.echo)  # fmt: skip
 
     def interrupt(_signum: int, _frame: object) -> None:
@@ -269,8 +303,7 @@ def watch(
     signal.signal(signal.SIGTERM, interrupt)
     click.echo(f"watching {outputs} every {interval:g} s; logging to {watcher.tracking_uri}")
     report = watcher.run()
-    for line in report.summary():
-        click.echo(line)
+    _echo_report(report, outputs)
 
 
 @main.command()
@@ -313,6 +346,10 @@ def watch(
     is_flag=True,
     help="Do nothing when the destination already holds runs (for `make run`).",
 )
+@click.option(
+    "--no-serve-hint", "serve_hint", is_flag=True, flag_value=False, default=True,
+    help="Do not end with how to serve a store folder (for `make run`, which serves it next).",
+)  # fmt: skip
 @_domain_errors
 def demo(
     tracking_uri: str | None,
@@ -324,12 +361,12 @@ def demo(
     seed: int,
     run_name: str | None,
     if_empty: bool,
+    serve_hint: bool,
 ) -> None:
     """Run a real federated cycle (FedAvg/FedProx on scikit-learn's digits) in this process,
     log it through the tracker and register its global model.
 
-    Writes to --tracking-uri: a server URL or a store folder (default: MLFLOW_TRACKING_URI,
-    else the default store folder).
+    Writes to --tracking-uri: a server URL or a store folder.
     """
     from synergos_mlops.demo import DemoConfig, TrainingConfig
     from synergos_mlops.demo.command import demo as run_demo
@@ -343,7 +380,10 @@ def demo(
         seed=seed,
     )
     config = DemoConfig(training=training, run=run_name)
-    run_demo(tracking_uri, config, if_empty=if_empty, echo=click.echo)
+    run_demo(
+        _tracking_target(tracking_uri), config, if_empty=if_empty, echo=click.echo,
+        serve_hint=serve_hint,
+    )  # fmt: skip
 
 
 @main.command()
@@ -371,7 +411,7 @@ def export(
     from synergos_mlops.export import ExportRequest, export_run
 
     request = ExportRequest(collaboration, project, experiment, run_id, participant)
-    size = export_run(request, output, tracking_uri)
+    size = export_run(request, output, _tracking_target(tracking_uri, reading=True))
     click.echo(f"wrote {output} ({size} bytes)")
 
 

@@ -74,7 +74,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "tracking_uri", "MLFLOW_TRACKING_URI", None,
-        "Where the tracker, demo and ingester log: http://host:5500 or a store folder.",
+        "Where demo, ingest, watch and export go (and the tracker, given no URI): a server "
+        "URL (http://host:5500) or a store folder; the commands default to the store folder "
+        "(SYNMLOPS_STORE, else ./mlflow).",
     ),
 )  # fmt: skip
 

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["demo", "summary_lines"]
 
 
-def summary_lines(result: DemoResult) -> list[str]:
-    """What the demo reports; the last line says where to see the run."""
+def summary_lines(result: DemoResult, *, serve_hint: bool = True) -> list[str]:
+    """What the demo reports; the last line says where to see the run (for a store folder,
+    how to serve it, unless ``serve_hint`` is off because the caller serves it next)."""
     station, mlflow_ui = run_links(
         result.tracking_uri, result.ids, result.run, result.experiment_id, result.run_id
     )
@@ -39,7 +40,7 @@ def summary_lines(result: DemoResult) -> list[str]:
     ]
     if is_server(result.tracking_uri):
         lines.append(f"Command Station: {station}  MLflow UI: {mlflow_ui}")
-    else:
+    elif serve_hint:
         folder = store_folder_of(result.tracking_uri)
         where = str(folder) if folder is not None else result.tracking_uri
         lines.append(f"Serve it with `synmlops serve --store {where}`, then open {station}")
@@ -53,6 +54,7 @@ def demo(
     if_empty: bool,
     echo: Callable[[str], None],
     show_progress: bool = True,
+    serve_hint: bool = True,
 ) -> DemoResult | None:
     """Run the demo against ``tracking_uri`` (else MLFLOW_TRACKING_URI, else the default
     store folder) and print what it did."""
@@ -67,7 +69,7 @@ def demo(
             echo(f"{where} already holds runs; no demo run added (--if-empty).")
             return None
         result = _run(tracker, config, show_progress=show_progress)
-    for line in summary_lines(result):
+    for line in summary_lines(result, serve_hint=serve_hint):
         echo(line)
     return result
 

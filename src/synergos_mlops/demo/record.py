@@ -9,9 +9,11 @@ module turns each :class:`RoundResult` into what an orchestrator logs:
   (``evaluate/<statistic>/class_<i>``); the epoch-level ``train/epoch/loss`` series; the
   global weights of every round as a checkpoint; the final global model; the loss history;
   the data partition; and the final model as a registered MLflow model;
-- one child run per participant: the same keys for its local model (``train/loss`` on its
-  local training data, ``evaluate/...`` on its local evaluation data), its epoch series, its
-  local weights of every round as checkpoints and its final local model.
+- one child run per participant: ``train/loss`` and the epoch series of its local model on
+  its local training data; ``evaluate/loss``, ``evaluate/accuracy`` and the per-class
+  statistics of the round's new global model on its local evaluation data (a Synergos TTP
+  evaluates the global model at every participant); its local weights of every round as
+  checkpoints and its final local model.
 """
 
 from __future__ import annotations
@@ -119,7 +121,11 @@ def _log_round(run: FederatedRun, result: RoundResult) -> None:
         for epoch, loss in enumerate(local.epoch_losses):
             run.log_epoch_metrics({"train/loss": loss}, round=r, epoch=epoch, participant=p)
         run.log_metrics(
-            {"train/loss": local.train_loss, "evaluate/loss": local.evaluate_loss},
+            {
+                "train/loss": local.train_loss,
+                "evaluate/loss": local.evaluate_loss,
+                "evaluate/accuracy": local.evaluate_accuracy,
+            },
             step=r,
             participant=p,
         )

@@ -11,7 +11,7 @@ from synergos_mlops.federation import ExperimentIds
 __all__ = ["check_reachable", "holds_runs", "is_server", "run_links", "store_folder_of"]
 
 #: Where ``synmlops serve`` listens by default, for the hint printed after a folder run.
-_DEFAULT_SERVER = "http://127.0.0.1:5500"
+_DEFAULT_SERVER = "http://localhost:5500"  # as `synmlops serve` prints it
 
 
 def is_server(tracking_uri: str) -> bool:

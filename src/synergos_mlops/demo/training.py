@@ -5,7 +5,8 @@ minibatch SGD over its local training data. FedProx adds the proximal term
 ``mu/2 * ||w - w_global||^2`` to the local objective, which pulls local weights towards the
 global ones when participants' data differ. The orchestrator averages the local weights,
 weighted by the participants' sample counts, and evaluates the new global model on its
-held-out test set. Nothing here logs: :func:`federated_rounds` yields one
+held-out test set and, as a Synergos TTP does, on each participant's local evaluation data.
+Nothing here logs: :func:`federated_rounds` yields one
 :class:`RoundResult` per round and the caller decides what to keep.
 """
 
@@ -149,15 +150,18 @@ class SoftmaxModel:
 
 @dataclass(frozen=True)
 class ParticipantRound:
-    """One participant's part of a round: its local model and how it did on its own data."""
+    """One participant's part of a round: its local model, and how the round's new global
+    model does on the participant's local evaluation data."""
 
     participant: str
     samples: int
-    #: Training loss on the local training data after each local epoch.
+    #: Training loss of the local model on the local training data after each local epoch.
     epoch_losses: tuple[float, ...]
-    #: Loss of the local model on the participant's local evaluation data.
+    #: Loss of the new global model on the participant's local evaluation data.
     evaluate_loss: float
-    #: Synergos' per-class statistics of the local model on the local evaluation data.
+    #: Accuracy of the new global model on the participant's local evaluation data.
+    evaluate_accuracy: float
+    #: Synergos' per-class statistics of the new global model on the local evaluation data.
     statistics: dict[str, list[float]]
     model: SoftmaxModel
 
@@ -239,23 +243,25 @@ def federated_rounds(config: TrainingConfig, data: FederatedData) -> Iterator[Ro
     model = SoftmaxModel.zeros(data.n_features, data.classes)
     samples = [shard.samples for shard in data.shards]
     for round_index in range(config.rounds):
-        locals_: list[ParticipantRound] = []
+        trained: list[tuple[SoftmaxModel, list[float]]] = []
         for index, shard in enumerate(data.shards):
             rng = np.random.default_rng([config.seed, round_index, index])
-            local, losses = local_train(shard, model, config, rng)
+            trained.append(local_train(shard, model, config, rng))
+        model = aggregate([local for local, _ in trained], samples)
+        locals_: list[ParticipantRound] = []
+        for shard, (local, losses) in zip(data.shards, trained, strict=True):
+            local_proba = model.predict_proba(shard.x_evaluate)
             locals_.append(
                 ParticipantRound(
                     participant=shard.participant,
                     samples=shard.samples,
                     epoch_losses=tuple(losses),
-                    evaluate_loss=local.loss(shard.x_evaluate, shard.y_evaluate),
-                    statistics=class_statistics(
-                        shard.y_evaluate, local.predict_proba(shard.x_evaluate), n_classes
-                    ),
+                    evaluate_loss=cross_entropy(shard.y_evaluate, local_proba),
+                    evaluate_accuracy=_accuracy(shard.y_evaluate, local_proba),
+                    statistics=class_statistics(shard.y_evaluate, local_proba, n_classes),
                     model=local,
                 )
             )
-        model = aggregate([p.model for p in locals_], samples)
         share = np.asarray(samples, dtype=np.float64) / sum(samples)
         epoch_losses = tuple(
             float(np.dot(share, [p.epoch_losses[e] for p in locals_])) for e in range(config.epochs)
@@ -268,5 +274,10 @@ def federated_rounds(config: TrainingConfig, data: FederatedData) -> Iterator[Ro
             epoch_losses=epoch_losses,
             evaluate_loss=cross_entropy(data.y_test, proba),
             statistics=class_statistics(data.y_test, proba, n_classes),
-            evaluate_accuracy=float(np.mean(np.argmax(proba, axis=1) == data.y_test)),
+            evaluate_accuracy=_accuracy(data.y_test, proba),
         )
+
+
+def _accuracy(y: NDArray[np.int64], proba: NDArray[np.float64]) -> float:
+    """Share of samples whose most probable class (index into the model's classes) is right."""
+    return float(np.mean(np.argmax(proba, axis=1) == y))

@@ -13,6 +13,7 @@ import gc
 import importlib
 import inspect
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "synergos_mlops.server.bulk",
     "synergos_mlops.server.api",
     "synergos_mlops.server.station",
+    "synergos_mlops.server.mlflow_ui",
 )
 
 
@@ -112,6 +114,13 @@ def _freeze_startup_objects() -> None:
 
 def create_app(app: Flask | None = None) -> Any:
     """Return MLflow's server app with Synergos MLOps mounted on it."""
+    with warnings.catch_warnings():
+        # MLflow 3.17's FastAPI app imports starlette.middleware.wsgi, which Starlette has
+        # deprecated; each worker would print it on every start. It is MLflow's to replace.
+        warnings.filterwarnings(
+            "ignore", message="starlette.middleware.wsgi is deprecated", category=UserWarning
+        )
+        import mlflow.server.fastapi_app  # noqa: F401
     from mlflow.environment_variables import _MLFLOW_SGI_NAME
     from mlflow.server import app as mlflow_flask_app
 

@@ -173,6 +173,7 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
         sys.executable, "-m", "mlflow", "server",
         "--app-name", "synergos",
         "--backend-store-uri", backend,
+        "--registry-store-uri", backend,  # MLflow's default, said here so it is not announced
         "--artifacts-destination", destination,
         "--host", config.host,
         "--port", str(config.port),
@@ -264,7 +265,7 @@ def serve(
             _stop(process)
             raise
         sync = _start_file_store_sync(config, backend, echo)
-        echo(f"Synergos MLOps is serving {config.store} at {url}")
+        echo(f"Synergos MLOps is serving {_what(config)} at {url}")
         echo(f"  Command Station: {url}/synergos/   MLflow UI: {url}/")
         if on_ready is not None:
             on_ready(url)
@@ -291,6 +292,16 @@ def _start_file_store_sync(config: ServeConfig, backend: str, echo: Callable[[st
     )
     sync.start()
     return sync
+
+
+def _what(config: ServeConfig) -> str:
+    """What is served, as the user named it: ``store ./mlflow`` or ``the postgresql database``."""
+    if config.backend_store_uri:
+        return f"the {config.backend_store_uri.split(':', 1)[0]} database"
+    store = str(config.store)
+    if not config.store.is_absolute() and not store.startswith("."):
+        store = f"./{store}"  # "mlflow" alone reads like the product
+    return f"store {store}"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,88 @@
+"""The client commands (demo, ingest, watch, export) agree: one default destination
+(--tracking-uri, else MLFLOW_TRACKING_URI, else the store folder ./mlflow), one message for a
+destination that is not there, and `--help` says so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SYNMLOPS, free_port
+
+from synergos_mlops.cli import main
+
+CLIENT_COMMANDS = ("demo", "ingest", "watch", "export")
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "SYNMLOPS_STORE")}  # fmt: skip
+    return subprocess.run(
+        [*SYNMLOPS, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
+
+
+@pytest.mark.parametrize("command", CLIENT_COMMANDS)
+def test_every_client_command_help_names_the_default_destination(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "MLFLOW_TRACKING_URI" in text
+    assert "else ./mlflow" in text
+
+
+def test_ingest_without_a_tracking_uri_logs_into_the_store_folder_as_demo_does(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "outputs").mkdir()
+    result = run_cli("ingest", "outputs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mlflow" / "mlflow.db").is_file()
+
+
+def test_ingest_without_runs_names_the_expected_layout(tmp_path: Path) -> None:
+    (tmp_path / "outputs").mkdir()
+    result = run_cli("ingest", "outputs", "--tracking-uri", str(tmp_path / "store"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "runs: 0 new, 0 updated, 0 unchanged, 0 skipped"
+    assert lines[1].startswith("no run folder in outputs: ingest looks for ")
+    for expected in (
+        "<outputs>/<collaboration>/<project>/<experiment>/<run>/",
+        "global_model.pt",
+        "global_loss_history.json",
+        "local_model_<participant>.pt",
+        "local_loss_history_<participant>.json",
+        "checkpoints/round_<r>/epoch_<e>/",
+    ):
+        assert expected in lines[1]
+
+
+def test_export_without_a_store_says_how_to_name_one(tmp_path: Path) -> None:
+    result = run_cli("export", "c", "p", "e", "r", "-o", "run.zip", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: store folder ./mlflow does not exist: pass --tracking-uri (a server URL or a "
+        "store folder) or set MLFLOW_TRACKING_URI"
+    ]
+
+
+def test_every_client_command_says_the_same_about_an_unreachable_server(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "outputs").mkdir()
+    commands = {
+        "demo": ["demo", "--rounds", "1"],
+        "ingest": ["ingest", "outputs"],
+        "watch": ["watch", "outputs"],
+        "export": ["export", "c", "p", "e", "r", "-o", "run.zip"],
+    }
+    assert set(commands) == set(CLIENT_COMMANDS)
+    for args in commands.values():
+        result = run_cli(*args, "--tracking-uri", url, cwd=tmp_path)
+        assert result.returncode == 1, args
+        assert result.stderr.strip().splitlines() == [
+            f"Error: the tracking server at {url} cannot be reached (ConnectionError)"
+        ], args
