@@ -262,3 +262,22 @@ def test_a_store_per_project_as_an_earlier_ttp_wrote_it_is_read_too(
     assert [p["id"] for p in detail["participants"]] == ["worker_1", "worker_2"]
     names = sorted(e.name for e in _client(store).search_experiments())
     assert names == ["Default", "hospitals/sepsis/mlp"]
+
+
+def test_points_of_a_run_deleted_in_the_server_wait_and_arrive_once_it_is_restored(
+    root: Path, store: SqlAlchemyStore
+) -> None:
+    run_uuid, folder = write_run(root, "1", "run-1", metrics=LOSSES, status=1)
+    kept_uuid, kept = write_run(root, "1", "run-2", metrics=LOSSES, status=1)
+    mirror = FileStoreMirror(root, store)
+    mirror.sync()
+    client = _client(store)
+    client.delete_run(run_uuid)  # someone deletes it in MLflow's UI; the TTP keeps writing
+    append_points(folder, "global_train_loss", [(1003, 0.2, 3)])
+    append_points(kept, "global_train_loss", [(1003, 0.25, 3)])
+    report = mirror.sync()
+    assert "metrics not stored" in report.problems[str(folder)]
+    assert _history(store, kept_uuid, "train/loss")[-1] == (3, 0.25)  # the other run is kept
+    client.restore_run(run_uuid)
+    assert mirror.sync().problems == {}
+    assert _history(store, run_uuid, "train/loss") == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.2)]

@@ -463,15 +463,16 @@ class FileStoreMirror:
             return 0
         try:
             return self._write(pending)
-        except SynergosError:
+        except Exception:  # noqa: BLE001 - a deleted run, a locked database: try run by run
             pass
         stored = 0
         for item in pending:
             try:
                 stored += self._write([item])
-            except SynergosError as exc:
+            except Exception as exc:  # noqa: BLE001 - reported; the run is read again
                 item.state.cursor = MetricCursor()
-                self._problems[str(item.folder)] = f"metrics not stored: {exc}"
+                reason = str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+                self._problems[str(item.folder)] = f"metrics not stored, read again: {reason}"
         return stored
 
     def _write(self, pending: list[_Pending]) -> int:
