@@ -77,9 +77,16 @@ def our_schema(engine: Engine) -> OurSchema:
 
 
 def upgrade_ours(engine: Engine) -> OurSchema:
-    """Bring our tables to the latest revision (creating them in a new database)."""
+    """Bring our tables to the latest revision (creating them in a new database). Under the
+    database's resolution lock, so replicas starting together on one new database upgrade
+    it once."""
     from alembic import command
 
-    with engine.begin() as connection:
-        command.upgrade(_config(connection), "head")  # type: ignore[arg-type]
+    from synergos_mlops.storage.runs import resolution_lock
+
+    with resolution_lock(engine):
+        if our_schema(engine).up_to_date:
+            return our_schema(engine)
+        with engine.begin() as connection:
+            command.upgrade(_config(connection), "head")  # type: ignore[arg-type]
     return our_schema(engine)
