@@ -35,6 +35,7 @@ __all__ = [
     "find_experiment",
     "find_federation_run",
     "latest_metrics",
+    "metric_points",
     "metric_series",
     "params",
     "participant_runs",
@@ -329,3 +330,23 @@ def metric_series(
     for (run, key), points in groupby(rows, key=itemgetter(0, 1)):
         result.setdefault(key, {})[run] = _line(list(points))
     return result
+
+
+def metric_points(session_maker: SessionMaker, run_uuid: str) -> list[MetricPoint]:
+    """Every stored point of one run, as MLflow's ``metrics`` table holds them (a step logged
+    twice is two points), by key, step and timestamp."""
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import select
+
+    m = SqlMetric.__table__.c
+    query = (
+        select(m.key, m.step, m.timestamp, m.value, m.is_nan)
+        .where(m.run_uuid == run_uuid)
+        .order_by(m.key, m.step, m.timestamp)
+    )
+    with session_maker() as session:
+        rows = session.connection().execute(query).fetchall()
+    return [
+        MetricPoint(run_uuid, key, int(step), _value(value, is_nan), int(timestamp))
+        for key, step, timestamp, value, is_nan in rows
+    ]
