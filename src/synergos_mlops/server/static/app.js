@@ -14,6 +14,7 @@
   const enc = encodeURIComponent;
   const state = {
     tree: null, run: null, axis: "round", hidden: new Set(), charts: {}, series: {}, observer: null, chartView: 0,
+    timings: { parse: 0, draw: 0 },  // ms spent parsing JSON and drawing charts, for benchmarks
   };
   window.__synergos = state;
 
@@ -58,8 +59,11 @@
   }
   async function getJSON(url) {
     const res = await fetch(url, { headers: { Accept: "application/json" } });
+    const text = await res.text();
+    const started = performance.now();
     let body = null;
-    try { body = await res.json(); } catch (e) { /* not JSON */ }
+    try { body = JSON.parse(text); } catch (e) { /* not JSON */ }
+    state.timings.parse += performance.now() - started;
     if (!res.ok) throw new Error((body && body.error && body.error.message) || res.status + " " + res.statusText);
     return body;
   }
@@ -238,10 +242,10 @@
   }
 
   // ---------- run view ----------
-  async function renderRun(main, ids) {
+  async function renderRun(main, ids, runJSON) {
     crumbs(ids, true);
     const base = new URL("runs/" + path(...ids), API);
-    const run = await getJSON(base);
+    const run = await runJSON;
     state.run = run;
     state.base = base;
     state.series = {};
@@ -415,6 +419,7 @@
     if (settled(kind) && !settled(before)) {
       body.chartsSettled = String(+body.chartsSettled + 1);
       if (body.chartsSettled === body.charts) {
+        body.chartsDrawnMs = String(Math.round(performance.now()));  // since navigation began
         document.dispatchEvent(new CustomEvent("synergos:charts-drawn", { detail: { charts: +body.charts } }));
       }
     }
@@ -435,33 +440,35 @@
   }
 
   // Series are fetched when their chart comes near the viewport; charts that come into view
-  // together share one request.
+  // together share one request. (Two requests side by side were measured slower: both often
+  // land on the same server worker, and the second answer then arrives after the first.)
   let queue = new Map();
   function request(key, el) {
     queue.set(key, el);
     if (queue.size > 1) return;
     const view = state.chartView;
-    setTimeout(async () => {
-      const batch = queue;
+    setTimeout(() => {
+      const batch = [...queue];
       queue = new Map();
-      if (view !== state.chartView) return;
-      const keys = [...batch.keys()];
-      const url = new URL(state.base.href + "/metrics");
-      url.searchParams.set("keys", keys.join(","));
-      let series;
-      try {
-        series = (await getJSON(url)).series;
-      } catch (err) {
-        if (view !== state.chartView) return;
-        for (const [k, chartEl] of batch) {
-          setChartState(chartEl, "error", "could not load the points of " + k + ": " + (err.message || err));
-        }
-        return;
-      }
-      if (view !== state.chartView) return;
-      Object.assign(state.series, series);
-      for (const [k, chartEl] of batch) plot(chartEl, k);
+      if (view === state.chartView) fetchSeries(batch, view);
     }, 0);
+  }
+  async function fetchSeries(batch, view) {
+    const url = new URL(state.base.href + "/metrics");
+    url.searchParams.set("keys", batch.map(([k]) => k).join(","));
+    let series;
+    try {
+      series = (await getJSON(url)).series;
+    } catch (err) {
+      if (view !== state.chartView) return;
+      for (const [k, chartEl] of batch) {
+        setChartState(chartEl, "error", "could not load the points of " + k + ": " + (err.message || err));
+      }
+      return;
+    }
+    if (view !== state.chartView) return;
+    Object.assign(state.series, series);
+    for (const [k, chartEl] of batch) plot(chartEl, k);
   }
 
   function stopCharts() {
@@ -514,6 +521,7 @@
   const CHART_HEIGHT = 240;
 
   function plot(el, key) {
+    const started = performance.now();
     const run = state.run;
     const s = state.series[key];
     // The global line is drawn last, on top of the participants' lines.
@@ -550,7 +558,16 @@
       }))],
       hooks: {
         setCursor: [(u) => showTip(u, tip, axisName)],
-        draw: [() => { if (el.dataset.state !== "drawn") { setChartState(el, "drawn", ""); emptyNotice(el, byName, names); } }],
+        draw: [() => {
+          if (el.dataset.state === "drawn") return;
+          const t = state.timings;
+          t.drawStart = Math.min(t.drawStart || Infinity, started);
+          t.drawEnd = Math.max(t.drawEnd || 0, performance.now());
+          t.draw = t.drawEnd - t.drawStart;  // wall time: the first chart begun to the last drawn
+          el.dataset.drawnMs = String(Math.round(performance.now()));  // since navigation began
+          setChartState(el, "drawn", "");
+          emptyNotice(el, byName, names);
+        }],
       },
     };
     const u = new uPlot(opts, data, holder);
@@ -590,6 +607,9 @@
   async function render() {
     const main = document.getElementById("main");
     const { view, ids } = route();
+    // A run's JSON is asked for at once, beside the tree's, not after it.
+    const runJSON = view === "run" ? getJSON(new URL("runs/" + path(...ids), API)) : null;
+    if (runJSON) runJSON.catch(() => {});  // its error is shown below, once awaited
     try {
       if (!state.tree) await loadTree(); else drawTree();
       main.replaceChildren();
@@ -597,7 +617,7 @@
       stopCharts();
       if (view === "run") {
         main.append(h("p", { class: "muted" }, "Loading run…"));
-        await renderRun(main, ids);
+        await renderRun(main, ids, runJSON);
         document.title = ids[3] + " · Synergos Command Station";
       } else {
         crumbs([], false);
