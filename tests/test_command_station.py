@@ -232,6 +232,8 @@ def test_fifty_participants_by_five_hundred_rounds_stay_responsive(shared_server
 
 
 WIDTHS = [390, 800, 1440]
+#: The overflow checks also take the narrowest phone and a wide screen.
+ALL_WIDTHS = [360, *WIDTHS, 2560]
 #: Every element whose box must stay inside its parent's: no card, chart or table sticks out.
 BOXED = ".card, .chart, .uplot, .stat, .scroll, .grid2, .charts, .chips, .sub, h1"
 OVERFLOW = """(selector) => {
@@ -256,7 +258,7 @@ def _assert_fits(page, name: str) -> None:  # type: ignore[no-untyped-def]
     assert found["out"] == [], f"{name}: boxes wider than their container"
 
 
-@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("width", ALL_WIDTHS)
 def test_collaborations_view_has_no_horizontal_overflow(
     shared_server, logged: LoggedRun, browser, width: int
 ) -> None:
@@ -267,7 +269,7 @@ def test_collaborations_view_has_no_horizontal_overflow(
     page.close()
 
 
-@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("width", ALL_WIDTHS)
 def test_run_page_has_no_horizontal_overflow(
     shared_server, logged: LoggedRun, browser, width: int
 ) -> None:
@@ -402,6 +404,7 @@ def test_charts_say_loading_then_show_the_error_of_a_failing_request(
     answer(held[0])
     error = chart.locator(".chart-state.error")
     error.wait_for()
+    page.screenshot(path="/tmp/command-station-error.png")
     assert (
         error.inner_text() == "could not load the points of train/loss: the stores cannot be read"
     )
