@@ -1,6 +1,7 @@
 """``python -m benchmarks`` (``make bench``): see the package docstring.
 
 .venv/bin/python -m benchmarks [--participants 20 --rounds 50 --keys 100] [--no-postgres]
+.venv/bin/python -m benchmarks --only page    # the run page in headless Chromium, alone
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from benchmarks._workload import (
     read_stock,
     read_synergos,
 )
+from benchmarks.page_bench import ChartWorkload, chromium_available, page_scenario
 
 T = TypeVar("T")
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -172,9 +174,23 @@ def main() -> None:
     parser.add_argument("--cluster-workers", type=int, default=4)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-concurrent", action="store_true")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown table")
+    parser.add_argument("--page-participants", type=int, default=50)
+    parser.add_argument("--page-rounds", type=int, default=500)
+    parser.add_argument("--page-keys", type=int, default=10, help="charts on the run page")
+    parser.add_argument("--page-loads", type=int, default=3, help="page loads, median of")
+    parser.add_argument("--no-page", action="store_true", help="skip the run page scenario")
+    parser.add_argument(
+        "--only", choices=["page"], help="run one scenario alone (its table is printed, and "
+        "written only to an explicit --output)",
+    )  # fmt: skip
+    parser.add_argument("--output", type=Path, default=None, help=f"Markdown table ({RESULTS})")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    page = ChartWorkload(args.page_participants, args.page_rounds, args.page_keys)
+    if args.only == "page":
+        only_page(page, args)
+        return
+    output = args.output or RESULTS
 
     workload = Workload(args.participants, args.rounds, args.keys)
     long = Workload(args.long_participants, args.long_steps, args.long_keys)
@@ -209,11 +225,37 @@ def main() -> None:
                     rows.append(concurrent(tmp, store, backends(), cycle, args.cycles,
                                            args.cluster_workers))  # fmt: skip
                 report.rows += rows
+        if not args.no_page:
+            reason = chromium_available()
+            if reason is None:
+                print(f"Run page: {page.describe()}", flush=True)
+                report.page_rows += page_scenario(tmp, page, args.page_loads, args.workers)
+            else:
+                print(f"Run page skipped ({reason})")
     report.machine = report.machine.finished()
     report.seconds = time.monotonic() - started
     report.print()
-    args.output.write_text(report.markdown())
-    print(f"written to {args.output}")
+    output.write_text(report.markdown())
+    print(f"written to {output}")
+
+
+def only_page(page: ChartWorkload, args: argparse.Namespace) -> None:
+    """``--only page``: the run page scenario alone."""
+    reason = chromium_available()
+    if reason is not None:
+        raise SystemExit(f"the run page scenario needs Chromium: {reason}")
+    empty = Workload(0, 0, 0)
+    report = Report(Machine.now(), empty, empty, 0, empty)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="synmlops-bench-") as folder:
+        print(f"Run page: {page.describe()}", flush=True)
+        report.page_rows += page_scenario(Path(folder), page, args.page_loads, args.workers)
+    report.machine = report.machine.finished()
+    report.seconds = time.monotonic() - started
+    report.print()
+    if args.output:
+        args.output.write_text(report.markdown())
+        print(f"written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from benchmarks._workload import STOCK_BATCH, Workload
+
+if TYPE_CHECKING:
+    from benchmarks.page_bench import PageRow
 
 
 def _memory() -> str:
@@ -108,8 +112,19 @@ class Report:
     long: Workload
     rows: list[Row] = field(default_factory=list)
     seconds: float = 0.0
+    page_rows: list[PageRow] = field(default_factory=list)
 
     def workloads(self) -> list[str]:
+        page = [
+            "Run page: the run logged with `FederatedTracker` into `synmlops serve --workers 2`, "
+            "opened in Debian's headless Chromium twice over: in a window tall enough for "
+            "every chart to be in view (all fetched and drawn: the worst case) and in an "
+            "ordinary 1440×900 window (the page fetches only the charts near the view). The "
+            "time runs from navigation start to the page's own mark on the last chart in the "
+            "window drawn; the median of the loads after a warm-up load."
+        ]
+        if not self.rows:
+            return page if self.page_rows else []
         lines = [
             f"One federated cycle: {self.workload.describe()}; stock MLflow logs with "
             f"`log_batch`, {STOCK_BATCH:,} points per request, into `mlflow server --workers "
@@ -129,19 +144,31 @@ class Report:
                 f"{self.cycle.describe()}, into servers with 4 workers; stored points are "
                 "counted in the database afterwards."
             )
-        return lines
+        return lines + (page if self.page_rows else [])
 
     def print(self) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title="Synergos metric path vs stock MLflow (points/s)", show_lines=True)
-        for header in HEADERS:
-            table.add_column(header, overflow="fold")
-        for row in self.rows:
-            table.add_row(*(cell.replace("**", "") for cell in row.cells()))
+        from benchmarks.page_bench import PAGE_HEADERS
+
         console = Console()
-        console.print(table)
+        if self.rows:
+            table = Table(title="Synergos metric path vs stock MLflow (points/s)", show_lines=True)
+            for header in HEADERS:
+                table.add_column(header, overflow="fold")
+            for row in self.rows:
+                table.add_row(*(cell.replace("**", "") for cell in row.cells()))
+            console.print(table)
+        if self.page_rows:
+            page = Table(
+                title="The Command Station's run page in headless Chromium", show_lines=True
+            )
+            for header in PAGE_HEADERS:
+                page.add_column(header, overflow="fold")
+            for page_row in self.page_rows:
+                page.add_row(*(cell.replace("**", "") for cell in page_row.cells()))
+            console.print(page)
         for line in self.workloads():
             console.print(f"• {line}", markup=False)
         console.print(f"• {self.machine.describe()}; {self.seconds:.0f} s in all", markup=False)
@@ -151,11 +178,17 @@ class Report:
             "# `make bench` results",
             "",
             f"Machine: {self.machine.describe()}. The whole benchmark took {self.seconds:.0f} s.",
-            "",
-            "| " + " | ".join(HEADERS) + " |",
-            "| " + " | ".join("---" for _ in HEADERS) + " |",
         ]
-        lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        if self.rows:
+            lines += ["", "| " + " | ".join(HEADERS) + " |",
+                      "| " + " | ".join("---" for _ in HEADERS) + " |"]  # fmt: skip
+            lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        if self.page_rows:
+            from benchmarks.page_bench import PAGE_HEADERS
+
+            lines += ["", "| " + " | ".join(PAGE_HEADERS) + " |",
+                      "| " + " | ".join("---" for _ in PAGE_HEADERS) + " |"]  # fmt: skip
+            lines += ["| " + " | ".join(row.cells()) + " |" for row in self.page_rows]
         lines += ["", *(f"- {line}" for line in self.workloads())]
         lines += ["", "Repeat with `make bench` (or `.venv/bin/python -m benchmarks --help`).", ""]
         return "\n".join(lines)

@@ -15,6 +15,7 @@ from federated_data import LoggedRun, log_federated_run
 from mlflow import MlflowClient
 
 from synergos_mlops.server.federated_runs import Backend, resolve_run
+from synergos_mlops.server.run_data import DATA_FILES
 from synergos_mlops.storage import reads
 
 API = "/api/synergos/v1"
@@ -198,6 +199,7 @@ def test_bundle_holds_the_global_folder_and_one_folder_per_participant(
     expected = [f"global/{f}" for f in logged.global_files]
     for participant, files in logged.participant_files.items():
         expected += [f"participants/{participant}/{f}" for f in files]
+    expected += list(DATA_FILES)
     assert sorted(bundle.namelist()) == sorted(expected)
     model = bundle.read("global/models/global/global_model.pt")
     assert model.startswith(b"\x00weights") and len(model) == 2048

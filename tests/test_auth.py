@@ -266,6 +266,9 @@ def test_participant_account_sees_global_and_its_own_participant_in_the_synergos
     assert line["global"] is not None and set(line["participants"]) == {"worker-1"}
     with zipfile.ZipFile(io.BytesIO(get(server, f"{run}/bundle.zip", ALICE).content)) as zf:
         names = zf.namelist()
+        rows = zf.read("metrics.csv").decode().splitlines()[1:]
+    # The bundle's data holds the global run's and worker-1's points, no one else's.
+    assert {row.split(",", 1)[0] for row in rows} == {"", "worker-1"}
     assert any(n.startswith("global/") for n in names)
     assert {n.split("/")[1] for n in names if n.startswith("participants/")} == {"worker-1"}
     assert get(server, f"{run}/participants/worker-1/bundle.zip", ALICE).status_code == 200

@@ -75,6 +75,8 @@ def test_tracker_files_go_through_the_proxy_into_the_bucket_and_back_out(
     assert bundle.status_code == 200, bundle.text
     with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
+    for name in ("hyperparameters.json", "metrics.csv", "statistics.csv", "model_versions.json"):
+        assert files.pop(name), name  # the run's data, written from the database
     assert files == {
         "global/models/global/model.pt": b"global weights",
         "global/checkpoints/round_3/epoch_1/model.pt": b"checkpoint",

@@ -12,6 +12,10 @@ from urllib.parse import quote
 import pytest
 import requests
 from federated_data import LoggedRun, log_federated_run
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+from synergos_mlops.server.run_data import DATA_FILES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -159,7 +163,7 @@ def test_browser_follows_the_tree_to_a_run_and_downloads_everything(
     download.save_as(str(target))
     with zipfile.ZipFile(target) as bundle:
         names = set(bundle.namelist())
-    expected = {f"global/{f}" for f in logged.global_files}
+    expected = {f"global/{f}" for f in logged.global_files} | set(DATA_FILES)
     for participant, files in logged.participant_files.items():
         expected |= {f"participants/{participant}/{f}" for f in files}
     assert names == expected
@@ -224,4 +228,199 @@ def test_fifty_participants_by_five_hundred_rounds_stay_responsive(shared_server
     )
     assert took < 1500
     assert loaded < 30000
+    page.close()
+
+
+WIDTHS = [390, 800, 1440]
+#: The overflow checks also take the narrowest phone and a wide screen.
+ALL_WIDTHS = [360, *WIDTHS, 2560]
+#: Every element whose box must stay inside its parent's: no card, chart or table sticks out.
+BOXED = ".card, .chart, .uplot, .stat, .scroll, .grid2, .charts, .chips, .sub, h1"
+OVERFLOW = """(selector) => {
+  const out = [];
+  for (const el of document.querySelectorAll(selector)) {
+    const box = el.getBoundingClientRect(), parent = el.parentElement.getBoundingClientRect();
+    if (box.width && (box.right > parent.right + 0.5 || box.left < parent.left - 0.5))
+      out.push(el.className + " " + (el.dataset.metric || "") + ": "
+               + Math.round(box.width) + " px in " + Math.round(parent.width) + " px");
+  }
+  const doc = document.documentElement, main = document.getElementById("main");
+  return {page: doc.scrollWidth - window.innerWidth,
+          main: main.scrollWidth - main.clientWidth, out};
+}"""
+
+
+def _assert_fits(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    found = page.evaluate(OVERFLOW, BOXED)
+    page.screenshot(path=f"/tmp/command-station-{name}.png", full_page=False)
+    assert found["page"] <= 0, f"{name}: the page scrolls sideways by {found['page']} px"
+    assert found["main"] <= 0, f"{name}: the content scrolls sideways by {found['main']} px"
+    assert found["out"] == [], f"{name}: boxes wider than their container"
+
+
+@pytest.mark.parametrize("width", ALL_WIDTHS)
+def test_collaborations_view_has_no_horizontal_overflow(
+    shared_server, logged: LoggedRun, browser, width: int
+) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(f"{shared_server.url}/synergos/c/{quote(logged.collaboration, safe='')}")
+    page.locator("h1", has_text=logged.collaboration).wait_for()
+    _assert_fits(page, f"collaboration-{width}")
+    page.close()
+
+
+@pytest.mark.parametrize("width", ALL_WIDTHS)
+def test_run_page_has_no_horizontal_overflow(
+    shared_server, logged: LoggedRun, browser, width: int
+) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{shared_server.url}/synergos/runs/{logged.path}")
+    page.locator("#latest-metrics td.worst").first.wait_for()
+    _assert_fits(page, f"run-{width}")
+    # The best/worst marker stays on the value's line.
+    worst = page.locator("#latest-metrics td.worst").first
+    assert worst.evaluate("td => td.getClientRects().length === 1 && td.offsetHeight < 40")
+    # Every chart, once drawn, fits its box.
+    for chart in page.locator(".chart").all():
+        chart.scroll_into_view_if_needed()
+        page.locator(f'.chart[data-metric="{chart.get_attribute("data-metric")}"]'
+                     '[data-state="drawn"]').wait_for()  # fmt: skip
+    page.locator("#main").evaluate("main => { main.scrollTop = main.scrollHeight; }")
+    _assert_fits(page, f"run-{width}-charts")
+    assert not errors
+    page.close()
+
+
+def test_charts_follow_their_box_when_the_window_narrows(
+    shared_server, logged: LoggedRun, browser
+) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 1400})
+    page.goto(f"{shared_server.url}/synergos/runs/{logged.path}")
+    chart = page.locator('.chart[data-metric="train/loss"]')
+    chart.scroll_into_view_if_needed()
+    page.locator('.chart[data-metric="train/loss"][data-state="drawn"]').wait_for()
+    size = (
+        "() => { const c = window.__synergos.charts['train/loss'];"
+        " return [c.u.width, c.el.querySelector('.plot').clientWidth]; }"
+    )
+    before, box = page.evaluate(size)
+    assert before == box
+    # At 800 px the sidebar collapses and the charts go from two columns to one.
+    page.set_viewport_size({"width": 800, "height": 1400})
+    page.wait_for_function(f"() => ({size})()[0] !== {before}", timeout=10000)
+    after, box = page.evaluate(size)
+    assert after == box
+    _assert_fits(page, "run-1440-to-800")
+    page.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sidebar_collapses_and_expands_with_the_toggle(
+    shared_server, logged: LoggedRun, browser, width: int
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(f"{shared_server.url}/synergos/runs/{logged.path}")
+    page.locator("h1", has_text="cycle 1").wait_for()
+    sidebar, toggle = page.locator("#sidebar"), page.locator("#sidebar-toggle")
+    narrow = width < 900
+    # Narrow screens start with the sidebar collapsed; wide ones with it open.
+    assert sidebar.is_visible() is not narrow
+    toggle.click()
+    assert sidebar.is_visible() is narrow
+    assert toggle.get_attribute("aria-expanded") == str(narrow).lower()
+    if narrow:  # opened over the page; following a run closes it again
+        page.screenshot(path=f"/tmp/command-station-sidebar-{width}.png")
+        sidebar.locator("a.run").first.click()
+        sidebar.wait_for(state="hidden")
+    else:
+        page.screenshot(path=f"/tmp/command-station-collapsed-{width}.png")
+        page.reload()  # the choice is remembered
+        page.locator("h1", has_text="cycle 1").wait_for()
+        assert not sidebar.is_visible()
+        toggle.click()
+        assert sidebar.is_visible()
+        _assert_fits(page, f"sidebar-{width}")
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def sparse(shared_server) -> LoggedRun:  # type: ignore[no-untyped-def]
+    """A run where only participant p2 logs evaluate/f1: the global line has no points."""
+    logged = log_federated_run(
+        shared_server.url,
+        collaboration=f"sparse {uuid.uuid4().hex[:4]}",
+        participants=["p1", "p2"],
+        rounds=4,
+        epochs=1,
+        classes=0,
+        artifacts=False,
+    )
+    MlflowClient(shared_server.url).log_batch(
+        logged.participants["p2"],
+        metrics=[Metric("evaluate/f1", 0.5 + r / 10, 0, r) for r in range(4)],
+    )
+    return logged
+
+
+def test_a_chart_whose_shown_lines_have_no_points_says_so(
+    shared_server, sparse: LoggedRun, browser
+) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 2000})
+    page.goto(f"{shared_server.url}/synergos/runs/{sparse.path}")
+    chart = page.locator('.chart[data-metric="evaluate/f1"]')
+    chart.scroll_into_view_if_needed()
+    page.locator('.chart[data-metric="evaluate/f1"][data-state="drawn"]').wait_for()
+    assert not chart.locator(".chart-state").is_visible()
+    page.get_by_role("button", name="Global only").click()
+    note = chart.locator(".chart-state.empty")
+    note.wait_for()
+    assert "no points logged for this key" in note.inner_text()
+    page.get_by_role("button", name="Show all").click()
+    note.wait_for(state="hidden")
+    page.close()
+
+
+def test_charts_say_loading_then_show_the_error_of_a_failing_request(
+    shared_server, logged: LoggedRun, browser
+) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 2000})
+    body = '{"error": {"code": "UNAVAILABLE", "message": "the stores cannot be read"}}'
+    held: list = []  # type: ignore[type-arg]
+
+    def answer(route) -> None:  # type: ignore[no-untyped-def]
+        route.fulfill(status=500, content_type="application/json", body=body)
+
+    # The browser's own network layer: the first series request is held until the charts
+    # have been seen loading, then every one is answered with a 500.
+    page.route("**/metrics?*", lambda route: held.append(route) if not held else answer(route))
+    page.goto(f"{shared_server.url}/synergos/runs/{logged.path}")
+    chart = page.locator('.chart[data-metric="train/loss"]')
+    chart.locator(".chart-state.loading", has_text="loading…").wait_for()
+    while not held:
+        page.wait_for_timeout(50)
+    answer(held[0])
+    error = chart.locator(".chart-state.error")
+    error.wait_for()
+    page.screenshot(path="/tmp/command-station-error.png")
+    assert (
+        error.inner_text() == "could not load the points of train/loss: the stores cannot be read"
+    )
+    page.wait_for_function(
+        "() => document.body.dataset.chartsSettled === document.body.dataset.charts"
+    )
+    assert page.locator('.chart[data-state="error"]').count() == page.locator(".chart").count()
+    page.close()
+
+
+def test_a_run_without_per_class_statistics_says_so(
+    shared_server, sparse: LoggedRun, browser
+) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(f"{shared_server.url}/synergos/runs/{sparse.path}")
+    note = page.locator("#per-class .empty")
+    note.wait_for()
+    assert "No per-class statistics logged" in note.inner_text()
     page.close()

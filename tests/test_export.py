@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import http.server
+import io
+import json
 import threading
 import uuid
 import zipfile
@@ -10,10 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 from federated_data import LoggedRun, log_federated_run
+from mlflow import MlflowClient
 
 from synergos_mlops.cli import main
+from synergos_mlops.server.run_data import DATA_FILES
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +39,93 @@ def ids(logged: LoggedRun) -> list[str]:
 
 
 def expected_names(logged: LoggedRun) -> set[str]:
-    names = {f"global/{f}" for f in logged.global_files}
+    names = {f"global/{f}" for f in logged.global_files} | set(DATA_FILES)
     for participant, files in logged.participant_files.items():
         names |= {f"participants/{participant}/{f}" for f in files}
     return names
+
+
+@pytest.fixture(scope="module")
+def registered(shared_server, logged: LoggedRun) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """Two model versions registered from the run (global) and from participant w2, and one
+    from an unrelated run that the bundle must not hold: ``(name, version, run id)``."""
+    client = MlflowClient(shared_server.url)
+    name = f"export-model-{uuid.uuid4().hex[:6]}"
+    client.create_registered_model(name)
+    versions = []
+    for run_id in (logged.parent_run_id, logged.participants["w2"]):
+        source = f"mlflow-artifacts:/{logged.experiment_id}/{run_id}/artifacts/models"
+        version = client.create_model_version(name, source, run_id=run_id)
+        versions.append((name, str(version.version), run_id))
+    other = client.create_run(logged.experiment_id).info.run_id
+    source = f"mlflow-artifacts:/{logged.experiment_id}/{other}/artifacts/models"
+    client.create_model_version(name, source, run_id=other)
+    return versions
+
+
+def logged_points(url: str, logged: LoggedRun) -> list[tuple[str, str, int, float, int]]:
+    """Every point of the run as MLflow's own client reads it back, one history per key."""
+    client = MlflowClient(url)
+    rows = []
+    for participant, run_id in [("", logged.parent_run_id), *logged.participants.items()]:
+        for key in client.get_run(run_id).data.metrics:
+            rows += [
+                (participant, key, m.step, m.value, m.timestamp)
+                for m in client.get_metric_history(run_id, key)
+            ]
+    return rows
+
+
+def assert_bundle_holds_the_runs_data(
+    bundle: zipfile.ZipFile, url: str, logged: LoggedRun, registered: list[tuple[str, str, str]]
+) -> None:
+    assert json.loads(bundle.read("hyperparameters.json")) == {
+        "algorithm": "FedProx", "epochs": "1", "lr": "0.001", "mu": "0.1", "rounds": "3",
+    }  # fmt: skip
+    metrics = list(csv.reader(io.StringIO(bundle.read("metrics.csv").decode())))
+    assert metrics[0] == ["participant", "key", "step", "value", "timestamp"]
+    points = logged_points(url, logged)
+    assert len(metrics) - 1 == len(points) == (1 + len(logged.participants)) * 3 * 8
+    read = [(p, k, int(s), float(v), int(t)) for p, k, s, v, t in metrics[1:]]
+    assert sorted(read) == sorted(points)
+
+    statistics = list(csv.reader(io.StringIO(bundle.read("statistics.csv").decode())))
+    assert statistics[0] == ["participant", "stage", "statistic", "class", "step", "value"]
+    per_class = [p for p in points if "/class_" in p[1]]
+    assert len(statistics) - 1 == len(per_class) == (1 + len(logged.participants)) * 3 * 3
+    assert ["w 1", "evaluate", "accuracy", "2", "1"] in [row[:5] for row in statistics]
+
+    versions = json.loads(bundle.read("model_versions.json"))
+    assert [(v["name"], v["version"], v["run_id"]) for v in versions] == registered
+    assert [v["participant"] for v in versions] == [None, "w2"]
+    assert all(v["status"] == "READY" and v["creation_time"].endswith("Z") for v in versions)
+    assert versions[0]["source"].endswith(f"{logged.parent_run_id}/artifacts/models")
+
+
+def test_bundle_from_the_server_holds_params_every_point_statistics_and_model_versions(
+    shared_server, logged: LoggedRun, registered: list[tuple[str, str, str]]
+) -> None:
+    response = requests.get(
+        f"{shared_server.url}/api/synergos/v1/runs/{logged.path}/bundle.zip", timeout=60
+    )
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        assert_bundle_holds_the_runs_data(bundle, shared_server.url, logged, registered)
+
+
+@pytest.mark.parametrize("source", ["server", "store folder"])
+def test_export_holds_the_runs_data_too(
+    shared_server, logged: LoggedRun, registered: list[tuple[str, str, str]],
+    tmp_path: Path, source: str,
+) -> None:  # fmt: skip
+    uri = shared_server.url if source == "server" else str(shared_server.store)
+    output = tmp_path / "run.zip"
+    result = CliRunner().invoke(
+        main, ["export", *ids(logged), "-o", str(output), "--tracking-uri", uri]
+    )
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(output) as bundle:
+        assert_bundle_holds_the_runs_data(bundle, shared_server.url, logged, registered)
 
 
 def leftovers(folder: Path) -> list[str]:

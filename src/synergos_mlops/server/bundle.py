@@ -7,6 +7,10 @@ the server's artifacts destination (or of the run's own artifact URI).
 
 Layout of a run's bundle::
 
+    hyperparameters.json                        the run's data, written from the stores
+    metrics.csv                                 (see :mod:`synergos_mlops.server.run_data`)
+    statistics.csv
+    model_versions.json
     global/<artifact path>                      the federation (parent) run's artifacts
     participants/<participant id>/<path>        each participant's artifacts
 
@@ -33,10 +37,12 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from synergos_mlops.server.federated_runs import Backend, FederatedRun, NotFoundError
+from synergos_mlops.server.run_data import DataFile, data_files
 from synergos_mlops.storage.reads import RunRow
 
 __all__ = [
     "ArtifactFile",
+    "BundleItem",
     "UnsafePathError",
     "bundle_entries",
     "iter_zip",
@@ -63,6 +69,10 @@ class ArtifactFile:
     path: str  # inside the repository
     relative: str  # inside the run's artifact root
     size: int | None
+
+
+#: What a bundle holds: artifact files and data files written from the stores.
+BundleItem = ArtifactFile | DataFile
 
 
 def safe_relative_path(path: str) -> str:
@@ -216,13 +226,15 @@ def owned_artifacts(backend: Backend, run: FederatedRun) -> RunArtifacts:
 
 def bundle_entries(
     backend: Backend, run: FederatedRun, participant: str | None = None
-) -> list[tuple[str, ArtifactFile]]:
-    """``(name in the ZIP, file)`` for a whole run, or for one participant."""
+) -> list[tuple[str, BundleItem]]:
+    """``(name in the ZIP, file)`` for a whole run (its data files, then every artifact), or
+    for one participant (its artifacts)."""
     files = owned_artifacts(backend, run)
     if participant is not None:
         run.participant(participant)  # NotFoundError naming it
         return [(safe_relative_path(item.relative), item) for item in files.of(participant)]
-    entries = [(f"global/{item.relative}", item) for item in files.shared]
+    entries: list[tuple[str, BundleItem]] = [*data_files(backend, run)]
+    entries += [(f"global/{item.relative}", item) for item in files.shared]
     for row in run.participants:
         prefix = f"participants/{zip_folder_name(row.synergos_id)}/"
         entries += [(prefix + item.relative, item) for item in files.of(row.synergos_id)]
@@ -249,7 +261,14 @@ class _Sink(io.RawIOBase):
         return data
 
 
-def iter_zip(entries: list[tuple[str, ArtifactFile]]) -> Iterator[bytes]:
+def _item_chunks(item: BundleItem) -> Iterator[bytes]:
+    if isinstance(item, DataFile):
+        yield from item.chunks()
+    else:
+        yield from iter_file(item)
+
+
+def iter_zip(entries: list[tuple[str, BundleItem]]) -> Iterator[bytes]:
     """Yield a ZIP of ``entries`` piece by piece, never holding more than a chunk or so."""
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
@@ -258,8 +277,8 @@ def iter_zip(entries: list[tuple[str, ArtifactFile]]) -> Iterator[bytes]:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             big = item.size is None or item.size > ZIP64_LIMIT
-            with open_artifact(item) as source, zf.open(info, "w", force_zip64=big) as target:
-                while chunk := source.read(CHUNK):
+            with zf.open(info, "w", force_zip64=big) as target:
+                for chunk in _item_chunks(item):
                     target.write(chunk)
                     if data := sink.take():
                         yield data
@@ -269,7 +288,7 @@ def iter_zip(entries: list[tuple[str, ArtifactFile]]) -> Iterator[bytes]:
         yield data
 
 
-def write_zip(entries: list[tuple[str, ArtifactFile]], out: IO[bytes]) -> int:
+def write_zip(entries: list[tuple[str, BundleItem]], out: IO[bytes]) -> int:
     """Write the ZIP of ``entries`` to ``out``; return the bytes written."""
     written = 0
     for data in iter_zip(entries):

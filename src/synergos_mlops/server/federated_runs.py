@@ -41,6 +41,7 @@ class Backend:
 
     session_maker: reads.SessionMaker
     artifacts: Any | None  # the artifact repository of the artifacts destination
+    registry: Any | None = None  # MLflow's model registry store, when there is one
 
     @classmethod
     def of_server(cls) -> Backend:
@@ -58,7 +59,7 @@ class Backend:
         artifacts = None
         if os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
             artifacts = _get_artifact_repo_mlflow_artifacts()
-        return cls(session_maker, artifacts)
+        return cls(session_maker, artifacts, _server_registry())
 
     @classmethod
     def of_store_folder(cls, folder: str | os.PathLike[str]) -> Backend:
@@ -73,7 +74,12 @@ class Backend:
             raise StoreError(f"store {store_folder.path} holds no {store_folder.db_path.name}")
         store = SqlAlchemyStore(store_folder.backend_store_uri, str(store_folder.artifacts_path))
         artifacts = get_artifact_repository(str(store_folder.artifacts_path))
-        return cls(store.ManagedSessionMaker, artifacts)
+        from mlflow.store.model_registry.sqlalchemy_store import (
+            SqlAlchemyStore as RegistryStore,
+        )
+
+        registry = RegistryStore(store_folder.backend_store_uri)
+        return cls(store.ManagedSessionMaker, artifacts, registry)
 
     def artifact_roots(self, run: RunRow) -> list[tuple[Any, str]]:
         """Every place that holds a run's artifacts: its artifact URI, and for a run whose
@@ -101,6 +107,17 @@ class Backend:
         if not uri:
             raise StoreError(f"run {run.synergos_id!r} has no artifact location")
         return get_artifact_repository(uri), ""
+
+
+def _server_registry() -> Any | None:
+    """The running server's model registry store; None when it has none (a registry that
+    cannot be opened must not take the run's other data down with it)."""
+    from mlflow.server.handlers import _get_model_registry_store
+
+    try:
+        return _get_model_registry_store()
+    except Exception:  # noqa: BLE001 - MLflow raises several kinds for "no registry here"
+        return None
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ __all__ = [
     "find_experiment",
     "find_federation_run",
     "latest_metrics",
+    "metric_points",
     "metric_series",
     "params",
     "participant_runs",
@@ -320,6 +321,21 @@ def latest_metrics(session_maker: SessionMaker, run_uuids: Sequence[str]) -> lis
     ]
 
 
+def _plain_rows(session: Any, query: Any) -> list[tuple[Any, ...]]:
+    """The rows of a Core ``query`` as the driver's plain tuples.
+
+    The statement runs through SQLAlchemy (compiled for the dialect, its events fired), but
+    the rows are taken from the driver's cursor: SQLAlchemy's ``Row`` objects cost more than
+    the database itself for long series (255,000 points on SQLite: 1.1 s through ``Row``s,
+    0.45 s as tuples). Columns come as the driver gives them (``is_nan`` is 0/1 on SQLite).
+    """
+    result = session.connection().execute(query)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
 def _line(points: list[Any]) -> tuple[list[int], list[float | None]]:
     """One series from its rows ``(run, key, step, timestamp, value, is_nan)``, in step
     order; a step stored more than once keeps its latest point by timestamp."""
@@ -344,7 +360,7 @@ def metric_series(
     than once keeps its latest value (by timestamp), as MLflow's own history does last.
     The query is SQLAlchemy Core, not the ORM, and asks for the order of MLflow's
     ``(run_uuid, key, step)`` index, so the database sorts nothing and Python builds no
-    object per point.
+    object per point (see :func:`_plain_rows`).
     """
     from mlflow.store.tracking.dbmodels.models import SqlMetric
     from sqlalchemy import select
@@ -359,7 +375,27 @@ def metric_series(
         .order_by(m.run_uuid, m.key, m.step)
     )
     with session_maker() as session:
-        rows = session.connection().execute(query).fetchall()
+        rows = _plain_rows(session, query)
     for (run, key), points in groupby(rows, key=itemgetter(0, 1)):
         result.setdefault(key, {})[run] = _line(list(points))
     return result
+
+
+def metric_points(session_maker: SessionMaker, run_uuid: str) -> list[MetricPoint]:
+    """Every stored point of one run, as MLflow's ``metrics`` table holds them (a step logged
+    twice is two points), by key, step and timestamp."""
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import select
+
+    m = SqlMetric.__table__.c
+    query = (
+        select(m.key, m.step, m.timestamp, m.value, m.is_nan)
+        .where(m.run_uuid == run_uuid)
+        .order_by(m.key, m.step, m.timestamp)
+    )
+    with session_maker() as session:
+        rows = _plain_rows(session, query)
+    return [
+        MetricPoint(run_uuid, key, int(step), _value(value, is_nan), int(timestamp))
+        for key, step, timestamp, value, is_nan in rows
+    ]

@@ -12,7 +12,10 @@
   const API = new URL("../api/synergos/v1/", BASE);
   const ROOT = new URL("../", BASE);
   const enc = encodeURIComponent;
-  const state = { tree: null, run: null, axis: "round", hidden: new Set(), charts: {}, series: {} };
+  const state = {
+    tree: null, run: null, axis: "round", hidden: new Set(), charts: {}, series: {}, observer: null, chartView: 0,
+    timings: { parse: 0, draw: 0 },  // ms spent parsing JSON and drawing charts, for benchmarks
+  };
   window.__synergos = state;
 
   // ---------- small helpers ----------
@@ -56,8 +59,11 @@
   }
   async function getJSON(url) {
     const res = await fetch(url, { headers: { Accept: "application/json" } });
+    const text = await res.text();
+    const started = performance.now();
     let body = null;
-    try { body = await res.json(); } catch (e) { /* not JSON */ }
+    try { body = JSON.parse(text); } catch (e) { /* not JSON */ }
+    state.timings.parse += performance.now() - started;
     if (!res.ok) throw new Error((body && body.error && body.error.message) || res.status + " " + res.statusText);
     return body;
   }
@@ -67,6 +73,27 @@
   const GLOBAL = "global";
   // Lower is better for these statistics; higher for the rest.
   const LOWER = /(loss|mse|mae|fprs?|fnrs?|fdrs?|fps|fns|error)$/i;
+
+  // ---------- sidebar ----------
+  // Collapsed or open by the toggle; the choice is remembered for wide screens. Narrow screens
+  // (a phone, a small iframe) start collapsed and open the sidebar over the page.
+  const NARROW = window.matchMedia("(max-width: 899px)");
+  const SIDEBAR_KEY = "synergos.sidebar";
+  function remembered() {
+    try { return localStorage.getItem(SIDEBAR_KEY); } catch (err) { return null; }
+  }
+  function setSidebar(open, remember) {
+    document.body.classList.toggle("sidebar-collapsed", !open);
+    document.getElementById("sidebar-toggle").setAttribute("aria-expanded", String(open));
+    if (remember && !NARROW.matches) {
+      try { localStorage.setItem(SIDEBAR_KEY, open ? "open" : "collapsed"); } catch (err) { /* private mode */ }
+    }
+  }
+  const initialSidebar = () => setSidebar(!NARROW.matches && remembered() !== "collapsed", false);
+  initialSidebar();
+  NARROW.addEventListener("change", initialSidebar);
+  document.getElementById("sidebar-toggle").addEventListener("click", () =>
+    setSidebar(document.body.classList.contains("sidebar-collapsed"), true));
 
   // ---------- routing ----------
   function route() {
@@ -90,13 +117,20 @@
     const a = ev.target.closest("a[data-nav]");
     if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
     ev.preventDefault();
+    if (NARROW.matches && a.closest("#sidebar")) setSidebar(false, false);
     go(a.getAttribute("href"));
   });
   window.addEventListener("popstate", render);
 
   // ---------- tree ----------
   async function loadTree() {
-    state.tree = (await getJSON(new URL("collaborations", API))).collaborations;
+    try {
+      state.tree = (await getJSON(new URL("collaborations", API))).collaborations;
+    } catch (err) {
+      document.getElementById("tree").replaceChildren(
+        h("p", { class: "error pad", id: "tree-error" }, "could not load the runs: " + (err.message || err)));
+      throw err;
+    }
     drawTree();
   }
   function drawTree() {
@@ -208,10 +242,10 @@
   }
 
   // ---------- run view ----------
-  async function renderRun(main, ids) {
+  async function renderRun(main, ids, runJSON) {
     crumbs(ids, true);
     const base = new URL("runs/" + path(...ids), API);
-    const run = await getJSON(base);
+    const run = await runJSON;
     state.run = run;
     state.base = base;
     state.series = {};
@@ -235,7 +269,7 @@
       classCard(run),
       artifactsCard(run),
     ].filter(Boolean));
-    await drawCharts();
+    drawCharts();
   }
 
   function paramsTable(params) {
@@ -278,7 +312,10 @@
 
   function classCard(run) {
     const stats = [...new Set(run.metric_keys.filter(isClassKey).map((k) => k.replace(/\/class_\d+$/, "")))].sort();
-    if (!stats.length) return null;
+    if (!stats.length) {
+      return h("div", { class: "card", id: "per-class" }, h("h2", {}, "Per-class statistics"),
+        h("p", { class: "muted empty" }, "No per-class statistics logged (keys like evaluate/accuracy/class_0)."));
+    }
     const box = h("div", {});
     const select = h("select", { id: "class-stat", "aria-label": "Statistic", onchange: () => draw() },
       stats.map((s) => h("option", { value: s }, s)));
@@ -360,43 +397,143 @@
         const show = !state.hidden.has(n);
         if (chart.u.series[i + 1].show !== show) chart.u.setSeries(i + 1, { show });
       }));
+      emptyNotice(chart.el, chart.lines, chart.names);
     }
   }
 
-  async function drawCharts() {
+  // Every chart says what it is doing: "loading…", drawn, empty or the request's error.
+  // document.body.dataset.charts counts the charts of the view, .chartsDrawn those drawn,
+  // .chartsSettled those drawn, empty or failed; "synergos:charts-drawn" fires once all settled.
+  function setChartState(el, kind, text) {
+    if (el.dataset.state === kind && kind !== "empty") return;
+    const settled = (k) => k === "drawn" || k === "empty" || k === "error";
+    const before = el.dataset.state;
+    el.dataset.state = kind;
+    const note = el.querySelector(".chart-state");
+    note.className = "chart-state " + kind;
+    note.textContent = text || "";
+    note.hidden = !text;
+    if (el.dataset.chartView !== String(state.chartView)) return;
+    const body = document.body.dataset;
+    if (kind === "drawn" && before !== "drawn") body.chartsDrawn = String(+body.chartsDrawn + 1);
+    if (settled(kind) && !settled(before)) {
+      body.chartsSettled = String(+body.chartsSettled + 1);
+      if (body.chartsSettled === body.charts) {
+        body.chartsDrawnMs = String(Math.round(performance.now()));  // since navigation began
+        document.dispatchEvent(new CustomEvent("synergos:charts-drawn", { detail: { charts: +body.charts } }));
+      }
+    }
+  }
+  function emptyNotice(el, lines, names) {
+    const count = (n) => (lines[n] ? lines[n].steps.length : 0);
+    const any = names.some((n) => count(n) > 0);
+    const shown = names.some((n) => !state.hidden.has(n) && count(n) > 0);
+    const text = !any ? "no points logged for this key"
+      : !shown ? "no points logged for this key by the lines shown" : "";
+    const note = el.querySelector(".chart-state");
+    if (el.dataset.state === "drawn" || el.dataset.state === "empty") {
+      note.className = "chart-state " + (text ? "empty" : "");
+      note.textContent = text;
+      note.hidden = !text;
+    }
+    return text;
+  }
+
+  // Series are fetched when their chart comes near the viewport; charts that come into view
+  // together share one request. (Two requests side by side were measured slower: both often
+  // land on the same server worker, and the second answer then arrives after the first.)
+  let queue = new Map();
+  function request(key, el) {
+    queue.set(key, el);
+    if (queue.size > 1) return;
+    const view = state.chartView;
+    setTimeout(() => {
+      const batch = [...queue];
+      queue = new Map();
+      if (view === state.chartView) fetchSeries(batch, view);
+    }, 0);
+  }
+  async function fetchSeries(batch, view) {
+    const url = new URL(state.base.href + "/metrics");
+    url.searchParams.set("keys", batch.map(([k]) => k).join(","));
+    let series;
+    try {
+      series = (await getJSON(url)).series;
+    } catch (err) {
+      if (view !== state.chartView) return;
+      for (const [k, chartEl] of batch) {
+        setChartState(chartEl, "error", "could not load the points of " + k + ": " + (err.message || err));
+      }
+      return;
+    }
+    if (view !== state.chartView) return;
+    Object.assign(state.series, series);
+    for (const [k, chartEl] of batch) plot(chartEl, k);
+  }
+
+  function stopCharts() {
+    for (const c of Object.values(state.charts)) { resizer.unobserve(c.u.root.parentNode); c.u.destroy(); }
+    if (state.observer) state.observer.disconnect();
+    state.charts = {};
+    state.chartView += 1;
+    queue = new Map();
+    for (const k of ["charts", "chartsDrawn", "chartsSettled"]) delete document.body.dataset[k];
+  }
+
+  function drawCharts() {
     const run = state.run;
     const box = document.getElementById("charts");
-    for (const c of Object.values(state.charts)) c.u.destroy();
-    state.charts = {};
+    stopCharts();
     box.replaceChildren();
     const keys = run.metric_keys.filter((k) => !isClassKey(k) && (state.axis === "epoch") === isEpochKey(k));
-    if (!keys.length) { box.append(h("p", { class: "muted" }, "No " + state.axis + "-level metrics.")); return; }
-    const missing = keys.filter((k) => !state.series[k]);
-    if (missing.length) {
-      const url = new URL(state.base.href + "/metrics");
-      url.searchParams.set("keys", missing.join(","));
-      Object.assign(state.series, (await getJSON(url)).series);
+    Object.assign(document.body.dataset, { charts: String(keys.length), chartsDrawn: "0", chartsSettled: "0" });
+    if (!keys.length) {
+      box.append(h("p", { class: "muted empty" }, "No " + state.axis + "-level metrics logged."));
+      document.dispatchEvent(new CustomEvent("synergos:charts-drawn", { detail: { charts: 0 } }));
+      return;
     }
     const observer = new IntersectionObserver((entries) => {
       for (const entry of entries) {
         if (!entry.isIntersecting) continue;
         observer.unobserve(entry.target);
-        plot(entry.target, entry.target.dataset.metric);
+        const key = entry.target.dataset.metric;
+        if (state.series[key]) plot(entry.target, key); else request(key, entry.target);
       }
     }, { root: document.getElementById("main"), rootMargin: "400px" });
+    state.observer = observer;
     for (const key of keys) {
-      const el = h("div", { class: "chart", dataset: { metric: key } }, h("h3", {}, key), h("div", { class: "plot" }));
+      const el = h("div", { class: "chart", dataset: { metric: key, chartView: String(state.chartView), state: "loading" } },
+        h("h3", {}, key), h("div", { class: "plot" }),
+        h("p", { class: "chart-state loading", role: "status" }, "loading…"));
       box.append(el);
       observer.observe(el);
     }
   }
 
+  // One ResizeObserver for every chart: a chart follows its box's width.
+  const resizer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const chart = entry.target.__chart;
+      const w = Math.floor(entry.contentRect.width);
+      if (chart && w > 0 && Math.abs(w - chart.u.width) > 1) chart.u.setSize({ width: w, height: CHART_HEIGHT });
+    }
+  });
+  const CHART_HEIGHT = 240;
+
   function plot(el, key) {
+    const started = performance.now();
     const run = state.run;
     const s = state.series[key];
     // The global line is drawn last, on top of the participants' lines.
     const names = [...run.participants.map((p) => p.id), GLOBAL];
-    const lines = names.map((n) => (n === GLOBAL ? s.global : s.participants[n]) || { steps: [], values: [] });
+    const byName = {};
+    for (const n of names) byName[n] = (n === GLOBAL ? s && s.global : s && s.participants[n]) || null;
+    const lines = names.map((n) => byName[n] || { steps: [], values: [] });
+    const holder = el.querySelector(".plot");
+    if (!lines.some((l) => l.steps.length)) {
+      setChartState(el, "empty", "no points logged for this key");
+      return;
+    }
     const xs = [...new Set(lines.flatMap((l) => l.steps))].sort((a, b) => a - b);
     const index = new Map(xs.map((x, i) => [x, i]));
     const data = [xs, ...lines.map((l) => {
@@ -404,11 +541,10 @@
       l.steps.forEach((st, i) => { ys[index.get(st)] = l.values[i]; });
       return ys;
     })];
-    const holder = el.querySelector(".plot");
     const tip = h("div", { class: "tip" });
     const axisName = s.axis === "epoch" ? "epoch" : "round";
     const opts = {
-      width: Math.max(300, holder.clientWidth || 420), height: 240,
+      width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
       legend: { show: false },
       cursor: { points: { size: 6 }, focus: { prox: 24 } },
       focus: { alpha: 0.35 },
@@ -420,16 +556,26 @@
         stroke: n === GLOBAL ? "#111" : color(i), width: n === GLOBAL ? 2.6 : 1.4, spanGaps: true,
         points: { show: xs.length < 40 && names.length < 12 },
       }))],
-      hooks: { setCursor: [(u) => showTip(u, tip, axisName)] },
+      hooks: {
+        setCursor: [(u) => showTip(u, tip, axisName)],
+        draw: [() => {
+          if (el.dataset.state === "drawn") return;
+          const t = state.timings;
+          t.drawStart = Math.min(t.drawStart || Infinity, started);
+          t.drawEnd = Math.max(t.drawEnd || 0, performance.now());
+          t.draw = t.drawEnd - t.drawStart;  // wall time: the first chart begun to the last drawn
+          el.dataset.drawnMs = String(Math.round(performance.now()));  // since navigation began
+          setChartState(el, "drawn", "");
+          emptyNotice(el, byName, names);
+        }],
+      },
     };
     const u = new uPlot(opts, data, holder);
     u.over.append(tip);
-    state.charts[key] = { u, names };
+    state.charts[key] = { u, names, el, lines: byName };
     el.dataset.lines = String(names.length);
-    new ResizeObserver(() => {
-      const w = holder.clientWidth;
-      if (w && Math.abs(w - u.width) > 4) u.setSize({ width: w, height: 240 });
-    }).observe(holder);
+    holder.__chart = state.charts[key];
+    resizer.observe(holder);
   }
 
   function showTip(u, tip, axisName) {
@@ -461,13 +607,17 @@
   async function render() {
     const main = document.getElementById("main");
     const { view, ids } = route();
+    // A run's JSON is asked for at once, beside the tree's, not after it.
+    const runJSON = view === "run" ? getJSON(new URL("runs/" + path(...ids), API)) : null;
+    if (runJSON) runJSON.catch(() => {});  // its error is shown below, once awaited
     try {
       if (!state.tree) await loadTree(); else drawTree();
       main.replaceChildren();
       main.scrollTop = 0;
+      stopCharts();
       if (view === "run") {
         main.append(h("p", { class: "muted" }, "Loading run…"));
-        await renderRun(main, ids);
+        await renderRun(main, ids, runJSON);
         document.title = ids[3] + " · Synergos Command Station";
       } else {
         crumbs([], false);
