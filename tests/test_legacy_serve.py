@@ -160,3 +160,36 @@ def test_ingest_of_the_ttp_outputs_and_the_live_store_make_one_run(
     assert (folder / "artifacts" / "global_model.pt").read_bytes() == b"the TTP's weights"
     paths = {a["path"] for a in detail["artifacts"]["global"]}
     assert {"global_model.pt", "ingest/manifest.json"} <= paths
+
+
+def test_the_command_station_shows_a_ttp_run_with_its_unattributed_statistics(
+    tmp_path: Path, server_factory: Callable[..., Server]
+) -> None:
+    from playwright.sync_api import sync_playwright
+    from test_command_station import CHROMIUM, CHROMIUM_ARGS
+
+    store = tmp_path / "mlflow"
+    write_experiment(store, "1", "hospitals_>_sepsis_>_mlp")
+    write_run(
+        store, "1", "run-1",
+        metrics={
+            "global_train_loss": [(1, 0.9, 0), (2, 0.8, 1)],
+            "w1_local_loss": [(1, 0.7, 0), (2, 0.6, 1)],
+            "accuracy_class_0": [(3, 0.5, 1), (4, 0.25, 1)],
+        },
+        artifacts={"local_model_w1.pt": b"w1"},
+    )  # fmt: skip
+    server = server_factory(store)
+    assert wait_for(lambda: (_run(server, "run-1") or {}).get("unattributed"))
+    with sync_playwright() as manager:
+        browser = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"{server.url}/synergos/runs/hospitals/sepsis/mlp/run-1")
+        page.wait_for_selector("#unattributed-table")
+        rows = page.locator("#unattributed-table tbody tr")
+        assert rows.count() == 2
+        assert "accuracy_class_0" in rows.nth(0).inner_text()
+        assert "0.25" in rows.nth(1).inner_text()
+        page.wait_for_selector("#artifacts")
+        assert "local_model_w1.pt" in page.locator("#artifacts").inner_text()
+        browser.close()

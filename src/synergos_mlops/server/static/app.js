@@ -267,6 +267,7 @@
         h("div", { class: "card" }, h("h2", {}, "Participants — latest metrics"), latestTable(run))),
       metricsCard(run),
       classCard(run),
+      unattributedCard(run),
       artifactsCard(run),
     ].filter(Boolean));
     drawCharts();
@@ -341,6 +342,23 @@
     draw();
     return h("div", { class: "card", id: "per-class" },
       h("div", { class: "card-head" }, h("h2", {}, "Per-class statistics (latest round)"), select), box);
+  }
+
+  // Per-class statistics an original Synergos TTP logged with the class index as the step and
+  // every participant's values on it: shown as logged, one row per point, never charted.
+  function unattributedCard(run) {
+    const found = run.unattributed;
+    if (!found || !found.statistics.length) return null;
+    const rows = found.statistics.flatMap((s) => s.points.map((p, i) =>
+      h("tr", {}, h("td", {}, i ? "" : s.key), h("td", { class: "num" }, String(p.step)),
+        h("td", { class: "num" }, fmtNum(p.value)), h("td", {}, fmtTime(new Date(p.timestamp).toISOString())))));
+    return h("div", { class: "card", id: "unattributed" },
+      h("h2", {}, "Statistics not attributable to a participant"),
+      h("p", { class: "muted" }, found.note),
+      h("div", { class: "scroll" }, h("table", { id: "unattributed-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Key as logged"), h("th", { class: "num" }, "Step as logged"),
+          h("th", { class: "num" }, "Value"), h("th", {}, "Logged at"))),
+        h("tbody", {}, rows))));
   }
 
   function artifactsCard(run) {
