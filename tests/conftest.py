@@ -19,6 +19,17 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 SYNMLOPS = [sys.executable, "-m", "synergos_mlops"]
 
 
+def wait_for(check: Callable[[], object], timeout: float = 60.0) -> object:
+    """The first truthy answer of ``check`` within ``timeout`` seconds, else its last answer
+    (how soon is measured by make bench, not here)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = check()
+        if answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -4,29 +4,17 @@ store: served live, through MLflow's REST API, the Synergos API and the download
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
-from conftest import Server
+from conftest import Server, wait_for
 from legacy_store import append_points, write_experiment, write_run
 from mlflow.tracking import MlflowClient
 
 RUN_URL = "/api/synergos/v1/runs/hospitals/sepsis/mlp"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """The first truthy answer of ``check`` within ``timeout`` seconds (the delay itself is
-    measured by make bench, not here)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = check()
-        if answer or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.1)
 
 
 def _tree(server: Server) -> list[dict[str, Any]]:

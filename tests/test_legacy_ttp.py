@@ -5,14 +5,12 @@ old client still reads its store without a warning."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import Server, start_server
+from conftest import Server, start_server, wait_for
 from legacy_support import legacy_ttp, ttp  # noqa: F401 - legacy_ttp is a fixture
 
 from synergos_mlops.federation import legacy_metric
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.usefixtures("legacy_ttp")
 PARTICIPANTS = "p1,p2,p3"
 HYPERPARAMETERS = '{"algorithm": "FedProx", "rounds": 3, "mu": 0.1}'
 API = "/api/synergos/v1"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = check()
-        if answer or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.2)
 
 
 def _get(server: Server, path: str, **params: str) -> Any:

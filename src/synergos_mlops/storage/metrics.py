@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -294,15 +295,13 @@ def _write_latest(
         )
 
 
-def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
-    """Store ``batch`` idempotently in one transaction (see the module docstring).
-
-    Raises :class:`RunNotActiveError` when a run is missing or deleted and
-    :class:`InvalidValueError` for a key MLflow's schema cannot hold; nothing is written then.
-    """
-    if not len(batch):
-        return WriteResult(0, 0)
-    rows = _rows(batch)
+@contextmanager
+def _locked(
+    engine: Engine, batch: MetricBatch
+) -> Iterator[tuple[Connection, dict[tuple[str, str], Latest]]]:
+    """A transaction that holds the batch's runs for writing: the connection and the
+    ``latest_metrics`` entries of the batch's (run, key) pairs. Raises RunNotActiveError for
+    a missing or deleted run."""
     run_ids = sorted(set(batch.run_ids))
     pairs = set(zip(batch.run_ids, batch.keys, strict=True))
     with engine.begin() as connection:
@@ -314,7 +313,19 @@ def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
             connection.execute(delete(SqlLatestMetric.__table__).where(text("0 = 1")))
         _lock_runs(connection, run_ids)
         _check_runs(connection, run_ids)
-        existing = _existing_latest(connection, run_ids, pairs)
+        yield connection, _existing_latest(connection, run_ids, pairs)
+
+
+def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
+    """Store ``batch`` idempotently in one transaction (see the module docstring).
+
+    Raises :class:`RunNotActiveError` when a run is missing or deleted and
+    :class:`InvalidValueError` for a key MLflow's schema cannot hold; nothing is written then.
+    """
+    if not len(batch):
+        return WriteResult(0, 0)
+    rows = _rows(batch)
+    with _locked(engine, batch) as (connection, existing):
         replaced = _delete_stored(connection, rows, existing)
         _insert_points(connection, rows)
         _update_latest(connection, rows, existing)
@@ -355,16 +366,7 @@ def append_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
     is_nan = [v != v for v in values]
     columns = (batch.keys, stored, batch.timestamps, batch.run_ids, batch.steps, is_nan)
     rows: list[Point] = list(zip(*columns, strict=True))
-    run_ids = sorted(set(batch.run_ids))
-    pairs = set(zip(batch.run_ids, batch.keys, strict=True))
-    with engine.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.execute(text("PRAGMA foreign_keys = ON"))
-            connection.execute(text("PRAGMA busy_timeout = 20000"))
-            connection.execute(delete(SqlLatestMetric.__table__).where(text("0 = 1")))
-        _lock_runs(connection, run_ids)
-        _check_runs(connection, run_ids)
-        existing = _existing_latest(connection, run_ids, pairs)
+    with _locked(engine, batch) as (connection, existing):
         fresh = _insert_new_points(connection, rows)
         if fresh:
             touched = {(row[_RUN], row[_KEY]) for row in fresh}
