@@ -35,7 +35,7 @@ from synergos_mlops.server.api import (
 from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import authorize_metric_writes, current_viewer
 
-__all__ = ["router", "visible_participants"]
+__all__ = ["bundle_log_entries", "router", "visible_participants"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
 
@@ -206,3 +206,41 @@ def run_logs(
         return {"run": found.run_id, "records": records, "more": more, "last_id": last}
 
     return _answer(work)
+
+
+class _RunLogFile:
+    """An artifact repository of one file, ``logs.jsonl``: a run's records as JSON lines,
+    written from the database when the ZIP reaches it (``bundle.open_artifact`` fetches it
+    into a temporary folder, so memory does not grow with the number of records)."""
+
+    def __init__(self, engine: Any, ids: tuple[str, str, str, str], visible: Any) -> None:
+        self._engine = engine
+        self._ids = ids
+        self._visible = visible
+
+    def download_artifacts(self, artifact_path: str, dst_path: str) -> str:
+        import json
+        import os
+
+        from synergos_mlops.storage.logs import iter_run_records
+
+        target = os.path.join(dst_path, os.path.basename(artifact_path))
+        with open(target, "w", encoding="utf-8") as out:
+            for record in iter_run_records(self._engine, self._ids, visible=self._visible):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return target
+
+
+def bundle_log_entries(run: Any) -> list[tuple[str, Any]]:
+    """``logs.jsonl`` for a run's bundle (the records the account may see), or nothing when
+    the run has no records."""
+    from synergos_mlops.server.bundle import ArtifactFile
+    from synergos_mlops.storage.logs import LogQuery, read_records
+
+    engine = _engine()
+    ids = (run.ids.collaboration, run.ids.project, run.ids.experiment, run.run_id)
+    visible = visible_participants(run.ids.collaboration)
+    if not read_records(engine, LogQuery(*ids, visible=visible, after=0, limit=1))[0]:
+        return []
+    repo = _RunLogFile(engine, ids, visible)
+    return [("logs.jsonl", ArtifactFile(repo, "logs.jsonl", "logs.jsonl", None))]
