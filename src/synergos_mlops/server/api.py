@@ -345,9 +345,9 @@ def openapi_document() -> dict[str, Any]:
             'participants) kept in MLflow. Every error is {"error": {"code", "message"}}.',
         )
         holder.include_router(router)
-        from synergos_mlops.server.logs import router as logs_router
+        from synergos_mlops.server.logs import read_router
 
-        holder.include_router(logs_router)
+        holder.include_router(read_router)
         _openapi_cache.update(holder.openapi())
     return _openapi_cache
 

@@ -35,9 +35,12 @@ from synergos_mlops.server.api import (
 from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import authorize_metric_writes, current_viewer
 
-__all__ = ["bundle_log_entries", "router", "visible_participants"]
+__all__ = ["bundle_log_entries", "read_router", "router", "visible_participants", "write_router"]
 
-router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
+#: The tracker's write route (like metrics/bulk, not in the read API's OpenAPI document).
+write_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
+#: The read route, in ``/api/synergos/v1/openapi.json``.
+read_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
 
 #: Largest accepted body, compressed or not.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -92,7 +95,7 @@ def _write(body: bytes) -> dict[str, int]:
         raise ApiError(400, "INVALID_VALUE", str(exc)) from None
 
 
-@router.post("/logs")
+@write_router.post("/logs")
 async def write_logs(request: Request) -> dict[str, int]:
     too_large = ApiError(413, "TOO_LARGE", f"a log batch may hold {MAX_BODY_BYTES} bytes")
     declared = request.headers.get("content-length", "")
@@ -134,7 +137,7 @@ def _participants(raw: list[str] | None) -> list[str] | None:
     return [p.strip() for item in raw for p in item.split(",") if p.strip()] or None
 
 
-@router.get(f"{RUN}/logs", responses=_ERRORS)
+@read_router.get(f"{RUN}/logs", responses=_ERRORS)
 def run_logs(
     collaboration: Collaboration,
     project: Project,
@@ -206,6 +209,12 @@ def run_logs(
         return {"run": found.run_id, "records": records, "more": more, "last_id": last}
 
     return _answer(work)
+
+
+#: What ``server/app.py`` mounts.
+router = APIRouter()
+router.include_router(write_router)
+router.include_router(read_router)
 
 
 class _RunLogFile:
