@@ -23,6 +23,7 @@ from synergos_mlops.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "FederatedLogHandler",
     "FederatedTracker",
     "FileStoreFoundError",
     "IngestError",
@@ -37,11 +38,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from synergos_mlops.tracking import FederatedTracker, TrackerConfig
+    from synergos_mlops.tracking import FederatedLogHandler, FederatedTracker, TrackerConfig
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("FederatedTracker", "TrackerConfig"):
+    if name in ("FederatedLogHandler", "FederatedTracker", "TrackerConfig"):
         from synergos_mlops import tracking
 
         return getattr(tracking, name)

@@ -143,6 +143,8 @@ def main() -> None:
 @_option("allowed_hosts", "--allowed-hosts", type=str)
 @_option("cors_allowed_origins", "--cors-allowed-origins", type=str)
 @_option("auth", "--auth", is_flag=True)
+@_option("gelf_port", "--gelf-port", type=click.IntRange(1, 65535))
+@_option("log_retention_days", "--log-retention-days", type=click.FloatRange(min=0, min_open=True))
 @click.option(
     "--watch", "watch_outputs", type=click.Path(path_type=Path), default=None,
     help="Also keep ingesting this orchestrator output folder into the served tracker.",
@@ -164,6 +166,8 @@ def serve(
     allowed_hosts: str | None,
     cors_allowed_origins: str | None,
     auth: bool,
+    gelf_port: int | None,
+    log_retention_days: float | None,
     watch_outputs: Path | None,
     worker_outputs: tuple[str, ...],
 ) -> None:
@@ -209,6 +213,8 @@ def serve(
         allowed_hosts=allowed_hosts,
         cors_allowed_origins=cors_allowed_origins,
         auth=bool(auth),
+        gelf_port=gelf_port,
+        log_retention_days=log_retention_days,
     )
     on_ready = None
     if watch_outputs is not None:

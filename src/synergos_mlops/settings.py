@@ -73,6 +73,16 @@ SETTINGS: tuple[Setting, ...] = (
         "needs MLFLOW_AUTH_ADMIN_PASSWORD.",
     ),
     Setting(
+        "gelf_port", "SYNMLOPS_GELF_PORT", None,
+        "Also take log records as GELF on this port, TCP and UDP (what the original "
+        "synergos_logger sends through graypy), into the runs' central logs.",
+    ),
+    Setting(
+        "log_retention_days", "SYNMLOPS_LOG_RETENTION_DAYS", None,
+        "Delete central log records older than this many days (checked hourly; default: "
+        "keep them all).",
+    ),
+    Setting(
         "tracking_uri", "MLFLOW_TRACKING_URI", None,
         "Where demo, ingest, watch and export go (and the tracker, given no URI): a server "
         "URL (http://host:5500) or a store folder; the commands default to the store folder "

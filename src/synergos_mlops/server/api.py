@@ -236,12 +236,15 @@ def run_bundle(
     collaboration: Collaboration, project: Project, experiment: Experiment, run: RunId
 ) -> StreamingResponse:
     """Every artifact of the run and its participants as one ZIP (global/, participants/<id>/),
-    streamed."""
+    and its log records as logs.jsonl, streamed."""
 
     def work() -> StreamingResponse:
         backend = Backend.of_server()
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         entries = bundle_entries(backend, found)
+        from synergos_mlops.server.logs import bundle_log_entries
+
+        entries += bundle_log_entries(found)  # the run's central logs, logs.jsonl
         return _zip_response(iter_zip(entries), _bundle_name(found))
 
     return _answer(work)
@@ -342,6 +345,9 @@ def openapi_document() -> dict[str, Any]:
             'participants) kept in MLflow. Every error is {"error": {"code", "message"}}.',
         )
         holder.include_router(router)
+        from synergos_mlops.server.logs import read_router
+
+        holder.include_router(read_router)
         _openapi_cache.update(holder.openapi())
     return _openapi_cache
 

@@ -58,4 +58,10 @@ def health() -> JSONResponse:
         sync = read_status(status_path)
         if sync is not None and (sync.get("experiments") or sync.get("skipped")):
             body["file_store"] = sync
+    from synergos_mlops.server.log_service import STATUS_ENV as GELF_STATUS_ENV
+    from synergos_mlops.server.log_service import read_status as read_gelf_status
+
+    gelf_path = os.environ.get(GELF_STATUS_ENV)
+    if gelf_path:
+        body["gelf"] = read_gelf_status(gelf_path) or {"accepted": 0, "rejected": {}}
     return JSONResponse(content={**body, "status": "ok"})

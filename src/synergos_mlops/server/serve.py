@@ -95,6 +95,8 @@ class ServeConfig:
     allowed_hosts: str | None = None
     cors_allowed_origins: str | None = None
     auth: bool = False
+    gelf_port: int | None = None
+    log_retention_days: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -204,6 +206,13 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     from synergos_mlops.server.auth import AUTH_APP_ENV
 
     env.pop(AUTH_APP_ENV, None)
+    from synergos_mlops.server.log_service import STATUS_ENV as GELF_STATUS_ENV
+
+    env.pop(GELF_STATUS_ENV, None)
+    if config.gelf_port is not None:
+        if config.gelf_port == config.port:
+            raise ServeError(f"--gelf-port {config.gelf_port} is the server's own --port")
+        env[GELF_STATUS_ENV] = str(_gelf_status_path(config))
     env.update(auth_env)
     env.update(config.extra_env)
     return command, env
@@ -249,6 +258,7 @@ def serve(
     """Run the server until it stops or a signal arrives; return its exit code."""
     command, env = prepare(config)
     backend = command[command.index("--backend-store-uri") + 1]
+    logs = _start_log_services(config, backend, echo)  # before the child: a taken port stops here
     process = subprocess.Popen(command, env=env)
     sync = None
 
@@ -276,6 +286,46 @@ def serve(
         _stop(process)
         if sync is not None:
             sync.stop()
+        for service in logs:
+            service.stop()
+
+
+def _gelf_status_path(config: ServeConfig) -> Path:
+    """Beside the file-store sync's status, in the store folder (a temporary folder when the
+    server keeps nothing there)."""
+    import tempfile
+
+    folder = StoreFolder.at(config.store)
+    if folder.path.is_dir():
+        return folder.path / "synergos-mlops-gelf.json"
+    return Path(tempfile.gettempdir()) / f"synergos-mlops-gelf-{config.port}.json"
+
+
+def _start_log_services(
+    config: ServeConfig, backend: str, echo: Callable[[str], None]
+) -> list[Any]:
+    """The GELF input (``--gelf-port``) and the retention of log records
+    (``--log-retention-days``), threads of this process beside the server."""
+    from synergos_mlops.server.log_service import GelfInput, LogRetention
+
+    services: list[Any] = []
+    if config.gelf_port is not None:
+        gelf = GelfInput(backend, config.host, config.gelf_port, _gelf_status_path(config),
+                         echo=echo)  # fmt: skip
+        try:
+            gelf.bind()
+        except OSError as exc:
+            raise ServeError(
+                f"cannot take GELF on {config.host}:{config.gelf_port}: {exc.strerror}"
+            ) from None
+        gelf.start()
+        services.append(gelf)
+        echo(f"  GELF log input: {config.host}:{config.gelf_port} (TCP and UDP)")
+    if config.log_retention_days is not None:
+        retention = LogRetention(backend, config.log_retention_days, echo=echo)
+        retention.start()
+        services.append(retention)
+    return services
 
 
 def _start_file_store_sync(config: ServeConfig, backend: str, echo: Callable[[str], None]) -> Any:

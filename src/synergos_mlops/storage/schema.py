@@ -43,6 +43,11 @@ logs = Table(
     Column("role", String(20)),
     Column("message", Text, nullable=False),
     Column("fields", Text),
+    # s0002: the federated ids as text, and the sender's record id (one row per record).
+    Column("record_id", String(64)),  # unique index synergos_logs_record_id
+    Column("project", String(250)),
+    Column("experiment", String(250)),
+    Column("run", String(250)),
 )
 
 

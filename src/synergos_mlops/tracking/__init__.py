@@ -17,6 +17,7 @@ Importing this package is cheap: MLflow, SQLAlchemy and requests load on first u
 from __future__ import annotations
 
 from synergos_mlops.tracking._config import TrackerConfig, default_spool_dir
+from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._sender import BatchRejectedError
 from synergos_mlops.tracking._tracker import (
     GLOBAL,
@@ -36,6 +37,7 @@ __all__ = [
     "GLOBAL",
     "PARAM_VALUE_LIMIT",
     "BatchRejectedError",
+    "FederatedLogHandler",
     "FederatedRun",
     "FederatedTracker",
     "FolderTransport",

@@ -1,5 +1,9 @@
 """The background sender: buffer points, put them in the spool, send them in order.
 
+One sender carries one kind of batch: metric points (:data:`METRICS`), or log records
+(:data:`LOGS`, the tracker's second sender, with its own spool). What differs between the two
+is said by a small :class:`BatchKind`; buffering, spooling and retrying are the same.
+
 Points logged go to an in-memory columnar buffer. A daemon thread wakes every
 ``flush_interval`` seconds, or as soon as ``batch_size`` points wait, writes the buffer to the
 spool in batches of at most ``batch_size`` points, and sends the spool's batches in order:
@@ -15,7 +19,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 from synergos_mlops.errors import ServerUnavailableError, SynergosError
 from synergos_mlops.storage.batch import MetricBatch, encode_batch
@@ -23,7 +29,7 @@ from synergos_mlops.tracking._config import TrackerConfig
 from synergos_mlops.tracking._spool import Spool, SpoolFolder
 from synergos_mlops.tracking._transport import Transport
 
-__all__ = ["BatchRejectedError", "Sender"]
+__all__ = ["LOGS", "METRICS", "BatchKind", "BatchRejectedError", "Sender"]
 
 _log = logging.getLogger("synergos_mlops.tracking")
 
@@ -32,15 +38,104 @@ class BatchRejectedError(SynergosError):
     """The destination refused a batch for good; it is kept in the spool's rejected/ folder."""
 
 
+class BatchKind(Protocol):
+    """What a sender needs to know about the items it carries."""
+
+    noun: str  #: "metric points", for messages
+
+    def new(self) -> Any: ...
+
+    def size(self, buffer: Any) -> int: ...
+
+    def extend(self, buffer: Any, items: Any) -> int:
+        """Add ``items`` to ``buffer``; return how many."""
+
+    def parts(self, buffer: Any, size: int) -> Iterator[tuple[bytes, int]]:
+        """The buffer as wire-form batches of at most ``size`` items, with their counts."""
+
+    def send(self, transport: Transport, body: bytes) -> None: ...
+
+
+class _Metrics:
+    noun = "metric points"
+
+    def new(self) -> MetricBatch:
+        return MetricBatch()
+
+    def size(self, buffer: MetricBatch) -> int:
+        return len(buffer)
+
+    def extend(self, buffer: MetricBatch, items: MetricBatch) -> int:
+        buffer.run_ids.extend(items.run_ids)
+        buffer.keys.extend(items.keys)
+        buffer.steps.extend(items.steps)
+        buffer.values.extend(items.values)
+        buffer.timestamps.extend(items.timestamps)
+        return len(items)
+
+    def parts(self, buffer: MetricBatch, size: int) -> Iterator[tuple[bytes, int]]:
+        for start in range(0, len(buffer), size):
+            part = MetricBatch(
+                buffer.run_ids[start : start + size],
+                buffer.keys[start : start + size],
+                buffer.steps[start : start + size],
+                buffer.values[start : start + size],
+                buffer.timestamps[start : start + size],
+            )
+            yield encode_batch(part), len(part)
+
+    def send(self, transport: Transport, body: bytes) -> None:
+        transport.write_metrics(body)
+
+
+class _Logs:
+    """Log records as the wire form's dicts (``storage.log_batch``)."""
+
+    noun = "log records"
+
+    def new(self) -> list[dict[str, Any]]:
+        return []
+
+    def size(self, buffer: list[dict[str, Any]]) -> int:
+        return len(buffer)
+
+    def extend(self, buffer: list[dict[str, Any]], items: list[dict[str, Any]]) -> int:
+        buffer.extend(items)
+        return len(items)
+
+    def parts(self, buffer: list[dict[str, Any]], size: int) -> Iterator[tuple[bytes, int]]:
+        from synergos_mlops.storage.log_batch import encode_log_batch
+
+        for start in range(0, len(buffer), size):
+            part = buffer[start : start + size]
+            yield encode_log_batch(part), len(part)
+
+    def send(self, transport: Transport, body: bytes) -> None:
+        transport.write_logs(body)
+
+
+METRICS: BatchKind = _Metrics()
+LOGS: BatchKind = _Logs()
+
+
 class Sender:
-    def __init__(self, transport: Transport, spool: Spool, config: TrackerConfig) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        spool: Spool,
+        config: TrackerConfig,
+        kind: BatchKind = METRICS,
+        *,
+        name: str = "synergos-tracker",
+    ) -> None:
         self._transport = transport
         self._spool = spool
         self._config = config
+        self._kind = kind
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._disk = threading.Lock()  # one writer of the buffer to disk at a time
-        self._buffer = MetricBatch()
+        self._buffer = kind.new()
         self._logged = 0  # points accepted
         self._settled = 0  # points stored, or rejected and reported
         self._queue: deque[tuple[Path, int]] = deque()  # own spool files, in order
@@ -51,21 +146,20 @@ class Sender:
         self._failures: list[str] = []
         self.last_problem: str | None = None
         self.retries = 0  # batches sent again after the destination was away
-        self._thread = threading.Thread(target=self._run, name="synergos-tracker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The sending thread (a log handler leaves out what this thread itself logs)."""
+        return self._thread
 
     # Called by the logging threads --------------------------------------------------------
 
-    def add(self, batch: MetricBatch) -> None:
+    def add(self, items: Any) -> None:
         with self._lock:
-            buffer = self._buffer
-            buffer.run_ids.extend(batch.run_ids)
-            buffer.keys.extend(batch.keys)
-            buffer.steps.extend(batch.steps)
-            buffer.values.extend(batch.values)
-            buffer.timestamps.extend(batch.timestamps)
-            self._logged += len(batch)
-            if len(buffer) >= self._config.batch_size:
+            self._logged += self._kind.extend(self._buffer, items)
+            if self._kind.size(self._buffer) >= self._config.batch_size:
                 self._changed.notify_all()
 
     def persist(self) -> None:
@@ -73,18 +167,11 @@ class Sender:
         size = self._config.batch_size
         with self._disk:
             with self._lock:
-                buffer, self._buffer = self._buffer, MetricBatch()
-            for start in range(0, len(buffer), size):
-                part = MetricBatch(
-                    buffer.run_ids[start : start + size],
-                    buffer.keys[start : start + size],
-                    buffer.steps[start : start + size],
-                    buffer.values[start : start + size],
-                    buffer.timestamps[start : start + size],
-                )
-                path = self._spool.write(encode_batch(part))
+                buffer, self._buffer = self._buffer, self._kind.new()
+            for body, count in self._kind.parts(buffer, size):
+                path = self._spool.write(body)
                 with self._lock:
-                    self._queue.append((path, len(part)))
+                    self._queue.append((path, count))
 
     def flush(self, timeout: float) -> int:
         """Wait until every point logged so far is stored; return how many are not (0 when
@@ -126,7 +213,7 @@ class Sender:
         while True:
             with self._lock:
                 idle = not self._stop and not self._kick
-                if idle and len(self._buffer) < self._config.batch_size:
+                if idle and self._kind.size(self._buffer) < self._config.batch_size:
                     self._changed.wait(pause or self._config.flush_interval)
                 stopping, self._kick = self._stop, False
                 adopt = self._adopt
@@ -183,7 +270,7 @@ class Sender:
         except FileNotFoundError:  # another tracker sent it meanwhile
             return ""
         try:
-            self._transport.write_metrics(body)
+            self._kind.send(self._transport, body)
         except ServerUnavailableError as exc:
             self.last_problem = str(exc)
             with self._lock:
@@ -191,7 +278,7 @@ class Sender:
             return None
         except SynergosError as exc:
             kept = self._spool.reject(path)
-            message = f"a batch of metric points was refused ({exc}); it is kept in {kept}"
+            message = f"a batch of {self._kind.noun} was refused ({exc}); it is kept in {kept}"
             _log.error(message)
             return message
         self.last_problem = None

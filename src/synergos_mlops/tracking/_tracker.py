@@ -29,7 +29,8 @@ from synergos_mlops.federation import (
 )
 from synergos_mlops.storage.batch import MetricBatch
 from synergos_mlops.tracking._config import TrackerConfig
-from synergos_mlops.tracking._sender import Sender
+from synergos_mlops.tracking._logs import FederatedLogHandler
+from synergos_mlops.tracking._sender import LOGS, Sender
 from synergos_mlops.tracking._spool import Spool
 from synergos_mlops.tracking._transport import Resolved, Transport, transport_for
 from synergos_mlops.tracking._validate import (
@@ -101,6 +102,11 @@ class FederatedTracker:
             self.config.spool_root, self._transport.destination_id, self._transport.tracking_uri
         )
         self._sender = Sender(self._transport, self._spool, self.config)
+        self._log_sender: Sender | None = None
+        self._log_spool: Spool | None = None
+        self._log_lock = threading.Lock()
+        if self._log_spool_root.joinpath(self._transport.destination_id).is_dir():
+            self._logs()  # an earlier tracker may have left records to send
         self._user = user if user is not None else _user()
         self._closed = False
         self._retries = 0
@@ -124,6 +130,25 @@ class FederatedTracker:
     def spool_path(self) -> Path:
         """The spool folder of this tracker's destination."""
         return self._spool.path
+
+    @property
+    def _log_spool_root(self) -> Path:
+        return self.config.spool_root / "logs"
+
+    def _logs(self) -> Sender:
+        """The sender of log records, started on first use, with its own spool."""
+        with self._log_lock:
+            if self._log_sender is None:
+                self._log_spool = Spool(
+                    self._log_spool_root,
+                    self._transport.destination_id,
+                    self._transport.tracking_uri,
+                )
+                self._log_sender = Sender(
+                    self._transport, self._log_spool, self.config, LOGS,
+                    name="synergos-tracker-logs",
+                )  # fmt: skip
+            return self._log_sender
 
     def run(
         self,
@@ -190,18 +215,24 @@ class FederatedTracker:
         (default ``config.flush_timeout``) with a warning (False): what is unsent stays in the
         spool and is sent when the destination is back."""
         wait = self.config.flush_timeout if timeout is None else timeout
-        missing = self._sender.flush(wait)
-        if missing:
-            problem = self._sender.last_problem or "no answer"
-            warnings.warn(
-                f"{missing} metric points are not stored yet ({problem}); they wait in the "
-                f"spool at {self._spool.path} and are sent when {self.tracking_uri} is back, "
-                "by this tracker or the next one for the same destination",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return False
-        return True
+        deadline = time.monotonic() + wait
+        stored = True
+        senders = [(self._sender, self._spool, "metric points")]
+        if self._log_sender is not None and self._log_spool is not None:
+            senders.append((self._log_sender, self._log_spool, "log records"))
+        for sender, spool, noun in senders:
+            missing = sender.flush(max(deadline - time.monotonic(), 0.0))
+            if missing:
+                problem = sender.last_problem or "no answer"
+                warnings.warn(
+                    f"{missing} {noun} are not stored yet ({problem}); they wait in the "
+                    f"spool at {spool.path} and are sent when {self.tracking_uri} is back, "
+                    "by this tracker or the next one for the same destination",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                stored = False
+        return stored
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (see flush), stop the sender and leave what is unsent in the spool."""
@@ -213,6 +244,9 @@ class FederatedTracker:
             self._closed = True
             self._sender.close()
             self._spool.own.release()
+            if self._log_sender is not None and self._log_spool is not None:
+                self._log_sender.close()
+                self._log_spool.own.release()
             self._transport.close()
             atexit.unregister(self._atexit)
 
@@ -255,6 +289,9 @@ def _make_atexit(tracker: FederatedTracker) -> Callable[[], None]:
         if found is not None and not found._closed:
             with contextlib.suppress(Exception):
                 found._sender.persist()
+            if found._log_sender is not None:
+                with contextlib.suppress(Exception):
+                    found._log_sender.persist()
 
     return at_exit
 
@@ -442,6 +479,20 @@ class FederatedRun:
     def flush(self, timeout: float | None = None) -> bool:
         """See FederatedTracker.flush."""
         return self._tracker.flush(timeout)
+
+    # Logs ----------------------------------------------------------------------------------
+
+    def log_handler(self, participant: str | None = None, *, level: int = 0) -> FederatedLogHandler:
+        """A ``logging.Handler`` that keeps records in this run's central logs: the
+        orchestrator's (``participant=None``) or one participant's. Records wait in the
+        tracker's log spool while the destination is away; ``flush()`` and the end of the
+        run wait for them as for metric points. See docs/logs.md."""
+        self._tracker._check_open()
+        sender = self._tracker._logs()
+        return FederatedLogHandler(
+            self.ids.collaboration, self.ids.project, self.ids.experiment, self.run,
+            participant, sender.add, level=level, skip_thread=sender.thread,
+        )  # fmt: skip
 
     # Artifacts -----------------------------------------------------------------------------
 

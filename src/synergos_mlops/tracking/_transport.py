@@ -73,6 +73,10 @@ class Transport(Protocol):
     def write_metrics(self, body: bytes) -> None:
         """Store one wire-form batch (``synergos_mlops.storage.batch``), idempotently."""
 
+    def write_logs(self, body: bytes) -> None:
+        """Store one wire-form batch of log records (``synergos_mlops.storage.log_batch``),
+        idempotently (by the records' ids)."""
+
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None: ...
 
     def set_status(self, run_id: str, status: str, end_time: int) -> None: ...
@@ -211,6 +215,15 @@ class HttpTransport:
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
 
+    def write_logs(self, body: bytes) -> None:
+        self._call(
+            "POST",
+            f"{API_PREFIX}/logs",
+            what="log batch",
+            data=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         items = [{"key": key, "value": value} for key, value in params.items()]
         for start in range(0, len(items), 100):  # MLflow's limit per log-batch request
@@ -296,6 +309,29 @@ class FolderTransport:
             write_metrics(self.store.engine, decode_batch(body))
         except RunNotActiveError as exc:
             raise InvalidValueError(str(exc)) from None
+        except SynergosError:
+            raise
+        except Exception as exc:  # the database is locked or away: try again later
+            raise ServerUnavailableError(f"store {self.folder.path}: {exc}") from None
+
+    def _ensure_log_table(self) -> None:
+        """Our tables beside MLflow's (a folder no server has opened yet has none)."""
+        if getattr(self, "_log_table_ready", False):
+            return
+        from synergos_mlops.storage.schema import our_schema, upgrade_ours
+
+        if our_schema(self.store.engine).current is None:
+            upgrade_ours(self.store.engine)
+        self._log_table_ready = True
+
+    def write_logs(self, body: bytes) -> None:
+        from synergos_mlops.storage.log_batch import attach_runs, decode_log_batch
+        from synergos_mlops.storage.logs import insert_records
+
+        records = decode_log_batch(body)
+        try:
+            self._ensure_log_table()
+            insert_records(self.store.engine, attach_runs(self.store.engine, records))
         except SynergosError:
             raise
         except Exception as exc:  # the database is locked or away: try again later

@@ -1,0 +1,276 @@
+"""GELF messages (what the original synergos_logger sends through graypy) into log records.
+
+Pure functions, no sockets (those are in ``log_service.py``):
+
+- :func:`decode_payload`: one datagram or one TCP frame -> the GELF JSON object: plain,
+  zlib- or gzip-compressed, never more than :data:`MAX_MESSAGE_BYTES` once decompressed;
+- :class:`ChunkAssembler`: chunked UDP GELF (magic ``0x1e 0x0f``, 8-byte message id,
+  sequence number, count) put back together, incomplete messages dropped after a timeout,
+  the memory it holds bounded;
+- :func:`record_from_gelf`: a GELF object -> a :class:`~synergos_mlops.storage.logs.LogRecord`;
+- :func:`system_samples_from_gelf`: the hardware sample a ``SYS_<participant>`` event carries.
+
+Every refusal is a :class:`GelfRejected` whose ``reason`` is a short name counted in
+``/health`` (``not_json``, ``missing_field``, ``oversize``, ``bad_chunk``, ``incomplete``,
+``chunk_flood``, ``backlog_full``).
+
+How synergos_logger's fields map (graypy puts a structlog event's keys in ``_<key>``):
+``short_message`` -> message (``full_message`` kept in fields); ``timestamp`` (seconds) -> ms;
+``_level_number`` (Python's number) or else the syslog ``level`` -> level; ``_logger`` ->
+logger and, by its prefix, role (TTP, WKR, DIR, SYS) and the participant of ``WKR_<p>`` /
+``SYS_<p>``; the run from ``_collaboration``/``_collab_id``, ``_project``/``_project_id``,
+``_experiment``/``_expt_id``, ``_run``/``_run_id``, ``_participant``/``_participant_id``;
+every other ``_`` field (``_event``, ``_file_path``, ``_ID_path``, ``_ID_class``,
+``_ID_function``, the hardware statistics ...) goes into fields, without its underscore.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from synergos_mlops.storage.logs import LogRecord, participant_of_logger, role_of_logger
+
+__all__ = [
+    "CHUNK_MAGIC",
+    "MAX_MESSAGE_BYTES",
+    "SYSTEM_FIELDS",
+    "ChunkAssembler",
+    "GelfRejected",
+    "decode_payload",
+    "record_from_gelf",
+    "system_samples_from_gelf",
+]
+
+#: Largest GELF message once decompressed.
+MAX_MESSAGE_BYTES = 1024 * 1024
+CHUNK_MAGIC = b"\x1e\x0f"
+_CHUNK_HEADER = 12
+_MAX_CHUNKS = 128  # the GELF specification's limit
+
+#: syslog severity -> Python level.
+_SYSLOG = {0: 50, 1: 50, 2: 50, 3: 40, 4: 30, 5: 20, 6: 20, 7: 10}
+_ID_FIELDS = {
+    "collaboration": ("collaboration", "collab_id", "collaboration_id"),
+    "project": ("project", "project_id"),
+    "experiment": ("experiment", "expt_id", "experiment_id"),
+    "run": ("run", "run_id"),
+    "participant": ("participant", "participant_id"),
+}
+#: The hardware statistics synergos_logger's SysmetricLogger adds to each event.
+SYSTEM_FIELDS = (
+    "cpu_percent",
+    "memory_total", "memory_available", "memory_used", "memory_free",
+    "disk_read_counter", "disk_write_counter", "disk_read_bytes", "disk_write_bytes",
+    "net_bytes_sent", "net_bytes_recv", "net_packets_sent", "net_packets_recv",
+)  # fmt: skip
+
+
+class GelfRejected(ValueError):
+    """A message that is not stored; ``reason`` is counted in /health."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def _inflate(data: bytes, wbits: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, MAX_MESSAGE_BYTES + 1)
+    except zlib.error as exc:
+        raise GelfRejected("not_json", f"bad compressed data ({exc})") from None
+    if len(out) > MAX_MESSAGE_BYTES:
+        raise GelfRejected("oversize", f"more than {MAX_MESSAGE_BYTES} bytes decompressed")
+    return out
+
+
+def decode_payload(data: bytes) -> dict[str, Any]:
+    """One whole GELF message (a datagram put together, or a TCP frame) -> its JSON object."""
+    if data[:2] == b"\x1f\x8b":
+        data = _inflate(data, 16 + zlib.MAX_WBITS)
+    elif data[:1] == b"\x78":
+        data = _inflate(data, zlib.MAX_WBITS)
+    elif len(data) > MAX_MESSAGE_BYTES:
+        raise GelfRejected("oversize", f"more than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        raise GelfRejected("not_json") from None
+    if not isinstance(document, dict):
+        raise GelfRejected("not_json", "not a JSON object")
+    return document
+
+
+class ChunkAssembler:
+    """Chunked UDP GELF put back together.
+
+    At most ``max_messages`` messages and ``max_bytes`` of chunks are held; beyond either,
+    the oldest incomplete message is dropped (``chunk_flood``). A message still incomplete
+    after ``timeout`` seconds is dropped (``incomplete``), as the specification says.
+    """
+
+    def __init__(
+        self, *, timeout: float = 5.0, max_messages: int = 1000, max_bytes: int = 16 << 20
+    ) -> None:
+        self.timeout = timeout
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._pending: OrderedDict[bytes, tuple[float, int, dict[int, bytes]]] = OrderedDict()
+        self._bytes = 0
+        self.dropped: dict[str, int] = {}
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
+    def _drop(self, message_id: bytes, reason: str) -> None:
+        _, _, parts = self._pending.pop(message_id)
+        self._bytes -= sum(len(p) for p in parts.values())
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def expire(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        while self._pending:
+            message_id, (started, _, _) = next(iter(self._pending.items()))
+            if now - started < self.timeout:
+                return
+            self._drop(message_id, "incomplete")
+
+    def add(self, datagram: bytes, now: float | None = None) -> bytes | None:
+        """Take one chunk; the whole message once its last chunk arrives, else None."""
+        now = time.monotonic() if now is None else now
+        self.expire(now)
+        if len(datagram) <= _CHUNK_HEADER:
+            raise GelfRejected("bad_chunk", "a chunk without data")
+        message_id = datagram[2:10]
+        sequence, count = datagram[10], datagram[11]
+        if not 0 < count <= _MAX_CHUNKS or sequence >= count:
+            raise GelfRejected("bad_chunk", f"chunk {sequence} of {count}")
+        data = datagram[_CHUNK_HEADER:]
+        if count == 1:
+            return data
+        entry = self._pending.get(message_id)
+        if entry is None:
+            entry = (now, count, {})
+            self._pending[message_id] = entry
+        elif entry[1] != count:
+            self._drop(message_id, "bad_chunk")
+            raise GelfRejected("bad_chunk", "chunks of one message disagree on their count")
+        parts = entry[2]
+        if sequence not in parts:
+            parts[sequence] = data
+            self._bytes += len(data)
+        if sum(len(p) for p in parts.values()) > MAX_MESSAGE_BYTES:
+            self._drop(message_id, "oversize")
+            return None
+        if len(parts) == count:
+            self._pending.pop(message_id)
+            self._bytes -= sum(len(p) for p in parts.values())
+            return b"".join(parts[i] for i in range(count))
+        while self._pending and (
+            len(self._pending) > self.max_messages or self._bytes > self.max_bytes
+        ):
+            self._drop(next(iter(self._pending)), "chunk_flood")
+        return None
+
+
+def _text(value: object, limit: int = 250) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value)
+    if not text or len(text) > limit or "/" in text or not text.isprintable():
+        return None
+    return text
+
+
+def _level(document: Mapping[str, Any]) -> int:
+    number = document.get("_level_number")
+    if isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= 100:
+        return number
+    syslog = document.get("level")
+    if isinstance(syslog, (int, float)) and not isinstance(syslog, bool):
+        return _SYSLOG.get(int(syslog), 20)
+    return 20
+
+
+def _timestamp(document: Mapping[str, Any]) -> int:
+    stamp = document.get("timestamp")
+    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and 0 <= stamp < 1e11:
+        return int(stamp * 1000)
+    return int(time.time() * 1000)
+
+
+def record_from_gelf(document: Mapping[str, Any]) -> LogRecord:
+    """A GELF object -> the record stored (see the module docstring for the mapping)."""
+    message = document.get("short_message")
+    if not isinstance(message, str):
+        raise GelfRejected("missing_field", "short_message")
+    extra = {key[1:]: value for key, value in document.items() if key.startswith("_") and key[1:]}
+    extra.pop("id", None)  # reserved by GELF
+    logger = _text(extra.pop("logger", None)) or "gelf"
+    ids: dict[str, str | None] = {}
+    for column, names in _ID_FIELDS.items():
+        found = None
+        for name in names:
+            if name in extra:
+                found = _text(extra[name])
+                if found is not None:
+                    extra.pop(name)
+                    break
+        ids[column] = found
+    if ids["participant"] is None:
+        ids["participant"] = _text(participant_of_logger(logger))
+    fields: dict[str, Any] = extra
+    for key in ("host", "full_message", "facility"):
+        if document.get(key) not in (None, ""):
+            fields[key] = document[key]
+    fields.pop("level_number", None)
+    return LogRecord(
+        timestamp=_timestamp(document),
+        level=_level(document),
+        logger=logger,
+        message=message,
+        role=role_of_logger(logger),
+        fields=fields,
+        **ids,
+    )
+
+
+def system_samples_from_gelf(record: LogRecord | Mapping[str, Any]) -> dict[str, Any] | None:
+    """The hardware sample of a ``SYS_<participant>`` event, for ``system/...`` metrics.
+
+    Takes a stored :class:`LogRecord` (or a raw GELF object). Returns None when the record
+    is not a SysmetricLogger event or carries no statistic, else::
+
+        {"participant": "worker_1" | None, "timestamp": <ms>,
+         "collaboration", "project", "experiment", "run": <ids or None>,
+         "values": {"cpu_percent": 12.5, "memory_used": 1.2e9, ...}}   # numbers only
+    """
+    if not isinstance(record, LogRecord):
+        try:
+            record = record_from_gelf(record)
+        except GelfRejected:
+            return None
+    if record.role != "SYS":
+        return None
+    values = {
+        key: float(value)
+        for key in SYSTEM_FIELDS
+        if isinstance(value := record.fields.get(key), (int, float)) and not isinstance(value, bool)
+    }
+    if not values:
+        return None
+    return {
+        "participant": record.participant,
+        "timestamp": record.timestamp,
+        "collaboration": record.collaboration,
+        "project": record.project,
+        "experiment": record.experiment,
+        "run": record.run,
+        "values": values,
+    }

@@ -1,0 +1,255 @@
+"""Central logs on the Synergos API (see docs/logs.md).
+
+``POST /api/synergos/v1/logs``
+    Body: a batch of log records (``synergos_mlops.storage.log_batch``), gzip-compressed
+    (``Content-Encoding: gzip``) or plain JSON; what the tracker's ``FederatedLogHandler``
+    sends. Every record names an existing federated run; a record whose id is stored already
+    is left out, so a batch sent twice is stored once. Answer: ``{"stored": n}``. A bad
+    record is a 400 naming it, an unknown run a 404; nothing of the batch is stored then.
+    With ``--auth``: EDIT on the run's experiment; an account bound to participants writes
+    only its own participants' records.
+
+``GET /api/synergos/v1/runs/{collaboration}/{project}/{experiment}/{run}/logs``
+    The run's records, oldest first, filtered (see :func:`run_logs`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from synergos_mlops.errors import InvalidValueError
+from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server.api import (
+    _ERRORS,
+    RUN,
+    Collaboration,
+    Experiment,
+    Project,
+    RunId,
+    _answer,
+    _run,
+)
+from synergos_mlops.server.app import API_PREFIX
+from synergos_mlops.server.auth._viewer import authorize_metric_writes, current_viewer
+
+__all__ = ["bundle_log_entries", "read_router", "router", "visible_participants", "write_router"]
+
+#: The tracker's write route (like metrics/bulk, not in the read API's OpenAPI document).
+write_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
+#: The read route, in ``/api/synergos/v1/openapi.json``.
+read_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
+
+#: Largest accepted body, compressed or not.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+def _engine() -> Any:
+    from mlflow.server.handlers import _get_tracking_store
+
+    engine = getattr(_get_tracking_store(), "engine", None)
+    if engine is None:
+        raise ApiError(501, "NOT_SUPPORTED", "the tracking store is not an SQL database")
+    return engine
+
+
+def _authorize(records: list[Any]) -> None:
+    authorize_metric_writes(sorted({r.run_uuid for r in records}))
+    viewer = current_viewer()
+    if viewer is None or not viewer.scoped:
+        return
+    for record in records:
+        if record.participant is None or not viewer.sees_participant(
+            record.collaboration, record.participant
+        ):
+            whose = "the orchestrator" if record.participant is None else record.participant
+            raise ApiError(
+                403, "PERMISSION_DENIED",
+                f"{viewer.username!r} is bound to participants and may not write records of "
+                f"{whose!r}",
+            )  # fmt: skip
+
+
+def _write(body: bytes) -> dict[str, int]:
+    from synergos_mlops.storage.log_batch import (
+        LogBatchTooLargeError,
+        LogRunNotFoundError,
+        attach_runs,
+        decode_log_batch,
+    )
+    from synergos_mlops.storage.logs import insert_records
+
+    try:
+        engine = _engine()
+        records = attach_runs(engine, decode_log_batch(body))
+        _authorize(records)
+        return {"stored": insert_records(engine, records)}
+    except LogBatchTooLargeError as exc:
+        raise ApiError(413, "TOO_LARGE", str(exc)) from None
+    except LogRunNotFoundError as exc:
+        raise ApiError(404, "RUN_NOT_FOUND", str(exc)) from None
+    except InvalidValueError as exc:  # InvalidIdError included
+        raise ApiError(400, "INVALID_VALUE", str(exc)) from None
+
+
+@write_router.post("/logs")
+async def write_logs(request: Request) -> dict[str, int]:
+    too_large = ApiError(413, "TOO_LARGE", f"a log batch may hold {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return await run_in_threadpool(_write, bytes(body))
+
+
+def visible_participants(collaboration: str) -> list[str] | None:
+    """The participants whose records the account may see (None: every one)."""
+    viewer = current_viewer()
+    if viewer is None or not viewer.scoped:
+        return None
+    return sorted(p for c, p in viewer.bindings if c == collaboration)
+
+
+def _level(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if raw.isdigit():
+        return int(raw)
+    found = _LEVELS.get(raw.upper())
+    if found is None:
+        raise ApiError(
+            400, "BAD_REQUEST",
+            f"level {raw[:40]!r} must be a number or one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        )  # fmt: skip
+    return found
+
+
+def _participants(raw: list[str] | None) -> list[str] | None:
+    if not raw:
+        return None
+    return [p.strip() for item in raw for p in item.split(",") if p.strip()] or None
+
+
+@read_router.get(f"{RUN}/logs", responses=_ERRORS)
+def run_logs(
+    collaboration: Collaboration,
+    project: Project,
+    experiment: Experiment,
+    run: RunId,
+    participant: Annotated[
+        list[str] | None,
+        Query(
+            description="Only these participants' records (comma-separated or repeated); "
+            "the run's global records and every participant's when left out."
+        ),
+    ] = None,
+    level: Annotated[
+        str | None,
+        Query(description="Minimum level: a number (20) or a name (INFO, WARNING, ...)."),
+    ] = None,
+    role: Annotated[
+        str | None, Query(description="Only records of this role: TTP, WKR, DIR or SYS.")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Only records whose message holds this text (case-insensitive).",
+        ),
+    ] = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="Records after this record id, oldest first (a live tail: "
+            "pass the last id you have).",
+        ),
+    ] = None,
+    before: Annotated[
+        int | None,
+        Query(ge=0, description="The newest records before this record id (paging back)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="Most records returned.")] = 500,
+) -> dict[str, Any]:
+    """The run's log records (the orchestrator's and its participants'), oldest first: with
+    neither ``after`` nor ``before``, the newest ``limit`` records."""
+    from synergos_mlops.storage.logs import ROLES, LogQuery, read_records
+
+    if role is not None and role.upper() not in ROLES:
+        raise ApiError(400, "BAD_REQUEST", f"role {role[:40]!r} must be one of {', '.join(ROLES)}")
+    if after is not None and before is not None:
+        raise ApiError(400, "BAD_REQUEST", "give after or before, not both")
+    minimum = _level(level)
+    chosen = _participants(participant)
+
+    def work() -> dict[str, Any]:
+        found = _run(collaboration, project, experiment, run)
+        visible = visible_participants(found.ids.collaboration)
+        if visible is not None and chosen is not None:
+            hidden = [p for p in chosen if p not in visible]
+            if hidden:
+                from synergos_mlops.server.federated_runs import NotFoundError
+
+                raise NotFoundError(f"participant {hidden[0]!r} not found in run {run!r}")
+        query = LogQuery(
+            found.ids.collaboration, found.ids.project, found.ids.experiment, found.run_id,
+            participants=chosen, visible=visible, min_level=minimum,
+            role=None if role is None else role.upper(), contains=q or None,
+            after=after, before=before, limit=limit,
+        )  # fmt: skip
+        records, more = read_records(_engine(), query)
+        last = records[-1]["id"] if records else (after or 0)
+        return {"run": found.run_id, "records": records, "more": more, "last_id": last}
+
+    return _answer(work)
+
+
+#: What ``server/app.py`` mounts.
+router = APIRouter()
+router.include_router(write_router)
+router.include_router(read_router)
+
+
+class _RunLogFile:
+    """An artifact repository of one file, ``logs.jsonl``: a run's records as JSON lines,
+    written from the database when the ZIP reaches it (``bundle.open_artifact`` fetches it
+    into a temporary folder, so memory does not grow with the number of records)."""
+
+    def __init__(self, engine: Any, ids: tuple[str, str, str, str], visible: Any) -> None:
+        self._engine = engine
+        self._ids = ids
+        self._visible = visible
+
+    def download_artifacts(self, artifact_path: str, dst_path: str) -> str:
+        import json
+        import os
+
+        from synergos_mlops.storage.logs import iter_run_records
+
+        target = os.path.join(dst_path, os.path.basename(artifact_path))
+        with open(target, "w", encoding="utf-8") as out:
+            for record in iter_run_records(self._engine, self._ids, visible=self._visible):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return target
+
+
+def bundle_log_entries(run: Any) -> list[tuple[str, Any]]:
+    """``logs.jsonl`` for a run's bundle (the records the account may see), or nothing when
+    the run has no records."""
+    from synergos_mlops.server.bundle import ArtifactFile
+    from synergos_mlops.storage.logs import LogQuery, read_records
+
+    engine = _engine()
+    ids = (run.ids.collaboration, run.ids.project, run.ids.experiment, run.run_id)
+    visible = visible_participants(run.ids.collaboration)
+    if not read_records(engine, LogQuery(*ids, visible=visible, after=0, limit=1))[0]:
+        return []
+    repo = _RunLogFile(engine, ids, visible)
+    return [("logs.jsonl", ArtifactFile(repo, "logs.jsonl", "logs.jsonl", None))]
