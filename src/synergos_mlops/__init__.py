@@ -32,16 +32,17 @@ __all__ = [
     "ServerUnavailableError",
     "StoreError",
     "SynergosError",
+    "SystemMonitor",
     "TrackerConfig",
     "__version__",
 ]
 
 if TYPE_CHECKING:
-    from synergos_mlops.tracking import FederatedTracker, TrackerConfig
+    from synergos_mlops.tracking import FederatedTracker, SystemMonitor, TrackerConfig
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("FederatedTracker", "TrackerConfig"):
+    if name in ("FederatedTracker", "SystemMonitor", "TrackerConfig"):
         from synergos_mlops import tracking
 
         return getattr(tracking, name)

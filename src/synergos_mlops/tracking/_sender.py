@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from synergos_mlops.errors import ServerUnavailableError, SynergosError
@@ -33,10 +34,26 @@ class BatchRejectedError(SynergosError):
 
 
 class Sender:
-    def __init__(self, transport: Transport, spool: Spool, config: TrackerConfig) -> None:
+    """``encode`` and ``send`` default to the metric batch's wire form and the transport's
+    bulk write; the hardware monitor passes its own (``tracking._system``)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        spool: Spool,
+        config: TrackerConfig,
+        *,
+        encode: Callable[[MetricBatch], bytes] = encode_batch,
+        send: Callable[[bytes], object] | None = None,
+        what: str = "metric points",
+        thread_name: str = "synergos-tracker",
+    ) -> None:
         self._transport = transport
         self._spool = spool
         self._config = config
+        self._encode = encode
+        self._write = send if send is not None else transport.write_metrics
+        self._what = what
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._disk = threading.Lock()  # one writer of the buffer to disk at a time
@@ -51,7 +68,7 @@ class Sender:
         self._failures: list[str] = []
         self.last_problem: str | None = None
         self.retries = 0  # batches sent again after the destination was away
-        self._thread = threading.Thread(target=self._run, name="synergos-tracker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         self._thread.start()
 
     # Called by the logging threads --------------------------------------------------------
@@ -82,7 +99,7 @@ class Sender:
                     buffer.values[start : start + size],
                     buffer.timestamps[start : start + size],
                 )
-                path = self._spool.write(encode_batch(part))
+                path = self._spool.write(self._encode(part))
                 with self._lock:
                     self._queue.append((path, len(part)))
 
@@ -183,7 +200,7 @@ class Sender:
         except FileNotFoundError:  # another tracker sent it meanwhile
             return ""
         try:
-            self._transport.write_metrics(body)
+            self._write(body)
         except ServerUnavailableError as exc:
             self.last_problem = str(exc)
             with self._lock:
@@ -191,7 +208,7 @@ class Sender:
             return None
         except SynergosError as exc:
             kept = self._spool.reject(path)
-            message = f"a batch of metric points was refused ({exc}); it is kept in {kept}"
+            message = f"a batch of {self._what} was refused ({exc}); it is kept in {kept}"
             _log.error(message)
             return message
         self.last_problem = None
