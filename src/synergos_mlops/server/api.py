@@ -342,6 +342,9 @@ def openapi_document() -> dict[str, Any]:
             'participants) kept in MLflow. Every error is {"error": {"code", "message"}}.',
         )
         holder.include_router(router)
+        from synergos_mlops.server.system import read_router as system_router
+
+        holder.include_router(system_router)
         _openapi_cache.update(holder.openapi())
     return _openapi_cache
 

@@ -28,6 +28,7 @@ API_PREFIX = "/api/synergos/v1"
 ROUTER_MODULES: tuple[str, ...] = (
     "synergos_mlops.server.health",
     "synergos_mlops.server.bulk",
+    "synergos_mlops.server.system",  # before api: its /runs/... catch-all answers 404
     "synergos_mlops.server.api",
     "synergos_mlops.server.station",
     "synergos_mlops.server.mlflow_ui",

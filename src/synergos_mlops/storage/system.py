@@ -46,7 +46,8 @@ class CandidateRun:
     end_time: int | None
 
     def holds(self, timestamp: int) -> bool:
-        return self.start_time <= timestamp and (self.end_time is None or timestamp <= self.end_time)
+        end = self.end_time
+        return self.start_time <= timestamp and (end is None or timestamp <= end)
 
 
 @dataclass(frozen=True)

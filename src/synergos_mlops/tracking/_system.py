@@ -90,7 +90,9 @@ class _Gpus:
             self.names = []
 
     def sample(self, out: dict[str, float]) -> None:
-        nvml = self._nvml if self.handles else None
+        if not self.handles:
+            return
+        nvml = self._nvml
         for i, handle in enumerate(self.handles):
             prefix = f"system/gpu_{i}_"
             try:
@@ -329,21 +331,26 @@ class SystemMonitor:
         begin = time.thread_time()
         tick = time.monotonic()
         try:
-            while not self._stop.is_set():
-                stamp = time.time_ns() // 1_000_000
-                values = self.sampler.sample()
-                n = len(values)
-                self._sender.add(
-                    MetricBatch([self.target] * n, list(values), [0] * n, list(values.values()),
-                                [stamp] * n)  # fmt: skip
-                )
-                self._samples += 1
-                self._points += n
+            while True:
+                self._take()
                 self._cpu = time.thread_time() - begin
                 tick += self.interval
-                self._stop.wait(max(tick - time.monotonic(), 0.0))
+                if self._stop.wait(max(tick - time.monotonic(), 0.0)):
+                    break
+            self._take()  # the state at the end, so even a short run has two samples
         finally:
             self._cpu = time.thread_time() - begin
+
+    def _take(self) -> None:
+        stamp = time.time_ns() // 1_000_000
+        values = self.sampler.sample()
+        n = len(values)
+        points = MetricBatch(
+            [self.target] * n, list(values), [0] * n, list(values.values()), [stamp] * n
+        )
+        self._sender.add(points)
+        self._samples += 1
+        self._points += n
 
     def stop(self, timeout: float | None = None) -> MonitorSummary:
         """Stop sampling, send what is left (waiting at most ``timeout`` seconds, default the
