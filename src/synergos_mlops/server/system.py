@@ -65,7 +65,8 @@ PROCESS_MEMORY_KEY = "system/process_memory_rss_megabytes"
 ROUND_KEY = "train/loss"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
-router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
+#: Both routes (the write route, then ``read_router``'s).
+router = APIRouter(tags=["synergos"])
 #: The read route alone: in the Synergos OpenAPI document (``server.api``).
 read_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
 
@@ -121,7 +122,7 @@ def _attach(body: bytes) -> dict[str, int]:
     return result.to_json()
 
 
-@router.post("/system/samples")
+@router.post(f"{API_PREFIX}/system/samples")
 async def system_samples(request: Request) -> dict[str, int]:
     """Hardware samples of participants, attached by time to their runs."""
     too_large = ApiError(413, "TOO_LARGE", f"a sample batch may hold {MAX_BODY_BYTES} bytes")
