@@ -39,6 +39,7 @@ bench: setup
 	bash scripts/services.sh
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.legacy_bench
+	$(BIN)/python -m benchmarks.system_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
