@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.legacy_bench
 	$(BIN)/python -m benchmarks.logs_bench
+	$(BIN)/python -m benchmarks.system_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

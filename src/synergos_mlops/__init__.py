@@ -33,16 +33,22 @@ __all__ = [
     "ServerUnavailableError",
     "StoreError",
     "SynergosError",
+    "SystemMonitor",
     "TrackerConfig",
     "__version__",
 ]
 
 if TYPE_CHECKING:
-    from synergos_mlops.tracking import FederatedLogHandler, FederatedTracker, TrackerConfig
+    from synergos_mlops.tracking import (
+        FederatedLogHandler,
+        FederatedTracker,
+        SystemMonitor,
+        TrackerConfig,
+    )
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("FederatedLogHandler", "FederatedTracker", "TrackerConfig"):
+    if name in ("FederatedLogHandler", "FederatedTracker", "SystemMonitor", "TrackerConfig"):
         from synergos_mlops import tracking
 
         return getattr(tracking, name)

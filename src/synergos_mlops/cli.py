@@ -313,6 +313,55 @@ def watch(
 
 
 @main.command()
+@click.option("--collaboration", required=True, help="The collaboration's id.")
+@click.option("--participant", required=True, help="This participant's id in it.")
+@_option("tracking_uri", "--tracking-uri", type=str)
+@click.option(
+    "--interval", type=click.FloatRange(0.1, 3600), default=1.0, show_default=True,
+    help="Seconds between two samples.",
+)  # fmt: skip
+@click.option(
+    "--pid", type=int, default=None,
+    help="The training process to watch besides the machine (default: this command's parent).",
+)  # fmt: skip
+@_domain_errors
+def monitor(
+    collaboration: str, participant: str, tracking_uri: str | None, interval: float,
+    pid: int | None,
+) -> None:  # fmt: skip
+    """Sample this machine's hardware statistics for a participant until Ctrl-C.
+
+    CPU, memory, disk and network of the machine and of the training process (and GPUs when
+    nvidia-ml-py finds any), every --interval seconds, sent to --tracking-uri and attached
+    by time to the participant's runs in the collaboration (see docs/system.md). Samples
+    wait in a spool while the server is away. Ends with a one-line summary.
+    """
+    import os
+    import signal
+    import threading
+
+    from synergos_mlops.tracking import SystemMonitor
+
+    target = tracking_uri or setting("store").get() or "./mlflow"
+    watcher = SystemMonitor(
+        target,
+        collaboration=collaboration,
+        participant=participant,
+        interval=interval,
+        pid=pid if pid is not None else os.getppid(),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    watcher.start()
+    click.echo(f"monitoring {participant} of {collaboration} (process {watcher.sampler.pid}) "
+               f"every {interval:g} s; sending to {watcher.tracking_uri}")  # fmt: skip
+    while not stop.wait(0.5):
+        pass
+    click.echo(watcher.stop(timeout=10).line(participant))
+
+
+@main.command()
 @_option("tracking_uri", "--tracking-uri", type=str)
 @click.option(
     "--participants",

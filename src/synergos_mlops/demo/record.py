@@ -9,15 +9,17 @@ module turns each :class:`RoundResult` into what an orchestrator logs:
   (``evaluate/<statistic>/class_<i>``); the epoch-level ``train/epoch/loss`` series; the
   global weights of every round as a checkpoint; the final global model; the loss history;
   the data partition; and the final model as a registered MLflow model;
-- one child run per participant: ``train/loss`` and the epoch series of its local model on
-  its local training data; ``evaluate/loss``, ``evaluate/accuracy`` and the per-class
-  statistics of the round's new global model on its local evaluation data (a Synergos TTP
-  evaluates the global model at every participant); its local weights of every round as
-  checkpoints and its final local model.
+- one child run per participant: its hardware statistics (``system/...``, sampled in this
+  process while the rounds run, see docs/system.md); ``train/loss`` and the epoch series of
+  its local model on its local training data; ``evaluate/loss``, ``evaluate/accuracy`` and
+  the per-class statistics of the round's new global model on its local evaluation data (a
+  Synergos TTP evaluates the global model at every participant); its local weights of every
+  round as checkpoints and its final local model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
+#: Seconds between two hardware samples of each participant.
+MONITOR_INTERVAL = 1.0
 #: The file name of model weights (``SoftmaxModel.to_bytes``: numpy's ``.npz``).
 _WEIGHTS = "model.npz"
 
@@ -192,11 +196,16 @@ def run_demo(
         hyperparameters=training.hyperparameters(),
         participants=participants,
     ) as run:
-        for result in federated_rounds(training, data):
-            _log_round(run, result)
-            rounds.append(result)
-            if on_round is not None:
-                on_round(result)
+        with contextlib.ExitStack() as monitors:
+            # Each participant's hardware, as its own monitor would send it (in-process here:
+            # one sampler thread per participant, all watching this process).
+            for participant in participants:
+                monitors.enter_context(run.monitor(participant, interval=MONITOR_INTERVAL))
+            for result in federated_rounds(training, data):
+                _log_round(run, result)
+                rounds.append(result)
+                if on_round is not None:
+                    on_round(result)
         _log_outputs(run, data, rounds)
         run.flush()
         final = rounds[-1].model

@@ -348,6 +348,10 @@ def openapi_document() -> dict[str, Any]:
         from synergos_mlops.server.logs import read_router
 
         holder.include_router(read_router)
+
+        from synergos_mlops.server.system import read_router as system_router
+
+        holder.include_router(system_router)
         _openapi_cache.update(holder.openapi())
     return _openapi_cache
 

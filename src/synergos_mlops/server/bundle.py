@@ -13,6 +13,8 @@ Layout of a run's bundle::
     model_versions.json
     global/<artifact path>                      the federation (parent) run's artifacts
     participants/<participant id>/<path>        each participant's artifacts
+    system.csv                                  hardware series (participant, key, step,
+                                                value, timestamp), when monitored
 
 A participant's bundle holds its files at the top level.
 
@@ -232,14 +234,27 @@ def bundle_entries(
     files = owned_artifacts(backend, run)
     if participant is not None:
         run.participant(participant)  # NotFoundError naming it
-        return [(safe_relative_path(item.relative), item) for item in files.of(participant)]
+        own: list[tuple[str, BundleItem]] = [
+            (safe_relative_path(item.relative), item) for item in files.of(participant)
+        ]
+        return own + _system_entries(backend, run, participant)
     entries: list[tuple[str, BundleItem]] = [*data_files(backend, run)]
     entries += [(f"global/{item.relative}", item) for item in files.shared]
     for row in run.participants:
         prefix = f"participants/{zip_folder_name(row.synergos_id)}/"
         entries += [(prefix + item.relative, item) for item in files.of(row.synergos_id)]
+    entries += _system_entries(backend, run)
     # Every name is a clean relative path, so no bundle can unpack outside its folder.
     return [(safe_relative_path(name), item) for name, item in entries]
+
+
+def _system_entries(
+    backend: Backend, run: FederatedRun, participant: str | None = None
+) -> list[tuple[str, BundleItem]]:
+    """``system.csv``: the participants' hardware series, when there are any."""
+    from synergos_mlops.server.system import system_csv_entries
+
+    return system_csv_entries(backend, run, participant)
 
 
 class _Sink(io.RawIOBase):

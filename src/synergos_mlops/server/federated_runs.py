@@ -336,7 +336,11 @@ def run_series(backend: Backend, run: FederatedRun, keys: Sequence[str]) -> dict
     for key in keys:
         per_run = series[key]
         entry: dict[str, Any] = {
-            "axis": "epoch" if "/epoch/" in f"/{key}" else "round",
+            "axis": "seconds"
+            if key.startswith("system/")  # hardware: seconds since start
+            else "epoch"
+            if "/epoch/" in f"/{key}"
+            else "round",
             "global": None,
             "participants": {},
         }

@@ -46,8 +46,11 @@ __all__ = [
     "MAX_POINTS",
     "BatchTooLargeError",
     "MetricBatch",
+    "batch_document",
+    "batch_from_document",
     "decode_batch",
     "encode_batch",
+    "read_document",
 ]
 
 FORMAT = "synergos.metrics/2"
@@ -101,11 +104,12 @@ def _packed(typecode: str, column: list[Any]) -> str:
     return base64.b64encode(packed.tobytes()).decode("ascii")
 
 
-def encode_batch(batch: MetricBatch, *, compresslevel: int = 1) -> bytes:
-    """The gzip-compressed wire form (format 2) of ``batch``."""
+def batch_document(batch: MetricBatch) -> dict[str, Any]:
+    """The JSON document of ``batch`` in format 2 (before compression); other wire forms
+    (the system samples') add their own fields to it."""
     runs, run_index = _indexed(batch.run_ids)
     keys, key_index = _indexed(batch.keys)
-    document = {
+    return {
         "format": FORMAT,
         "points": len(batch),
         "runs": runs,
@@ -116,7 +120,11 @@ def encode_batch(batch: MetricBatch, *, compresslevel: int = 1) -> bytes:
         "value": _packed("d", batch.values),
         "timestamp": _packed("q", batch.timestamps),
     }
-    text = json.dumps(document, separators=(",", ":"))
+
+
+def encode_batch(batch: MetricBatch, *, compresslevel: int = 1) -> bytes:
+    """The gzip-compressed wire form (format 2) of ``batch``."""
+    text = json.dumps(batch_document(batch), separators=(",", ":"))
     return gzip.compress(text.encode(), compresslevel=compresslevel)
 
 
@@ -264,14 +272,24 @@ def _decode_v1(document: dict[str, Any]) -> MetricBatch:
     return MetricBatch(run_ids, key_names, steps, floats, timestamps)
 
 
+def read_document(body: bytes) -> Any:
+    """The JSON document of a gzip-compressed or plain body, read within the bounds."""
+    text = _inflate(body)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidValueError(f"metric batch is not gzip/JSON: {exc}") from None
+
+
+def batch_from_document(document: dict[str, Any]) -> MetricBatch:
+    """The columns of a format-2 document (as :func:`batch_document` makes it)."""
+    return _decode_v2(document)
+
+
 def decode_batch(body: bytes) -> MetricBatch:
     """Read a wire-form batch, format 2 or 1, gzip-compressed or plain JSON; raise
     InvalidValueError (BatchTooLargeError beyond the bounds)."""
-    text = _inflate(body)
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidValueError(f"metric batch is not gzip/JSON: {exc}") from None
+    document = read_document(body)
     form = document.get("format") if isinstance(document, dict) else None
     if form == FORMAT:
         return _decode_v2(document)

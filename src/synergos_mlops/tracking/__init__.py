@@ -19,6 +19,7 @@ from __future__ import annotations
 from synergos_mlops.tracking._config import TrackerConfig, default_spool_dir
 from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._sender import BatchRejectedError
+from synergos_mlops.tracking._system import MonitorSummary, Sampler, SystemMonitor
 from synergos_mlops.tracking._tracker import (
     GLOBAL,
     PARAM_VALUE_LIMIT,
@@ -42,7 +43,10 @@ __all__ = [
     "FederatedTracker",
     "FolderTransport",
     "HttpTransport",
+    "MonitorSummary",
     "Resolved",
+    "Sampler",
+    "SystemMonitor",
     "TrackerConfig",
     "Transport",
     "default_spool_dir",

@@ -29,7 +29,7 @@ from synergos_mlops.tracking._config import TrackerConfig
 from synergos_mlops.tracking._spool import Spool, SpoolFolder
 from synergos_mlops.tracking._transport import Transport
 
-__all__ = ["LOGS", "METRICS", "BatchKind", "BatchRejectedError", "Sender"]
+__all__ = ["LOGS", "METRICS", "BatchKind", "BatchRejectedError", "MetricsKind", "Sender"]
 
 _log = logging.getLogger("synergos_mlops.tracking")
 
@@ -56,7 +56,7 @@ class BatchKind(Protocol):
     def send(self, transport: Transport, body: bytes) -> None: ...
 
 
-class _Metrics:
+class MetricsKind:
     noun = "metric points"
 
     def new(self) -> MetricBatch:
@@ -82,7 +82,10 @@ class _Metrics:
                 buffer.values[start : start + size],
                 buffer.timestamps[start : start + size],
             )
-            yield encode_batch(part), len(part)
+            yield self.encode(part), len(part)
+
+    def encode(self, part: MetricBatch) -> bytes:
+        return encode_batch(part)
 
     def send(self, transport: Transport, body: bytes) -> None:
         transport.write_metrics(body)
@@ -114,7 +117,7 @@ class _Logs:
         transport.write_logs(body)
 
 
-METRICS: BatchKind = _Metrics()
+METRICS: BatchKind = MetricsKind()
 LOGS: BatchKind = _Logs()
 
 

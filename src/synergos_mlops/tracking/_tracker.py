@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, ServerUnavailableError
 from synergos_mlops.federation import (
@@ -39,6 +39,9 @@ from synergos_mlops.tracking._validate import (
     metric_items,
     safe_relative_path,
 )
+
+if TYPE_CHECKING:
+    from synergos_mlops.tracking._system import SystemMonitor
 
 __all__ = ["GLOBAL", "PARAM_VALUE_LIMIT", "FederatedRun", "FederatedTracker"]
 
@@ -345,6 +348,24 @@ class FederatedRun:
     def participant_run_id(self, participant: str) -> str:
         """MLflow id of a participant's child run (created on first use)."""
         return self._child(participant)[0]
+
+    def monitor(
+        self, participant: str, *, interval: float = 1.0, pid: int | None = None
+    ) -> SystemMonitor:
+        """A :class:`~synergos_mlops.tracking.SystemMonitor` of ``participant``'s hardware,
+        sent through this tracker's destination; use it as a context manager around the
+        participant's training (see docs/system.md)."""
+        from synergos_mlops.tracking._system import SystemMonitor
+
+        validate_id("participant", participant)
+        return SystemMonitor(
+            collaboration=self.ids.collaboration,
+            participant=participant,
+            interval=interval,
+            pid=pid,
+            config=self._tracker.config,
+            transport=self._tracker._transport,
+        )
 
     def _child(self, participant: str) -> tuple[str, str]:
         with self._lock:

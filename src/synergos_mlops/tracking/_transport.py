@@ -224,6 +224,17 @@ class HttpTransport:
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
 
+    def write_samples(self, body: bytes) -> dict[str, Any]:
+        """A hardware sample batch (``storage.samples``); the server attaches it by time."""
+        answer: dict[str, Any] = self._call(
+            "POST",
+            f"{API_PREFIX}/system/samples",
+            what="hardware samples",
+            data=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        return answer
+
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         items = [{"key": key, "value": value} for key, value in params.items()]
         for start in range(0, len(items), 100):  # MLflow's limit per log-batch request
@@ -332,6 +343,18 @@ class FolderTransport:
         try:
             self._ensure_log_table()
             insert_records(self.store.engine, attach_runs(self.store.engine, records))
+        except SynergosError:
+            raise
+        except Exception as exc:  # the database is locked or away: try again later
+            raise ServerUnavailableError(f"store {self.folder.path}: {exc}") from None
+
+    def write_samples(self, body: bytes) -> dict[str, Any]:
+        from synergos_mlops.storage.samples import decode_samples
+        from synergos_mlops.storage.system import attach_samples
+
+        batch = decode_samples(body)  # InvalidValueError: refused for good
+        try:
+            return attach_samples(self.store.engine, batch).to_json()
         except SynergosError:
             raise
         except Exception as exc:  # the database is locked or away: try again later

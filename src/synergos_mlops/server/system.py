@@ -1,0 +1,406 @@
+"""Hardware statistics per participant: the monitors' write route and the page's read route.
+
+``POST /api/synergos/v1/system/samples``
+    Body: a sample batch (``storage.samples``), gzip-compressed or plain JSON. Each sample is
+    attached by time to its participant's runs (``storage.system``). Answer:
+    ``{"samples", "attached", "unmatched", "points", "runs"}``; ``unmatched`` samples fell
+    within no run of their participant and are not stored.
+
+``GET /api/synergos/v1/runs/{collaboration}/{project}/{experiment}/{run}/system``
+    Every participant's ``system/...`` series, the rounds' boundaries and a participants x
+    rounds summary, all in seconds since the federated (global) run's start (see
+    :func:`system_view` and docs/system.md).
+
+With ``serve --auth``, an account bound to participants writes samples of those
+participants only, into runs of experiments it may read; any other account needs EDIT on
+the experiment (as for metric batches); runs it may not write to are not matched. Reads see
+only the participants the account sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError, SynergosError
+from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server.app import API_PREFIX
+from synergos_mlops.server.auth._viewer import current_viewer, visible_run
+from synergos_mlops.server.federated_runs import (
+    Backend,
+    FederatedRun,
+    NotFoundError,
+    iso_time,
+    resolve_run,
+)
+from synergos_mlops.storage import reads
+
+__all__ = [
+    "SYSTEM_CSV",
+    "read_router",
+    "router",
+    "system_csv_entries",
+    "system_points",
+    "system_view",
+]
+
+T = TypeVar("T")
+
+#: The name of the hardware series in a run's bundle.
+SYSTEM_CSV = "system.csv"
+#: Keys of the heatmap summary.
+CPU_KEY = "system/cpu_utilization_percentage"
+PROCESS_CPU_KEY = "system/process_cpu_utilization_percentage"
+MEMORY_KEY = "system/system_memory_usage_megabytes"
+PROCESS_MEMORY_KEY = "system/process_memory_rss_megabytes"
+ROUND_KEY = "train/loss"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+#: Both routes (the write route, then ``read_router``'s).
+router = APIRouter(tags=["synergos"])
+#: The read route alone: in the Synergos OpenAPI document (``server.api``).
+read_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+def _may_write() -> Callable[[Any], bool] | None:
+    viewer = current_viewer()
+    if viewer is None or viewer.is_admin:
+        return None
+    if viewer.scoped:  # its own participant's hardware, into runs it may read
+        return lambda run: viewer.can_read(run.experiment_id)
+    return lambda run: viewer.can_edit(run.experiment_id)
+
+
+def _check_targets(names: set[str]) -> None:
+    from synergos_mlops.storage.samples import split_target
+
+    viewer = current_viewer()
+    if viewer is None or not viewer.scoped:
+        return
+    for name in sorted(names):
+        collaboration, participant = split_target(name)
+        if not viewer.sees_participant(collaboration, participant):
+            raise ApiError(
+                403, "PERMISSION_DENIED",
+                f"{viewer.username!r} may not send samples of participant {participant!r}",
+            )  # fmt: skip
+
+
+def _attach(body: bytes) -> dict[str, int]:
+    from mlflow.server.handlers import _get_tracking_store
+
+    from synergos_mlops.storage.batch import BatchTooLargeError
+    from synergos_mlops.storage.metrics import RunNotActiveError
+    from synergos_mlops.storage.samples import decode_samples
+    from synergos_mlops.storage.system import attach_samples
+
+    try:
+        batch = decode_samples(body)
+        _check_targets(set(batch.points.run_ids))
+        engine = getattr(_get_tracking_store(), "engine", None)
+        if engine is None:
+            raise ApiError(501, "NOT_SUPPORTED", "the tracking store is not an SQL database")
+        result = attach_samples(engine, batch, may_write=_may_write())
+    except BatchTooLargeError as exc:
+        raise ApiError(413, "TOO_LARGE", str(exc)) from None
+    except (InvalidValueError, InvalidIdError) as exc:
+        raise ApiError(400, "INVALID_VALUE", str(exc)) from None
+    except RunNotActiveError as exc:  # deleted between the match and the write: try again
+        raise ApiError(503, "UNAVAILABLE", str(exc)) from None
+    return result.to_json()
+
+
+@router.post(f"{API_PREFIX}/system/samples")
+async def system_samples(request: Request) -> dict[str, int]:
+    """Hardware samples of participants, attached by time to their runs."""
+    too_large = ApiError(413, "TOO_LARGE", f"a sample batch may hold {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return await run_in_threadpool(_attach, bytes(body))
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+def system_points(backend: Backend, run_uuids: list[str]) -> list[tuple[Any, ...]]:
+    """Rows ``(run_uuid, key, step, timestamp, value or None)`` of every ``system/...`` key
+    of these runs, by run, key and step (a step stored twice keeps its latest point)."""
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    from sqlalchemy import select
+
+    if not run_uuids:
+        return []
+    m = SqlMetric.__table__.c
+    query = (
+        select(m.run_uuid, m.key, m.step, m.timestamp, m.value, m.is_nan)
+        .where(m.run_uuid.in_(run_uuids), m.key.like("system/%"))
+        .order_by(m.run_uuid, m.key, m.step, m.timestamp)
+    )
+    with backend.session_maker() as session:
+        rows = session.connection().execute(query).fetchall()
+    kept: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+    for run, key, step, stamp, value, is_nan in rows:
+        kept[(run, key, int(step))] = (run, key, int(step), int(stamp), None if is_nan else value)
+    return list(kept.values())
+
+
+def _round_key(backend: Backend, run: FederatedRun) -> str | None:
+    """``train/loss`` if the global run has it, else its first round-level key."""
+    keys = sorted(
+        p.key
+        for p in reads.latest_metrics(backend.session_maker, [run.parent.run_uuid])
+        if not p.key.startswith("system/") and "/epoch/" not in f"/{p.key}"
+    )
+    if ROUND_KEY in keys:
+        return ROUND_KEY
+    return keys[0] if keys else None
+
+
+def _first_times(points: list[reads.MetricPoint]) -> dict[int, int]:
+    """The first timestamp of each step."""
+    first: dict[int, int] = {}
+    for point in points:
+        if point.step not in first or point.timestamp < first[point.step]:
+            first[point.step] = point.timestamp
+    return first
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _finite(values: list[Any]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def system_view(backend: Backend, run: FederatedRun) -> dict[str, Any]:
+    """What the page draws: see the module docstring and docs/system.md."""
+    start = run.parent.start_time or 0
+    round_key = _round_key(backend, run)
+    ends: dict[int, int] = {}
+    own_ends: dict[str, dict[int, int]] = {}
+    if round_key is not None:
+        ends = _first_times(reads.all_points(backend.session_maker, run.parent.run_uuid,
+                                             [round_key]).get(round_key, []))  # fmt: skip
+        for row in run.participants:
+            found = reads.all_points(backend.session_maker, row.run_uuid, [round_key])
+            own_ends[row.synergos_id] = _first_times(found.get(round_key, []))
+    rounds: list[dict[str, Any]] = []
+    previous = 0.0
+    for step in sorted(ends):
+        end = (ends[step] - start) / 1000
+        rounds.append({"round": step, "start": previous, "end": end})
+        previous = end
+    rows = system_points(backend, [p.run_uuid for p in run.participants])
+    by_run: dict[str, dict[str, dict[str, list[Any]]]] = {}
+    for run_uuid, key, step, stamp, value in rows:
+        line = by_run.setdefault(run_uuid, {}).setdefault(
+            key, {"steps": [], "seconds": [], "values": []}
+        )
+        line["steps"].append(step)
+        line["seconds"].append((stamp - start) / 1000)
+        line["values"].append(value)
+    participants: dict[str, Any] = {}
+    summary: dict[str, list[list[float | None]]] = {
+        "cpu_mean_percentage": [],
+        "process_cpu_mean_percentage": [],
+        "memory_peak_megabytes": [],
+        "process_memory_peak_megabytes": [],
+        "duration_seconds": [],
+        "samples": [],
+    }
+    keys: set[str] = set()
+    for row in run.participants:
+        series = by_run.get(row.run_uuid, {})
+        keys.update(series)
+        tags = reads.run_tags(backend.session_maker, row.run_uuid)
+        facts = {
+            k.removeprefix("synergos.system."): v
+            for k, v in sorted(tags.items())
+            if k.startswith("synergos.system.")
+        }
+        participants[row.synergos_id] = {
+            "mlflow_run_id": row.run_uuid,
+            "start": ((row.start_time or start) - start) / 1000,
+            "facts": facts,
+            "series": dict(sorted(series.items())),
+        }
+
+        def within(key: str, lo: float, hi: float, series: Any = series) -> list[float]:
+            line = series.get(key)
+            if line is None:
+                return []
+            picked = [v for s, v in zip(line["seconds"], line["values"], strict=True)
+                      if lo <= s < hi]  # fmt: skip
+            return _finite(picked)
+
+        for name in summary:
+            summary[name].append([])
+        for item in rounds:
+            lo, hi = float(item["start"]), float(item["end"])
+            cpu = within(CPU_KEY, lo, hi)
+            summary["cpu_mean_percentage"][-1].append(_mean(cpu))
+            process_cpu = within(PROCESS_CPU_KEY, lo, hi)
+            summary["process_cpu_mean_percentage"][-1].append(_mean(process_cpu))
+            memory = within(MEMORY_KEY, lo, hi)
+            summary["memory_peak_megabytes"][-1].append(max(memory) if memory else None)
+            process_memory = within(PROCESS_MEMORY_KEY, lo, hi)
+            summary["process_memory_peak_megabytes"][-1].append(
+                max(process_memory) if process_memory else None
+            )
+            own = own_ends.get(row.synergos_id, {}).get(int(item["round"]))
+            summary["duration_seconds"][-1].append(
+                None if own is None else (own - start) / 1000 - lo
+            )
+            summary["samples"][-1].append(float(len(cpu)))
+    return {
+        "run": run.run_id,
+        "start_time": iso_time(run.parent.start_time),
+        "end_time": iso_time(run.parent.end_time),
+        "round_key": round_key,
+        "keys": sorted(keys),
+        "rounds": rounds,
+        "participants": participants,
+        "summary": {
+            "participants": [p.synergos_id for p in run.participants],
+            "rounds": [item["round"] for item in rounds],
+            **summary,
+        },
+    }
+
+
+def _answer(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    except InvalidIdError as exc:
+        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
+    except NotFoundError as exc:
+        raise ApiError(404, "NOT_FOUND", str(exc)) from None
+    except StoreError as exc:
+        raise ApiError(503, "UNAVAILABLE", str(exc)) from None
+    except SynergosError as exc:
+        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": description,
+        "content": {"application/json": {"example": {"error": {"code": name, "message": "..."}}}},
+    }
+    for code, name, description in (
+        (400, "BAD_REQUEST", "A malformed id"),
+        (404, "NOT_FOUND", "The collaboration, project, experiment or run named in the message "
+         "is not there"),
+        (503, "UNAVAILABLE", "The stores cannot be read"),
+    )
+}  # fmt: skip
+
+
+@read_router.get(
+    "/runs/{collaboration}/{project}/{experiment}/{run}/system",
+    responses=_ERRORS,
+    response_class=JSONResponse,
+)
+def run_system(
+    collaboration: Annotated[str, Path(description="Collaboration id")],
+    project: Annotated[str, Path(description="Project id")],
+    experiment: Annotated[str, Path(description="Experiment id")],
+    run: Annotated[str, Path(description="Run id (one federated cycle)")],
+) -> JSONResponse:
+    """Hardware statistics of every participant of the run: each ``system/...`` series,
+    the rounds' boundaries, and a participants x rounds summary (seconds since the run's
+    start)."""
+
+    def work() -> JSONResponse:
+        backend = Backend.of_server()
+        found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
+        return JSONResponse(system_view(backend, found))
+
+    return _answer(work)
+
+
+router.include_router(read_router)
+
+
+# --- the bundle's system.csv -------------------------------------------------------------
+
+
+class _SystemCsv:
+    """An artifact repository of one generated file: the run's hardware series as CSV,
+    written when the bundle reaches it (``server.bundle.open_artifact`` downloads it)."""
+
+    def __init__(self, backend: Backend, run: FederatedRun, participant: str | None) -> None:
+        self._backend = backend
+        self._run = run
+        self._participant = participant
+
+    def download_artifacts(self, path: str, dst_path: str | None = None) -> str:
+        folder = dst_path or tempfile.mkdtemp(prefix="synmlops-system-")
+        target = os.path.join(folder, os.path.basename(path))
+        rows = self._run.participants
+        if self._participant is not None:
+            rows = tuple(r for r in rows if r.synergos_id == self._participant)
+        owners = {r.run_uuid: r.synergos_id for r in rows}
+        with open(target, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["participant", "key", "step", "value", "timestamp"])
+            for run_uuid, key, step, stamp, value in system_points(self._backend, list(owners)):
+                writer.writerow([owners[run_uuid], key, step, "" if value is None else value,
+                                 stamp])  # fmt: skip
+        return target
+
+
+def _has_system_points(backend: Backend, run_uuids: list[str]) -> bool:
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric
+    from sqlalchemy import select
+
+    if not run_uuids:
+        return False
+    m = SqlLatestMetric.__table__.c
+    query = select(m.run_uuid).where(m.run_uuid.in_(run_uuids), m.key.like("system/%")).limit(1)
+    with backend.session_maker() as session:
+        return session.connection().execute(query).first() is not None
+
+
+def system_csv_entries(
+    backend: Backend, run: FederatedRun, participant: str | None = None
+) -> list[tuple[str, Any]]:
+    """``[("system.csv", file)]`` when the run's (or the participant's) runs hold hardware
+    samples, else nothing: the bundle's CSV of ``participant, key, step, value, timestamp``."""
+    from synergos_mlops.server.bundle import ArtifactFile
+
+    rows = run.participants
+    if participant is not None:
+        rows = tuple(r for r in rows if r.synergos_id == participant)
+    if not _has_system_points(backend, [r.run_uuid for r in rows]):
+        return []
+    repo = _SystemCsv(backend, run, participant)
+    return [(SYSTEM_CSV, ArtifactFile(repo, SYSTEM_CSV, SYSTEM_CSV, None))]
+
+
+def csv_text(backend: Backend, run: FederatedRun) -> str:
+    """The whole run's system.csv as text (for tests and small runs)."""
+    buffer = io.StringIO()
+    with tempfile.TemporaryDirectory() as folder:
+        path = _SystemCsv(backend, run, None).download_artifacts(SYSTEM_CSV, folder)
+        with open(path) as handle:
+            buffer.write(handle.read())
+    return buffer.getvalue()
