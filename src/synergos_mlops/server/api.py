@@ -342,6 +342,9 @@ def openapi_document() -> dict[str, Any]:
             'participants) kept in MLflow. Every error is {"error": {"code", "message"}}.',
         )
         holder.include_router(router)
+        from synergos_mlops.server.studies import read_router as studies_router
+
+        holder.include_router(studies_router)
         _openapi_cache.update(holder.openapi())
     return _openapi_cache
 

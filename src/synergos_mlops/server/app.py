@@ -29,6 +29,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "synergos_mlops.server.health",
     "synergos_mlops.server.bulk",
     "synergos_mlops.server.api",
+    "synergos_mlops.server.studies",
     "synergos_mlops.server.station",
     "synergos_mlops.server.mlflow_ui",
 )

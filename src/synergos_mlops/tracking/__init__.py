@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from synergos_mlops.tracking._config import TrackerConfig, default_spool_dir
 from synergos_mlops.tracking._sender import BatchRejectedError
+from synergos_mlops.tracking._study import QueuedTrial, Study, TrialRun
 from synergos_mlops.tracking._tracker import (
     GLOBAL,
     PARAM_VALUE_LIMIT,
@@ -40,9 +41,12 @@ __all__ = [
     "FederatedTracker",
     "FolderTransport",
     "HttpTransport",
+    "QueuedTrial",
     "Resolved",
+    "Study",
     "TrackerConfig",
     "Transport",
+    "TrialRun",
     "default_spool_dir",
     "transport_for",
 ]
