@@ -216,3 +216,43 @@ def test_optim_runs_from_ingest_or_an_original_ttp_form_the_default_study(
     assert answer["best"]["run"] == "optim_run_10"
     assert answer["trials"][0]["spread"]["worst"] == {"participant": "w2", "value": 0.4}
     assert list(answer["importance"]["params"]) == ["lr"]
+
+
+def test_the_optuna_callback_logs_each_finished_optuna_trial_as_a_study_trial(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    import optuna
+
+    from synergos_mlops.integrations.optuna import SynergosCallback
+
+    c = unique("Optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        for step in range(2):
+            trial.report(0.5 + step * 0.1, step)
+        if trial.number == 3:
+            raise optuna.TrialPruned()
+        return 1.0 - abs(lr - 0.01) - (0.1 if optimizer == "sgd" else 0.0)
+
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        callback = SynergosCallback(tracker, c, "p", "e", "tpe", "evaluate/accuracy")
+        study = optuna.create_study(direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=1))  # fmt: skip
+        study.optimize(objective, n_trials=6, callbacks=[callback])
+
+    answer = requests.get(study_url(shared_server, c, "p", "e", "tpe"), timeout=60).json()
+    assert answer["search_space"]["lr"] == {"_type": "loguniform", "_value": [1e-4, 1e-1]}
+    assert answer["search_space"]["optimizer"] == {"_type": "choice", "_value": ["sgd", "adam"]}
+    assert answer["counts"]["FINISHED"] == 5 and answer["counts"]["KILLED"] == 1
+    trials = {t["number"]: t for t in answer["trials"]}
+    for frozen in study.trials:
+        logged = trials[frozen.number + 1]
+        assert logged["hyperparameters"] == frozen.params
+        if frozen.value is not None:
+            assert logged["value"] == pytest.approx(frozen.value)
+    assert answer["best"]["value"] == pytest.approx(study.best_value)
+    assert answer["best"]["hyperparameters"] == study.best_params
+    assert set(answer["importance"]["params"]) == {"lr", "optimizer"}
