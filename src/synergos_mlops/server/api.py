@@ -352,6 +352,10 @@ def openapi_document() -> dict[str, Any]:
         from synergos_mlops.server.system import read_router as system_router
 
         holder.include_router(system_router)
+
+        from synergos_mlops.server.studies import read_router as studies_router
+
+        holder.include_router(studies_router)
         _openapi_cache.update(holder.openapi())
     return _openapi_cache
 

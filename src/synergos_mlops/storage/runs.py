@@ -46,6 +46,7 @@ __all__ = [
     "ensure_participant_runs",
     "resolution_lock",
     "resolve_run",
+    "resolve_run_locked",
     "upload_uri",
 ]
 
@@ -201,24 +202,36 @@ def resolve_run(
     for participant in participants:
         validate_id("participant", participant)
     with _resolve_lock(store.engine):
-        experiment_id = _get_or_create_experiment(store, ids)
-        parent_tags = {TAG_RUN: run, TAG_ROLE: ROLE_FEDERATION}
-        run_id, artifact_uri = _get_or_create_run(
-            store, experiment_id, run, parent_tags, user, reopen
+        return resolve_run_locked(store, ids, run, participants, user=user, reopen=reopen)
+
+
+def resolve_run_locked(
+    store: Any,
+    ids: ExperimentIds,
+    run: str,
+    participants: Sequence[str] = (),
+    *,
+    user: str | None = None,
+    reopen: bool = True,
+) -> ResolvedRun:
+    """:func:`resolve_run` for a caller that already holds :data:`resolution_lock` (a study's
+    trial is numbered and resolved under one lock, see ``storage.studies``)."""
+    experiment_id = _get_or_create_experiment(store, ids)
+    parent_tags = {TAG_RUN: run, TAG_ROLE: ROLE_FEDERATION}
+    run_id, artifact_uri = _get_or_create_run(store, experiment_id, run, parent_tags, user, reopen)
+    resolved = ResolvedRun(experiment_id, run_id, artifact_uri)
+    for participant in dict.fromkeys(participants):
+        child_tags = {
+            MLFLOW_PARENT_RUN_ID: run_id,
+            TAG_PARTICIPANT: participant,
+            TAG_ROLE: ROLE_PARTICIPANT,
+            TAG_RUN: run,
+        }
+        child_id, child_uri = _get_or_create_run(
+            store, experiment_id, participant, child_tags, user, reopen
         )
-        resolved = ResolvedRun(experiment_id, run_id, artifact_uri)
-        for participant in dict.fromkeys(participants):
-            child_tags = {
-                MLFLOW_PARENT_RUN_ID: run_id,
-                TAG_PARTICIPANT: participant,
-                TAG_ROLE: ROLE_PARTICIPANT,
-                TAG_RUN: run,
-            }
-            child_id, child_uri = _get_or_create_run(
-                store, experiment_id, participant, child_tags, user, reopen
-            )
-            resolved.participants[participant] = child_id
-            resolved.participant_artifact_uris[participant] = child_uri
+        resolved.participants[participant] = child_id
+        resolved.participant_artifact_uris[participant] = child_uri
     return resolved
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from synergos_mlops.tracking._config import TrackerConfig, default_spool_dir
 from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._sender import BatchRejectedError
+from synergos_mlops.tracking._study import QueuedTrial, Study, TrialRun
 from synergos_mlops.tracking._system import MonitorSummary, Sampler, SystemMonitor
 from synergos_mlops.tracking._tracker import (
     GLOBAL,
@@ -44,11 +45,14 @@ __all__ = [
     "FolderTransport",
     "HttpTransport",
     "MonitorSummary",
+    "QueuedTrial",
     "Resolved",
     "Sampler",
+    "Study",
     "SystemMonitor",
     "TrackerConfig",
     "Transport",
+    "TrialRun",
     "default_spool_dir",
     "transport_for",
 ]

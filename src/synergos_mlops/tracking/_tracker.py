@@ -41,11 +41,13 @@ from synergos_mlops.tracking._validate import (
 )
 
 if TYPE_CHECKING:
+    from synergos_mlops.tracking._study import Study
     from synergos_mlops.tracking._system import SystemMonitor
 
 __all__ = ["GLOBAL", "PARAM_VALUE_LIMIT", "FederatedRun", "FederatedTracker"]
 
 _T = TypeVar("_T")
+_R = TypeVar("_R", bound="FederatedRun")
 
 #: The key of the global (aggregated) model's statistics in ``log_statistics``.
 GLOBAL = None
@@ -178,16 +180,63 @@ class FederatedTracker:
         ids = ExperimentIds(collaboration, project, experiment)
         validate_id("run", run)
         listed = [validate_id("participant", p) for p in participants]
+        self._params(hyperparameters or {})  # checked before anything is created
+
+        def resolve() -> tuple[str, Resolved]:
+            return run, self._transport.resolve(ids, run, listed, self._user)
+
+        return self._start(ids, resolve, hyperparameters, epochs_per_round, FederatedRun)
+
+    def study(
+        self,
+        collaboration: str,
+        project: str,
+        experiment: str,
+        name: str,
+        search_space: Mapping[str, Any] | str,
+        metric: str,
+        direction: str = "maximize",
+    ) -> Study:
+        """Define (or find) a hyperparameter-tuning study of one experiment and return it;
+        its trials are federated runs (``study.trial(...)``). The definition is kept as an
+        experiment tag, so every tracker and server sees the same study. Raises
+        InvalidValueError for a search space that is not NNI's ``{name: {"_type", "_value"}}``
+        (as a mapping or JSON), a bad metric key or direction; InvalidIdError for a name with
+        ``/``; StoreError when the study exists with another definition. See docs/studies.md.
+        """
+        from synergos_mlops.studies import StudyDefinition
+        from synergos_mlops.tracking._study import Study
+
+        self._check_open()
+        ids = ExperimentIds(collaboration, project, experiment)
+        wanted = StudyDefinition.build(name, search_space, metric, direction)
+        request = {"name": wanted.name, **wanted.to_json()}
+        stored = self.retry(
+            f"define study {wanted.name!r}", lambda: self._transport.define_study(ids, request)
+        )
+        definition = StudyDefinition.build(
+            stored["name"], stored["search_space"], stored["metric"], stored["direction"],
+            stored.get("created"),
+        )  # fmt: skip
+        return Study(self, ids, definition)
+
+    def _start(
+        self,
+        ids: ExperimentIds,
+        resolve: Callable[[], tuple[str, Resolved]],
+        hyperparameters: Mapping[str, Any] | None,
+        epochs_per_round: int | None,
+        make: Callable[..., _R],
+    ) -> _R:
+        """Resolve a run (``resolve`` answers its run id and MLflow ids), log its
+        hyperparameters and return ``make(tracker, ids, run, resolved, ...)``."""
         params, truncated = self._params(hyperparameters or {})
         if epochs_per_round is not None:
             epochs_per_round = as_step("epochs_per_round", epochs_per_round)
             if epochs_per_round < 1:
                 raise InvalidValueError("epochs_per_round must be at least 1")
-        resolved = self.retry(
-            "create the run", lambda: self._transport.resolve(ids, run, listed, self._user)
-        )
-        federated = FederatedRun(self, ids, run, resolved, dict(hyperparameters or {}),
-                                 epochs_per_round)  # fmt: skip
+        run, resolved = self.retry("create the run", resolve)
+        federated = make(self, ids, run, resolved, dict(hyperparameters or {}), epochs_per_round)
         if params:
             self.retry(
                 "log hyperparameters", lambda: self._transport.log_params(resolved.run_id, params)

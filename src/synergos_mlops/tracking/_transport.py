@@ -84,6 +84,14 @@ class Transport(Protocol):
     def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
         """Store ``local_path`` (a file) as ``<artifact_path>/<its name>`` of the run."""
 
+    def define_study(self, ids: ExperimentIds, definition: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep a study's definition (``StudyDefinition`` fields and ``name``); answer the
+        stored one."""
+
+    def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
+        """Number and resolve a study's trial (``storage.studies.resolve_trial``'s arguments:
+        study, run, participants, user, queued, outside); answer ``ResolvedTrial.to_json()``."""
+
     def close(self) -> None: ...
 
 
@@ -107,6 +115,14 @@ def tls_options() -> dict[str, Any]:
     if client_cert:
         options["cert"] = client_cert
     return options
+
+
+def _ids_json(ids: ExperimentIds) -> dict[str, str]:
+    return {
+        "collaboration": ids.collaboration,
+        "project": ids.project,
+        "experiment": ids.experiment,
+    }
 
 
 def _digest(text: str) -> str:
@@ -273,6 +289,20 @@ class HttpTransport:
                 data=handle,
             )
 
+    def define_study(self, ids: ExperimentIds, definition: Mapping[str, Any]) -> dict[str, Any]:
+        body = {**_ids_json(ids), **definition}
+        answer: dict[str, Any] = self._call(
+            "POST", f"{API_PREFIX}/studies/define", what="define study", json_body=body
+        )
+        return answer
+
+    def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
+        body = {**_ids_json(ids), **trial}
+        answer: dict[str, Any] = self._call(
+            "POST", f"{API_PREFIX}/studies/trials/resolve", what="resolve trial", json_body=body
+        )
+        return answer
+
     def close(self) -> None:
         session = getattr(self._local, "session", None)
         if session is not None:
@@ -386,6 +416,26 @@ class FolderTransport:
             target = target / artifact_path
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local_path, target / local_path.name)
+
+    def define_study(self, ids: ExperimentIds, definition: Mapping[str, Any]) -> dict[str, Any]:
+        from synergos_mlops.storage.studies import define_study
+        from synergos_mlops.studies import StudyDefinition
+
+        wanted = StudyDefinition.build(
+            definition["name"], definition["search_space"], definition["metric"],
+            definition["direction"],
+        )  # fmt: skip
+        stored = define_study(self.store, ids, wanted)
+        return {"name": stored.name, **stored.to_json()}
+
+    def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
+        from synergos_mlops.storage.studies import resolve_trial
+
+        return resolve_trial(
+            self.store, ids, trial["study"], trial.get("run"), trial.get("participants", ()),
+            user=trial.get("user"), queued=bool(trial.get("queued")),
+            outside=trial.get("outside", ()),
+        ).to_json()  # fmt: skip
 
     def close(self) -> None:
         self.store.engine.dispose()

@@ -3,6 +3,8 @@
  *   ./                         overview
  *   c/<c>[/<p>[/<e>]]          a collaboration, project or experiment: its runs
  *   runs/<c>/<p>/<e>/<r>       one federated run
+ *   studies/<c>/<p>/<e>/<s>    one hyperparameter-tuning study (its trials are runs)
+ *   compare?run=<c>/<p>/<e>/<r>&run=...   2 to 10 runs side by side
  * The JSON comes from ../api/synergos/v1/.
  */
 (function () {
@@ -106,6 +108,10 @@
       return { view: "home", ids: [] };  // a malformed URL: show the overview
     }
     if (parts[0] === "runs" && parts.length === 5) return { view: "run", ids: parts.slice(1) };
+    if (parts[0] === "studies" && parts.length === 5) return { view: "study", ids: parts.slice(1) };
+    if (parts[0] === "compare" && parts.length === 1) {
+      return { view: "compare", ids: new URLSearchParams(location.search).getAll("run") };
+    }
     if (parts[0] === "c" && parts.length >= 2 && parts.length <= 4) return { view: "node", ids: parts.slice(1) };
     return { view: "home", ids: [] };
   }
@@ -182,12 +188,29 @@
   }
 
   // ---------- overview and folder views ----------
+  // Runs ticked in a runs table, compared on their own page (compare?run=c/p/e/r&run=...).
+  const MAX_COMPARED = 10;
+  const compareHref = (refs) => "compare?" + refs.map((r) => "run=" + r.map(enc).join("/")).join("&");
+  function compareButton(table) {
+    const button = h("button", { class: "btn", id: "compare-runs", disabled: true,
+      onclick: () => go(compareHref([...table.querySelectorAll("input.pick:checked")].map((b) => JSON.parse(b.value)))) },
+      "Compare");
+    table.addEventListener("change", () => {
+      const n = table.querySelectorAll("input.pick:checked").length;
+      button.disabled = n < 2 || n > MAX_COMPARED;
+      button.textContent = n ? "Compare " + n : "Compare";
+      button.title = n > MAX_COMPARED ? "at most " + MAX_COMPARED + " runs" : "tick 2 to " + MAX_COMPARED + " runs";
+    });
+    return button;
+  }
   function runsTable(rows) {
     if (!rows.length) return h("p", { class: "muted" }, "No runs here yet.");
-    return h("div", { class: "scroll" }, h("table", {},
-      h("thead", {}, h("tr", {}, ["Run", "Collaboration / project / experiment", "Status", "Participants",
+    return h("div", { class: "scroll" }, h("table", { id: "runs-table" },
+      h("thead", {}, h("tr", {}, h("th", { title: "compare" }, ""), ["Run", "Collaboration / project / experiment", "Status", "Participants",
         "Started", "Duration"].map((t, i) => h("th", { class: i === 3 ? "num" : "" }, t)))),
       h("tbody", {}, rows.map(([c, p, e, r]) => h("tr", {},
+        h("td", {}, h("input", { type: "checkbox", class: "pick", value: JSON.stringify([c, p, e, r.id]),
+          "aria-label": "compare " + r.id })),
         h("td", {}, link(runHref(c, p, e, r.id), r.id)),
         h("td", { class: "muted" }, [c, p, e].join(" / ")),
         h("td", {}, h("span", { class: "badge " + (r.status || "") }, r.status || "—")),
@@ -228,7 +251,38 @@
         h("div", { class: "stat" }, h("b", {}, rows.length), "runs"),
         h("div", { class: "stat" }, h("b", {}, rows.filter((r) => r[3].status === "RUNNING").length), "running"),
         h("div", { class: "stat" }, h("b", {}, participants), "participant runs")),
-      h("div", { class: "card" }, h("h2", {}, "Runs"), runsTable(rows)));
+      studiesCard(ids),
+      runsCard(rows));
+  }
+  function runsCard(rows) {
+    const table = runsTable(rows);
+    return h("div", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Runs"),
+      rows.length > 1 ? compareButton(table) : null), table);
+  }
+  // The studies under a node of the tree, fetched beside it; nothing shown when there are none.
+  function studiesCard(ids) {
+    const box = h("div", { class: "card", id: "studies", hidden: true });
+    const url = new URL("studies", API);
+    ["collaboration", "project", "experiment"].forEach((k, i) => { if (ids[i] !== undefined) url.searchParams.set(k, ids[i]); });
+    getJSON(url).then((body) => {
+      if (!body.studies.length) return;
+      box.hidden = false;
+      box.append(h("h2", {}, "Studies"), h("div", { class: "scroll" }, h("table", {},
+        h("thead", {}, h("tr", {}, ["Study", "Experiment", "Metric", "Trials", "Finished", "Running", "Queued"]
+          .map((t, i) => h("th", { class: i > 2 ? "num" : "" }, t)))),
+        h("tbody", {}, body.studies.map((st) => h("tr", {},
+          h("td", {}, link("studies/" + path(st.collaboration, st.project, st.experiment, st.study), st.study)),
+          h("td", { class: "muted" }, [st.collaboration, st.project, st.experiment].join(" / ")),
+          h("td", {}, st.metric || "—"),
+          h("td", { class: "num" }, st.trial_count),
+          h("td", { class: "num" }, st.counts.FINISHED),
+          h("td", { class: "num" }, st.counts.RUNNING),
+          h("td", { class: "num" }, st.counts.SCHEDULED)))))));
+    }).catch((err) => {
+      box.hidden = false;
+      box.append(h("p", { class: "error" }, "could not load the studies: " + (err.message || err)));
+    });
+    return box;
   }
   function findNode(ids) {
     let level = state.tree;
@@ -260,6 +314,7 @@
         h("span", {}, "started " + fmtTime(run.start_time)),
         run.end_time ? h("span", {}, "took " + duration(run.start_time, run.end_time)) : null,
         h("div", { class: "actions" },
+          link("c/" + path(ids[0], ids[1], ids[2]), "Studies & compare", { class: "btn", id: "experiment-studies" }),
           h("a", { class: "btn", id: "open-mlflow", href: mlflowUrl, target: "_blank", rel: "noopener" }, "Open in MLflow ↗"),
           h("a", { class: "btn primary", id: "download-all", href: base.href + "/bundle.zip", download: "" }, "⤓ Download all"))),
       h("div", { class: "grid2" },
@@ -621,6 +676,327 @@
     tip.style.top = Math.max(0, Math.min(u.cursor.top - 10, u.over.clientHeight - tip.offsetHeight)) + "px";
   }
 
+  // ---------- study view ----------
+  // One study: counts by state (refreshed every 2 s while a trial runs or waits), the best
+  // trial, the optimization history, parallel coordinates of the varying parameters coloured
+  // by the metric, parameter importance and every trial with its participants' spread.
+  const POLL_MS = 2000;
+  let studyPoll = null;
+  function chartBox(id, title) {
+    return h("div", { class: "chart", id, dataset: { chartView: String(state.chartView), state: "loading" } },
+      h("h3", {}, title), h("div", { class: "plot" }),
+      h("p", { class: "chart-state loading", role: "status" }, "loading…"));
+  }
+  const stateCounts = (counts) => h("div", { class: "stats", id: "study-counts" },
+    ["FINISHED", "RUNNING", "SCHEDULED", "FAILED", "KILLED"].map((k) =>
+      h("div", { class: "stat", dataset: { state: k } }, h("b", {}, counts[k] || 0), k.toLowerCase())));
+  const busy = (study) => (study.counts.RUNNING || 0) + (study.counts.SCHEDULED || 0) > 0;
+  // Red (worst) to green (best) along the study's direction.
+  function valueColor(v, lo, hi, direction) {
+    let t = hi > lo ? (v - lo) / (hi - lo) : 1;
+    if (direction === "minimize") t = 1 - t;
+    return "hsl(" + Math.round(t * 120) + ", 70%, 42%)";
+  }
+
+  async function renderStudy(main, ids) {
+    crumbs(ids.slice(0, 3), false);
+    const url = new URL("studies/" + path(...ids), API);
+    const study = await getJSON(url);
+    drawStudy(main, ids, study);
+    const view = state.chartView;
+    const poll = async () => {
+      studyPoll = null;
+      if (view !== state.chartView) return;
+      try {
+        const fresh = await getJSON(url);
+        if (view !== state.chartView) return;
+        const changed = JSON.stringify(fresh.counts) !== JSON.stringify(study.counts)
+          || JSON.stringify(fresh.history) !== JSON.stringify(study.history);
+        if (changed) {
+          const old = state.charts.history;
+          if (old) { resizer.unobserve(old.u.root.parentNode); old.u.destroy(); delete state.charts.history; }
+          Object.assign(study, fresh);
+          drawStudy(main, ids, study);
+        }
+        else document.getElementById("study-counts").replaceWith(stateCounts(fresh.counts));
+        document.body.dataset.studyRefreshed = String(+(document.body.dataset.studyRefreshed || 0) + 1);
+      } catch (err) { /* the next poll tries again */ }
+      if (busy(study) && view === state.chartView) studyPoll = setTimeout(poll, POLL_MS);
+    };
+    if (busy(study)) studyPoll = setTimeout(poll, POLL_MS);
+  }
+
+  function drawStudy(main, ids, study) {
+    const view = state.chartView;
+    Object.assign(document.body.dataset, { charts: "2", chartsDrawn: "0", chartsSettled: "0" });
+    const history = chartBox("history-chart", "Optimization history: " + (study.metric || "no metric") + " by trial");
+    const parallel = chartBox("parallel-chart", "Parallel coordinates (colour: " + (study.metric || "metric") + ")");
+    main.replaceChildren(
+      h("div", { class: "sub", style: "margin-bottom:4px" }, study.default ? "Study (runs named optim_run_*)" : "Study"),
+      h("h1", {}, study.study),
+      h("div", { class: "sub" },
+        h("span", {}, (study.direction || "") + " " + (study.metric || "—")),
+        h("span", {}, study.trials.length + " trials"),
+        study.created ? h("span", {}, "created " + fmtTime(study.created)) : null),
+      stateCounts(study.counts),
+      h("div", { class: "grid2" }, bestCard(ids, study), importanceCard(study)),
+      h("div", { class: "card" }, h("h2", {}, "Trials over time"), h("div", { class: "charts study-charts" }, history, parallel)),
+      trialsCard(ids, study),
+      searchSpaceCard(study));
+    if (view !== state.chartView) return;
+    drawHistory(history, study);
+    drawParallel(parallel, study);
+  }
+
+  function bestCard(ids, study) {
+    const best = study.best;
+    const body = best
+      ? [h("div", { class: "best-value" }, fmtNum(best.value)),
+         h("p", {}, link(runHref(ids[0], ids[1], ids[2], best.run), best.run), " · trial " + best.number),
+         paramsTable(best.hyperparameters)]
+      : [h("p", { class: "muted" }, "No finished trial with a value of " + (study.metric || "the metric") + " yet.")];
+    return h("div", { class: "card", id: "best-trial" }, h("h2", {}, "Best trial"), body);
+  }
+
+  function importanceCard(study) {
+    const imp = study.importance;
+    const names = Object.keys(imp.params);
+    return h("div", { class: "card", id: "importance" }, h("h2", {}, "Parameter importance"),
+      names.length
+        ? h("div", { class: "bars" }, names.map((n) => h("div", { class: "bar-row", dataset: { param: n } },
+            h("span", { class: "bar-name" }, n),
+            h("span", { class: "bar" }, h("span", { style: "width:" + (imp.params[n] * 100).toFixed(1) + "%" })),
+            h("span", { class: "num" }, (imp.params[n] * 100).toFixed(1) + " %"))))
+        : h("p", { class: "muted" }, imp.note || "Not enough finished trials."),
+      h("p", { class: "muted small" }, imp.method + ", " + imp.trials_used + " trials"));
+  }
+
+  function trialsCard(ids, study) {
+    if (!study.trials.length) return h("div", { class: "card", id: "trials" }, h("h2", {}, "Trials"), h("p", { class: "muted" }, "No trials yet."));
+    const names = [...new Set(study.trials.flatMap((t) => Object.keys(t.hyperparameters)))].sort();
+    const shownNames = study.search_space ? Object.keys(study.search_space) : names;
+    const values = study.trials.flatMap((t) => (t.spread ? [t.spread.min, t.spread.max] : []));
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const rangeBar = (sp) => {
+      if (!sp || !(hi > lo)) return null;
+      const left = ((sp.min - lo) / (hi - lo)) * 100, width = Math.max(1, ((sp.max - sp.min) / (hi - lo)) * 100);
+      return h("span", { class: "range", title: fmtNum(sp.min) + " – " + fmtNum(sp.max) },
+        h("span", { style: "left:" + left + "%;width:" + width + "%" }));
+    };
+    const table = h("table", { id: "trials-table" },
+      h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "num" }, "#"), h("th", {}, "Run"), h("th", {}, "State"),
+        shownNames.map((n) => h("th", {}, n)), h("th", { class: "num" }, study.metric || "value"),
+        h("th", {}, "Participants: min – max"), h("th", {}, "Worst participant"), h("th", { class: "num" }, "Wall time"))),
+      h("tbody", {}, study.trials.map((t) => h("tr", { dataset: { trial: t.number, state: t.state }, class: t.outside_space.length ? "outside" : "" },
+        h("td", {}, h("input", { type: "checkbox", class: "pick", value: JSON.stringify([ids[0], ids[1], ids[2], t.run]), "aria-label": "compare " + t.run })),
+        h("td", { class: "num" }, t.number),
+        h("td", {}, link(runHref(ids[0], ids[1], ids[2], t.run), t.run)),
+        h("td", {}, h("span", { class: "badge " + t.state }, t.state)),
+        shownNames.map((n) => h("td", { class: t.outside_space.includes(n) ? "outside-value" : "",
+          title: t.outside_space.includes(n) ? "outside the search space" : null }, fmtNum(t.hyperparameters[n]))),
+        h("td", { class: "num" + (study.best && study.best.number === t.number ? " best" : "") }, fmtNum(t.value)),
+        h("td", { class: "spread" }, t.spread ? [fmtNum(t.spread.min) + " – " + fmtNum(t.spread.max), rangeBar(t.spread)] : "—"),
+        h("td", {}, t.spread ? t.spread.worst.participant + " (" + fmtNum(t.spread.worst.value) + ")" : "—"),
+        h("td", { class: "num" }, t.wall_time_s === null ? "—" : fmtNum(Math.round(t.wall_time_s)) + " s")))));
+    const outside = study.trials.filter((t) => t.outside_space.length).length;
+    return h("div", { class: "card", id: "trials" },
+      h("div", { class: "card-head" }, h("h2", {}, "Trials"), compareButton(table),
+        outside ? h("span", { class: "muted", id: "outside-note" }, outside + " outside the search space (marked)") : null),
+      h("div", { class: "scroll" }, table));
+  }
+
+  function searchSpaceCard(study) {
+    if (!study.search_space) return null;
+    const space = study.search_space;
+    return h("div", { class: "card", id: "search-space" }, h("h2", {}, "Search space"),
+      h("div", { class: "scroll" }, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Type"), h("th", {}, "Values"))),
+        h("tbody", {}, Object.keys(space).map((n) => h("tr", {}, h("td", {}, n), h("td", {}, space[n]._type),
+          h("td", {}, JSON.stringify(space[n]._value))))))));
+  }
+
+  function drawHistory(el, study) {
+    const points = study.history;
+    if (!points.length) { setChartState(el, "empty", "no finished trial with a value yet"); return; }
+    const holder = el.querySelector(".plot");
+    const data = [points.map((p) => p.number), points.map((p) => p.value), points.map((p) => p.best)];
+    const opts = {
+      width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
+      legend: { show: true }, scales: { x: { time: false } },
+      axes: [{ label: "trial", labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
+             { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+      series: [{ label: "trial" },
+        { label: "value", stroke: "#2457c5", width: 0, points: { show: true, size: 7, fill: "#2457c5" } },
+        { label: "best so far", stroke: "#1a8a4a", width: 2 }],
+      hooks: { draw: [() => { if (el.dataset.state !== "drawn") setChartState(el, "drawn", ""); }] },
+    };
+    const u = new uPlot(opts, data, holder);
+    state.charts["history"] = { u, names: [], el, lines: {} };
+    holder.__chart = state.charts["history"];
+    resizer.observe(holder);
+  }
+
+  // Parallel coordinates on a canvas: one axis per varying parameter (log scale for log
+  // search spaces, evenly spaced levels for choices) and the metric last; one line per
+  // finished trial, coloured from worst (red) to best (green).
+  function drawParallel(el, study) {
+    const trials = study.trials.filter((t) => t.state === "FINISHED" && typeof t.value === "number");
+    const names = (study.search_space ? Object.keys(study.search_space)
+      : [...new Set(trials.flatMap((t) => Object.keys(t.hyperparameters)))].sort())
+      .filter((n) => new Set(trials.map((t) => JSON.stringify(t.hyperparameters[n]))).size > 1);
+    if (!trials.length || !names.length) {
+      setChartState(el, "empty", trials.length ? "no parameter varies across the trials" : "no finished trial with a value yet");
+      return;
+    }
+    const axes = names.map((n) => {
+      const raw = trials.map((t) => t.hyperparameters[n]);
+      const numeric = raw.every((v) => typeof v === "number");
+      const log = numeric && study.search_space && /log/.test(study.search_space[n]._type) && raw.every((v) => v > 0);
+      if (!numeric) {
+        const levels = [...new Set(raw.map((v) => JSON.stringify(v)))].sort();
+        return { name: n, pos: (v) => (levels.length > 1 ? levels.indexOf(JSON.stringify(v)) / (levels.length - 1) : 0.5),
+          ticks: levels.map((l, i) => [levels.length > 1 ? i / (levels.length - 1) : 0.5, l.replace(/^"|"$/g, "")]) };
+      }
+      const f = log ? Math.log : (v) => v;
+      const lo = Math.min(...raw.map(f)), hi = Math.max(...raw.map(f));
+      const pos = (v) => (typeof v !== "number" ? null : hi > lo ? (f(v) - lo) / (hi - lo) : 0.5);
+      return { name: n, pos, ticks: [[0, fmtNum(Math.min(...raw))], [1, fmtNum(Math.max(...raw))]] };
+    });
+    const vals = trials.map((t) => t.value);
+    const vlo = Math.min(...vals), vhi = Math.max(...vals);
+    axes.push({ name: study.metric, pos: (v) => (vhi > vlo ? (v - vlo) / (vhi - vlo) : 0.5),
+      ticks: [[0, fmtNum(vlo)], [1, fmtNum(vhi)]], metric: true });
+    const holder = el.querySelector(".plot");
+    const canvas = h("canvas", { id: "parallel-canvas" });
+    holder.append(canvas);
+    const paint = () => {
+      const width = Math.max(200, Math.floor(holder.clientWidth) || 420), height = CHART_HEIGHT;
+      const ratio = window.devicePixelRatio || 1;
+      canvas.width = width * ratio; canvas.height = height * ratio;
+      canvas.style.width = width + "px"; canvas.style.height = height + "px";
+      const ctx = canvas.getContext("2d");
+      ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+      ctx.clearRect(0, 0, width, height);
+      const top = 22, bottom = height - 24, left = 40, right = width - 48;
+      const x = (i) => left + (axes.length > 1 ? (i * (right - left)) / (axes.length - 1) : 0);
+      const y = (p) => bottom - p * (bottom - top);
+      ctx.lineWidth = 1.6;
+      trials.forEach((t) => {
+        ctx.strokeStyle = valueColor(t.value, vlo, vhi, study.direction);
+        ctx.globalAlpha = 0.8;
+        ctx.beginPath();
+        let started = false;
+        axes.forEach((a, i) => {
+          const p = a.metric ? a.pos(t.value) : a.pos(t.hyperparameters[a.name]);
+          if (p === null || p < 0) { started = false; return; }
+          if (started) ctx.lineTo(x(i), y(p)); else { ctx.moveTo(x(i), y(p)); started = true; }
+        });
+        ctx.stroke();
+      });
+      ctx.globalAlpha = 1;
+      ctx.font = "11px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      axes.forEach((a, i) => {
+        ctx.strokeStyle = "#6b7685"; ctx.lineWidth = 1;
+        ctx.beginPath(); ctx.moveTo(x(i), top); ctx.lineTo(x(i), bottom); ctx.stroke();
+        ctx.fillStyle = "#1f2733";
+        ctx.fillText(a.name.length > 18 ? a.name.slice(0, 17) + "…" : a.name, x(i), 12);
+        ctx.fillStyle = "#6b7685";
+        for (const [p, label] of a.ticks.slice(0, 8)) ctx.fillText(String(label).slice(0, 10), x(i), y(p) + (p === 0 ? 14 : p === 1 ? -4 : 4));
+      });
+    };
+    paint();
+    el.dataset.axes = String(axes.length);
+    el.dataset.lines = String(trials.length);
+    new ResizeObserver(() => { if (canvas.isConnected) paint(); }).observe(holder);
+    setChartState(el, "drawn", "");
+  }
+
+  // ---------- compare view ----------
+  async function renderCompare(main, refs) {
+    crumbs([], false);
+    if (refs.length < 2 || refs.length > MAX_COMPARED) {
+      main.replaceChildren(h("div", { class: "error", id: "error" },
+        "Compare 2 to " + MAX_COMPARED + " runs: tick them in a runs table, then Compare."));
+      return;
+    }
+    const url = new URL("compare", API);
+    for (const r of refs) url.searchParams.append("run", r);
+    const body = await getJSON(url);
+    const runs = body.runs;
+    const label = (r) => r.run + (new Set(runs.map((x) => x.experiment)).size > 1 ? " (" + r.experiment + ")" : "");
+    const head = (first) => h("thead", {}, h("tr", {}, h("th", {}, first),
+      runs.map((r, i) => h("th", {}, h("span", { class: "sw", style: "background:" + color(i) }),
+        link(runHref(r.collaboration, r.project, r.experiment, r.run), label(r))))));
+    const diff = body.hyperparameters;
+    const diffKeys = Object.keys(diff.differing);
+    const commonKeys = Object.keys(diff.common);
+    const keys = Object.keys(body.series);
+    Object.assign(document.body.dataset, { charts: String(keys.length), chartsDrawn: "0", chartsSettled: "0" });
+    const charts = keys.map((k) => chartBox(null, k));
+    main.replaceChildren(
+      h("div", { class: "sub", style: "margin-bottom:4px" }, "Comparison"),
+      h("h1", {}, runs.length + " runs"),
+      h("div", { class: "card", id: "hyperparameter-diff" }, h("h2", {}, "Hyperparameters that differ"),
+        diffKeys.length ? h("div", { class: "scroll" }, h("table", { id: "hp-diff" }, head("Name"),
+          h("tbody", {}, diffKeys.map((k) => h("tr", { dataset: { param: k } }, h("td", {}, k),
+            diff.differing[k].map((v) => h("td", {}, v === null || v === undefined ? "— (not set)" : fmtNum(v))))))))
+          : h("p", { class: "muted" }, "Every hyperparameter is the same."),
+        commonKeys.length ? h("details", { id: "hp-common" }, h("summary", {}, commonKeys.length + " the same in every run"),
+          paramsTable(diff.common)) : null),
+      h("div", { class: "card", id: "final-metrics" }, h("h2", {}, "Final metrics"),
+        h("div", { class: "scroll" }, h("table", { id: "final-table" }, head("Global"),
+          h("tbody", {}, body.metrics.keys.map((k) => h("tr", {}, h("td", {}, k),
+            body.metrics.global[k].map((v) => h("td", { class: "num" }, fmtNum(v)))))))),
+        Object.keys(body.metrics.participants).map((p) => h("details", { class: "participant-final", dataset: { participant: p } },
+          h("summary", {}, p),
+          h("div", { class: "scroll" }, h("table", {}, head(p), h("tbody", {},
+            Object.entries(body.metrics.participants[p]).map(([k, vs]) => h("tr", {}, h("td", {}, k),
+              vs.map((v) => h("td", { class: "num" }, fmtNum(v))))))))))),
+      h("div", { class: "card", id: "metrics" }, h("h2", {}, "Metrics, overlaid"),
+        h("p", { class: "muted small" }, "Thick lines: each run's global value; thin: its participants."),
+        keys.length ? h("div", { class: "charts", id: "charts" }, charts) : h("p", { class: "muted" }, "No metric key is common to these runs.")));
+    keys.forEach((k, i) => plotCompared(charts[i], k, body.series[k], runs));
+  }
+
+  function plotCompared(el, key, entry, runs) {
+    const lines = [];
+    entry.runs.forEach((r, i) => {
+      if (r.global) lines.push({ label: runs[i].run + " global", run: i, line: r.global, global: true });
+      for (const [p, line] of Object.entries(r.participants)) lines.push({ label: runs[i].run + " " + p, run: i, line });
+    });
+    if (!lines.some((l) => l.line.steps.length)) { setChartState(el, "empty", "no points logged for this key"); return; }
+    const holder = el.querySelector(".plot");
+    const xs = [...new Set(lines.flatMap((l) => l.line.steps))].sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const data = [xs, ...lines.map((l) => {
+      const ys = new Array(xs.length).fill(null);
+      l.line.steps.forEach((st, i) => { ys[index.get(st)] = l.line.values[i]; });
+      return ys;
+    })];
+    const tip = h("div", { class: "tip" });
+    const opts = {
+      width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
+      legend: { show: false }, scales: { x: { time: false } },
+      cursor: { points: { size: 6 }, focus: { prox: 24 } },
+      axes: [{ label: entry.axis, labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
+             { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+      series: [{ label: entry.axis }, ...lines.map((l) => ({
+        label: l.label, stroke: color(l.run), width: l.global ? 2.6 : 1, dash: l.global ? undefined : [4, 3], spanGaps: true,
+      }))],
+      hooks: {
+        setCursor: [(u) => showTip(u, tip, entry.axis)],
+        draw: [() => { if (el.dataset.state !== "drawn") setChartState(el, "drawn", ""); }],
+      },
+    };
+    const u = new uPlot(opts, data, holder);
+    u.over.append(tip);
+    state.charts["compare:" + key] = { u, names: [], el, lines: {} };
+    holder.__chart = state.charts["compare:" + key];
+    resizer.observe(holder);
+    el.dataset.lines = String(lines.length);
+  }
+
   // ---------- render ----------
   async function render() {
     const main = document.getElementById("main");
@@ -637,6 +1013,14 @@
         main.append(h("p", { class: "muted" }, "Loading run…"));
         await renderRun(main, ids, runJSON);
         document.title = ids[3] + " · Synergos Command Station";
+      } else if (view === "study") {
+        main.append(h("p", { class: "muted" }, "Loading study…"));
+        await renderStudy(main, ids);
+        document.title = ids[3] + " (study) · Synergos Command Station";
+      } else if (view === "compare") {
+        main.append(h("p", { class: "muted" }, "Loading runs…"));
+        await renderCompare(main, ids);
+        document.title = "Compare " + ids.length + " runs · Synergos Command Station";
       } else {
         crumbs([], false);
         renderFolder(main, ids);

@@ -1,0 +1,329 @@
+"""Studies in MLflow's own tables: defining one, numbering and resolving its trials, reading
+them back (see ``synergos_mlops.studies`` for the tags).
+
+Defining a study and resolving a trial take the same database lock as every run resolution
+(``storage.runs.resolution_lock``: a PostgreSQL advisory lock, a lock file beside SQLite), so
+two trackers or two server replicas adding trials at once never give two runs one number.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from synergos_mlops.errors import InvalidValueError, SynergosError
+from synergos_mlops.federation import ExperimentIds, validate_id
+from synergos_mlops.storage import reads
+from synergos_mlops.storage.reads import RunRow, SessionMaker
+from synergos_mlops.studies import (
+    DEFAULT_STUDY,
+    TAG_OUTSIDE_SPACE,
+    TAG_STUDY,
+    TAG_STUDY_PREFIX,
+    TAG_TRIAL,
+    StudyDefinition,
+    legacy_trial_number,
+    trial_run_name,
+    validate_study_name,
+)
+
+__all__ = [
+    "ResolvedTrial",
+    "StudyConflictError",
+    "StudyNotDefinedError",
+    "TrialRow",
+    "define_study",
+    "latest_values",
+    "participant_rows",
+    "resolve_trial",
+    "study_definitions",
+    "trial_rows",
+    "trial_params",
+]
+
+
+class StudyConflictError(SynergosError):
+    """A study of that name is already defined with another search space, metric or
+    direction."""
+
+
+class StudyNotDefinedError(SynergosError, LookupError):
+    """A trial for a study that its experiment does not define."""
+
+
+@dataclass(frozen=True)
+class ResolvedTrial:
+    resolved: Any  # storage.runs.ResolvedRun
+    run: str
+    number: int
+    status: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.resolved.to_json(), "run": self.run, "number": self.number,
+                "status": self.status}  # fmt: skip
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def define_study(store: Any, ids: ExperimentIds, definition: StudyDefinition) -> StudyDefinition:
+    """Keep the study's definition as an experiment tag (creating the experiment if needed).
+    Defining it again with the same search is a no-op returning the stored one; with another
+    search space, metric or direction it is refused (StudyConflictError)."""
+    from mlflow.entities import ExperimentTag
+
+    from synergos_mlops.storage.runs import _get_or_create_experiment, resolution_lock
+
+    with resolution_lock(store.engine):
+        experiment_id = _get_or_create_experiment(store, ids)
+        tags = store.get_experiment(experiment_id).tags
+        stored = tags.get(definition.tag_key)
+        if stored is not None:
+            found = StudyDefinition.from_tag(definition.tag_key, stored)
+            if found is not None:
+                if not found.same_search(definition):
+                    raise StudyConflictError(
+                        f"study {definition.name!r} of experiment {ids.name!r} is already "
+                        "defined with another search space, metric or direction"
+                    )
+                return found
+        created = replace(definition, created=definition.created or _now_ms())
+        value = created.tag_value()
+        if len(value) > 20000:  # MLflow's limit on an experiment tag's value
+            raise InvalidValueError(
+                f"study {definition.name!r}: the definition is {len(value)} characters as "
+                "JSON, MLflow keeps at most 20000"
+            )
+        store.set_experiment_tag(experiment_id, ExperimentTag(created.tag_key, value))
+        return created
+
+
+def _numbers(store: Any, experiment_id: str, study: str) -> dict[str, int]:
+    """``{run name: trial number}`` of the study's trials, tagged or (default study) named
+    ``optim_run_<n>``."""
+    found: dict[str, int] = {}
+    for trial in trial_rows(store.ManagedSessionMaker, experiment_id):
+        if trial.study == study:
+            found[trial.run.synergos_id] = trial.number
+    return found
+
+
+def resolve_trial(
+    store: Any,
+    ids: ExperimentIds,
+    study: str,
+    run: str | None,
+    participants: Sequence[str] = (),
+    *,
+    user: str | None = None,
+    queued: bool = False,
+    outside: Sequence[str] = (),
+) -> ResolvedTrial:
+    """Find or create the trial's federated run, numbered within the study, under the
+    resolution lock.
+
+    ``run`` None: a new trial, numbered one above the highest, run id ``<study>_run_<n>``.
+    ``queued``: a new run is left SCHEDULED (an existing one keeps its status); otherwise the
+    run is marked RUNNING, and a SCHEDULED one starts its clock now. ``outside`` names the
+    hyperparameters outside the search space (tag ``synergos.trial.outside_space``).
+    """
+    from mlflow.entities import RunStatus, RunTag
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+    from sqlalchemy import update
+
+    from synergos_mlops.storage.runs import resolution_lock, resolve_run_locked
+
+    validate_study_name(study)
+    if run is not None:
+        validate_id("run", run)
+    with resolution_lock(store.engine):
+        experiment_id = reads.find_experiment(store.ManagedSessionMaker, ids.name)
+        tags = {} if experiment_id is None else store.get_experiment(experiment_id).tags
+        if experiment_id is None or TAG_STUDY_PREFIX + study not in tags:
+            raise StudyNotDefinedError(f"study {study!r} is not defined in experiment {ids.name!r}")
+        numbers = _numbers(store, experiment_id, study)
+        taken = {row.synergos_id for row in reads.federation_runs(
+            store.ManagedSessionMaker, [experiment_id])}  # fmt: skip
+        number = numbers.get(run) if run is not None else None
+        if number is None:
+            number = max(numbers.values(), default=0) + 1
+            while run is None and trial_run_name(study, number) in taken:
+                number += 1
+        name = run if run is not None else trial_run_name(study, number)
+        existing = reads.find_federation_run(store.ManagedSessionMaker, experiment_id, name)
+        if existing is not None and existing.status == "SCHEDULED" and not queued:
+            with store.ManagedSessionMaker(read_only=False) as session:
+                session.execute(
+                    update(SqlRun)
+                    .where(SqlRun.run_uuid == existing.run_uuid)
+                    .values(start_time=_now_ms())
+                )
+        resolved = resolve_run_locked(store, ids, name, participants, user=user, reopen=not queued)
+        status = existing.status if existing is not None and queued else "RUNNING"
+        if queued and existing is None:
+            status = "SCHEDULED"
+            store.update_run_info(resolved.run_id, RunStatus.SCHEDULED, None, None)
+        store.set_tag(resolved.run_id, RunTag(TAG_STUDY, study))
+        store.set_tag(resolved.run_id, RunTag(TAG_TRIAL, str(number)))
+        if outside:
+            store.set_tag(resolved.run_id, RunTag(TAG_OUTSIDE_SPACE, json.dumps(list(outside))))
+        elif existing is not None and TAG_OUTSIDE_SPACE in reads.run_tags(
+            store.ManagedSessionMaker, resolved.run_id
+        ):
+            store.delete_tag(resolved.run_id, TAG_OUTSIDE_SPACE)
+    return ResolvedTrial(resolved, name, number, status or "RUNNING")
+
+
+# --- reads -------------------------------------------------------------------------------
+
+
+def study_definitions(
+    session_maker: SessionMaker, experiment_ids: Sequence[str]
+) -> dict[str, dict[str, StudyDefinition]]:
+    """``{experiment id: {study name: definition}}`` from the experiments' tags."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperimentTag as T
+
+    if not experiment_ids:
+        return {}
+    with session_maker() as session:
+        rows = (
+            session.query(T.experiment_id, T.key, T.value)
+            .filter(
+                T.experiment_id.in_([int(e) for e in experiment_ids]),
+                T.key.like(TAG_STUDY_PREFIX.replace("_", r"\_") + "%", escape="\\"),
+            )
+            .all()
+        )
+    found: dict[str, dict[str, StudyDefinition]] = {}
+    for experiment_id, key, value in rows:
+        definition = StudyDefinition.from_tag(key, value)
+        if definition is not None:
+            found.setdefault(str(experiment_id), {})[definition.name] = definition
+    return found
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """A federation run that is a trial of a study."""
+
+    run: RunRow
+    study: str
+    number: int
+    outside: tuple[str, ...] | None  # None: no tag (not checked when logged)
+
+
+def _tags_of(session_maker: SessionMaker, run_uuids: list[str], keys: Sequence[str]
+             ) -> dict[str, dict[str, str]]:  # fmt: skip
+    from mlflow.store.tracking.dbmodels.models import SqlTag
+
+    found: dict[str, dict[str, str]] = {}
+    if not run_uuids:
+        return found
+    with session_maker() as session:
+        rows = (
+            session.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+            .filter(SqlTag.run_uuid.in_(run_uuids), SqlTag.key.in_(list(keys)))
+            .all()
+        )
+    for run_uuid, key, value in rows:
+        found.setdefault(run_uuid, {})[key] = value
+    return found
+
+
+def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow]:
+    """Every trial of every study of an experiment: runs tagged ``synergos.study``, and runs
+    named ``optim_run_<n>`` without that tag (the default study, trial ``n``)."""
+    runs = reads.federation_runs(session_maker, [experiment_id])
+    tags = _tags_of(session_maker, [r.run_uuid for r in runs],
+                    (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE))  # fmt: skip
+    trials: list[TrialRow] = []
+    for row in runs:
+        own = tags.get(row.run_uuid, {})
+        study = own.get(TAG_STUDY)
+        number: int | None = None
+        if study is not None:
+            try:
+                number = int(own.get(TAG_TRIAL, ""))
+            except ValueError:
+                number = None
+        else:
+            number = legacy_trial_number(row.synergos_id)
+            if number is not None:
+                study = DEFAULT_STUDY
+        if study is None:
+            continue
+        outside: tuple[str, ...] | None = None
+        if TAG_OUTSIDE_SPACE in own:
+            try:
+                outside = tuple(str(x) for x in json.loads(own[TAG_OUTSIDE_SPACE]))
+            except (ValueError, TypeError):
+                outside = (own[TAG_OUTSIDE_SPACE],)
+        trials.append(TrialRow(row, study, number if number is not None else 0, outside))
+    return trials
+
+
+def trial_params(session_maker: SessionMaker, run_uuids: list[str]) -> dict[str, dict[str, str]]:
+    """Every param of these runs, in one query."""
+    from mlflow.store.tracking.dbmodels.models import SqlParam
+
+    found: dict[str, dict[str, str]] = {uuid: {} for uuid in run_uuids}
+    if not run_uuids:
+        return found
+    with session_maker() as session:
+        rows = (
+            session.query(SqlParam.run_uuid, SqlParam.key, SqlParam.value)
+            .filter(SqlParam.run_uuid.in_(run_uuids))
+            .all()
+        )
+    for run_uuid, key, value in rows:
+        found[run_uuid][key] = value
+    return found
+
+
+def participant_rows(
+    session_maker: SessionMaker, parent_uuids: list[str]
+) -> list[tuple[str, str, str]]:
+    """``(parent run, participant run, participant id)`` of every participant of these
+    federation runs, in one query."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from sqlalchemy.orm import aliased
+
+    if not parent_uuids:
+        return []
+    parent = aliased(SqlTag)
+    participant = aliased(SqlTag)
+    with session_maker() as session:
+        rows = (
+            session.query(parent.value, SqlRun.run_uuid, participant.value)
+            .join(SqlRun, SqlRun.run_uuid == parent.run_uuid)
+            .join(
+                participant,
+                (participant.run_uuid == SqlRun.run_uuid)
+                & (participant.key == reads.TAG_PARTICIPANT),
+            )
+            .filter(parent.key == reads.PARENT_TAG, parent.value.in_(parent_uuids))
+            .filter(SqlRun.lifecycle_stage == reads.ACTIVE)
+            .all()
+        )
+    return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+def latest_values(
+    session_maker: SessionMaker, run_uuids: list[str], key: str
+) -> dict[str, float | None]:
+    """The latest value of one metric of each of these runs that has it (NaN as None)."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric as M
+
+    if not run_uuids:
+        return {}
+    with session_maker() as session:
+        rows = (
+            session.query(M.run_uuid, M.value, M.is_nan)
+            .filter(M.run_uuid.in_(run_uuids), M.key == key)
+            .all()
+        )
+    return {run: (None if is_nan else float(value)) for run, value, is_nan in rows}

@@ -1,0 +1,88 @@
+"""The study and compare pages in headless Chromium, on a real `synmlops serve`: the study
+page draws its charts and refreshes its counts while a trial runs; ticking trials and
+pressing Compare opens the compare page with the hyperparameter diff."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from conftest import Server
+from test_command_station import _browser
+from tracking_support import fast_config
+
+from synergos_mlops import FederatedTracker
+
+SPACE = {
+    "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
+    "optimizer": {"_type": "choice", "_value": ["sgd", "adam"]},
+}
+
+
+def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = f"Pages {uuid.uuid4().hex[:6]}"
+    tracker = FederatedTracker(shared_server.url, fast_config(tmp_path))
+    study = tracker.study(c, "p", "e", "tune lr", SPACE, "evaluate/accuracy", "maximize")
+    for number, (lr, optimizer) in enumerate(
+        [(0.01, "adam"), (0.001, "sgd"), (0.05, "adam"), (0.3, "sgd")]
+    ):
+        with study.trial({"lr": lr, "optimizer": optimizer}, participants=["a", "b"]) as run:
+            for step in range(3):
+                run.log_metrics({"evaluate/accuracy": 0.5 + 0.1 * step + 0.01 * number}, step=step)
+                for i, p in enumerate(("a", "b")):
+                    value = 0.45 + 0.1 * step - 0.05 * i
+                    run.log_metrics({"evaluate/accuracy": value}, step=step, participant=p)
+    running = study.trial({"lr": 0.02, "optimizer": "adam"}, participants=["a", "b"])
+    running.log_metrics({"evaluate/accuracy": 0.2}, step=0)
+    running.flush()
+
+    page_path = "/synergos/studies/" + "/".join(quote(x, safe="") for x in (c, "p", "e", "tune lr"))
+    assert "app.js" in requests.get(shared_server.url + page_path, timeout=30).text
+    manager, browser = _browser()
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1200})
+        page.goto(shared_server.url + page_path)
+        page.locator("h1", has_text="tune lr").wait_for()
+        page.locator('#history-chart[data-state="drawn"]').wait_for()
+        page.locator('#parallel-chart[data-state="drawn"]').wait_for()
+        assert page.locator("#parallel-chart").get_attribute("data-axes") == "3"
+        assert page.locator("#parallel-chart").get_attribute("data-lines") == "4"
+        assert page.locator("#history-chart canvas").count() >= 1
+        assert page.locator("#best-trial").inner_text().count("tune lr_run_4") == 1
+        assert page.locator("#importance .bar-row").count() == 2
+        assert (
+            page.locator('#trials-table tr[data-trial="1"] td.spread')
+            .inner_text()
+            .startswith("0.6000 – 0.6500")
+        )
+        counts = page.locator("#study-counts")
+        assert counts.locator('[data-state="RUNNING"] b').inner_text() == "1"
+        running.end("FINISHED")  # the page polls every 2 s while a trial runs
+        page.locator('#study-counts [data-state="FINISHED"] b', has_text="5").wait_for(
+            timeout=20000
+        )
+        page.locator('#history-chart[data-state="drawn"]').wait_for()
+
+        for number in ("1", "2"):
+            page.locator(f'#trials-table tr[data-trial="{number}"] input.pick').check()
+        page.locator("#compare-runs").click()
+        page.wait_for_url("**/synergos/compare?run=**", wait_until="commit")
+        page.locator("#hp-diff").wait_for()
+        diff = page.locator("#hp-diff").inner_text()
+        assert "lr" in diff and "optimizer" in diff and "0.0010" in diff
+        assert "evaluate/accuracy" in page.locator("#final-table").inner_text()
+        page.locator('.chart[data-state="drawn"]').first.wait_for()
+        assert page.locator(".chart").first.get_attribute("data-lines") == "6"
+
+        page.reload()  # the compare page is a URL of its own
+        page.locator("#hp-diff").wait_for()
+        page.goto(shared_server.url + "/synergos/compare?run=x")
+        page.locator("#error", has_text="Compare 2 to 10 runs").wait_for()
+    finally:
+        browser.close()
+        manager.stop()
+        tracker.close()
