@@ -126,7 +126,12 @@
     if (NARROW.matches && a.closest("#sidebar")) setSidebar(false, false);
     go(a.getAttribute("href"));
   });
-  window.addEventListener("popstate", render);
+  // A change of the tab alone (#logs, back and forward between tabs) switches the tab in place.
+  let rendered = null;
+  window.addEventListener("popstate", () => {
+    if (route().view === "run" && rendered === location.pathname + location.search) showTab(tabOfUrl());
+    else render();
+  });
 
   // ---------- tree ----------
   async function loadTree() {
@@ -317,15 +322,21 @@
           link("c/" + path(ids[0], ids[1], ids[2]), "Studies & compare", { class: "btn", id: "experiment-studies" }),
           h("a", { class: "btn", id: "open-mlflow", href: mlflowUrl, target: "_blank", rel: "noopener" }, "Open in MLflow ↗"),
           h("a", { class: "btn primary", id: "download-all", href: base.href + "/bundle.zip", download: "" }, "⤓ Download all"))),
-      h("div", { class: "grid2" },
-        h("div", { class: "card" }, h("h2", {}, "Hyperparameters"), paramsTable(run.hyperparameters)),
-        h("div", { class: "card" }, h("h2", {}, "Participants — latest metrics"), latestTable(run))),
-      metricsCard(run),
-      classCard(run),
-      unattributedCard(run),
-      artifactsCard(run),
+      tabBar(),
+      h("div", { class: "tab-panel", id: "panel-overview", role: "tabpanel", "aria-labelledby": "tab-overview" }, ...[
+        h("div", { class: "grid2" },
+          h("div", { class: "card" }, h("h2", {}, "Hyperparameters"), paramsTable(run.hyperparameters)),
+          h("div", { class: "card" }, h("h2", {}, "Participants — latest metrics"), latestTable(run))),
+        metricsCard(run),
+        classCard(run),
+        unattributedCard(run),
+        artifactsCard(run),
+      ].filter(Boolean)),
+      h("div", { class: "tab-panel", id: "panel-hardware", role: "tabpanel", "aria-labelledby": "tab-hardware", hidden: true }),
+      h("div", { class: "tab-panel", id: "panel-logs", role: "tabpanel", "aria-labelledby": "tab-logs", hidden: true }),
     ].filter(Boolean));
     drawCharts();
+    showTab(tabOfUrl());
   }
 
   function paramsTable(params) {
@@ -338,9 +349,11 @@
 
   const isClassKey = (k) => /\/class_\d+$/.test(k);
   const isEpochKey = (k) => ("/" + k).includes("/epoch/");
+  // Hardware statistics (system/...) are drawn by the Hardware tab, by seconds, not here.
+  const isSystemKey = (k) => k.startsWith("system/");
 
   function latestTable(run) {
-    const keys = run.metric_keys.filter((k) => !isClassKey(k) && !isEpochKey(k));
+    const keys = run.metric_keys.filter((k) => !isClassKey(k) && !isEpochKey(k) && !isSystemKey(k));
     if (!keys.length) return h("p", { class: "muted" }, "No metrics logged.");
     const parts = run.participants.map((p) => p.id);
     const marks = {};
@@ -437,7 +450,7 @@
 
   // ---------- charts ----------
   function metricsCard(run) {
-    const hasEpoch = run.metric_keys.some(isEpochKey);
+    const hasEpoch = run.metric_keys.some((k) => isEpochKey(k) && !isSystemKey(k));
     const seg = h("div", { class: "seg", role: "group", "aria-label": "Axis" },
       ["round", "epoch"].map((axis) => h("button", {
         class: state.axis === axis ? "on" : "", "data-axis": axis, disabled: axis === "epoch" && !hasEpoch,
@@ -558,7 +571,7 @@
     const box = document.getElementById("charts");
     stopCharts();
     box.replaceChildren();
-    const keys = run.metric_keys.filter((k) => !isClassKey(k) && (state.axis === "epoch") === isEpochKey(k));
+    const keys = run.metric_keys.filter((k) => !isClassKey(k) && !isSystemKey(k) && (state.axis === "epoch") === isEpochKey(k));
     Object.assign(document.body.dataset, { charts: String(keys.length), chartsDrawn: "0", chartsSettled: "0" });
     if (!keys.length) {
       box.append(h("p", { class: "muted empty" }, "No " + state.axis + "-level metrics logged."));
@@ -674,6 +687,399 @@
     const left = u.cursor.left + 14, width = tip.offsetWidth;
     tip.style.left = (left + width > u.over.clientWidth ? u.cursor.left - width - 14 : left) + "px";
     tip.style.top = Math.max(0, Math.min(u.cursor.top - 10, u.over.clientHeight - tip.offsetHeight)) + "px";
+  }
+
+  // ---------- run tabs: Overview, Hardware, Logs ----------
+  // The tab is part of the URL (#hardware, #logs; the Overview has none), so a link opens it.
+  // Tabs switch without reloading; the Hardware and Logs tabs load when first shown.
+  const TABS = [["overview", "Overview"], ["hardware", "Hardware"], ["logs", "Logs"]];
+  const tabOfUrl = () => {
+    const name = location.hash.replace(/^#/, "") || new URLSearchParams(location.search).get("tab") || "overview";
+    return TABS.some(([t]) => t === name) ? name : "overview";
+  };
+  const tabs = { view: 0, loaded: new Set(), timers: [], hw: [], logs: null };
+  function tabBar() {
+    return h("div", { class: "tabs", role: "tablist", id: "run-tabs" }, TABS.map(([t, label]) =>
+      h("button", { class: "tab", role: "tab", id: "tab-" + t, type: "button", dataset: { tab: t },
+        "aria-controls": "panel-" + t, "aria-selected": "false",
+        onclick: () => {
+          if (tabOfUrl() === t) return;
+          history.pushState(null, "", location.pathname + location.search + (t === "overview" ? "" : "#" + t));
+          showTab(t);
+        } }, label)));
+  }
+  function showTab(name) {
+    for (const [t] of TABS) {
+      const panel = document.getElementById("panel-" + t), button = document.getElementById("tab-" + t);
+      if (!panel || !button) return;
+      panel.hidden = t !== name;
+      button.classList.toggle("on", t === name);
+      button.setAttribute("aria-selected", String(t === name));
+    }
+    document.body.dataset.tab = name;
+    if (tabs.loaded.has(name)) { if (name === "logs" && tabs.logs) tabs.logs.paint(); return; }
+    tabs.loaded.add(name);
+    if (name === "hardware") loadHardware(document.getElementById("panel-hardware"));
+    if (name === "logs") loadLogs(document.getElementById("panel-logs"));
+  }
+  function stopTabs() {
+    tabs.view += 1;
+    tabs.loaded = new Set();
+    for (const t of tabs.timers) clearTimeout(t);
+    tabs.timers = [];
+    for (const c of tabs.hw) { resizer.unobserve(c.u.root.parentNode); c.u.destroy(); }
+    tabs.hw = [];
+    tabs.logs = null;
+    delete document.body.dataset.tab;
+  }
+  const code = (text) => h("code", {}, text);
+
+  // ----- Hardware: a chart per system/... statistic, a line per participant, by seconds since
+  // the run's start, rounds shaded; and a participants × rounds heatmap of the summary.
+  async function loadHardware(panel) {
+    const view = tabs.view;
+    panel.replaceChildren(h("p", { class: "muted", id: "hardware-loading" }, "Loading hardware statistics…"));
+    let body;
+    try {
+      body = await getJSON(state.base.href + "/system");
+    } catch (err) {
+      if (view !== tabs.view) return;
+      panel.replaceChildren(h("div", { class: "error", id: "hardware-error" },
+        "could not load the hardware statistics: " + (err.message || err)));
+      return;
+    }
+    if (view !== tabs.view) return;
+    const keys = (body.keys || []).filter(isSystemKey).sort();
+    if (!keys.length) {
+      panel.replaceChildren(h("div", { class: "card", id: "hardware-empty" }, h("h2", {}, "Hardware"),
+        h("p", { class: "muted" }, "No hardware statistics were recorded for this run's participants."),
+        h("p", {}, "Run a monitor on each participant's machine beside its training, e.g. ",
+          code("synmlops monitor --collaboration " + JSON.stringify(route().ids[0] || "") +
+            " --participant <id> --tracking-uri " + ROOT.origin),
+          ", or in Python ", code("with run.monitor(\"<participant>\"): ..."),
+          ". Samples are attached to the participant's runs by time.")));
+      return;
+    }
+    const charts = keys.map((k) => h("div", { class: "chart", dataset: { systemKey: k, state: "loading" } },
+      h("h3", {}, k.replace(/^system\//, "")), h("div", { class: "plot" }),
+      h("p", { class: "chart-state loading", role: "status" }, "loading…")));
+    panel.replaceChildren(
+      heatmapCard(body),
+      h("div", { class: "card", id: "hardware" },
+        h("div", { class: "card-head" }, h("h2", {}, "Hardware statistics"),
+          h("span", { class: "muted small" }, "seconds since the run's start; shaded bands are rounds")),
+        h("div", { class: "charts", id: "hardware-charts" }, charts)));
+    document.body.dataset.hardwareCharts = String(keys.length);
+    keys.forEach((k, i) => plotSystem(charts[i], k, body));
+  }
+
+  function plotSystem(el, key, body) {
+    const names = Object.keys(body.participants).filter((p) => (body.participants[p].series || {})[key]);
+    const all = Object.keys(body.participants);
+    const lines = names.map((p) => body.participants[p].series[key]);
+    if (!lines.some((l) => l.seconds.length)) { setChartState(el, "empty", "no samples of this statistic"); return; }
+    // Points are put on a common x: tenths of a second, coarser when the run is long, so a
+    // chart holds at most ~4,000 positions whatever the run's length (the last sample wins).
+    let lo = Infinity, hi = -Infinity;
+    for (const l of lines) for (const s of l.seconds) { if (s < lo) lo = s; if (s > hi) hi = s; }
+    const res = Math.max(0.1, (hi - lo) / 4000);
+    const bin = (s) => Math.round(s / res) * res;
+    const xs = [...new Set(lines.flatMap((l) => l.seconds.map(bin)))].sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const data = [xs, ...lines.map((l) => {
+      const ys = new Array(xs.length).fill(null);
+      l.seconds.forEach((s, i) => { ys[index.get(bin(s))] = l.values[i]; });
+      return ys;
+    })];
+    const rounds = body.rounds || [];
+    const holder = el.querySelector(".plot");
+    const tip = h("div", { class: "tip" });
+    const bands = (u) => {
+      const ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+      ctx.save();
+      ctx.beginPath(); ctx.rect(u.bbox.left, top, u.bbox.width, height); ctx.clip();
+      ctx.font = Math.round(10 * devicePixelRatio) + "px system-ui, sans-serif";
+      ctx.textBaseline = "top";
+      rounds.forEach((r, i) => {
+        const x0 = u.valToPos(r.start, "x", true), x1 = u.valToPos(r.end, "x", true);
+        if (i % 2 === 0) { ctx.fillStyle = "rgba(36, 87, 197, 0.06)"; ctx.fillRect(x0, top, x1 - x0, height); }
+        ctx.fillStyle = "rgba(36, 87, 197, 0.45)";
+        ctx.fillRect(Math.round(x1), top, Math.max(1, devicePixelRatio), height);
+        if (x1 - x0 > 16 * devicePixelRatio) { ctx.fillStyle = "#6b7685"; ctx.fillText("R" + r.round, x0 + 3 * devicePixelRatio, top + 2); }
+      });
+      ctx.restore();
+    };
+    const opts = {
+      width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
+      legend: { show: false }, cursor: { points: { size: 6 }, focus: { prox: 24 } }, focus: { alpha: 0.35 },
+      // Every round's band is in view, also where no sample falls.
+      scales: { x: { time: false, range: (u, mn, mx) => rounds.length
+        ? [Math.min(mn, rounds[0].start), Math.max(mx, rounds[rounds.length - 1].end)] : [mn, mx] } },
+      axes: [{ label: "seconds", labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
+             { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+      series: [{ label: "s" }, ...names.map((n) => ({
+        label: n, stroke: color(all.indexOf(n)), width: 1.4, spanGaps: true, points: { show: false } }))],
+      hooks: {
+        drawAxes: [bands],
+        setCursor: [(u) => showTip(u, tip, "second")],
+        draw: [() => { if (el.dataset.state !== "drawn") setChartState(el, "drawn", ""); }],
+      },
+    };
+    const u = new uPlot(opts, data, holder);
+    u.over.append(tip);
+    const chart = { u, names, el, lines: {} };
+    tabs.hw.push(chart);
+    holder.__chart = chart;
+    resizer.observe(holder);
+    el.dataset.lines = String(names.length);
+    el.dataset.rounds = String(rounds.length);
+  }
+
+  // Participants × rounds, one coloured cell each (light: low, dark red: high), so the
+  // straggler's long rounds or a participant's memory peak stand out; the value on hover.
+  const FIGURES = [
+    ["duration_seconds", "Round duration", "s"], ["cpu_mean_percentage", "CPU mean (machine)", "%"],
+    ["process_cpu_mean_percentage", "CPU mean (process)", "%"], ["memory_peak_megabytes", "Memory peak (machine)", "MB"],
+    ["process_memory_peak_megabytes", "Memory peak (process)", "MB"], ["samples", "Samples", ""],
+  ];
+  function heatmapCard(body) {
+    const summary = body.summary || { participants: [], rounds: [] };
+    const figures = FIGURES.filter(([k]) => summary[k]);
+    const box = h("div", {});
+    const select = h("select", { id: "heatmap-figure", "aria-label": "Figure", onchange: () => draw() },
+      figures.map(([k, label]) => h("option", { value: k }, label)));
+    function draw() {
+      const [key, label, unit] = figures.find(([k]) => k === select.value) || figures[0];
+      const matrix = summary[key];
+      const values = matrix.flat().filter((v) => typeof v === "number");
+      const lo = Math.min(...values), hi = Math.max(...values);
+      const shade = (v) => {
+        const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+        return "background:hsl(" + Math.round(50 - 50 * t) + ", 85%, " + Math.round(92 - 44 * t) + "%);"
+          + (t > 0.6 ? "color:#fff" : "");
+      };
+      box.replaceChildren(h("div", { class: "scroll" }, h("table", { id: "heatmap", class: "heatmap", dataset: { figure: key } },
+        h("thead", {}, h("tr", {}, h("th", {}, "Participant"), summary.rounds.map((r) => h("th", { class: "num" }, "R" + r)))),
+        h("tbody", {}, summary.participants.map((p, i) => h("tr", { dataset: { participant: p } }, h("td", {}, p),
+          summary.rounds.map((r, j) => {
+            const v = matrix[i][j];
+            const text = p + ", round " + r + ": " + (v === null ? "nothing recorded" : fmtNum(v) + (unit ? " " + unit : ""));
+            return h("td", { class: "num heat" + (v === null ? " none" : ""), dataset: { round: r }, title: text,
+              style: v === null ? null : shade(v) }, v === null ? "·" : fmtNum(typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 10) / 10 : v));
+          })))))));
+      box.dataset.label = label;
+    }
+    if (!figures.length || !summary.participants.length || !summary.rounds.length) {
+      return h("div", { class: "card", id: "heatmap-card" }, h("h2", {}, "Participants × rounds"),
+        h("p", { class: "muted" }, "No rounds to summarise: the run logs no round-level metric yet."));
+    }
+    draw();
+    return h("div", { class: "card", id: "heatmap-card" },
+      h("div", { class: "card-head" }, h("h2", {}, "Participants × rounds"), select,
+        h("span", { class: "muted small" }, "darker is higher; hover a cell for its value")), box);
+  }
+
+  // ----- Logs: a virtualized list. Only the rows in view are in the DOM (fixed row height);
+  // older pages are fetched (before=) as the user scrolls up, newer ones (after=) as they
+  // scroll down, and at most LOG_KEPT records are held: the far end is dropped and fetched
+  // again when needed. While the run is RUNNING, after=<last id> is polled every 2 s.
+  const LOG_ROW = 24, LOG_PAGE = 1000, LOG_KEPT = 20000, LOG_POLL = 2000, LOG_OVERSCAN = 10;
+  const LEVELS = [["", "any level"], ["DEBUG", "DEBUG+"], ["INFO", "INFO+"], ["WARNING", "WARNING+"],
+    ["ERROR", "ERROR+"], ["CRITICAL", "CRITICAL"]];
+  function loadLogs(panel) {
+    const view = tabs.view;
+    const run = state.run;
+    const participant = h("select", { id: "log-participant", "aria-label": "Participant" },
+      h("option", { value: "" }, "every participant"), run.participants.map((p) => h("option", { value: p.id }, p.id)));
+    const level = h("select", { id: "log-level", "aria-label": "Minimum level" }, LEVELS.map(([v, t]) => h("option", { value: v }, t)));
+    const role = h("select", { id: "log-role", "aria-label": "Role" }, h("option", { value: "" }, "any role"),
+      ["TTP", "WKR", "DIR", "SYS"].map((r) => h("option", { value: r }, r)));
+    const text = h("input", { id: "log-text", type: "search", placeholder: "message contains…", "aria-label": "Text" });
+    const status = h("span", { class: "muted small", id: "log-status" });
+    const scroller = h("div", { class: "log-scroll", id: "log-scroll", tabindex: "0" });
+    const spacer = h("div", { class: "log-spacer" });
+    scroller.append(spacer);
+    const detail = h("div", { class: "log-detail", id: "log-detail", hidden: true });
+    const empty = h("div", { class: "log-empty", id: "logs-empty", hidden: true });
+    const head = h("div", { class: "log-row log-head" },
+      ["Time", "Level", "Participant", "Logger", "Message"].map((t) => h("span", { class: "log-" + t.toLowerCase() }, t)));
+    panel.replaceChildren(h("div", { class: "card", id: "logs" },
+      h("div", { class: "card-head" }, h("h2", {}, "Logs"), status),
+      h("div", { class: "log-filters" }, participant, level, role, text),
+      empty, h("div", { class: "log-table" }, head, scroller), detail));
+
+    const L = { records: [], older: false, newer: false, busy: false, gen: 0, selected: null, running: run.status === "RUNNING" };
+    tabs.logs = L;
+    const params = (extra) => {
+      const url = new URL(state.base.href + "/logs");
+      if (participant.value) url.searchParams.set("participant", participant.value);
+      if (level.value) url.searchParams.set("level", level.value);
+      if (role.value) url.searchParams.set("role", role.value);
+      if (text.value.trim()) url.searchParams.set("q", text.value.trim());
+      for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, v);
+      return url;
+    };
+    const filtered = () => Boolean(participant.value || level.value || role.value || text.value.trim());
+    const atBottom = () => scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - LOG_ROW;
+    const first = () => (L.records.length ? L.records[0].id : null);
+    const last = () => (L.records.length ? L.records[L.records.length - 1].id : null);
+
+    const size = () => { spacer.style.height = L.records.length * LOG_ROW + "px"; };
+    function paint() {
+      size();
+      const top = scroller.scrollTop, height = scroller.clientHeight || 400;
+      const from = Math.max(0, Math.floor(top / LOG_ROW) - LOG_OVERSCAN);
+      const to = Math.min(L.records.length, Math.ceil((top + height) / LOG_ROW) + LOG_OVERSCAN);
+      const rows = [];
+      for (let i = from; i < to; i++) {
+        const r = L.records[i];
+        const when = new Date(r.timestamp);
+        rows.push(h("div", { class: "log-row " + r.level_name + (L.selected === r.id ? " selected" : ""),
+          style: "top:" + i * LOG_ROW + "px", dataset: { id: r.id }, title: r.message.length > 120 ? r.message.slice(0, 2000) : null },
+          h("span", { class: "log-time", title: r.time }, when.toLocaleTimeString([], { hour12: false }) + "." + String(when.getMilliseconds()).padStart(3, "0")),
+          h("span", { class: "log-level" }, r.level_name),
+          h("span", { class: "log-participant" }, r.participant || (r.role || "—")),
+          h("span", { class: "log-logger" }, r.logger),
+          h("span", { class: "log-message" }, r.message.split("\n", 1)[0])));
+      }
+      spacer.replaceChildren(...rows);
+      status.textContent = L.records.length
+        ? L.records.length.toLocaleString() + " records held (#" + first() + "–#" + last() + ")"
+          + (L.older ? ", older above" : "") + (L.newer ? ", newer below" : "") + (L.running && !L.newer ? " · live" : "")
+        : "";
+      scroller.dataset.records = String(L.records.length);
+      scroller.dataset.first = String(first() ?? "");
+      scroller.dataset.last = String(last() ?? "");
+    }
+    L.paint = paint;
+    let frame = 0;
+    const schedule = () => { if (!frame) frame = requestAnimationFrame(() => { frame = 0; paint(); edges(); }); };
+
+    async function fetchPage(extra) {
+      const gen = L.gen;
+      const body = await getJSON(params(Object.assign({ limit: String(LOG_PAGE) }, extra)));
+      if (view !== tabs.view || gen !== L.gen) return null;
+      return body;
+    }
+    // Near the top: older records; near the bottom with newer ones dropped: those again.
+    async function edges() {
+      if (L.busy || !L.records.length) return;
+      const nearTop = scroller.scrollTop < LOG_ROW * 40, nearEnd = scroller.scrollTop + scroller.clientHeight > scroller.scrollHeight - LOG_ROW * 40;
+      if (!(nearTop && L.older) && !(nearEnd && L.newer)) return;
+      L.busy = true;
+      try {
+        if (nearTop && L.older) {
+          const body = await fetchPage({ before: String(first()) });
+          if (!body) return;
+          L.records = body.records.concat(L.records);
+          L.older = body.more;
+          size();
+          scroller.scrollTop += body.records.length * LOG_ROW;  // the rows in view stay put
+          const extra = L.records.length - LOG_KEPT;
+          if (extra > 0) { L.records.splice(L.records.length - extra, extra); L.newer = true; }
+        } else {
+          const body = await fetchPage({ after: String(last()) });
+          if (!body) return;
+          L.records = L.records.concat(body.records);
+          L.newer = body.more;
+          const extra = L.records.length - LOG_KEPT;
+          if (extra > 0) { L.records.splice(0, extra); L.older = true; scroller.scrollTop -= extra * LOG_ROW; size(); }
+        }
+        document.body.dataset.logPages = String(+(document.body.dataset.logPages || 0) + 1);
+      } catch (err) {
+        status.textContent = "could not load more records: " + (err.message || err);
+      } finally {
+        L.busy = false;
+      }
+      paint();
+      schedule();
+    }
+    scroller.addEventListener("scroll", schedule, { passive: true });
+    new ResizeObserver(() => { if (scroller.isConnected) schedule(); }).observe(scroller);
+    scroller.addEventListener("click", (ev) => {
+      const row = ev.target.closest(".log-row[data-id]");
+      if (!row) return;
+      const r = L.records.find((x) => x.id === +row.dataset.id);
+      if (!r) return;
+      L.selected = L.selected === r.id ? null : r.id;
+      detail.hidden = L.selected === null;
+      if (!detail.hidden) {
+        detail.replaceChildren(
+          h("div", { class: "card-head" }, h("b", {}, "#" + r.id + " · " + r.level_name + " · " + r.logger),
+            h("span", { class: "muted small" }, r.time + (r.participant ? " · " + r.participant : "") + (r.role ? " · " + r.role : "")),
+            h("button", { class: "btn", type: "button", onclick: () => { L.selected = null; detail.hidden = true; paint(); } }, "Close")),
+          h("pre", { class: "log-message-full" }, r.message),
+          h("pre", { class: "log-fields" }, JSON.stringify(r.fields || {}, null, 2)));
+      }
+      paint();
+    });
+
+    async function reload() {
+      L.gen += 1;
+      L.records = []; L.older = false; L.newer = false; L.selected = null; L.busy = true;
+      detail.hidden = true;
+      status.textContent = "loading…";
+      delete scroller.dataset.state;
+      let body;
+      try {
+        body = await fetchPage({});
+      } catch (err) {
+        L.busy = false;
+        if (view !== tabs.view) return;
+        status.textContent = "";
+        empty.hidden = false;
+        empty.className = "log-empty error";
+        empty.textContent = "could not load the log records: " + (err.message || err);
+        scroller.dataset.state = "error";
+        return;
+      } finally {
+        L.busy = false;
+      }
+      if (!body) return;
+      L.records = body.records;
+      L.older = body.more;
+      empty.hidden = L.records.length > 0;
+      empty.className = "log-empty muted";
+      empty.replaceChildren(...(filtered() ? ["No records match these filters."]
+        : ["No log records for this run yet. Send them with ", code("run.log_handler()"),
+           " (Python logging, from the tracker's run), or point synergos_logger's GELF at ",
+           code("synmlops serve --gelf-port 12201"), "."]));
+      paint();
+      scroller.scrollTop = scroller.scrollHeight;
+      paint();
+      scroller.dataset.state = "loaded";
+    }
+    // The live tail: new records are appended; the view follows them when it was at the bottom.
+    async function tail() {
+      if (view !== tabs.view) return;
+      if (!L.busy && !L.newer) {
+        const follow = atBottom();
+        try {
+          const after = last();
+          const body = await fetchPage(after === null ? {} : { after: String(after) });
+          if (body && body.records.length && last() === after) {
+            L.records = L.records.concat(body.records);
+            L.newer = after !== null && body.more;
+            const extra = L.records.length - LOG_KEPT;
+            if (extra > 0) { L.records.splice(0, extra); L.older = true; scroller.scrollTop -= extra * LOG_ROW; }
+            empty.hidden = true;
+            paint();
+            if (follow) { scroller.scrollTop = scroller.scrollHeight; paint(); }
+          }
+          document.body.dataset.logPolls = String(+(document.body.dataset.logPolls || 0) + 1);
+        } catch (err) { /* the next poll tries again */ }
+      }
+      if (++L.polls % 15 === 0) {  // every 30 s: is the run still going?
+        try { L.running = (await getJSON(state.base.href)).status === "RUNNING"; } catch (err) { /* keep polling */ }
+      }
+      if (L.running && view === tabs.view) tabs.timers.push(setTimeout(tail, LOG_POLL));
+    }
+    L.polls = 0;
+    let typing = 0;
+    for (const el of [participant, level, role]) el.addEventListener("change", reload);
+    text.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(reload, 300); tabs.timers.push(typing); });
+    reload();
+    if (L.running) tabs.timers.push(setTimeout(tail, LOG_POLL));
   }
 
   // ---------- study view ----------
@@ -1009,6 +1415,8 @@
       main.replaceChildren();
       main.scrollTop = 0;
       stopCharts();
+      stopTabs();
+      rendered = location.pathname + location.search;
       if (view === "run") {
         main.append(h("p", { class: "muted" }, "Loading run…"));
         await renderRun(main, ids, runJSON);
