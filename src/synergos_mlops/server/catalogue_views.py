@@ -73,9 +73,13 @@ def _columns(schema_text: str | None) -> list[dict[str, str]]:
     schema = _json(schema_text)
     if not isinstance(schema, dict):
         return []
-    datatypes = (schema.get("synergos") or {}).get("datatypes")
+    synergos = schema.get("synergos") or {}
+    datatypes = synergos.get("datatypes")
     if isinstance(datatypes, dict):
-        return [{"name": str(k), "type": str(v)} for k, v in datatypes.items()]
+        # The headers' order (the worker's column order); the stored JSON's keys are sorted.
+        headers = [h for h in synergos.get("headers") or [] if h in datatypes]
+        order = headers + sorted(set(datatypes) - set(headers))
+        return [{"name": str(k), "type": str(datatypes[k])} for k in order]
     return [
         {"name": str(c.get("name")), "type": str(c.get("type"))}
         for c in schema.get("mlflow_colspec") or []
