@@ -190,12 +190,14 @@ def test_catalogue_and_drift_read_the_same_from_postgresql(
 def test_log_dataset_refuses_an_unknown_split_or_metadata_that_is_not_an_object(
     shared_server: Server, tmp_path: Path
 ) -> None:
-    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
-        with tracker.run(unique("c"), "p", "e", "r") as run:
-            with pytest.raises(InvalidValueError, match="split 'test' must be one of"):
-                run.log_dataset("w1", "test", TABULAR)
-            with pytest.raises(InvalidValueError, match="must be an object"):
-                run.log_dataset("w1", "train", [1, 2])  # type: ignore[arg-type]
+    with (
+        FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker,
+        tracker.run(unique("c"), "p", "e", "r") as run,
+    ):
+        with pytest.raises(InvalidValueError, match="split 'test' must be one of"):
+            run.log_dataset("w1", "test", TABULAR)
+        with pytest.raises(InvalidValueError, match="must be an object"):
+            run.log_dataset("w1", "train", [1, 2])  # type: ignore[arg-type]
 
 
 def test_a_store_folder_keeps_datasets_the_server_then_serves(
@@ -203,9 +205,11 @@ def test_a_store_folder_keeps_datasets_the_server_then_serves(
 ) -> None:
     store = tmp_path / "store"
     c = unique("folder")
-    with FederatedTracker(store, fast_config(tmp_path)) as tracker:
-        with tracker.run(c, "p", "e", "r", participants=["w1"]) as run:
-            digest = run.log_dataset("w1", "predict", TEXT)
+    with (
+        FederatedTracker(store, fast_config(tmp_path)) as tracker,
+        tracker.run(c, "p", "e", "r", participants=["w1"]) as run,
+    ):
+        digest = run.log_dataset("w1", "predict", TEXT)
     server = server_factory(store)
     answer = get(server, f"/catalogue/{quote(c)}/w1/{digest}").json()
     assert answer["profile"]["kind"] == "text"

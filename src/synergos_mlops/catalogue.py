@@ -275,10 +275,13 @@ def parse_worker_catalogue(
     out; InvalidValueError when the file holds no usable split at all."""
     if not isinstance(data, Mapping):
         raise InvalidValueError("must be an object of headers, schemas and metadata per split")
-    headers = data.get("headers") if isinstance(data.get("headers"), Mapping) else {}
-    schemas = data.get("schemas") if isinstance(data.get("schemas"), Mapping) else {}
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
-    metadata = {**{s: data[s] for s in SPLITS if s in data}, **metadata}
+
+    def part(key: str) -> dict[str, Any]:
+        value = data.get(key)
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    headers, schemas = part("headers"), part("schemas")
+    metadata = {**{s: data[s] for s in SPLITS if s in data}, **part("metadata")}
     notes: list[str] = []
     for key in ("headers", "schemas"):
         if key not in data:

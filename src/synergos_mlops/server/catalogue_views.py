@@ -353,9 +353,9 @@ def run_lineage(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any
     run_node = f"run:{run.parent.run_uuid}"
     nodes: list[dict[str, Any]] = [{"id": run_node, "type": "federated_run", "label": run.run_id}]
     edges: list[list[str]] = []
-    for p in run.participants:
-        node = f"participant_run:{p.run_uuid}"
-        nodes.append({"id": node, "type": "participant_run", "label": p.synergos_id})
+    for row in run.participants:
+        node = f"participant_run:{row.run_uuid}"
+        nodes.append({"id": node, "type": "participant_run", "label": row.synergos_id})
         edges.append([node, run_node])
     datasets = []
     for p in uses:
@@ -366,6 +366,7 @@ def run_lineage(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any
         datasets.append({
             "participant": p.participant, "split": p.split, "digest": p.use.digest,
             "name": p.use.name, "mlflow_run_id": p.use.run_uuid,
+            "columns": _columns(p.use.schema),
             "profile": f"{root}/catalogue/{_q(p.collaboration)}/{_q(p.participant)}/"
             f"{_q(p.use.digest)}",
         })  # fmt: skip
@@ -396,9 +397,19 @@ def run_lineage(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any
             "experiment": run.ids.experiment,
             "run": run.run_id,
             "mlflow_run_id": run.parent.run_uuid,
+            "status": run.parent.status,
+            "start_time": iso_time(run.parent.start_time),
+            "end_time": iso_time(run.parent.end_time),
         },  # fmt: skip
         "participants": [
-            {"id": p.synergos_id, "mlflow_run_id": p.run_uuid} for p in run.participants
+            {
+                "id": p.synergos_id,
+                "mlflow_run_id": p.run_uuid,
+                "status": p.status,
+                "start_time": iso_time(p.start_time),
+                "end_time": iso_time(p.end_time),
+            }  # fmt: skip
+            for p in run.participants
         ],
         "datasets": datasets,
         "models": model_json,

@@ -28,6 +28,7 @@ __all__ = [
 
 SOURCE_TYPE = "synergos-participant"
 CONTEXT_TAG = "mlflow.data.context"
+MODEL_URI = "models:/"
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,6 @@ def _version_rows(session: Any, condition: Any) -> list[ModelVersionRow]:
             SqlModelVersion.name,
             SqlModelVersion.version,
             SqlModelVersion.run_id,
-            SqlModelVersion.model_id,
             SqlModelVersion.source,
             SqlModelVersion.status,
             SqlModelVersion.creation_time,
@@ -221,7 +221,14 @@ def _version_rows(session: Any, condition: Any) -> list[ModelVersionRow]:
         .filter(condition, SqlModelVersion.current_stage != "Deleted_Internal")
         .all()
     )
-    return [ModelVersionRow(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+    return [ModelVersionRow(r[0], int(r[1]), r[2], _model_of(r[3]), r[3], r[4], r[5]) for r in rows]
+
+
+def _model_of(source: str | None) -> str | None:
+    """MLflow 3 keeps a version's logged model only in its source, ``models:/<model id>``."""
+    if source and source.startswith(MODEL_URI) and "/" not in source[len(MODEL_URI) :]:
+        return source[len(MODEL_URI) :]
+    return None
 
 
 def model_versions(
@@ -237,7 +244,11 @@ def model_versions(
         return []
     with session_maker() as session:
         rows = _version_rows(
-            session, or_(SqlModelVersion.run_id.in_(runs), SqlModelVersion.model_id.in_(models))
+            session,
+            or_(
+                SqlModelVersion.run_id.in_(runs),
+                SqlModelVersion.source.in_([MODEL_URI + m for m in models]),
+            ),
         )
     return sorted(rows, key=lambda v: (v.name, v.version))
 
