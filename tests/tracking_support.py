@@ -88,6 +88,9 @@ class MemoryTransport:
         self._check()
         self.params.setdefault(run_id, {}).update(params)
 
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, object]]) -> None:
+        self._check()
+
     def set_status(self, run_id: str, status: str, end_time: int) -> None:
         self._check()
         self.statuses[run_id] = status

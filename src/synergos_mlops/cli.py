@@ -471,6 +471,35 @@ def export(
 
 
 @main.group()
+def lineage() -> None:
+    """Data lineage of federated runs (datasets, runs, models; see docs/catalogue.md)."""
+
+
+@lineage.command("export")
+@click.argument("collaboration")
+@click.argument("project")
+@click.argument("experiment")
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+    help="The JSON-lines file of OpenLineage run events to write.",
+)  # fmt: skip
+@_option("tracking_uri", "--tracking-uri", type=str)
+@_domain_errors
+def lineage_export(
+    collaboration: str, project: str, experiment: str, run_id: str, output: Path,
+    tracking_uri: str | None,
+) -> None:  # fmt: skip
+    """Write a federated run's lineage as OpenLineage run events, one JSON object a line."""
+    from synergos_mlops.federation import ExperimentIds
+    from synergos_mlops.lineage import export_lineage
+
+    ids = ExperimentIds(collaboration, project, experiment)
+    count = export_lineage(_tracking_target(tracking_uri, reading=True), ids, run_id, output)
+    click.echo(f"wrote {output} ({count} OpenLineage events)")
+
+
+@main.group()
 def db() -> None:
     """The tracking database's schema (SQLite or PostgreSQL)."""
 

@@ -33,6 +33,7 @@ from synergos_mlops.federation import ROLE_FEDERATION, TAG_ROLE, TAG_RUN, Experi
 from synergos_mlops.ingest._parse import (
     FileProblem,
     LossHistory,
+    parse_catalogue,
     parse_global_loss,
     parse_local_loss,
     parse_statistics,
@@ -411,6 +412,16 @@ class Ingester:
                 else "loss_history"
             )
             tracked.log_artifact(path, participant=p, artifact_path=folder)
+        elif entry.kind is Kind.CATALOGUE:
+            assert p is not None
+            partial: list[str] = []
+            for dataset in parse_catalogue(entry, tracked.ids.collaboration, tracked.ids.project,
+                                           partial):  # fmt: skip
+                tracked.log_dataset(
+                    p, dataset.split, dataset.metadata, schema=dataset.schema,
+                    headers=dataset.headers,
+                )  # fmt: skip
+            outcome.notes.extend(Problem(entry.name, n) for n in partial)
         else:
             assert p is not None and entry.stage is not None
             if entry.kind is Kind.STATISTICS:

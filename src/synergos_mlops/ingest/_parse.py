@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Mapping
 
+from synergos_mlops.catalogue import DatasetEntry
 from synergos_mlops.errors import InvalidValueError
 from synergos_mlops.federation import STAGES, statistic_points
 from synergos_mlops.ingest._scan import FileEntry
@@ -20,6 +21,7 @@ from synergos_mlops.ingest._scan import FileEntry
 __all__ = [
     "FileProblem",
     "LossHistory",
+    "parse_catalogue",
     "parse_global_loss",
     "parse_local_loss",
     "parse_statistics",
@@ -165,3 +167,20 @@ def parse_statistics(entry: FileEntry, notes: list[str]) -> dict[str, object]:
             continue
         kept[name] = value
     return kept
+
+
+def parse_catalogue(
+    entry: FileEntry, collaboration: str, project: str, notes: list[str]
+) -> list[DatasetEntry]:
+    """The catalogue entries of a worker's ``catalogue.json`` (see ``synergos_mlops.catalogue``);
+    what is partial goes to ``notes``; a file with no usable split is a FileProblem."""
+    from synergos_mlops.catalogue import parse_worker_catalogue
+
+    assert entry.participant is not None
+    data = _json(entry)
+    try:
+        entries, found = parse_worker_catalogue(data, collaboration, project, entry.participant)
+    except InvalidValueError as exc:
+        raise FileProblem(f"is not a data catalogue the worker writes: {exc}") from None
+    notes.extend(found)
+    return entries

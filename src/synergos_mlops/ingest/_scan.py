@@ -15,6 +15,8 @@ of that root, links to folders are never followed, and anything that is not a re
     <worker outputs>/<c>/<p>/<e>/<r>/<stage>/                     (PARTICIPANT=DIR)
         inference_statistics_<stage>.json, inference_predictions_<stage>.txt,
         inference_scores_<stage>.txt
+    <worker outputs>/[<participant>/]<c>/<p>/preprocessing/catalogue.json
+        the worker's summary of its data per split: catalogued on every run of <c>/<p>
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 RUN_DEPTH = 4  # <collaboration>/<project>/<experiment>/<run>
+CATALOGUE_FILE = "catalogue.json"  # in <worker outputs>/<c>/<p>/preprocessing/
 LAYOUT = "<collaboration>/<project>/<experiment>/<run>/"
 _ROUND = re.compile(r"round_(0|[1-9][0-9]*)")
 _EPOCH = re.compile(r"epoch_(0|[1-9][0-9]*)")
@@ -56,6 +59,7 @@ class Kind(StrEnum):
     STATISTICS = "inference statistics"
     PREDICTIONS = "inference predictions"
     SCORES = "inference scores"
+    CATALOGUE = "data catalogue"
 
 
 @dataclass(frozen=True)
@@ -411,10 +415,45 @@ def _scan_worker(worker: WorkerOutputs, scan: Scan) -> dict[tuple[str, ...], lis
             )
             found.setdefault(ids, []).append(entry)
 
+    def preprocessing(folder: Path, names: list[str]) -> None:
+        """``<c>/<p>/preprocessing/``: the worker's catalogue.json; sub-folders are read
+        as the runs of an experiment that happens to be called "preprocessing"."""
+        participant, ids = (
+            (worker.participant, names[:-1]) if worker.participant else (names[0], names[1:-1])
+        )
+        try:
+            validate_id("participant", participant)
+            reason = _checked_ids(ids)
+        except InvalidIdError as exc:
+            reason = str(exc)
+        for name, path, is_dir, info in _entries(folder, root, scan.problems):
+            shown = _show(folder / name, root)
+            if is_dir:
+                walk(path, [*names, name])
+            elif name != CATALOGUE_FILE:
+                scan.problems.append(Problem(shown, "unknown file; not ingested"))
+            elif reason is not None:
+                scan.problems.append(Problem(shown, f"{reason}; not ingested"))
+            else:
+                assert participant is not None
+                found.setdefault(tuple(ids), []).append(
+                    FileEntry(
+                        name=f"worker/{participant}/preprocessing/{name}",
+                        path=path,
+                        size=info.st_size,
+                        mtime_ns=info.st_mtime_ns,
+                        kind=Kind.CATALOGUE,
+                        participant=participant,
+                    )
+                )
+
     def walk(folder: Path, names: list[str]) -> None:
         depth = RUN_DEPTH + (0 if worker.participant else 1)
         for name, path, is_dir, _ in _entries(folder, root, scan.problems):
             shown = _show(folder / name, root)
+            if is_dir and name == "preprocessing" and len(names) == depth - 2:
+                preprocessing(path, [*names, name])
+                continue
             if not is_dir:
                 scan.problems.append(
                     Problem(shown, f"file outside a stage folder (expected {layout}); not ingested")
@@ -452,6 +491,25 @@ def _scan_worker(worker: WorkerOutputs, scan: Scan) -> dict[tuple[str, ...], lis
     return found
 
 
+def _add_catalogue(
+    result: Scan, worker: WorkerOutputs, ids: tuple[str, ...], entries: list[FileEntry]
+) -> None:
+    runs = [run for run in result.runs if run.ids[:2] == ids]
+    if not runs:
+        for entry in entries:
+            result.problems.append(
+                Problem(
+                    f"{worker.root.name}: {entry.name}",
+                    f"data catalogue of project {'/'.join(ids)}, which has no run in OUTPUTS; "
+                    "not ingested",
+                )
+            )
+        return
+    for run in runs:
+        present = {f.name for f in run.files}
+        run.files.extend(entry for entry in entries if entry.name not in present)
+
+
 def scan(outputs: Path, workers: Sequence[WorkerOutputs] = ()) -> Scan:
     """Scan ``outputs`` (and the workers' output folders) into run folders and problems."""
     root = _root(outputs, "OUTPUTS")
@@ -460,6 +518,9 @@ def scan(outputs: Path, workers: Sequence[WorkerOutputs] = ()) -> Scan:
     by_ids: dict[tuple[str, ...], RunFolder] = {run.ids: run for run in result.runs}
     for worker in workers:
         for ids, entries in _scan_worker(worker, result).items():
+            if len(ids) == 2:  # a project's data catalogue: every run of the project
+                _add_catalogue(result, worker, ids, entries)
+                continue
             run = by_ids.get(ids)
             if run is None:
                 participant = entries[0].participant

@@ -356,6 +356,9 @@ def openapi_document() -> dict[str, Any]:
         from synergos_mlops.server.studies import read_router as studies_router
 
         holder.include_router(studies_router)
+        from synergos_mlops.server.catalogue import router as catalogue_router
+
+        holder.include_router(catalogue_router)
         _openapi_cache.update(holder.openapi())
     return _openapi_cache
 

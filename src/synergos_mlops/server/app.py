@@ -30,6 +30,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "synergos_mlops.server.bulk",
     "synergos_mlops.server.logs",  # ahead of api: its catch-all answers unknown /runs/ paths
     "synergos_mlops.server.system",  # before api: its /runs/... catch-all answers 404
+    "synergos_mlops.server.catalogue",  # before api too: {run}/datasets
     "synergos_mlops.server.api",
     "synergos_mlops.server.studies",
     "synergos_mlops.server.station",

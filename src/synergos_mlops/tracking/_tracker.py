@@ -564,6 +564,34 @@ class FederatedRun:
             participant, sender.add, level=level, skip_thread=sender.thread,
         )  # fmt: skip
 
+    # Data catalogue ------------------------------------------------------------------------
+
+    def log_dataset(
+        self,
+        participant: str,
+        split: str,
+        metadata: Mapping[str, Any],
+        schema: Mapping[str, Any] | None = None,
+        headers: Sequence[str] | None = None,
+    ) -> str:
+        """Catalogue ``participant``'s ``split`` (train, evaluate, predict) by its summary
+        (the worker's metadata: never the data), as an MLflow dataset input of the
+        participant's run; returns the dataset's digest (see docs/catalogue.md)."""
+        from synergos_mlops.catalogue import dataset_entry
+
+        self._tracker._check_open()
+        entry = dataset_entry(
+            self.ids.collaboration, self.ids.project, participant, split, metadata,
+            schema=schema, headers=headers,
+        )  # fmt: skip
+        run_id, _ = self._target(participant)
+        transport = self._tracker._transport
+        self._tracker.retry(
+            f"catalogue the {split} data of participant {participant!r}",
+            lambda: transport.log_inputs(run_id, [entry.to_mlflow()]),
+        )
+        return entry.digest
+
     # Artifacts -----------------------------------------------------------------------------
 
     def _upload(self, local: Path, artifact_uri: str, folder: str) -> None:

@@ -81,6 +81,10 @@ class Transport(Protocol):
 
     def set_status(self, run_id: str, status: str, end_time: int) -> None: ...
 
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+        """Record datasets as the run's inputs (MLflow's ``DatasetInput`` as JSON:
+        ``{"dataset": {name, digest, source_type, source, schema, profile}, "tags": [...]}``)."""
+
     def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
         """Store ``local_path`` (a file) as ``<artifact_path>/<its name>`` of the run."""
 
@@ -261,6 +265,14 @@ class HttpTransport:
                 json_body={"run_id": run_id, "params": items[start : start + 100]},
             )
 
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+        self._call(
+            "POST",
+            "/api/2.0/mlflow/runs/log-inputs",
+            what="dataset inputs",
+            json_body={"run_id": run_id, "datasets": list(datasets)},
+        )
+
     def set_status(self, run_id: str, status: str, end_time: int) -> None:
         self._call(
             "POST",
@@ -400,6 +412,22 @@ class FolderTransport:
                 self.store.log_batch(run_id, [], items[start : start + 100], [])
         except MlflowException as exc:
             raise InvalidValueError(f"hyperparameters refused: {exc.message}") from None
+
+    def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
+
+        inputs = [
+            DatasetInput(
+                Dataset(**item["dataset"]),
+                [InputTag(tag["key"], tag["value"]) for tag in item.get("tags", [])],
+            )
+            for item in datasets
+        ]
+        try:
+            self.store.log_inputs(run_id, datasets=inputs)
+        except MlflowException as exc:
+            raise InvalidValueError(f"dataset inputs refused: {exc.message}") from None
 
     def set_status(self, run_id: str, status: str, end_time: int) -> None:
         from mlflow.entities import RunStatus

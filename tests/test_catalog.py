@@ -1,0 +1,292 @@
+"""Data catalogue: participants' data summaries kept as MLflow datasets of their runs, read
+back by the catalogue routes, drift across runs, and the worker's catalogue.json ingested,
+on a real `synmlops serve` (SQLite, and PostgreSQL for the storage path)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from conftest import SYNMLOPS, Server
+from mlflow import MlflowClient
+from tracking_support import fast_config
+
+from synergos_mlops import FederatedTracker, InvalidValueError
+
+API = "/api/synergos/v1"
+
+#: One split of a tabular participant, as the original worker's MetaExtractor summarises it.
+TABULAR: dict[str, Any] = {
+    "src_count": 1,
+    "_type": "tabular",
+    "tabular": {
+        "cat_variables": {
+            "sex": {"datatype": "category", "labels": ["F", "M"], "count": 120, "unique": 2,
+                    "top": "M", "freq": 64},
+            "cp": {"datatype": "category", "labels": [1, 2, 3, 4], "count": 120, "unique": 4,
+                   "top": 4, "freq": 57},
+        },
+        "num_variables": {
+            "age": {"datatype": "int64", "count": 120, "mean": 54.2, "std": 9.1, "min": 29,
+                    "25%": 47, "50%": 55, "75%": 61, "max": 77},
+            "chol": {"datatype": "float64", "count": 120, "mean": 246.7, "std": 51.8,
+                     "min": 126.0, "25%": 211.0, "50%": 241.0, "75%": 275.0, "max": 564.0},
+        },
+    },
+    "image": {},
+    "text": {},
+}  # fmt: skip
+SCHEMA = {"age": "int64", "sex": "category", "cp": "category", "chol": "float64"}
+HEADERS = ["age", "sex", "cp", "chol"]
+IMAGE = {"src_count": 300, "_type": "image", "tabular": {}, "text": {},
+         "image": {"pixel_height": 28, "pixel_width": 28, "color": "L"}}  # fmt: skip
+TEXT = {"src_count": 1, "_type": "text", "tabular": {}, "image": {},
+        "text": {"word_count": 18235, "sparsity": 0.97, "representation": "tfidf"}}  # fmt: skip
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def worker_catalogue(metadata: dict[str, Any], schema: dict[str, str] | None = None,
+                     headers: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A catalogue.json as the worker writes it: headers, schemas and metadata per split."""
+    return {
+        "headers": {split: headers or [] for split in ("train", "evaluate")},
+        "schemas": {split: schema or {} for split in ("train", "evaluate")},
+        "metadata": {"train": metadata, "evaluate": copy.deepcopy(metadata)},
+    }
+
+
+def get(server: Server, path: str, **kwargs: Any) -> requests.Response:
+    return requests.get(f"{server.url}{API}{path}", timeout=60, **kwargs)
+
+
+def run_path(*ids: str) -> str:
+    return "/".join(quote(i, safe="") for i in ids)
+
+
+def log_three_runs(url: str, tmp_path: Path, c: str) -> dict[str, str]:
+    """Three runs of project "heart": hospital-a's train data gains rows (r2) then a column
+    (r3); hospital-b's data never changes. Returns the digests by (participant, run)."""
+    changed_rows = copy.deepcopy(TABULAR)
+    changed_rows["tabular"]["num_variables"]["age"].update(count=150, mean=51.0)
+    changed_column = copy.deepcopy(changed_rows)
+    changed_column["tabular"]["num_variables"]["thal"] = {
+        "datatype": "float64", "count": 150, "mean": 4.7, "std": 1.9, "min": 3.0,
+        "25%": 3.0, "50%": 3.0, "75%": 7.0, "max": 7.0,
+    }  # fmt: skip
+    a_data = {"r1": (TABULAR, SCHEMA), "r2": (changed_rows, SCHEMA),
+              "r3": (changed_column, {**SCHEMA, "thal": "float64"})}  # fmt: skip
+    digests: dict[str, str] = {}
+    with FederatedTracker(url, fast_config(tmp_path)) as tracker:
+        for run_id, (metadata, schema) in a_data.items():
+            with tracker.run(
+                c, "heart", "fedavg", run_id, participants=["hospital-a", "hospital-b"]
+            ) as run:
+                digests[f"a/{run_id}"] = run.log_dataset(
+                    "hospital-a", "train", metadata, schema=schema, headers=list(schema)
+                )
+                digests[f"b/{run_id}"] = run.log_dataset(
+                    "hospital-b", "train", TABULAR, schema=SCHEMA, headers=HEADERS
+                )
+                run.log_dataset("hospital-b", "evaluate", IMAGE)
+                run.log_metrics({"train/loss": 0.5}, step=0)
+    return digests
+
+
+def check_catalogue_and_drift(server: Server, tmp_path: Path) -> None:
+    c = unique("cardio")
+    digests = log_three_runs(server.url, tmp_path, c)
+    assert digests["a/r1"] != digests["a/r2"] != digests["a/r3"]
+    assert digests["b/r1"] == digests["b/r2"] == digests["b/r3"]
+
+    # MLflow's own view: dataset inputs of the participant's run, the split as context.
+    client = MlflowClient(server.url)
+    experiment = client.get_experiment_by_name(f"{c}/heart/fedavg")
+    assert experiment is not None
+    child = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`synergos.participant` = 'hospital-a' and tags.`synergos.run` = 'r1'",
+    )[0]
+    inputs = child.inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.source_type) for i in inputs] == [
+        ("hospital-a/train", "synergos-participant")
+    ]
+    assert {t.key: t.value for t in inputs[0].tags} == {"mlflow.data.context": "train"}
+    assert inputs[0].dataset.digest == digests["a/r1"]
+    assert json.loads(inputs[0].dataset.source) == {
+        "collaboration": c, "project": "heart", "participant": "hospital-a"
+    }  # fmt: skip
+    colspec = json.loads(inputs[0].dataset.schema)["mlflow_colspec"]
+    assert {"name": "age", "type": "long"} in colspec
+
+    body = get(server, "/catalogue").json()
+    (collab,) = [x for x in body["collaborations"] if x["id"] == c]
+    participants = {p["id"]: p for p in collab["participants"]}
+    a_train = next(s for s in participants["hospital-a"]["splits"] if s["split"] == "train")
+    assert [d["digest"] for d in a_train["datasets"]] == [
+        digests["a/r1"], digests["a/r2"], digests["a/r3"]
+    ]  # fmt: skip
+    first = a_train["datasets"][0]
+    assert first["kind"] == "tabular" and first["rows"] == 120
+    assert {"name": "chol", "type": "float64"} in first["columns"]
+    b_train = next(s for s in participants["hospital-b"]["splits"] if s["split"] == "train")
+    (b_dataset,) = b_train["datasets"]
+    assert b_dataset["runs"] == 3
+    assert (b_dataset["first_run"]["run"], b_dataset["last_run"]["run"]) == ("r1", "r3")
+    b_eval = next(s for s in participants["hospital-b"]["splits"] if s["split"] == "evaluate")
+    assert b_eval["datasets"][0]["kind"] == "image"
+
+    profile = requests.get(server.url + first["profile"], timeout=60).json()
+    assert profile["profile"]["metadata"]["tabular"]["num_variables"]["age"]["mean"] == 54.2
+    assert [r["run"] for r in profile["runs"]] == ["r1"]
+    missing = get(server, f"/catalogue/{quote(c)}/hospital-a/0000")
+    assert missing.status_code == 404 and "0000" in missing.json()["error"]["message"]
+
+    # Drift: r2 differs from r1 (rows) and r3 (a column), flagged on every run involved.
+    def drift(run_id: str) -> list[dict[str, Any]]:
+        answer = get(server, f"/runs/{run_path(c, 'heart', 'fedavg', run_id)}/datasets")
+        assert answer.status_code == 200, answer.text
+        return answer.json()["drift"]
+
+    (r1,) = drift("r1")
+    assert (r1["participant"], r1["against"], r1["run"]["run"]) == ("hospital-a", "next", "r2")
+    assert r1["schema_changed"] is False and r1["profile_changed"] is True
+    assert r1["columns"]["profile_changed"] == ["age"] and r1["columns"]["added"] == []
+    r2 = {d["against"]: d for d in drift("r2")}
+    assert set(r2) == {"previous", "next"}
+    assert r2["next"]["columns"]["added"] == ["thal"] and r2["next"]["schema_changed"] is True
+    (r3,) = drift("r3")
+    assert (r3["against"], r3["run"]["run"], r3["digest_after"]) == (
+        "previous", "r2", digests["a/r3"]
+    )  # fmt: skip
+    datasets = get(server, f"/runs/{run_path(c, 'heart', 'fedavg', 'r3')}/datasets").json()
+    assert {(d["participant"], d["split"]) for d in datasets["datasets"]} == {
+        ("hospital-a", "train"), ("hospital-b", "train"), ("hospital-b", "evaluate")
+    }  # fmt: skip
+
+
+def test_tracker_catalogues_participants_data_and_drift_is_flagged_across_three_runs(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    check_catalogue_and_drift(shared_server, tmp_path)
+
+
+def test_catalogue_and_drift_read_the_same_from_postgresql(
+    server_factory: Any, postgres_uri: str, tmp_path: Path
+) -> None:
+    server = server_factory(extra=["--backend-store-uri", postgres_uri])
+    check_catalogue_and_drift(server, tmp_path)
+
+
+def test_log_dataset_refuses_an_unknown_split_or_metadata_that_is_not_an_object(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    with (
+        FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker,
+        tracker.run(unique("c"), "p", "e", "r") as run,
+    ):
+        with pytest.raises(InvalidValueError, match="split 'test' must be one of"):
+            run.log_dataset("w1", "test", TABULAR)
+        with pytest.raises(InvalidValueError, match="must be an object"):
+            run.log_dataset("w1", "train", [1, 2])  # type: ignore[arg-type]
+
+
+def test_a_store_folder_keeps_datasets_the_server_then_serves(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    c = unique("folder")
+    with (
+        FederatedTracker(store, fast_config(tmp_path)) as tracker,
+        tracker.run(c, "p", "e", "r", participants=["w1"]) as run,
+    ):
+        digest = run.log_dataset("w1", "predict", TEXT)
+    server = server_factory(store)
+    answer = get(server, f"/catalogue/{quote(c)}/w1/{digest}").json()
+    assert answer["profile"]["kind"] == "text"
+    assert answer["profile"]["metadata"]["text"]["representation"] == "tfidf"
+
+
+# --- ingest ----------------------------------------------------------------------------------
+
+
+def write_outputs(tmp_path: Path, c: str) -> tuple[Path, Path]:
+    """An orchestrator's outputs (two runs of project p) and a shared workers' folder whose
+    catalogue.json files are tabular, image, text, an older one and a malformed one."""
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    for run_id in ("r1", "r2"):
+        folder = outputs / c / "p" / "e" / run_id
+        folder.mkdir(parents=True)
+        (folder / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    older = copy.deepcopy(TABULAR)
+    del older["_type"], older["src_count"]
+    catalogues = {
+        "tabular-w": worker_catalogue(TABULAR, SCHEMA, HEADERS),
+        "image-w": worker_catalogue(IMAGE),
+        "text-w": worker_catalogue(TEXT),
+        "older-w": {"metadata": {"train": older}},  # no headers, schemas, _type, src_count
+        "broken-w": {"metadata": "not an object"},
+    }
+    for participant, catalogue in catalogues.items():
+        folder = workers / participant / c / "p" / "preprocessing"
+        folder.mkdir(parents=True)
+        (folder / "catalogue.json").write_text(json.dumps(catalogue))
+    half = workers / "half-w" / c / "p" / "preprocessing"
+    half.mkdir(parents=True)
+    (half / "catalogue.json").write_text('{"metadata": {"train": ')
+    return outputs, workers
+
+
+def test_ingest_catalogues_the_workers_catalogue_json_and_reports_what_it_left_out(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("ingested")
+    outputs, workers = write_outputs(tmp_path, c)
+    result = subprocess.run(
+        [*SYNMLOPS, "ingest", str(outputs), "--worker-outputs", str(workers),
+         "--tracking-uri", shared_server.url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = result.stdout
+    assert "runs: 2 new" in report
+    assert "worker/broken-w/preprocessing/catalogue.json: is not a data catalogue" in report
+    assert "worker/half-w/preprocessing/catalogue.json: is not valid JSON" in report
+    assert "lacks src_count, _type" in report and "no 'headers'" in report
+
+    body = get(shared_server, "/catalogue").json()
+    (collab,) = [x for x in body["collaborations"] if x["id"] == c]
+    kinds = {
+        p["id"]: {s["split"]: s["datasets"][0]["kind"] for s in p["splits"]}
+        for p in collab["participants"]
+    }
+    assert kinds == {
+        "tabular-w": {"train": "tabular", "evaluate": "tabular"},
+        "image-w": {"train": "image", "evaluate": "image"},
+        "text-w": {"train": "text", "evaluate": "text"},
+        "older-w": {"train": "tabular"},  # its kind taken from its fields
+    }
+    tabular = next(p for p in collab["participants"] if p["id"] == "tabular-w")
+    train = tabular["splits"][1]["datasets"][0]
+    assert train["runs"] == 2 and train["rows"] == 120
+    assert [col["name"] for col in train["columns"]] == HEADERS
+
+    again = subprocess.run(
+        [*SYNMLOPS, "ingest", str(outputs), "--worker-outputs", str(workers),
+         "--tracking-uri", shared_server.url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    body = get(shared_server, "/catalogue").json()
+    (collab,) = [x for x in body["collaborations"] if x["id"] == c]
+    tabular = next(p for p in collab["participants"] if p["id"] == "tabular-w")
+    assert len(tabular["splits"][1]["datasets"]) == 1  # nothing catalogued twice
