@@ -100,6 +100,15 @@ def test_demo_through_a_server_reads_back_with_the_plain_mlflow_client(
         local = client.get_metric_history(child.info.run_id, "evaluate/accuracy")
         assert sorted(m.step for m in local) == list(range(ROUNDS))
         assert all(0.0 <= m.value <= 1.0 for m in local)
+    # The central logs: the orchestrator's and every participant's records, a line a round.
+    import requests
+
+    logs_url = f"{shared_server.url}/api/synergos/v1/runs/{'/'.join(config.ids.name.split('/'))}"
+    records = requests.get(f"{logs_url}/e2e/logs", params={"limit": 5000}, timeout=60).json()
+    roles = {(r["role"], r["participant"]) for r in records["records"]}
+    assert roles == {("TTP", None)} | {("WKR", p) for p in result.participant_run_ids}
+    worker_lines = [r for r in records["records"] if r["participant"] == "worker_1"]
+    assert len(worker_lines) == ROUNDS
     tps = client.get_metric_history(result.run_id, "evaluate/TPs/class_0")
     assert [m.step for m in tps] == list(range(ROUNDS))  # the class index is never the step
 

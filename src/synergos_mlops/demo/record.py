@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +176,40 @@ def _log_outputs(run: FederatedRun, data: FederatedData, rounds: list[RoundResul
         run.log_artifact(partition, artifact_path="data")
 
 
+@contextlib.contextmanager
+def _central_logs(
+    run: FederatedRun, participants: list[str]
+) -> Iterator[dict[str | None, logging.Logger]]:
+    """Loggers named as the original Synergos logger names them (``TTP_…``, ``WKR_<p>``),
+    each kept in the run's central logs by the library's handler, and nowhere else."""
+    loggers: dict[str | None, logging.Logger] = {}
+    handlers = []
+    for participant in [None, *participants]:
+        name = "TTP_demo" if participant is None else f"WKR_{participant}"
+        logger = logging.getLogger(name)
+        handler = run.log_handler(participant)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        loggers[participant] = logger
+        handlers.append((logger, handler))
+    try:
+        yield loggers
+    finally:
+        for logger, handler in handlers:
+            logger.removeHandler(handler)
+
+
+def _say_round(loggers: dict[str | None, logging.Logger], result: RoundResult) -> None:
+    for local in result.participants:
+        loggers[local.participant].info(
+            "round %d: trained locally, train loss %.4f", result.round, local.train_loss
+        )
+    loggers[None].info(
+        "round %d: aggregated %d participants", result.round, len(result.participants)
+    )
+
+
 def run_demo(
     tracker: FederatedTracker,
     config: DemoConfig,
@@ -201,11 +236,15 @@ def run_demo(
             # one sampler thread per participant, all watching this process).
             for participant in participants:
                 monitors.enter_context(run.monitor(participant, interval=MONITOR_INTERVAL))
+            loggers = monitors.enter_context(_central_logs(run, participants))
+            loggers[None].info("federated cycle %s starts: %s", run_name, training.algorithm)
             for result in federated_rounds(training, data):
                 _log_round(run, result)
+                _say_round(loggers, result)
                 rounds.append(result)
                 if on_round is not None:
                     on_round(result)
+            loggers[None].info("federated cycle %s ends after %d rounds", run_name, len(rounds))
         _log_outputs(run, data, rounds)
         run.flush()
         final = rounds[-1].model
