@@ -301,3 +301,39 @@ def test_chunks_are_bounded_by_count_and_bytes() -> None:
         assembler.add(chunk(1, 5, 2))
     with pytest.raises(GelfRejected, match="oversize"):
         decode_payload(gzip.compress(b" " * (2 << 20)))
+
+
+def test_sysmetric_events_over_gelf_become_the_participants_hardware_statistics(
+    gelf_server: tuple[Server, int], tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    server, port = gelf_server
+    with FederatedTracker(server.url, TrackerConfig(spool_dir=tmp_path / "spool")) as tracker:
+        run = tracker.run("c", "p", "e", "hardware", participants=["w7"])  # still running
+        ids = {"collab_id": "c", "project_id": "p", "expt_id": "e", "run_id": "hardware"}
+        handler = graypy.GELFTCPHandler("127.0.0.1", port, facility="", level_names=True)
+        try:
+            sysmetrics = synergos_logger("SYS_w7", handler)
+            for second, cpu in enumerate((20.0, 40.0, 60.0)):
+                sysmetrics(logging.DEBUG, "Probed system's hardware usage successfully.",
+                           cpu_percent=cpu, memory_used=2e9, memory_total=8e9,
+                           net_bytes_recv=1e6 * (1 + second), **ids)  # fmt: skip
+                time.sleep(1.1)  # one sample a second, as SysmetricLogger sends them
+        finally:
+            handler.close()
+        child = run.participant_run_id("w7")
+        client = MlflowClient(server.url)
+
+        def cpu_history() -> list[float]:
+            history = client.get_metric_history(child, "system/cpu_utilization_percentage")
+            return [m.value for m in sorted(history, key=lambda m: m.timestamp)]
+
+        wait_for(lambda: len(cpu_history()) == 3)
+        assert cpu_history() == [20.0, 40.0, 60.0]
+        memory = client.get_metric_history(child, "system/system_memory_usage_percentage")
+        assert {m.value for m in memory} == {25.0}
+        received = client.get_metric_history(child, "system/network_receive_megabytes")
+        assert sorted(m.value for m in received) == [0.0, 1.0, 2.0]  # since the first sample
+        run.end()
+    wait_for(lambda: health(server)["gelf"]["hardware_samples"]["attached"] >= 3)

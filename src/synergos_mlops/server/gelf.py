@@ -44,6 +44,7 @@ __all__ = [
     "decode_payload",
     "record_from_gelf",
     "system_samples_from_gelf",
+    "SysmetricConverter",
 ]
 
 #: Largest GELF message once decompressed.
@@ -274,3 +275,59 @@ def system_samples_from_gelf(record: LogRecord | Mapping[str, Any]) -> dict[str,
         "run": record.run,
         "values": values,
     }
+
+
+_MB = 1e6  # MLflow's system metrics count 10^6 bytes
+#: SysmetricLogger's counters since boot, as the monitor's keys count them: since the first
+#: sample seen of that participant.
+_COUNTERS = {
+    "net_bytes_recv": ("system/network_receive_megabytes", _MB),
+    "net_bytes_sent": ("system/network_transmit_megabytes", _MB),
+    "net_packets_recv": ("system/network_receive_packets", 1.0),
+    "net_packets_sent": ("system/network_transmit_packets", 1.0),
+    "disk_read_bytes": ("system/disk_read_megabytes", _MB),
+    "disk_write_bytes": ("system/disk_write_megabytes", _MB),
+}
+
+
+class SysmetricConverter:
+    """Turn ``SYS_<participant>`` events (the original SysmetricLogger's psutil fields) into
+    the hardware monitor's ``system/...`` points, so they are attached to that participant's
+    runs by time exactly as ``synmlops monitor`` samples are (``storage.system``)."""
+
+    def __init__(self) -> None:
+        self._baselines: dict[tuple[str, str], dict[str, float]] = {}
+
+    def sample_batch(self, records: list[LogRecord]) -> Any:
+        """A ``storage.samples.SampleBatch`` of the records' hardware samples (empty when
+        none carries one, or none names its collaboration and participant)."""
+        from synergos_mlops.storage.samples import SampleBatch, target
+
+        batch = SampleBatch()
+        for record in records:
+            sample = system_samples_from_gelf(record)
+            if sample is None or not sample["participant"] or not sample["collaboration"]:
+                continue
+            try:
+                name = target(sample["collaboration"], sample["participant"])
+            except ValueError:
+                continue
+            for key, value in self._points(name, sample["values"]).items():
+                batch.points.append(name, key, 0, value, int(sample["timestamp"]))
+        return batch
+
+    def _points(self, name: str, values: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if "cpu_percent" in values:
+            out["system/cpu_utilization_percentage"] = values["cpu_percent"]
+        used, total = values.get("memory_used"), values.get("memory_total")
+        if used is not None:
+            out["system/system_memory_usage_megabytes"] = used / _MB
+            if total:
+                out["system/system_memory_usage_percentage"] = used / total * 100
+        baseline = self._baselines.setdefault((name, ""), {})
+        for field, (key, unit) in _COUNTERS.items():
+            if field in values:
+                start = baseline.setdefault(field, values[field])
+                out[key] = max(0.0, values[field] - start) / unit
+        return out

@@ -82,6 +82,11 @@ class GelfInput:
         self.echo = echo
         self.accepted = 0  # parsed and queued
         self.stored = 0  # written to the database
+        self.system_attached = 0  # SYS_ events attached to runs as hardware samples
+        self.system_unmatched = 0  # SYS_ events within no run of their participant
+        from synergos_mlops.server.gelf import SysmetricConverter
+
+        self._sysmetrics = SysmetricConverter()
         self.rejected: dict[str, int] = {}
         self._queue: deque[LogRecord] = deque()
         self._lock = threading.Lock()
@@ -279,6 +284,22 @@ class GelfInput:
         self._runs[ids] = (found, now + (300 if found else 10))
         return found
 
+    def _hardware(self, engine: Any, records: list[LogRecord]) -> None:
+        """SYS_<participant> events also become that participant's hardware statistics."""
+        from synergos_mlops.storage.system import attach_samples
+
+        samples = self._sysmetrics.sample_batch([r for r in records if r.role == "SYS"])
+        if not len(samples.points):
+            return
+        try:
+            result = attach_samples(engine, samples)
+        except Exception as exc:  # noqa: BLE001 - the records are stored; the samples wait
+            self.echo(f"gelf: hardware samples not attached: {exc}")
+            return
+        with self._lock:
+            self.system_attached += result.attached
+            self.system_unmatched += result.unmatched
+
     def _writer(self) -> None:
         from sqlalchemy import create_engine
 
@@ -311,6 +332,7 @@ class GelfInput:
                         continue
                     with self._lock:
                         self.stored += len(pending)
+                    self._hardware(engine, batch)
                     pending, failures = [], 0
                 if stopping:
                     return
@@ -325,6 +347,10 @@ class GelfInput:
                 "port": self.port,
                 "accepted": self.accepted,
                 "stored": self.stored,
+                "hardware_samples": {
+                    "attached": self.system_attached,
+                    "unmatched": self.system_unmatched,
+                },
                 "backlog": len(self._queue),
                 "rejected": dict(sorted(self.rejected.items())),
             }
