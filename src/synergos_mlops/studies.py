@@ -8,7 +8,9 @@ server sees the same state:
   ``{"search_space", "metric", "direction", "created"}``;
 - a trial is a federation run tagged ``synergos.study`` = the study's name and
   ``synergos.trial`` = its number (1, 2, ...); a trial whose hyperparameters fall outside the
-  search space also gets ``synergos.trial.outside_space`` = a JSON list of those names;
+  search space also gets ``synergos.trial.outside_space`` = a JSON list of those names; a
+  trial numbered by the server carries ``synergos.trial.request`` = the tracker's request id,
+  so a request retried after its answer was lost finds that trial instead of numbering another;
 - a queued trial is a run whose status is SCHEDULED until it is run.
 
 Search spaces are NNI's (the original Synergos Director's): ``{"lr": {"_type": "choice",
@@ -40,6 +42,7 @@ __all__ = [
     "TAG_STUDY",
     "TAG_STUDY_PREFIX",
     "TAG_TRIAL",
+    "TAG_TRIAL_REQUEST",
     "StudyDefinition",
     "legacy_trial_number",
     "outside_space",
@@ -53,6 +56,7 @@ TAG_STUDY_PREFIX = "synergos.study."
 TAG_STUDY = "synergos.study"
 TAG_TRIAL = "synergos.trial"
 TAG_OUTSIDE_SPACE = "synergos.trial.outside_space"
+TAG_TRIAL_REQUEST = "synergos.trial.request"
 DIRECTIONS = ("maximize", "minimize")
 #: The study that runs named ``optim_run_<n>`` without a study tag belong to.
 DEFAULT_STUDY = "optim"

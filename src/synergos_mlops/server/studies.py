@@ -206,6 +206,7 @@ class TrialRequest(BaseModel):
     user: str | None = None
     queued: bool = False
     outside: list[str] = Field(default_factory=list)
+    request: str | None = Field(default=None, max_length=64)
 
 
 def _store() -> Any:
@@ -243,7 +244,7 @@ def _trial(request: TrialRequest) -> dict[str, Any]:
         authorize_resolve(store, ids.name)
         return resolve_trial(
             store, ids, request.study, request.run, request.participants, user=request.user,
-            queued=request.queued, outside=request.outside,
+            queued=request.queued, outside=request.outside, request=request.request,
         ).to_json()  # fmt: skip
 
     return _answer(work)

@@ -24,6 +24,7 @@ from synergos_mlops.studies import (
     TAG_STUDY,
     TAG_STUDY_PREFIX,
     TAG_TRIAL,
+    TAG_TRIAL_REQUEST,
     StudyDefinition,
     legacy_trial_number,
     trial_run_name,
@@ -112,6 +113,25 @@ def _numbers(store: Any, experiment_id: str, study: str) -> dict[str, int]:
     return found
 
 
+def _trial_of_request(store: Any, experiment_id: str, request: str) -> str | None:
+    """The run id of the experiment's trial made by this request id, if one was."""
+    from mlflow.store.tracking.dbmodels.models import SqlTag
+
+    with store.ManagedSessionMaker() as session:
+        made = {
+            row[0]
+            for row in session.query(SqlTag.run_uuid).filter(
+                SqlTag.key == TAG_TRIAL_REQUEST, SqlTag.value == request
+            )
+        }
+    if not made:
+        return None
+    for row in reads.federation_runs(store.ManagedSessionMaker, [experiment_id]):
+        if row.run_uuid in made:
+            return row.synergos_id
+    return None
+
+
 def resolve_trial(
     store: Any,
     ids: ExperimentIds,
@@ -122,6 +142,7 @@ def resolve_trial(
     user: str | None = None,
     queued: bool = False,
     outside: Sequence[str] = (),
+    request: str | None = None,
 ) -> ResolvedTrial:
     """Find or create the trial's federated run, numbered within the study, under the
     resolution lock.
@@ -130,6 +151,9 @@ def resolve_trial(
     ``queued``: a new run is left SCHEDULED (an existing one keeps its status); otherwise the
     run is marked RUNNING, and a SCHEDULED one starts its clock now. ``outside`` names the
     hyperparameters outside the search space (tag ``synergos.trial.outside_space``).
+    ``request`` (with ``run`` None) is the caller's id for this request, kept as tag
+    ``synergos.trial.request``: the same request again (a retry whose first answer was lost,
+    perhaps through another replica) finds the trial it made rather than numbering a new one.
     """
     from mlflow.entities import RunStatus, RunTag
     from mlflow.store.tracking.dbmodels.models import SqlRun
@@ -146,6 +170,8 @@ def resolve_trial(
         if experiment_id is None or TAG_STUDY_PREFIX + study not in tags:
             raise StudyNotDefinedError(f"study {study!r} is not defined in experiment {ids.name!r}")
         numbers = _numbers(store, experiment_id, study)
+        if run is None and request:
+            run = _trial_of_request(store, experiment_id, request)
         taken = {row.synergos_id for row in reads.federation_runs(
             store.ManagedSessionMaker, [experiment_id])}  # fmt: skip
         number = numbers.get(run) if run is not None else None
@@ -169,6 +195,8 @@ def resolve_trial(
             store.update_run_info(resolved.run_id, RunStatus.SCHEDULED, None, None)
         store.set_tag(resolved.run_id, RunTag(TAG_STUDY, study))
         store.set_tag(resolved.run_id, RunTag(TAG_TRIAL, str(number)))
+        if request:
+            store.set_tag(resolved.run_id, RunTag(TAG_TRIAL_REQUEST, request))
         if outside:
             store.set_tag(resolved.run_id, RunTag(TAG_OUTSIDE_SPACE, json.dumps(list(outside))))
         elif existing is not None and TAG_OUTSIDE_SPACE in reads.run_tags(

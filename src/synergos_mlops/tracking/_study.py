@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -111,6 +112,9 @@ class Study:
         request = {
             "study": self.name, "run": run, "participants": [] if queued else listed,
             "user": tracker._user, "queued": queued, "outside": list(outside),
+            # One id per call, the same on every retry: a retry whose first answer was lost
+            # finds the trial that first try numbered instead of numbering another.
+            "request": uuid.uuid4().hex if run is None else None,
         }  # fmt: skip
         answers: dict[str, Any] = {}
 

@@ -94,7 +94,8 @@ class Transport(Protocol):
 
     def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
         """Number and resolve a study's trial (``storage.studies.resolve_trial``'s arguments:
-        study, run, participants, user, queued, outside); answer ``ResolvedTrial.to_json()``."""
+        study, run, participants, user, queued, outside, request); answer
+        ``ResolvedTrial.to_json()``."""
 
     def close(self) -> None: ...
 
@@ -462,7 +463,7 @@ class FolderTransport:
         return resolve_trial(
             self.store, ids, trial["study"], trial.get("run"), trial.get("participants", ()),
             user=trial.get("user"), queued=bool(trial.get("queued")),
-            outside=trial.get("outside", ()),
+            outside=trial.get("outside", ()), request=trial.get("request"),
         ).to_json()  # fmt: skip
 
     def close(self) -> None:
