@@ -5,6 +5,8 @@
  *   runs/<c>/<p>/<e>/<r>       one federated run
  *   studies/<c>/<p>/<e>/<s>    one hyperparameter-tuning study (its trials are runs)
  *   compare?run=<c>/<p>/<e>/<r>&run=...   2 to 10 runs side by side
+ *   catalogue                  every dataset by collaboration, participant and split
+ *   catalogue/<c>/<participant>/<digest>   one dataset: its columns, profile and runs
  * The JSON comes from ../api/synergos/v1/.
  */
 (function () {
@@ -113,6 +115,8 @@
       return { view: "compare", ids: new URLSearchParams(location.search).getAll("run") };
     }
     if (parts[0] === "c" && parts.length >= 2 && parts.length <= 4) return { view: "node", ids: parts.slice(1) };
+    if (parts[0] === "catalogue" && parts.length === 1) return { view: "catalogue", ids: [] };
+    if (parts[0] === "catalogue" && parts.length === 4) return { view: "dataset", ids: parts.slice(1) };
     return { view: "home", ids: [] };
   }
   function go(href) {
@@ -328,6 +332,7 @@
           h("div", { class: "card" }, h("h2", {}, "Hyperparameters"), paramsTable(run.hyperparameters)),
           h("div", { class: "card" }, h("h2", {}, "Participants — latest metrics"), latestTable(run))),
         metricsCard(run),
+        dataLineageCard(run, ids),
         classCard(run),
         unattributedCard(run),
         artifactsCard(run),
@@ -1403,6 +1408,336 @@
     el.dataset.lines = String(lines.length);
   }
 
+  // ---------- data catalogue ----------
+  // catalogue: every dataset by collaboration → participant → split; catalogue/<c>/<p>/<digest>:
+  // one dataset's columns, profile and runs. The run page's "Data and lineage" card is below.
+  const datasetHref = (c, p, digest) => "catalogue/" + path(c, p, digest);
+  const shortDigest = (digest) => String(digest || "").slice(0, 12);
+  const mlflowHash = (hash) => new URL("#/" + hash, ROOT).href;
+  function runRef(r) {
+    if (!r) return h("span", { class: "muted" }, "—");
+    return h("span", { class: "run-ref" },
+      link(runHref(r.collaboration, r.project, r.experiment, r.run), r.run,
+        { title: [r.collaboration, r.project, r.experiment, r.run].join(" / ") }),
+      r.start_time ? h("span", { class: "muted small" }, " " + fmtTime(r.start_time)) : null);
+  }
+  function rowsText(d) {
+    if (d.rows !== null && d.rows !== undefined) return fmtNum(d.rows);
+    if (d.src_count !== null && d.src_count !== undefined) return h("span", { title: "source count (the summary gives no row count)" }, fmtNum(d.src_count) + " src");
+    return "—";
+  }
+  // Columns and their types as small chips that wrap; long schemas fold into a <details>.
+  function columnChips(columns) {
+    if (!columns || !columns.length) return h("span", { class: "muted" }, "—");
+    const chips = h("span", { class: "col-chips" }, columns.map((c) =>
+      h("span", { class: "col-chip", dataset: { column: c.name } }, c.name, h("i", {}, c.type))));
+    if (columns.length <= 8) return chips;
+    return h("details", { class: "col-fold" }, h("summary", {}, columns.length + " columns"), chips);
+  }
+  function catalogueCrumbs(parts) {
+    const box = document.getElementById("crumbs");
+    box.replaceChildren();
+    parts.forEach(([text, href], i) => {
+      if (i) box.append(h("span", { class: "sep" }, "/"));
+      box.append(href ? link(href, text) : h("span", { class: "here" }, text));
+    });
+  }
+  function kvTable(rows, id) {
+    return h("div", { class: "scroll" }, h("table", { class: "kv", id },
+      h("tbody", {}, rows.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) =>
+        h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v instanceof Node ? v : typeof v === "object" ? JSON.stringify(v) : fmtNum(v)))))));
+  }
+
+  async function renderCatalogue(main) {
+    catalogueCrumbs([["Data catalogue"]]);
+    let body;
+    try {
+      body = await getJSON(new URL("catalogue", API));
+    } catch (err) {
+      main.replaceChildren(h("div", { class: "error", id: "catalogue-error" }, "could not load the catalogue: " + (err.message || err)));
+      return;
+    }
+    const collabs = body.collaborations || [];
+    const datasets = collabs.flatMap((c) => c.participants.flatMap((p) => p.splits.flatMap((s) => s.datasets)));
+    const head = [
+      h("div", { class: "sub", style: "margin-bottom:4px" }, "Data catalogue"),
+      h("h1", {}, "Datasets"),
+      h("div", { class: "sub" }, "Each participant's data summary by collaboration → participant → split; the data itself never leaves the participant."),
+    ];
+    if (!datasets.length) {
+      main.replaceChildren(...head, h("div", { class: "card", id: "catalogue-empty" }, h("h2", {}, "No datasets catalogued yet"),
+        h("p", {}, "A participant's data summary is catalogued when its run logs it, ",
+          code("run.log_dataset(\"<participant>\", \"train\", summary)"), ", or when ", code("synmlops ingest"),
+          " finds a worker's ", code("catalogue.json"), ".")));
+      return;
+    }
+    const participants = new Set(collabs.flatMap((c) => c.participants.map((p) => c.id + "\u0000" + p.id))).size;
+    main.replaceChildren(...head,
+      h("div", { class: "stats" },
+        h("div", { class: "stat" }, h("b", {}, collabs.length), "collaborations"),
+        h("div", { class: "stat" }, h("b", {}, participants), "participants"),
+        h("div", { class: "stat" }, h("b", {}, datasets.length), "datasets")),
+      ...collabs.map((c) => h("div", { class: "card catalogue-collab", dataset: { collaboration: c.id } },
+        h("h2", {}, h("span", { class: "muted small" }, "collaboration "), c.id),
+        c.participants.map((p) => h("div", { class: "catalogue-participant", dataset: { participant: p.id } },
+          h("h3", {}, p.id),
+          h("div", { class: "scroll" }, h("table", { class: "catalogue-table" },
+            h("thead", {}, h("tr", {}, ["Split", "Dataset", "Kind", "Rows", "Columns and types", "Runs", "First run", "Last run"]
+              .map((t, i) => h("th", { class: i === 3 || i === 5 ? "num" : "" }, t)))),
+            h("tbody", {}, p.splits.flatMap((s) => s.datasets.map((d, i) =>
+              h("tr", { class: "dataset-row", dataset: { digest: d.digest, split: s.split || "" } },
+                h("td", {}, i ? "" : h("b", {}, s.split || "—")),
+                h("td", {}, link(datasetHref(c.id, p.id, d.digest), h("code", {}, shortDigest(d.digest)),
+                  { class: "dataset-link", title: d.name + " · " + d.digest })),
+                h("td", {}, d.kind || "—"),
+                h("td", { class: "num" }, rowsText(d)),
+                h("td", { class: "cols" }, columnChips(d.columns)),
+                h("td", { class: "num" }, d.runs),
+                h("td", { class: "first-run" }, runRef(d.first_run)),
+                h("td", { class: "last-run" }, runRef(d.last_run)))))))))))));
+  }
+
+  // One dataset: facts, columns, the profile as the participant summarised it, and its runs.
+  async function renderDataset(main, ids) {
+    const [c, participant, digest] = ids;
+    catalogueCrumbs([["Data catalogue", "catalogue"], [c], [participant], [shortDigest(digest)]]);
+    let d;
+    try {
+      d = await getJSON(new URL("catalogue/" + path(c, participant, digest), API));
+    } catch (err) {
+      main.replaceChildren(h("div", { class: "error", id: "dataset-error" }, "could not load the dataset: " + (err.message || err)),
+        h("p", {}, link("catalogue", "← the data catalogue")));
+      return;
+    }
+    const profile = d.profile || {};
+    const kind = profile.kind;
+    const meta = profile.metadata && typeof profile.metadata === "object" ? profile.metadata : {};
+    // The worker nests a kind's fields ({"_type": "tabular", "tabular": {...}}); flat summaries are read too.
+    const fields = kind && meta[kind] && typeof meta[kind] === "object" && Object.keys(meta[kind]).length ? meta[kind] : meta;
+    const source = d.source && typeof d.source === "object" ? d.source : {};
+    main.replaceChildren(
+      h("div", { class: "sub", style: "margin-bottom:4px" }, "Dataset"),
+      h("h1", {}, d.name || participant),
+      h("div", { class: "sub" },
+        h("span", {}, "collaboration " + c), h("span", {}, "participant " + participant),
+        (d.splits || []).map((s) => h("span", { class: "badge" }, s)),
+        kind ? h("span", {}, kind) : null,
+        profile.rows !== null && profile.rows !== undefined ? h("span", {}, fmtNum(profile.rows) + " rows") : null),
+      h("div", { class: "grid2" },
+        h("div", { class: "card", id: "dataset-facts" }, h("h2", {}, "Dataset"), kvTable([
+          ["Digest", h("code", {}, d.digest)], ["Kind", kind], ["Rows", profile.rows], ["Source count", profile.src_count],
+          ["Splits", (d.splits || []).join(", ")], ["Project", source.project], ["Source type", d.source_type],
+          ["Schema digest", profile.schema_digest ? h("code", {}, profile.schema_digest) : null]], "dataset-facts-table")),
+        schemaCard(d.schema)),
+      ...profileCards(kind, fields),
+      h("div", { class: "card", id: "dataset-runs" }, h("h2", {}, "Runs that used it"),
+        (d.runs || []).length ? h("div", { class: "scroll" }, h("table", {},
+          h("thead", {}, h("tr", {}, h("th", {}, "Run"), h("th", {}, "Collaboration / project / experiment"), h("th", {}, "Started"))),
+          h("tbody", {}, d.runs.map((r) => h("tr", {},
+            h("td", {}, link(runHref(r.collaboration, r.project, r.experiment, r.run), r.run)),
+            h("td", { class: "muted" }, [r.collaboration, r.project, r.experiment].join(" / ")),
+            h("td", {}, fmtTime(r.start_time)))))))
+          : h("p", { class: "muted" }, "No run used it.")));
+  }
+
+  function schemaCard(schema) {
+    const synergos = (schema && schema.synergos) || {};
+    const types = synergos.datatypes || {};
+    const mlflow = {};
+    for (const c of (schema && schema.mlflow_colspec) || []) mlflow[c.name] = c.type;
+    const headers = (synergos.headers || []).filter((n) => n in types);
+    const names = [...headers, ...Object.keys(types).filter((n) => !headers.includes(n)).sort(),
+      ...Object.keys(mlflow).filter((n) => !(n in types))];
+    return h("div", { class: "card", id: "dataset-columns" }, h("h2", {}, "Columns"),
+      names.length ? h("div", { class: "scroll" }, h("table", { id: "columns-table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Column"), h("th", {}, "Type"), h("th", {}, "MLflow type"))),
+        h("tbody", {}, names.map((n) => h("tr", { dataset: { column: n } }, h("td", {}, n),
+          h("td", {}, types[n] || "—"), h("td", { class: "muted" }, mlflow[n] || "—"))))))
+        : h("p", { class: "muted" }, "No columns: the summary is not tabular or gave no schema."));
+  }
+
+  const NUMERIC_STATS = ["datatype", "count", "mean", "std", "min", "25%", "50%", "75%", "max"];
+  const isScalar = (v) => v === null || ["string", "number", "boolean"].includes(typeof v);
+  function profileCards(kind, fields) {
+    const cards = [];
+    const num = fields.num_variables && typeof fields.num_variables === "object" ? fields.num_variables : null;
+    const cat = fields.cat_variables && typeof fields.cat_variables === "object" ? fields.cat_variables : null;
+    if (num && Object.keys(num).length) {
+      const names = Object.keys(num);
+      const extra = [...new Set(names.flatMap((n) => Object.keys(num[n] || {})))]
+        .filter((k) => !NUMERIC_STATS.includes(k) && names.some((n) => isScalar(num[n][k]))).sort();
+      const stats = [...NUMERIC_STATS, ...extra];
+      cards.push(h("div", { class: "card", id: "numeric-profile" }, h("h2", {}, "Numeric columns"),
+        h("div", { class: "scroll" }, h("table", { id: "numeric-table" },
+          h("thead", {}, h("tr", {}, h("th", {}, "Column"), stats.map((s) => h("th", { class: s === "datatype" ? "" : "num" }, s === "datatype" ? "type" : s)))),
+          h("tbody", {}, names.map((n) => h("tr", { dataset: { column: n } }, h("td", {}, n),
+            stats.map((s) => h("td", { class: s === "datatype" ? "" : "num" }, isScalar((num[n] || {})[s]) ? fmtNum(num[n][s]) : "—")))))))));
+    }
+    if (cat && Object.keys(cat).length) {
+      cards.push(h("div", { class: "card", id: "category-profile" }, h("h2", {}, "Category columns"),
+        h("div", { class: "cat-grid" }, Object.entries(cat).map(([n, v]) => categoryBox(n, v || {})))));
+    }
+    const rest = Object.entries(fields).filter(([k]) => !["num_variables", "cat_variables", "_type"].includes(k));
+    const scalars = rest.filter(([, v]) => isScalar(v) || Array.isArray(v));
+    const nested = rest.filter(([, v]) => v && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length);
+    if (scalars.length || (!cards.length && nested.length)) {
+      const title = kind === "image" ? "Images" : kind === "text" ? "Text" : "Summary";
+      const rows = [];
+      if (kind === "image" && fields.pixel_width !== undefined && fields.pixel_height !== undefined) {
+        rows.push(["Image size", fields.pixel_width + " × " + fields.pixel_height + " px"]);
+      }
+      for (const [k, v] of scalars) rows.push([k, Array.isArray(v) ? v.join(", ") : v]);
+      for (const [k, v] of cards.length ? [] : nested) rows.push([k, v]);
+      cards.push(h("div", { class: "card", id: "kind-profile", dataset: { kind: kind || "" } }, h("h2", {}, title), kvTable(rows, "kind-table")));
+    }
+    if (!cards.length) {
+      cards.push(h("div", { class: "card", id: "profile-empty" }, h("h2", {}, "Profile"),
+        h("p", { class: "muted" }, "The participant's summary holds no statistics for this dataset.")));
+    }
+    return cards;
+  }
+  // A category column: its counts, and its labels with frequencies where the summary gives them
+  // (a {label: count} object such as value_counts, else the top label's freq).
+  function categoryBox(name, v) {
+    const count = typeof v.count === "number" ? v.count : null;
+    const mapping = Object.values(v).find((x) => x && typeof x === "object" && !Array.isArray(x)
+      && Object.keys(x).length && Object.values(x).every((y) => typeof y === "number"));
+    let bars;
+    if (mapping) {
+      const total = count || Object.values(mapping).reduce((a, b) => a + b, 0) || 1;
+      bars = Object.entries(mapping).sort((a, b) => b[1] - a[1]).slice(0, 20);
+      bars = bars.map(([label, n]) => [label, n, n / total]);
+    } else if (v.top !== undefined && typeof v.freq === "number") {
+      bars = [[v.top, v.freq, count ? v.freq / count : null]];
+    } else bars = [];
+    const labels = Array.isArray(v.labels) ? v.labels : [];
+    return h("div", { class: "cat-box", dataset: { column: name } },
+      h("h3", {}, name, " ", h("span", { class: "muted small" }, v.datatype || "")),
+      h("div", { class: "muted small" }, [count !== null ? count + " values" : null, v.unique !== undefined ? v.unique + " distinct" : null].filter(Boolean).join(" · ")),
+      bars.length ? h("div", { class: "bars" }, bars.map(([label, n, share]) => h("div", { class: "bar-row", dataset: { label: String(label) } },
+        h("span", { class: "bar-name" }, String(label), mapping ? "" : h("span", { class: "muted" }, " (top)")),
+        h("span", { class: "bar" }, h("span", { style: "width:" + Math.round((share || 0) * 100) + "%" })),
+        h("span", { class: "num" }, fmtNum(n) + (share !== null ? " · " + Math.round(share * 100) + "%" : ""))))) : null,
+      labels.length ? h("div", { class: "col-chips labels" }, labels.slice(0, 40).map((l) => h("span", { class: "col-chip" }, String(l))),
+        labels.length > 40 ? h("span", { class: "muted small" }, "+" + (labels.length - 40) + " more") : null) : null);
+  }
+
+  // ----- the run page's "Data and lineage" card: datasets per participant and split, drift
+  // against the project's previous and next runs, and dataset → participant run → federated
+  // run → logged model → model version, left to right (hover a node to trace its path).
+  const LINEAGE_COLUMNS = [["dataset", "Data"], ["participant_run", "Participant runs"], ["federated_run", "Federated run"],
+    ["logged_model", "Models"], ["model_version", "Model versions"]];
+  function dataLineageCard(run, ids) {
+    const box = h("div", { class: "card", id: "data-lineage", dataset: { state: "loading" } }, h("h2", {}, "Data and lineage"),
+      h("p", { class: "muted", id: "data-lineage-loading" }, "Loading datasets and lineage…"));
+    const base = new URL("runs/" + path(...ids), API).href;
+    Promise.all([getJSON(base + "/datasets"), getJSON(new URL("lineage/runs/" + path(...ids), API))])
+      .then(([data, lineage]) => fillDataLineage(box, run, ids, data, lineage))
+      .catch((err) => {
+        box.dataset.state = "error";
+        box.replaceChildren(h("h2", {}, "Data and lineage"),
+          h("p", { class: "error", id: "data-lineage-error" }, "could not load the datasets and lineage: " + (err.message || err)));
+      });
+    return box;
+  }
+  function fillDataLineage(box, run, ids, data, lineage) {
+    const datasets = data.datasets || [];
+    const drift = data.drift || [];
+    const versions = lineage.model_versions || [];
+    const models = lineage.models || [];
+    if (!datasets.length && !models.length && !versions.length) {
+      box.dataset.state = "empty";
+      box.replaceChildren(h("h2", {}, "Data and lineage"), h("p", { class: "muted", id: "data-lineage-empty" },
+        "No datasets were catalogued for this run's participants, and no model came out of it. ",
+        "Log a participant's data summary with ", code("run.log_dataset(\"<participant>\", \"train\", summary)"),
+        ", or let ", code("synmlops ingest"), " read the workers' ", code("catalogue.json"), "."));
+      return;
+    }
+    const drifted = new Set(drift.map((d) => d.participant + "\u0000" + d.split));
+    const table = datasets.length ? h("div", { class: "scroll" }, h("table", { id: "run-datasets" },
+      h("thead", {}, h("tr", {}, ["Participant", "Split", "Dataset", "Kind", "Rows", "Columns and types", "Drift"]
+        .map((t, i) => h("th", { class: i === 4 ? "num" : "" }, t)))),
+      h("tbody", {}, datasets.map((d) => h("tr", { dataset: { participant: d.participant, split: d.split || "", digest: d.digest } },
+        h("td", {}, d.participant), h("td", {}, d.split || "—"),
+        h("td", {}, link(datasetHref(ids[0], d.participant, d.digest), h("code", {}, shortDigest(d.digest)), { class: "dataset-link", title: d.name + " · " + d.digest })),
+        h("td", {}, d.kind || "—"), h("td", { class: "num" }, rowsText(d)),
+        h("td", { class: "cols" }, columnChips(d.columns)),
+        h("td", {}, drifted.has(d.participant + "\u0000" + d.split)
+          ? h("span", { class: "badge drift-flag", title: "differs from another run of the project" }, "changed") : h("span", { class: "muted" }, "—")))))))
+      : h("p", { class: "muted" }, "No datasets were catalogued for this run's participants.");
+    const list = (label, names) => names && names.length ? h("span", { class: "drift-columns" }, h("span", { class: "muted" }, label + " "), names.map((n, i) => [i ? ", " : "", h("code", {}, n)])) : null;
+    const driftBox = drift.length
+      ? h("ul", { class: "drift-list", id: "drift" }, drift.map((d) => h("li", { class: "drift", dataset: { participant: d.participant, split: d.split || "", against: d.against } },
+          h("b", {}, d.participant + " · " + (d.split || "—")), " differs from the ", d.against === "previous" ? "previous" : "next", " run ",
+          runRef(d.run), ": ",
+          d.schema_changed ? h("span", { class: "badge drift-flag" }, "schema changed") : null, " ",
+          d.profile_changed ? h("span", { class: "badge" }, "statistics changed") : null, " ",
+          list("added", d.columns.added), list("removed", d.columns.removed),
+          list("type changed", d.columns.type_changed), list("statistics moved", d.columns.profile_changed))))
+      : datasets.length ? h("p", { class: "muted", id: "no-drift" }, "No drift: every participant's data is the same as in the project's previous and next runs.") : null;
+    box.dataset.state = "loaded";
+    box.replaceChildren(h("h2", {}, "Data and lineage"),
+      h("h3", {}, "Datasets"), table,
+      drift.length ? h("h3", {}, "Drift") : null, driftBox,
+      h("div", { class: "card-head lineage-head" }, h("h3", {}, "Lineage"), h("span", { class: "muted small" }, "hover or focus a node to trace its path")),
+      lineageGraph(run, ids, lineage));
+  }
+  function lineageGraph(run, ids, lineage) {
+    const datasetsById = new Map((lineage.datasets || []).map((d) => ["dataset:" + ids[0] + "/" + d.participant + "/" + d.digest, d]));
+    const versionsById = new Map((lineage.model_versions || []).map((v) => ["model_version:" + v.name + "/" + v.version, v]));
+    const modelsById = new Map((lineage.models || []).map((m) => ["model:" + m.model_id, m]));
+    const participantUrls = new Map(run.participants.map((p) => [p.id, p.mlflow_url]));
+    const experimentId = run.mlflow.experiment_id;
+    const nodeBody = (n) => {
+      if (n.type === "dataset") {
+        const d = datasetsById.get(n.id);
+        return d ? [link(datasetHref(ids[0], d.participant, d.digest), n.label), h("code", {}, shortDigest(d.digest))] : n.label;
+      }
+      if (n.type === "participant_run") {
+        const url = participantUrls.get(n.label);
+        return [h("span", {}, n.label), url ? h("a", { href: new URL(url.replace(/^\//, ""), ROOT).href, target: "_blank", rel: "noopener", class: "small" }, "MLflow ↗") : null];
+      }
+      if (n.type === "federated_run") return [h("b", {}, n.label), h("span", { class: "muted small" }, run.status || "")];
+      if (n.type === "logged_model") {
+        const m = modelsById.get(n.id);
+        return [h("a", { href: mlflowHash("experiments/" + enc(experimentId) + "/models/" + enc(m ? m.model_id : "")), target: "_blank", rel: "noopener" }, n.label + " ↗"),
+          m ? h("code", {}, shortDigest(m.model_id)) : null];
+      }
+      const v = versionsById.get(n.id);
+      return [h("a", { class: "model-version-link", href: mlflowHash("models/" + enc(v ? v.name : n.label) + "/versions/" + enc(v ? v.version : "")), target: "_blank", rel: "noopener" }, n.label + " ↗"),
+        v && v.status ? h("span", { class: "muted small" }, v.status) : null];
+    };
+    const edges = lineage.edges || [];
+    const columns = LINEAGE_COLUMNS.map(([type, title]) => [type, title, (lineage.nodes || []).filter((n) => n.type === type)])
+      .filter(([type, , nodes]) => nodes.length || type === "model_version");
+    const graph = h("div", { class: "lineage", id: "lineage" });
+    columns.forEach(([type, title, nodes], i) => {
+      if (i) graph.append(h("div", { class: "lineage-arrow", "aria-hidden": "true" }, "→"));
+      graph.append(h("div", { class: "lineage-col", dataset: { type } }, h("div", { class: "lineage-title" }, title + (nodes.length > 1 ? " (" + nodes.length + ")" : "")),
+        nodes.length ? nodes.map((n) => h("div", { class: "node node-" + type, tabindex: "0", dataset: { node: n.id } }, nodeBody(n)))
+          : h("p", { class: "muted small", id: "no-model-versions" }, "No model version registered from this run.")));
+    });
+    // Tracing: a node lights up everything upstream and downstream of it.
+    const trace = (id) => {
+      const lit = new Set([id]);
+      for (const [from, to] of [[0, 1], [1, 0]]) {
+        const todo = [id];
+        while (todo.length) {
+          const at = todo.pop();
+          for (const e of edges) if (e[from] === at && !lit.has(e[to])) { lit.add(e[to]); todo.push(e[to]); }
+        }
+      }
+      graph.classList.add("tracing");
+      graph.querySelectorAll(".node").forEach((el) => el.classList.toggle("lit", lit.has(el.dataset.node)));
+    };
+    const untrace = () => { graph.classList.remove("tracing"); graph.querySelectorAll(".node.lit").forEach((el) => el.classList.remove("lit")); };
+    graph.addEventListener("mouseover", (ev) => { const n = ev.target.closest(".node"); if (n) trace(n.dataset.node); });
+    graph.addEventListener("focusin", (ev) => { const n = ev.target.closest(".node"); if (n) trace(n.dataset.node); });
+    graph.addEventListener("mouseleave", untrace);
+    graph.addEventListener("focusout", untrace);
+    return graph;
+  }
+
   // ---------- render ----------
   async function render() {
     const main = document.getElementById("main");
@@ -1425,6 +1760,14 @@
         main.append(h("p", { class: "muted" }, "Loading study…"));
         await renderStudy(main, ids);
         document.title = ids[3] + " (study) · Synergos Command Station";
+      } else if (view === "catalogue") {
+        main.append(h("p", { class: "muted", id: "catalogue-loading" }, "Loading the catalogue…"));
+        await renderCatalogue(main);
+        document.title = "Data catalogue · Synergos Command Station";
+      } else if (view === "dataset") {
+        main.append(h("p", { class: "muted", id: "dataset-loading" }, "Loading the dataset…"));
+        await renderDataset(main, ids);
+        document.title = ids[1] + " dataset · Synergos Command Station";
       } else if (view === "compare") {
         main.append(h("p", { class: "muted" }, "Loading runs…"));
         await renderCompare(main, ids);
