@@ -7,7 +7,8 @@
     is left out, so a batch sent twice is stored once. Answer: ``{"stored": n}``. A bad
     record is a 400 naming it, an unknown run a 404; nothing of the batch is stored then.
     With ``--auth``: EDIT on the run's experiment; an account bound to participants writes
-    only its own participants' records.
+    only its own participants' records, into runs it may read (READ, as ``auth bind``
+    grants).
 
 ``GET /api/synergos/v1/runs/{collaboration}/{project}/{experiment}/{run}/logs``
     The run's records, oldest first, filtered (see :func:`run_logs`).
@@ -33,7 +34,11 @@ from synergos_mlops.server.api import (
     _run,
 )
 from synergos_mlops.server.app import API_PREFIX
-from synergos_mlops.server.auth._viewer import authorize_metric_writes, current_viewer
+from synergos_mlops.server.auth._viewer import (
+    RunVisibility,
+    authorize_metric_writes,
+    current_viewer,
+)
 
 __all__ = ["bundle_log_entries", "read_router", "router", "visible_participants", "write_router"]
 
@@ -57,10 +62,18 @@ def _engine() -> Any:
 
 
 def _authorize(records: list[Any]) -> None:
-    authorize_metric_writes(sorted({r.run_uuid for r in records}))
     viewer = current_viewer()
     if viewer is None or not viewer.scoped:
+        authorize_metric_writes(sorted({r.run_uuid for r in records}))
         return
+    # A bound account holds READ on its collaboration's experiments (what `auth bind`
+    # grants), never EDIT: like its hardware samples, it writes its own participant's
+    # records into runs it may read, and nothing else.
+    visibility = RunVisibility(viewer)
+    for run_uuid in sorted({r.run_uuid for r in records}):
+        found = visibility._run(run_uuid)
+        if found is not None and not viewer.can_read(found[0]):
+            raise ApiError(404, "RUN_NOT_FOUND", f"run {run_uuid!r} not found")
     for record in records:
         if record.participant is None or not viewer.sees_participant(
             record.collaboration, record.participant
