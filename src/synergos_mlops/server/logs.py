@@ -235,10 +235,13 @@ class _RunLogFile:
     written from the database when the ZIP reaches it (``bundle.open_artifact`` fetches it
     into a temporary folder, so memory does not grow with the number of records)."""
 
-    def __init__(self, engine: Any, ids: tuple[str, str, str, str], visible: Any) -> None:
+    def __init__(
+        self, engine: Any, ids: tuple[str, str, str, str], visible: Any, participants: Any
+    ) -> None:
         self._engine = engine
         self._ids = ids
         self._visible = visible
+        self._participants = participants
 
     def download_artifacts(self, artifact_path: str, dst_path: str) -> str:
         import json
@@ -248,21 +251,25 @@ class _RunLogFile:
 
         target = os.path.join(dst_path, os.path.basename(artifact_path))
         with open(target, "w", encoding="utf-8") as out:
-            for record in iter_run_records(self._engine, self._ids, visible=self._visible):
+            for record in iter_run_records(
+                self._engine, self._ids, visible=self._visible, participants=self._participants
+            ):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return target
 
 
-def bundle_log_entries(run: Any) -> list[tuple[str, Any]]:
-    """``logs.jsonl`` for a run's bundle (the records the account may see), or nothing when
-    the run has no records."""
+def bundle_log_entries(run: Any, participant: str | None = None) -> list[tuple[str, Any]]:
+    """``logs.jsonl`` for a run's bundle (the records the account may see), or for one
+    participant's bundle (that participant's records only); nothing when there are none."""
     from synergos_mlops.server.bundle import ArtifactFile
     from synergos_mlops.storage.logs import LogQuery, read_records
 
     engine = _engine()
     ids = (run.ids.collaboration, run.ids.project, run.ids.experiment, run.run_id)
     visible = visible_participants(run.ids.collaboration)
-    if not read_records(engine, LogQuery(*ids, visible=visible, after=0, limit=1))[0]:
+    only = None if participant is None else [participant]
+    first = LogQuery(*ids, participants=only, visible=visible, after=0, limit=1)
+    if not read_records(engine, first)[0]:
         return []
-    repo = _RunLogFile(engine, ids, visible)
+    repo = _RunLogFile(engine, ids, visible, only)
     return [("logs.jsonl", ArtifactFile(repo, "logs.jsonl", "logs.jsonl", None))]
