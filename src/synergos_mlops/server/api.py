@@ -262,12 +262,16 @@ def participant_bundle(
     run: RunId,
     participant: Participant,
 ) -> StreamingResponse:
-    """Every artifact of one participant of the run as one ZIP, streamed."""
+    """Every artifact of one participant of the run as one ZIP, and the participant's log
+    records as logs.jsonl, streamed."""
 
     def work() -> StreamingResponse:
         backend = Backend.of_server()
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         entries = bundle_entries(backend, found, participant)
+        from synergos_mlops.server.logs import bundle_log_entries
+
+        entries += bundle_log_entries(found, participant)  # its own records, logs.jsonl
         return _zip_response(iter_zip(entries), _bundle_name(found, participant))
 
     return _answer(work)

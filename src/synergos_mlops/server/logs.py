@@ -7,7 +7,8 @@
     is left out, so a batch sent twice is stored once. Answer: ``{"stored": n}``. A bad
     record is a 400 naming it, an unknown run a 404; nothing of the batch is stored then.
     With ``--auth``: EDIT on the run's experiment; an account bound to participants writes
-    only its own participants' records.
+    only its own participants' records, into runs it may read (READ, as ``auth bind``
+    grants).
 
 ``GET /api/synergos/v1/runs/{collaboration}/{project}/{experiment}/{run}/logs``
     The run's records, oldest first, filtered (see :func:`run_logs`).
@@ -33,7 +34,11 @@ from synergos_mlops.server.api import (
     _run,
 )
 from synergos_mlops.server.app import API_PREFIX
-from synergos_mlops.server.auth._viewer import authorize_metric_writes, current_viewer
+from synergos_mlops.server.auth._viewer import (
+    RunVisibility,
+    authorize_metric_writes,
+    current_viewer,
+)
 
 __all__ = ["bundle_log_entries", "read_router", "router", "visible_participants", "write_router"]
 
@@ -57,10 +62,18 @@ def _engine() -> Any:
 
 
 def _authorize(records: list[Any]) -> None:
-    authorize_metric_writes(sorted({r.run_uuid for r in records}))
     viewer = current_viewer()
     if viewer is None or not viewer.scoped:
+        authorize_metric_writes(sorted({r.run_uuid for r in records}))
         return
+    # A bound account holds READ on its collaboration's experiments (what `auth bind`
+    # grants), never EDIT: like its hardware samples, it writes its own participant's
+    # records into runs it may read, and nothing else.
+    visibility = RunVisibility(viewer)
+    for run_uuid in sorted({r.run_uuid for r in records}):
+        found = visibility._run(run_uuid)
+        if found is not None and not viewer.can_read(found[0]):
+            raise ApiError(404, "RUN_NOT_FOUND", f"run {run_uuid!r} not found")
     for record in records:
         if record.participant is None or not viewer.sees_participant(
             record.collaboration, record.participant
@@ -222,10 +235,13 @@ class _RunLogFile:
     written from the database when the ZIP reaches it (``bundle.open_artifact`` fetches it
     into a temporary folder, so memory does not grow with the number of records)."""
 
-    def __init__(self, engine: Any, ids: tuple[str, str, str, str], visible: Any) -> None:
+    def __init__(
+        self, engine: Any, ids: tuple[str, str, str, str], visible: Any, participants: Any
+    ) -> None:
         self._engine = engine
         self._ids = ids
         self._visible = visible
+        self._participants = participants
 
     def download_artifacts(self, artifact_path: str, dst_path: str) -> str:
         import json
@@ -235,21 +251,25 @@ class _RunLogFile:
 
         target = os.path.join(dst_path, os.path.basename(artifact_path))
         with open(target, "w", encoding="utf-8") as out:
-            for record in iter_run_records(self._engine, self._ids, visible=self._visible):
+            for record in iter_run_records(
+                self._engine, self._ids, visible=self._visible, participants=self._participants
+            ):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return target
 
 
-def bundle_log_entries(run: Any) -> list[tuple[str, Any]]:
-    """``logs.jsonl`` for a run's bundle (the records the account may see), or nothing when
-    the run has no records."""
+def bundle_log_entries(run: Any, participant: str | None = None) -> list[tuple[str, Any]]:
+    """``logs.jsonl`` for a run's bundle (the records the account may see), or for one
+    participant's bundle (that participant's records only); nothing when there are none."""
     from synergos_mlops.server.bundle import ArtifactFile
     from synergos_mlops.storage.logs import LogQuery, read_records
 
     engine = _engine()
     ids = (run.ids.collaboration, run.ids.project, run.ids.experiment, run.run_id)
     visible = visible_participants(run.ids.collaboration)
-    if not read_records(engine, LogQuery(*ids, visible=visible, after=0, limit=1))[0]:
+    only = None if participant is None else [participant]
+    first = LogQuery(*ids, participants=only, visible=visible, after=0, limit=1)
+    if not read_records(engine, first)[0]:
         return []
-    repo = _RunLogFile(engine, ids, visible)
+    repo = _RunLogFile(engine, ids, visible, only)
     return [("logs.jsonl", ArtifactFile(repo, "logs.jsonl", "logs.jsonl", None))]

@@ -233,12 +233,14 @@ def iter_run_records(
     ids: tuple[str, str, str, str],
     *,
     visible: Sequence[str] | None = None,
+    participants: Sequence[str] | None = None,
     page: int = MAX_LIMIT,
 ) -> Iterable[dict[str, Any]]:
-    """Every record of a run, oldest first, a page at a time (for the run's bundle)."""
+    """Every record of a run (or only ``participants``' records), oldest first, a page at a
+    time (for the run's and a participant's bundle)."""
     after = 0
     while True:
-        query = LogQuery(*ids, visible=visible, after=after, limit=page)
+        query = LogQuery(*ids, participants=participants, visible=visible, after=after, limit=page)
         records, more = read_records(engine, query)
         yield from records
         if not more or not records:

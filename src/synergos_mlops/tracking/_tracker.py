@@ -155,6 +155,26 @@ class FederatedTracker:
                 )  # fmt: skip
             return self._log_sender
 
+    def log_handler(
+        self,
+        collaboration: str,
+        project: str,
+        experiment: str,
+        run: str,
+        participant: str | None = None,
+        *,
+        level: int = 0,
+    ) -> FederatedLogHandler:
+        """``run.log_handler(participant)`` for a process that knows only the run's ids and
+        does not start or resolve the run: a participant's own process (with ``serve
+        --auth``, an account bound to participants may not resolve runs). See docs/logs.md."""
+        self._check_open()
+        sender = self._logs()
+        return FederatedLogHandler(
+            collaboration, project, experiment, run, participant, sender.add,
+            level=level, skip_thread=sender.thread,
+        )  # fmt: skip
+
     def run(
         self,
         collaboration: str,
