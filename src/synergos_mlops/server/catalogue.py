@@ -46,6 +46,17 @@ def _readable() -> Callable[[str], bool]:
     return viewer.can_read
 
 
+def _checked(collaboration: str, participant: str, digest: str) -> Backend:
+    """The server's stores, once the ids and the digest are checked as every other route
+    checks ids: malformed input is a 400 naming it, not a lookup that finds nothing."""
+    from synergos_mlops.federation import validate_id
+
+    validate_id("collaboration", collaboration)
+    validate_id("participant", participant)
+    validate_id("dataset digest", digest)
+    return Backend.of_server()
+
+
 def _root(request: Request) -> str:
     return str(request.scope.get("root_path", "")) + API_PREFIX
 
@@ -70,7 +81,7 @@ def dataset_profile(
 
     return _answer(
         lambda: views.dataset_profile(
-            Backend.of_server(),
+            _checked(collaboration, participant, digest),
             collaboration,
             participant,
             digest,
@@ -152,7 +163,7 @@ def dataset_lineage(
 
     return _answer(
         lambda: views.dataset_lineage(
-            Backend.of_server(),
+            _checked(collaboration, participant, digest),
             collaboration,
             participant,
             digest,
