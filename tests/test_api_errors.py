@@ -167,3 +167,11 @@ def test_no_client_input_produces_a_server_error(shared_server, run_url: str) ->
         ):
             response = requests.get(url, timeout=30)
             assert response.status_code < 500, (url, response.status_code, response.text[:200])
+
+
+def test_numbers_too_large_for_the_database_answer_400_not_500(shared_server, run_url: str) -> None:  # type: ignore[no-untyped-def]
+    too_large = str(2**63)  # one past a 64-bit integer column: the fuzzer found this one
+    urls = [f"{shared_server.url}{API}/lineage/models/m/{too_large}"]
+    urls += [f"{run_url}/logs?{cursor}={too_large}" for cursor in ("after", "before")]
+    for url in urls:
+        error_of(requests.get(url, timeout=30), 400)

@@ -130,7 +130,7 @@ def run_lineage(
 def model_lineage(
     request: Request,
     name: Annotated[str, Path(description="Registered model name")],
-    version: Annotated[int, Path(description="Model version", ge=1)],
+    version: Annotated[int, Path(description="Model version", ge=1, le=2_147_483_647)],
 ) -> dict[str, Any]:
     """Which data trained this model version: the lineage of the run it came from."""
     from synergos_mlops.server import catalogue_views as views

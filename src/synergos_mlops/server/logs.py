@@ -42,6 +42,10 @@ from synergos_mlops.server.auth._viewer import (
 
 __all__ = ["bundle_log_entries", "read_router", "router", "visible_participants", "write_router"]
 
+#: Largest record id a database's 64-bit integer holds; a larger cursor is a 400, not a 500.
+_MAX_ID = 2**63 - 1
+
+
 #: The tracker's write route (like metrics/bulk, not in the read API's OpenAPI document).
 write_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
 #: The read route, in ``/api/synergos/v1/openapi.json``.
@@ -181,13 +185,16 @@ def run_logs(
         int | None,
         Query(
             ge=0,
+            le=_MAX_ID,
             description="Records after this record id, oldest first (a live tail: "
             "pass the last id you have).",
         ),
     ] = None,
     before: Annotated[
         int | None,
-        Query(ge=0, description="The newest records before this record id (paging back)."),
+        Query(
+            ge=0, le=_MAX_ID, description="The newest records before this record id (paging back)."
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="Most records returned.")] = 500,
 ) -> dict[str, Any]:
@@ -225,6 +232,7 @@ def run_logs(
 
 
 #: What ``server/app.py`` mounts.
+
 router = APIRouter()
 router.include_router(write_router)
 router.include_router(read_router)
