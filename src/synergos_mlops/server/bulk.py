@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError
-from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server._errors import ApiError, bounded_body
 from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import (
     authorize_metric_writes,
@@ -68,16 +68,8 @@ def _write(body: bytes) -> dict[str, int]:
 
 @router.post("/metrics/bulk")
 async def bulk_metrics(request: Request) -> dict[str, int]:
-    too_large = ApiError(413, "TOO_LARGE", f"a metric batch may hold {MAX_BODY_BYTES} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large  # refused before a byte of the body is read
-    body = bytearray()
-    async for chunk in request.stream():  # a chunked body is counted as it arrives
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return await run_in_threadpool(_write, bytes(body))
+    body = await bounded_body(request, MAX_BODY_BYTES, "a metric batch")
+    return await run_in_threadpool(_write, body)
 
 
 class ResolveRequest(BaseModel):

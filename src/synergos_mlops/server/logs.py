@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidValueError
-from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server._errors import ApiError, bounded_body
 from synergos_mlops.server.api import (
     _ERRORS,
     RUN,
@@ -114,16 +114,8 @@ def _write(body: bytes) -> dict[str, int]:
 
 @write_router.post("/logs")
 async def write_logs(request: Request) -> dict[str, int]:
-    too_large = ApiError(413, "TOO_LARGE", f"a log batch may hold {MAX_BODY_BYTES} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return await run_in_threadpool(_write, bytes(body))
+    body = await bounded_body(request, MAX_BODY_BYTES, "a log batch")
+    return await run_in_threadpool(_write, body)
 
 
 def visible_participants(collaboration: str) -> list[str] | None:

@@ -32,7 +32,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError, SynergosError
-from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server._errors import ApiError, bounded_body
+from synergos_mlops.server.api import _ERRORS
 from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import current_viewer, visible_run
 from synergos_mlops.server.federated_runs import (
@@ -125,16 +126,8 @@ def _attach(body: bytes) -> dict[str, int]:
 @router.post(f"{API_PREFIX}/system/samples")
 async def system_samples(request: Request) -> dict[str, int]:
     """Hardware samples of participants, attached by time to their runs."""
-    too_large = ApiError(413, "TOO_LARGE", f"a sample batch may hold {MAX_BODY_BYTES} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return await run_in_threadpool(_attach, bytes(body))
+    body = await bounded_body(request, MAX_BODY_BYTES, "a sample batch")
+    return await run_in_threadpool(_attach, body)
 
 
 # --- reads -------------------------------------------------------------------------------
@@ -298,20 +291,6 @@ def _answer(work: Callable[[], T]) -> T:
         raise ApiError(503, "UNAVAILABLE", str(exc)) from None
     except SynergosError as exc:
         raise ApiError(400, "BAD_REQUEST", str(exc)) from None
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": description,
-        "content": {"application/json": {"example": {"error": {"code": name, "message": "..."}}}},
-    }
-    for code, name, description in (
-        (400, "BAD_REQUEST", "A malformed id"),
-        (404, "NOT_FOUND", "The collaboration, project, experiment or run named in the message "
-         "is not there"),
-        (503, "UNAVAILABLE", "The stores cannot be read"),
-    )
-}  # fmt: skip
 
 
 @read_router.get(
