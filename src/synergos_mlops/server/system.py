@@ -31,15 +31,14 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError, SynergosError
+from synergos_mlops.errors import InvalidIdError, InvalidValueError
 from synergos_mlops.server._errors import ApiError, bounded_body
-from synergos_mlops.server.api import _ERRORS
+from synergos_mlops.server.api import _ERRORS, _answer
 from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import current_viewer, visible_run
 from synergos_mlops.server.federated_runs import (
     Backend,
     FederatedRun,
-    NotFoundError,
     iso_time,
     resolve_run,
 )
@@ -278,19 +277,6 @@ def system_view(backend: Backend, run: FederatedRun) -> dict[str, Any]:
             **summary,
         },
     }
-
-
-def _answer(work: Callable[[], T]) -> T:
-    try:
-        return work()
-    except InvalidIdError as exc:
-        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
-    except NotFoundError as exc:
-        raise ApiError(404, "NOT_FOUND", str(exc)) from None
-    except StoreError as exc:
-        raise ApiError(503, "UNAVAILABLE", str(exc)) from None
-    except SynergosError as exc:
-        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
 
 
 @read_router.get(
