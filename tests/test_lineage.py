@@ -8,6 +8,7 @@ import json
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -24,6 +25,18 @@ API = "/api/synergos/v1"
 def test_lineage_leads_from_datasets_to_a_registered_model_version_and_back(
     shared_server: Server, tmp_path: Path
 ) -> None:
+    check_lineage(shared_server, tmp_path)
+
+
+def test_lineage_reads_the_same_from_postgresql(
+    server_factory: Any, postgres_uri: str, tmp_path: Path
+) -> None:
+    check_lineage(server_factory(extra=["--backend-store-uri", postgres_uri]), tmp_path)
+
+
+def check_lineage(shared_server: Server, tmp_path: Path) -> None:
+    """Datasets → runs → logged model → registered version, asked from each end, then
+    exported as OpenLineage events; the same on every backend."""
     c = f"lineage-{uuid.uuid4().hex[:6]}"
     with (
         FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker,
