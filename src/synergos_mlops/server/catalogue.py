@@ -79,17 +79,7 @@ def dataset_profile(
     """One dataset: source, schema, profile (the participant's summary) and the runs using it."""
     from synergos_mlops.server import catalogue_views as views
 
-    return _answer(
-        lambda: views.dataset_profile(
-            _checked(collaboration, participant, digest),
-            collaboration,
-            participant,
-            digest,
-            _sees(),
-            _readable(),
-            _root(request),
-        )  # fmt: skip
-    )
+    return _dataset_answer(views.dataset_profile, request, collaboration, participant, digest)
 
 
 @router.get(f"{RUN}/datasets", responses=ERRORS)
@@ -161,8 +151,20 @@ def dataset_lineage(
     """Which runs, logged models and model versions a participant's dataset reached."""
     from synergos_mlops.server import catalogue_views as views
 
+    return _dataset_answer(views.dataset_lineage, request, collaboration, participant, digest)
+
+
+def _dataset_answer(
+    view: Callable[..., dict[str, Any]],
+    request: Request,
+    collaboration: str,
+    participant: str,
+    digest: str,
+) -> dict[str, Any]:
+    """One participant's dataset answered by ``view`` (its profile, or its lineage), for the
+    accounts that may see that participant."""
     return _answer(
-        lambda: views.dataset_lineage(
+        lambda: view(
             _checked(collaboration, participant, digest),
             collaboration,
             participant,

@@ -166,6 +166,24 @@ def run_lineage_tags(
     return out
 
 
+def _model_rows(session: Any, condition: Any) -> list[ModelRow]:
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel
+
+    rows = (
+        session.query(
+            SqlLoggedModel.model_id,
+            SqlLoggedModel.name,
+            SqlLoggedModel.source_run_id,
+            SqlLoggedModel.experiment_id,
+            SqlLoggedModel.status,
+            SqlLoggedModel.creation_timestamp_ms,
+        )
+        .filter(condition)
+        .all()
+    )
+    return [ModelRow(r[0], r[1], r[2], str(r[3]), _status(r[4]), r[5]) for r in rows]
+
+
 def logged_models(session_maker: SessionMaker, run_uuids: Iterable[str]) -> list[ModelRow]:
     """MLflow logged models whose source run is one of ``run_uuids``."""
     from mlflow.store.tracking.dbmodels.models import SqlLoggedModel
@@ -174,25 +192,11 @@ def logged_models(session_maker: SessionMaker, run_uuids: Iterable[str]) -> list
     if not wanted:
         return []
     with session_maker() as session:
-        rows = (
-            session.query(
-                SqlLoggedModel.model_id,
-                SqlLoggedModel.name,
-                SqlLoggedModel.source_run_id,
-                SqlLoggedModel.experiment_id,
-                SqlLoggedModel.status,
-                SqlLoggedModel.creation_timestamp_ms,
-            )
-            .filter(
-                SqlLoggedModel.source_run_id.in_(wanted),
-                SqlLoggedModel.lifecycle_stage == ACTIVE,
-            )
-            .all()
+        rows = _model_rows(
+            session,
+            SqlLoggedModel.source_run_id.in_(wanted) & (SqlLoggedModel.lifecycle_stage == ACTIVE),
         )
-    return sorted(
-        (ModelRow(r[0], r[1], r[2], str(r[3]), _status(r[4]), r[5]) for r in rows),
-        key=lambda m: (m.creation_time or 0, m.model_id),
-    )
+    return sorted(rows, key=lambda m: (m.creation_time or 0, m.model_id))
 
 
 def _status(value: Any) -> str | None:
@@ -267,20 +271,5 @@ def logged_model(session_maker: SessionMaker, model_id: str) -> ModelRow | None:
     from mlflow.store.tracking.dbmodels.models import SqlLoggedModel
 
     with session_maker() as session:
-        row = (
-            session.query(
-                SqlLoggedModel.model_id,
-                SqlLoggedModel.name,
-                SqlLoggedModel.source_run_id,
-                SqlLoggedModel.experiment_id,
-                SqlLoggedModel.status,
-                SqlLoggedModel.creation_timestamp_ms,
-            )
-            .filter(SqlLoggedModel.model_id == model_id)
-            .first()
-        )
-    return (
-        None
-        if row is None
-        else ModelRow(row[0], row[1], row[2], str(row[3]), _status(row[4]), row[5])
-    )
+        rows = _model_rows(session, SqlLoggedModel.model_id == model_id)
+    return rows[0] if rows else None
