@@ -118,3 +118,94 @@ def touch_later(path: Path, seconds: int = 5) -> None:
     """Move a file's mtime forward without changing its content."""
     info = path.stat()
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + seconds * 1_000_000_000))
+
+
+# --- the worker's catalogue.json ------------------------------------------------------------
+#
+# The shape the original Synergos worker writes to <project>/preprocessing/catalogue.json,
+# confirmed from aisingapore/synergos_worker (rest_rpc/core/server.py load_proc and
+# rest_rpc/core/utils.py MetaExtractor, commit f737409): per split, headers are the model's
+# one-hot encoded columns {"X": [...], "y": [...]}, schemas the pandas dtypes of the
+# combined data (its target too), and metadata src_count (the row count), _type and the kind's
+# fields, a tabular summary's columns nested under "features". Values are what pandas'
+# describe() gives: a numeric column's count is a float, and a statistic it cannot compute is
+# NaN, which the worker's json.dump writes as the bare token NaN.
+
+
+def worker_tabular_summary(rows: int = 120) -> dict[str, object]:
+    """One tabular split's metadata as the worker's MetaExtractor makes it."""
+    return {
+        "src_count": rows,
+        "_type": "tabular",
+        "features": {
+            "cat_variables": {
+                "sex": {"count": rows, "unique": 2, "top": 1, "freq": 64, "labels": [0, 1],
+                        "datatype": "category"},
+                "cp": {"count": rows, "unique": 4, "top": 4, "freq": 57,
+                       "labels": [1, 2, 3, 4], "datatype": "category"},
+                "target": {"count": rows, "unique": 2, "top": 0, "freq": 66, "labels": [0, 1],
+                           "datatype": "category"},
+            },
+            "num_variables": {
+                "age": {"count": float(rows), "mean": 54.2, "std": 9.1, "min": 29.0,
+                        "25%": 47.0, "50%": 55.0, "75%": 61.0, "max": 77.0,
+                        "datatype": "int64"},
+                "chol": {"count": float(rows), "mean": 246.7, "std": float("nan"),
+                         "min": 126.0, "25%": 211.0, "50%": 241.0, "75%": 275.0,
+                         "max": 564.0, "datatype": "float64"},
+            },
+            "misc_variables": {"notes": {"datatype": "object"}},
+        },
+    }  # fmt: skip
+
+
+WORKER_TABULAR_SCHEMA = {
+    "age": "int64", "sex": "category", "cp": "category", "chol": "float64",
+    "notes": "object", "target": "category",
+}  # fmt: skip
+WORKER_TABULAR_HEADERS = {
+    "X": ["age", "chol", "sex_0", "sex_1", "cp_1", "cp_2", "cp_3", "cp_4"],
+    "y": ["target_0", "target_1"],
+}
+
+
+def worker_catalogue_tabular(splits: Sequence[str] = ("train", "evaluate")) -> dict[str, object]:
+    return {
+        "headers": {split: WORKER_TABULAR_HEADERS for split in splits},
+        "schemas": {split: WORKER_TABULAR_SCHEMA for split in splits},
+        "metadata": {split: worker_tabular_summary() for split in splits},
+    }
+
+
+def worker_catalogue_image() -> dict[str, object]:
+    """An image participant's: flat metadata, pixel columns named <colour>x<row>x<column>."""
+    pixels = [f"Lx{row}x{column}" for row in range(2) for column in range(2)]
+    return {
+        "headers": {"train": {"X": pixels, "y": ["target_0", "target_1"]}},
+        "schemas": {"train": {**{p: "float64" for p in pixels}, "target": "category"}},
+        "metadata": {"train": {"src_count": 300, "_type": "image", "pixel_height": 28,
+                               "pixel_width": 28, "color": "L"}},
+    }  # fmt: skip
+
+
+def worker_catalogue_text() -> dict[str, object]:
+    """A text participant's: a doc-term matrix, flat metadata."""
+    words = ["fever", "cough", "rash"]
+    return {
+        "headers": {"predict": {"X": words, "y": ["target"]}},
+        "schemas": {"predict": {**{w: "float64" for w in words}, "target": "category"}},
+        "metadata": {"predict": {"src_count": 50, "_type": "text", "word_count": 3,
+                                 "sparsity": 0.93, "representation": 0.004}},
+    }  # fmt: skip
+
+
+def write_worker_catalogue(
+    worker_outputs: Path, participant: str | None, ids: Sequence[str], data: object
+) -> Path:
+    """``data`` as a worker's <ids>/preprocessing/catalogue.json, written as the worker's
+    json.dump writes it (NaN as the bare token)."""
+    base = worker_outputs if participant is None else worker_outputs / participant
+    path = base.joinpath(*ids, "preprocessing", "catalogue.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path

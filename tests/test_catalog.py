@@ -15,14 +15,25 @@ from urllib.parse import quote
 import pytest
 import requests
 from conftest import SYNMLOPS, Server
+from ingest_trees import (
+    WORKER_TABULAR_HEADERS,
+    WORKER_TABULAR_SCHEMA,
+    worker_catalogue_image,
+    worker_catalogue_tabular,
+    worker_catalogue_text,
+    write_worker_catalogue,
+)
 from mlflow import MlflowClient
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker, InvalidValueError
+from synergos_mlops.catalogue import columns_of, parse_worker_catalogue, rows_of
 
 API = "/api/synergos/v1"
 
-#: One split of a tabular participant, as the original worker's MetaExtractor summarises it.
+#: One split of a tabular participant in the shape this package guessed before the worker's
+#: was confirmed (fields nested under the kind's name), which the tracker still takes; the
+#: worker's own shape is in ingest_trees (worker_catalogue_tabular) and tested below.
 TABULAR: dict[str, Any] = {
     "src_count": 1,
     "_type": "tabular",
@@ -57,7 +68,7 @@ def unique(prefix: str) -> str:
 
 def worker_catalogue(metadata: dict[str, Any], schema: dict[str, str] | None = None,
                      headers: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """A catalogue.json as the worker writes it: headers, schemas and metadata per split."""
+    """A catalogue.json in the older guessed shape (headers as a list per split), still read."""
     return {
         "headers": {split: headers or [] for split in ("train", "evaluate")},
         "schemas": {split: schema or {} for split in ("train", "evaluate")},
@@ -290,3 +301,95 @@ def test_ingest_catalogues_the_workers_catalogue_json_and_reports_what_it_left_o
     (collab,) = [x for x in body["collaborations"] if x["id"] == c]
     tabular = next(p for p in collab["participants"] if p["id"] == "tabular-w")
     assert len(tabular["splits"][1]["datasets"]) == 1  # nothing catalogued twice
+
+
+# --- the worker's own catalogue.json shape -----------------------------------------------------
+
+
+def test_the_worker_s_catalogue_shape_is_read_whole() -> None:
+    """headers {"X", "y"}, schemas with the target, tabular columns under "features" (with
+    misc_variables), NaN from describe(): every split read, nothing reported missing."""
+    text = json.dumps(worker_catalogue_tabular(("train", "evaluate", "predict")))
+    assert "NaN" in text  # as the worker's json.dump writes a statistic pandas could not compute
+    entries, notes = parse_worker_catalogue(json.loads(text), "c", "p", "w1")
+    assert notes == []
+    assert [e.split for e in entries] == ["train", "evaluate", "predict"]
+    train = entries[0]
+    assert train.kind == "tabular" and train.schema == WORKER_TABULAR_SCHEMA
+    assert train.headers == WORKER_TABULAR_HEADERS["X"] + WORKER_TABULAR_HEADERS["y"]
+    assert rows_of(train.kind, train.metadata) == 120
+    columns = columns_of(train.kind, train.metadata)
+    assert set(columns) == {"age", "chol", "sex", "cp", "target", "notes"}
+    assert columns["notes"] == {"datatype": "object"}
+    assert columns["chol"]["std"] is None  # NaN kept as null
+    profile = json.loads(train.profile_json())
+    assert (profile["kind"], profile["rows"], profile["src_count"]) == ("tabular", 120, 120)
+    assert profile["metadata"]["features"]["num_variables"]["age"]["mean"] == 54.2
+    synergos = json.loads(train.schema_json())["synergos"]
+    assert synergos["headers"][-2:] == ["target_0", "target_1"]
+
+    (image,) = parse_worker_catalogue(worker_catalogue_image(), "c", "p", "w2")[0]
+    assert image.kind == "image" and image.headers[-1] == "target_1"
+    assert columns_of(image.kind, image.metadata)["pixel_height"] == {"value": 28}
+    (text_entry,) = parse_worker_catalogue(worker_catalogue_text(), "c", "p", "w3")[0]
+    assert text_entry.split == "predict" and text_entry.kind == "text"
+    assert columns_of("text", text_entry.metadata)["representation"] == {"value": 0.004}
+
+
+def test_worker_headers_of_another_shape_leave_the_split_out_with_the_reason() -> None:
+    catalogue = worker_catalogue_tabular()
+    catalogue["headers"]["evaluate"] = {"X": ["a"], "z": ["b"]}  # type: ignore[index]
+    entries, notes = parse_worker_catalogue(catalogue, "c", "p", "w1")
+    assert [e.split for e in entries] == ["train"]
+    assert any("not keys z" in n and "'evaluate' left out" in n for n in notes), notes
+    with pytest.raises(InvalidValueError, match="must be a list of column names"):
+        parse_worker_catalogue(
+            {"headers": {"train": {"X": "age"}}, "metadata": {"train": {"_type": "text"}}},
+            "c",
+            "p",
+            "w1",
+        )
+
+
+def test_ingest_catalogues_the_catalogue_json_the_worker_writes(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("worker-shape")
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    folder = outputs / c / "p" / "e" / "r1"
+    folder.mkdir(parents=True)
+    (folder / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    write_worker_catalogue(workers, "tab-w", [c, "p"], worker_catalogue_tabular())
+    write_worker_catalogue(workers, "img-w", [c, "p"], worker_catalogue_image())
+    write_worker_catalogue(workers, "txt-w", [c, "p"], worker_catalogue_text())
+    result = subprocess.run(
+        [*SYNMLOPS, "ingest", str(outputs), "--worker-outputs", str(workers),
+         "--tracking-uri", shared_server.url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "catalogue.json" not in result.stdout, result.stdout  # nothing left out or partial
+
+    body = get(shared_server, "/catalogue").json()
+    (collab,) = [x for x in body["collaborations"] if x["id"] == c]
+    splits = {
+        p["id"]: {s["split"]: s["datasets"][0] for s in p["splits"]} for p in collab["participants"]
+    }
+    assert {p: {s: d["kind"] for s, d in v.items()} for p, v in splits.items()} == {
+        "tab-w": {"train": "tabular", "evaluate": "tabular"},
+        "img-w": {"train": "image"},
+        "txt-w": {"predict": "text"},
+    }
+    train = splits["tab-w"]["train"]
+    assert (train["rows"], train["src_count"]) == (120, 120)
+    # The worker's header order for the columns it names as they are (age, chol), then the
+    # rest (one-hot encoded in the headers) by name.
+    assert [(col["name"], col["type"]) for col in train["columns"]] == [
+        ("age", "int64"), ("chol", "float64"), ("cp", "category"), ("notes", "object"),
+        ("sex", "category"), ("target", "category"),
+    ]  # fmt: skip
+    profile = requests.get(shared_server.url + train["profile"], timeout=60).json()["profile"]
+    features = profile["metadata"]["features"]
+    assert features["num_variables"]["chol"]["std"] is None
+    assert features["misc_variables"] == {"notes": {"datatype": "object"}}
+    assert splits["img-w"]["train"]["src_count"] == 300

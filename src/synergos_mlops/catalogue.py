@@ -1,22 +1,30 @@
 """Data catalogue entries: what a participant's data looks like, never the data itself.
 
 The original Synergos worker summarises each split of a participant's data (``train``,
-``evaluate``, ``predict``) and writes the summaries to
-``outputs/<collaboration>/<project>/preprocessing/catalogue.json``::
+``evaluate``, ``predict``) and writes the summaries to a project's
+``preprocessing/catalogue.json``. Its shape, as the worker's ``load_proc`` writes it (see
+docs/catalogue.md for the source)::
 
-    {"headers":  {"train": ["age", "sex", ...], ...},
-     "schemas":  {"train": {"age": "int64", "sex": "category", ...}, ...},
-     "metadata": {"train": {"src_count": 1, "_type": "tabular",
-                            "tabular": {"cat_variables": {...}, "num_variables": {...}},
-                            "image": {}, "text": {}}, ...}}
+    {"headers":  {"train": {"X": ["age", "sex_1", "sex_2", ...], "y": ["target"]}, ...},
+     "schemas":  {"train": {"age": "int64", "sex": "category", "target": "category"}, ...},
+     "metadata": {"train": {"src_count": 303, "_type": "tabular",
+                            "features": {"cat_variables": {...}, "num_variables": {...},
+                                         "misc_variables": {...}}}, ...}}
 
-(the per-split summaries may also sit at the top level, ``{"train": {...}, "headers": ...}``,
-and may be flat: ``{"_type": "tabular", "cat_variables": {...}}``). A summary is, by kind:
+A tabular summary nests its columns under ``features``; an image or text summary is flat. By
+kind:
 
-- tabular: ``cat_variables`` ``{column: {datatype, labels, count, unique, top, freq}}`` and
-  ``num_variables`` ``{column: {datatype, count, mean, std, min, 25%, 50%, 75%, max}}``;
+- tabular: ``cat_variables`` ``{column: {datatype, labels, count, unique, top, freq}}``,
+  ``num_variables`` ``{column: {datatype, count, mean, std, min, 25%, 50%, 75%, max}}`` and
+  ``misc_variables`` ``{column: {datatype}}`` (object columns, no statistics);
 - image: ``pixel_height``, ``pixel_width``, ``color``;
 - text: ``word_count``, ``sparsity``, ``representation``.
+
+Headers are the model's (one-hot encoded) feature and target columns, ``{"X": [...], "y":
+[...]}``; an entry keeps them as one list, X then y. Also read, for summaries logged before the
+shape was confirmed: a kind's fields nested under the kind's name (``{"_type": "tabular",
+"tabular": {...}}``), all flat, headers as a plain list, and per-split summaries at the top
+level of the file (``{"train": {...}, "headers": ...}``).
 
 :func:`dataset_entry` turns one summary into an MLflow dataset (name, digest, source type
 :data:`SOURCE_TYPE`, source, schema, profile) for the participant's run, with the split as its
@@ -60,10 +68,15 @@ _MLFLOW_TYPES = {
     "datetime64[ns]": "datetime",
 }  # fmt: skip
 _KIND_FIELDS = {
-    "tabular": ("cat_variables", "num_variables"),
+    "tabular": ("cat_variables", "num_variables", "misc_variables"),
     "image": ("pixel_height", "pixel_width", "color"),
     "text": ("word_count", "sparsity", "representation"),
 }
+#: Where a kind's fields may be nested: the worker puts a tabular summary's columns under
+#: ``features``; a key named after the kind is this package's older guess, still read.
+_NESTS = {"tabular": ("features", "tabular"), "image": ("image",), "text": ("text",)}
+#: The column groups of a tabular summary; only the first two carry a ``count``.
+_COLUMN_GROUPS = ("cat_variables", "num_variables", "misc_variables")
 
 
 def _canonical(value: Any) -> str:
@@ -159,6 +172,15 @@ class DatasetEntry:
         }
 
 
+def _nested(metadata: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """The kind's fields where they sit nested (the first non-empty nest), else None."""
+    for key in _NESTS[kind]:
+        value = metadata.get(key)
+        if isinstance(value, Mapping) and value:
+            return dict(value)
+    return None
+
+
 def _summary(metadata: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """(kind, the kind's fields) of one split's summary, nested or flat."""
     declared = metadata.get("_type")
@@ -167,16 +189,16 @@ def _summary(metadata: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
         kind = next(
             (
                 k for k in KINDS
-                if (isinstance(metadata.get(k), Mapping) and metadata.get(k))
+                if _nested(metadata, k) is not None
                 or any(f in metadata for f in _KIND_FIELDS[k])
             ),
             None,
         )  # fmt: skip
     if kind is None:
         return None, {}
-    nested = metadata.get(kind)
-    if isinstance(nested, Mapping) and nested:
-        return kind, dict(nested)
+    nested = _nested(metadata, kind)
+    if nested is not None:
+        return kind, nested
     return kind, {f: metadata[f] for f in _KIND_FIELDS[kind] if f in metadata}
 
 
@@ -202,8 +224,9 @@ def columns_of(kind: str | None, metadata: Mapping[str, Any]) -> dict[str, dict[
     if kind != "tabular":
         return {name: {"value": value} for name, value in fields.items()}
     out: dict[str, dict[str, Any]] = {}
-    for group in ("cat_variables", "num_variables"):
-        for name, column in (fields.get(group) or {}).items():
+    for group in _COLUMN_GROUPS:
+        columns = fields.get(group)
+        for name, column in (columns if isinstance(columns, Mapping) else {}).items():
             out[str(name)] = dict(column) if isinstance(column, Mapping) else {"value": column}
     return out
 
@@ -227,6 +250,38 @@ def column_changes(
     }
 
 
+def _header_list(headers: object, split: str) -> list[str]:
+    """The split's headers as one list: the worker's ``{"X": [...], "y": [...]}`` gives X then
+    y; a plain list of names is kept as it is."""
+    if headers is None:
+        return []
+    parts: list[object]
+    if isinstance(headers, Mapping):
+        unknown = sorted(str(k) for k in headers if k not in ("X", "y"))
+        if unknown:
+            raise InvalidValueError(
+                f"the headers of split {split!r} must be a list of column names or "
+                f'{{"X": [...], "y": [...]}}, not keys {", ".join(unknown)}'
+            )
+        parts = [headers.get("X"), headers.get("y")]
+    else:
+        parts = [headers]
+    names: list[str] = []
+    for part in parts:
+        if part is None:
+            continue
+        if (
+            not isinstance(part, Sequence)
+            or isinstance(part, (str, bytes))
+            or not all(isinstance(h, str) for h in part)
+        ):
+            raise InvalidValueError(
+                f"the headers of split {split!r} must be a list of column names"
+            )
+        names.extend(str(h) for h in part)
+    return names
+
+
 def dataset_entry(
     collaboration: str,
     project: str,
@@ -234,7 +289,7 @@ def dataset_entry(
     split: str,
     metadata: Mapping[str, Any],
     schema: Mapping[str, Any] | None = None,
-    headers: Sequence[str] | None = None,
+    headers: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
 ) -> DatasetEntry:
     """Check one split's summary and make its catalogue entry (InvalidValueError naming the
     problem otherwise)."""
@@ -252,10 +307,7 @@ def dataset_entry(
         plain["_type"] = kind
     if schema is not None and not isinstance(schema, Mapping):
         raise InvalidValueError(f"the schema of split {split!r} must be an object of column: type")
-    if headers is not None and (
-        isinstance(headers, (str, bytes)) or not all(isinstance(h, str) for h in headers)
-    ):
-        raise InvalidValueError(f"the headers of split {split!r} must be a list of column names")
+    header_names = _header_list(headers, split)
     columns = {str(k): str(v) for k, v in (schema or {}).items()}
     if not columns and kind == "tabular":
         columns = {
@@ -264,7 +316,7 @@ def dataset_entry(
         }
     del fields
     return DatasetEntry(
-        collaboration, project, participant, split, kind, plain, columns, list(headers or [])
+        collaboration, project, participant, split, kind, plain, columns, header_names
     )
 
 

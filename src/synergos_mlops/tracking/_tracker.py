@@ -592,7 +592,7 @@ class FederatedRun:
         split: str,
         metadata: Mapping[str, Any],
         schema: Mapping[str, Any] | None = None,
-        headers: Sequence[str] | None = None,
+        headers: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     ) -> str:
         """Catalogue ``participant``'s ``split`` (train, evaluate, predict) by its summary
         (the worker's metadata: never the data), as an MLflow dataset input of the

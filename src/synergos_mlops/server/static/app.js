@@ -1512,8 +1512,11 @@
     const profile = d.profile || {};
     const kind = profile.kind;
     const meta = profile.metadata && typeof profile.metadata === "object" ? profile.metadata : {};
-    // The worker nests a kind's fields ({"_type": "tabular", "tabular": {...}}); flat summaries are read too.
-    const fields = kind && meta[kind] && typeof meta[kind] === "object" && Object.keys(meta[kind]).length ? meta[kind] : meta;
+    // The worker nests a tabular summary's columns under "features" and leaves image and text
+    // summaries flat; a kind's fields nested under the kind's name (older summaries) are read too.
+    const nests = kind === "tabular" ? ["features", "tabular"] : kind ? [kind] : [];
+    const nest = nests.find((k) => meta[k] && typeof meta[k] === "object" && Object.keys(meta[k]).length);
+    const fields = nest ? meta[nest] : meta;
     const source = d.source && typeof d.source === "object" ? d.source : {};
     main.replaceChildren(
       h("div", { class: "sub", style: "margin-bottom:4px" }, "Dataset"),
