@@ -35,7 +35,7 @@ API = "/api/synergos/v1"
 #: was confirmed (fields nested under the kind's name), which the tracker still takes; the
 #: worker's own shape is in ingest_trees (worker_catalogue_tabular) and tested below.
 TABULAR: dict[str, Any] = {
-    "src_count": 1,
+    "src_count": 120,
     "_type": "tabular",
     "tabular": {
         "cat_variables": {
@@ -89,6 +89,7 @@ def log_three_runs(url: str, tmp_path: Path, c: str) -> dict[str, str]:
     (r3); hospital-b's data never changes. Returns the digests by (participant, run)."""
     changed_rows = copy.deepcopy(TABULAR)
     changed_rows["tabular"]["num_variables"]["age"].update(count=150, mean=51.0)
+    changed_rows["src_count"] = 150
     changed_column = copy.deepcopy(changed_rows)
     changed_column["tabular"]["num_variables"]["thal"] = {
         "datatype": "float64", "count": 150, "mean": 4.7, "std": 1.9, "min": 3.0,
@@ -393,3 +394,4 @@ def test_ingest_catalogues_the_catalogue_json_the_worker_writes(
     assert features["num_variables"]["chol"]["std"] is None
     assert features["misc_variables"] == {"notes": {"datatype": "object"}}
     assert splits["img-w"]["train"]["src_count"] == 300
+    assert splits["img-w"]["train"]["rows"] == 300  # src_count is the worker's len(df)

@@ -203,7 +203,11 @@ def _summary(metadata: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
 
 
 def rows_of(kind: str | None, metadata: Mapping[str, Any]) -> int | None:
-    """The row count a tabular summary gives (the largest column count), else None."""
+    """The row count: the worker's ``src_count`` (its ``len(df)`` of the split), else for a
+    tabular summary the largest column count, else None."""
+    src = metadata.get("src_count")
+    if isinstance(src, (int, float)) and not isinstance(src, bool) and 0 <= src < math.inf:
+        return int(src)
     if kind != "tabular":
         return None
     _, fields = _summary(metadata)
