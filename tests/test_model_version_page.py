@@ -91,7 +91,7 @@ def registered(shared_server: Server, tmp_path_factory: pytest.TempPathFactory) 
         run_id, experiment_id = run.run_id, run.experiment_id
         site_a_run = run.participant_run_id("site-a")
     client = MlflowClient(shared_server.url)
-    name = f"heart-{uuid.uuid4().hex[:6]}"
+    name = f"heart modell ü-{uuid.uuid4().hex[:6]}"  # a space and a non-ASCII letter in URLs
     client.create_registered_model(name)
     versions = []
     for model_name, source_run in (("global_model", run_id), ("local_model", site_a_run)):
@@ -148,7 +148,7 @@ def test_a_model_version_page_shows_the_data_that_trained_it_with_its_edges_draw
     assert page.locator("#model-version-status").inner_text() == "READY"
     assert page.locator("#model-version-run").get_attribute("href") == r.run
     assert (page.locator("#open-mlflow-version").get_attribute("href") or "").endswith(
-        f"/#/models/{name}/versions/{r.global_version}"
+        f"/#/models/{quote(name, safe='')}/versions/{r.global_version}"
     )
     assert "global_model" in page.locator("#model-version-facts").inner_text()
 
@@ -237,7 +237,7 @@ def test_model_version_links_navigate_and_back_and_forward_retrace_them(
     assert len(run_lineage["edges"]) == 9  # with site-a's model and its version
     node = graph.locator(f'.node[data-node="model_version:{name}/{r.global_version}"]')
     assert (node.locator("a.model-version-mlflow").get_attribute("href") or "").endswith(
-        f"/#/models/{name}/versions/{r.global_version}"
+        f"/#/models/{quote(name, safe='')}/versions/{r.global_version}"
     )
     node.locator("a.model-version-page").click()
     page.wait_for_url(f"**/synergos/{version_view}")
