@@ -167,14 +167,20 @@ def test_catalogue_dataset_pages_and_the_runs_data_and_lineage(
         ]  # fmt: skip
         assert graph.locator(".node-dataset").count() == 2
         assert graph.locator(".node-participant_run").count() == 2
-        version_link = graph.locator(".node-model_version a.model-version-link")
-        assert version_link.inner_text().startswith(f"{name} v{version.version}")
-        assert (version_link.get_attribute("href") or "").endswith(
-            f"/#/models/{name}/versions/{version.version}"
-        )
-        # Tracing a dataset lights its participant run, the run, the model and the version.
+        # A model version links to its own page, and to MLflow's.
+        version_node = graph.locator(".node-model_version")
+        version_page = version_node.locator("a.model-version-page")
+        assert version_page.inner_text() == f"{name} v{version.version}"
+        assert version_page.get_attribute("href") == f"models/{name}/{version.version}"
+        mlflow_href = version_node.locator("a.model-version-mlflow").get_attribute("href")
+        assert (mlflow_href or "").endswith(f"/#/models/{name}/versions/{version.version}")
+        # One curve per edge; tracing a dataset lights its participant run, the run, the
+        # model, the version and the four edges between them.
+        graph.locator("svg path.edge").first.wait_for(state="attached")
+        assert graph.locator("svg path.edge").count() == 6  # 2 + 2 + run → model → version
         graph.locator(".node-dataset").first.hover()
         assert graph.locator(".node.lit").count() == 5
+        assert graph.locator("path.edge.lit").count() == 4
         card.scroll_into_view_if_needed()
         _assert_fits(page, f"run-{width}")
 

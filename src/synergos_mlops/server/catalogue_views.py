@@ -396,6 +396,7 @@ def run_lineage(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any
             "project": run.ids.project,
             "experiment": run.ids.experiment,
             "run": run.run_id,
+            "mlflow_experiment_id": run.experiment_id,
             "mlflow_run_id": run.parent.run_uuid,
             "status": run.parent.status,
             "start_time": iso_time(run.parent.start_time),

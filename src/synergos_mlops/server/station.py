@@ -1,9 +1,9 @@
 """The Command Station page, ``/synergos/``: package data served by the same app as the API.
 
 Every view has its own URL built from the ids (``/synergos/runs/<c>/<p>/<e>/<r>``,
-``/synergos/catalogue/<c>/<participant>/<digest>``); each such
-URL answers with the same ``index.html``, whose ``<base>`` points at ``/synergos/`` so its
-assets load at any depth. MLflow's security middleware adds X-Frame-Options to these
+``/synergos/catalogue/<c>/<participant>/<digest>``, ``/synergos/models/<name>/<version>``);
+each such URL answers with the same ``index.html``, whose ``<base>`` points at ``/synergos/``
+so its assets load at any depth. MLflow's security middleware adds X-Frame-Options to these
 responses like to its own (``synmlops serve --x-frame-options``).
 """
 

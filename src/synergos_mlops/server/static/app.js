@@ -6,7 +6,8 @@
  *   studies/<c>/<p>/<e>/<s>    one hyperparameter-tuning study (its trials are runs)
  *   compare?run=<c>/<p>/<e>/<r>&run=...   2 to 10 runs side by side
  *   catalogue                  every dataset by collaboration, participant and split
- *   catalogue/<c>/<participant>/<digest>   one dataset: its columns, profile and runs
+ *   catalogue/<c>/<participant>/<digest>   one dataset: its columns, profile, runs and the models it reached
+ *   models/<name>/<version>    a registered model version and the data that trained it
  * The JSON comes from ../api/synergos/v1/.
  */
 (function () {
@@ -117,6 +118,7 @@
     if (parts[0] === "c" && parts.length >= 2 && parts.length <= 4) return { view: "node", ids: parts.slice(1) };
     if (parts[0] === "catalogue" && parts.length === 1) return { view: "catalogue", ids: [] };
     if (parts[0] === "catalogue" && parts.length === 4) return { view: "dataset", ids: parts.slice(1) };
+    if (parts[0] === "models" && parts.length === 3) return { view: "model", ids: parts.slice(1) };
     return { view: "home", ids: [] };
   }
   function go(href) {
@@ -1540,7 +1542,8 @@
             h("td", {}, link(runHref(r.collaboration, r.project, r.experiment, r.run), r.run)),
             h("td", { class: "muted" }, [r.collaboration, r.project, r.experiment].join(" / ")),
             h("td", {}, fmtTime(r.start_time)))))))
-          : h("p", { class: "muted" }, "No run used it.")));
+          : h("p", { class: "muted" }, "No run used it.")),
+      datasetModelsCard(c, participant, digest));
   }
 
   function schemaCard(schema) {
@@ -1683,62 +1686,309 @@
       h("h3", {}, "Datasets"), table,
       drift.length ? h("h3", {}, "Drift") : null, driftBox,
       h("div", { class: "card-head lineage-head" }, h("h3", {}, "Lineage"), h("span", { class: "muted small" }, "hover or focus a node to trace its path")),
-      lineageGraph(run, ids, lineage));
+      lineageGraph(lineage));
   }
-  function lineageGraph(run, ids, lineage) {
-    const datasetsById = new Map((lineage.datasets || []).map((d) => ["dataset:" + ids[0] + "/" + d.participant + "/" + d.digest, d]));
+  // ----- the lineage graph, on a run's Overview and on a model version's page: a column per
+  // kind of node, left to right (rows, top to bottom, below 700 px), and every edge of the
+  // API's lineage.edges drawn as an SVG curve from its source box to its target box. The
+  // curves are redrawn whenever the graph or a column changes size or a column scrolls;
+  // hovering or focusing a node lights it, everything upstream and downstream, and the edges
+  // on those paths.
+  const SVG = "http://www.w3.org/2000/svg";
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+    el.append(...children);
+    return el;
+  }
+  // The distinct edges whose two ends are among the nodes.
+  function lineageEdges(lineage, ids) {
+    const seen = new Set();
+    return (lineage.edges || []).filter(([from, to]) => {
+      const key = from + "\u0000" + to;
+      if (!ids.has(from) || !ids.has(to) || seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  }
+  // A node and everything upstream of it (where = 1) or downstream of it (where = 0).
+  function reach(edges, id, where) {
+    const found = new Set([id]);
+    const todo = [id];
+    while (todo.length) {
+      const at = todo.pop();
+      for (const e of edges) {
+        if (e[where] === at && !found.has(e[1 - where])) { found.add(e[1 - where]); todo.push(e[1 - where]); }
+      }
+    }
+    return found;
+  }
+  const modelHref = (name, version) => "models/" + path(name, version);
+  const mlflowVersionHref = (name, version) => mlflowHash("models/" + enc(name) + "/versions/" + enc(version));
+  const mlflowRunHref = (experimentId, runId) => mlflowHash("experiments/" + enc(experimentId) + "/runs/" + enc(runId));
+  const mlflowModelHref = (experimentId, modelId) => mlflowHash("experiments/" + enc(experimentId) + "/models/" + enc(modelId));
+  const external = (href, text, attrs) => h("a", Object.assign({ href, target: "_blank", rel: "noopener" }, attrs || {}), text);
+
+  // options.current: the node this page is about (marked, and not linked to itself);
+  // options.linkRun: link the federated run's node to its run page.
+  function lineageGraph(lineage, options) {
+    const opts = options || {};
+    const r = lineage.run || {};
+    const experimentId = r.mlflow_experiment_id;
+    const datasetsById = new Map((lineage.datasets || []).map((d) => ["dataset:" + r.collaboration + "/" + d.participant + "/" + d.digest, d]));
     const versionsById = new Map((lineage.model_versions || []).map((v) => ["model_version:" + v.name + "/" + v.version, v]));
     const modelsById = new Map((lineage.models || []).map((m) => ["model:" + m.model_id, m]));
-    const participantUrls = new Map(run.participants.map((p) => [p.id, p.mlflow_url]));
-    const experimentId = run.mlflow.experiment_id;
+    const participantsById = new Map((lineage.participants || []).map((p) => ["participant_run:" + p.mlflow_run_id, p]));
     const nodeBody = (n) => {
       if (n.type === "dataset") {
         const d = datasetsById.get(n.id);
-        return d ? [link(datasetHref(ids[0], d.participant, d.digest), n.label), h("code", {}, shortDigest(d.digest))] : n.label;
+        return d ? [link(datasetHref(r.collaboration, d.participant, d.digest), n.label, { class: "dataset-link" }), h("code", {}, shortDigest(d.digest))] : n.label;
       }
       if (n.type === "participant_run") {
-        const url = participantUrls.get(n.label);
-        return [h("span", {}, n.label), url ? h("a", { href: new URL(url.replace(/^\//, ""), ROOT).href, target: "_blank", rel: "noopener", class: "small" }, "MLflow ↗") : null];
+        const p = participantsById.get(n.id);
+        return [h("span", {}, n.label), p && experimentId ? external(mlflowRunHref(experimentId, p.mlflow_run_id), "MLflow ↗", { class: "small" }) : null];
       }
-      if (n.type === "federated_run") return [h("b", {}, n.label), h("span", { class: "muted small" }, run.status || "")];
+      if (n.type === "federated_run") {
+        return [opts.linkRun ? link(runHref(r.collaboration, r.project, r.experiment, r.run), n.label, { class: "run-link" }) : h("b", {}, n.label),
+          h("span", { class: "muted small" }, r.status || "")];
+      }
       if (n.type === "logged_model") {
         const m = modelsById.get(n.id);
-        return [h("a", { href: mlflowHash("experiments/" + enc(experimentId) + "/models/" + enc(m ? m.model_id : "")), target: "_blank", rel: "noopener" }, n.label + " ↗"),
+        return [experimentId && m ? external(mlflowModelHref(experimentId, m.model_id), n.label + " ↗") : h("span", {}, n.label),
           m ? h("code", {}, shortDigest(m.model_id)) : null];
       }
       const v = versionsById.get(n.id);
-      return [h("a", { class: "model-version-link", href: mlflowHash("models/" + enc(v ? v.name : n.label) + "/versions/" + enc(v ? v.version : "")), target: "_blank", rel: "noopener" }, n.label + " ↗"),
-        v && v.status ? h("span", { class: "muted small" }, v.status) : null];
+      if (!v) return h("span", {}, n.label);
+      return [n.id === opts.current ? h("b", {}, n.label) : link(modelHref(v.name, v.version), n.label, { class: "model-version-page" }),
+        h("span", { class: "node-foot" }, v.status ? h("span", { class: "muted small" }, v.status) : null,
+          external(mlflowVersionHref(v.name, v.version), "MLflow ↗", { class: "small model-version-mlflow" }))];
     };
-    const edges = lineage.edges || [];
-    const columns = LINEAGE_COLUMNS.map(([type, title]) => [type, title, (lineage.nodes || []).filter((n) => n.type === type)])
-      .filter(([type, , nodes]) => nodes.length || type === "model_version");
-    const graph = h("div", { class: "lineage", id: "lineage" });
-    columns.forEach(([type, title, nodes], i) => {
-      if (i) graph.append(h("div", { class: "lineage-arrow", "aria-hidden": "true" }, "→"));
-      graph.append(h("div", { class: "lineage-col", dataset: { type } }, h("div", { class: "lineage-title" }, title + (nodes.length > 1 ? " (" + nodes.length + ")" : "")),
-        nodes.length ? nodes.map((n) => h("div", { class: "node node-" + type, tabindex: "0", dataset: { node: n.id } }, nodeBody(n)))
+    const nodes = lineage.nodes || [];
+    const edges = lineageEdges(lineage, new Set(nodes.map((n) => n.id)));
+    const columns = LINEAGE_COLUMNS.map(([type, title]) => [type, title, nodes.filter((n) => n.type === type)])
+      .filter(([type, , list]) => list.length || type === "model_version");
+    const paths = edges.map(([from, to]) => s("path", { class: "edge", "data-from": from, "data-to": to, "marker-end": "url(#lineage-head)" }));
+    const svg = s("svg", { class: "lineage-edges", "aria-hidden": "true" },
+      s("defs", {}, ...["", "-lit"].map((suffix) => s("marker", { id: "lineage-head" + suffix, markerUnits: "userSpaceOnUse",
+        markerWidth: "8", markerHeight: "8", refX: "7", refY: "4", orient: "auto" }, s("polygon", { points: "0,0 8,4 0,8" })))),
+      s("g", {}, ...paths));
+    const graph = h("div", { class: "lineage", id: "lineage", dataset: { edges: "0" } }, svg);
+    for (const [type, title, list] of columns) {
+      graph.append(h("div", { class: "lineage-col", dataset: { type } },
+        h("div", { class: "lineage-title" }, title + (list.length > 1 ? " (" + list.length + ")" : "")),
+        list.length ? list.map((n) => h("div", { class: "node node-" + type + (n.id === opts.current ? " current" : ""), tabindex: "0", dataset: { node: n.id } }, nodeBody(n)))
           : h("p", { class: "muted small", id: "no-model-versions" }, "No model version registered from this run.")));
-    });
-    // Tracing: a node lights up everything upstream and downstream of it.
-    const trace = (id) => {
-      const lit = new Set([id]);
-      for (const [from, to] of [[0, 1], [1, 0]]) {
-        const todo = [id];
-        while (todo.length) {
-          const at = todo.pop();
-          for (const e of edges) if (e[from] === at && !lit.has(e[to])) { lit.add(e[to]); todo.push(e[to]); }
-        }
+    }
+    const boxes = new Map([...graph.querySelectorAll(".node")].map((el) => [el.dataset.node, el]));
+
+    // Each curve leaves its source's right side for its target's left side (or, stacked, the
+    // bottom for the top); an end whose box is scrolled out of its column stays at the column's
+    // edge. An edge that skips a column (a participant's own model, a version registered from a
+    // run without a logged model) goes round the columns between instead of behind their boxes:
+    // under them, or, stacked, down a gutter on the right.
+    const columnEls = [...graph.querySelectorAll(".lineage-col")];
+    const columnOf = new Map([...boxes].map(([id, el]) => [id, columnEls.indexOf(el.parentElement)]));
+    graph.classList.toggle("has-skips", edges.some(([from, to]) => columnOf.get(to) - columnOf.get(from) > 1));
+    const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+    function place(el) {
+      const b = el.getBoundingClientRect(), col = el.parentElement.getBoundingClientRect();
+      return { left: b.left, right: b.right, top: clamp(b.top, col.top, col.bottom), bottom: clamp(b.bottom, col.top, col.bottom),
+        cx: clamp((b.left + b.right) / 2, col.left, col.right), cy: clamp((b.top + b.bottom) / 2, col.top, col.bottom) };
+    }
+    const f = (v) => v.toFixed(1);
+    // A polyline with rounded corners.
+    function rounded(points, radius) {
+      let d = "M" + f(points[0][0]) + " " + f(points[0][1]);
+      for (let i = 1; i < points.length - 1; i++) {
+        const [px, py] = points[i - 1], [x, y] = points[i], [nx, ny] = points[i + 1];
+        const l1 = Math.hypot(x - px, y - py) || 1, l2 = Math.hypot(nx - x, ny - y) || 1;
+        const k = Math.min(radius, l1 / 2, l2 / 2);
+        d += "L" + f(x - (x - px) / l1 * k) + " " + f(y - (y - py) / l1 * k)
+          + "Q" + f(x) + " " + f(y) + " " + f(x + (nx - x) / l2 * k) + " " + f(y + (ny - y) / l2 * k);
       }
+      const last = points[points.length - 1];
+      return d + "L" + f(last[0]) + " " + f(last[1]);
+    }
+    let pending = 0;
+    function draw() {
+      pending = 0;
+      if (!graph.isConnected) { observer.disconnect(); return; }
+      const g = graph.getBoundingClientRect();
+      if (!g.width) return;  // hidden (another tab): drawn when shown
+      svg.setAttribute("width", String(g.width));
+      svg.setAttribute("height", String(g.height));
+      const cols = columnEls.map((c) => c.getBoundingClientRect());
+      const shown = (i) => {  // the bottom of a column's last box in view
+        const last = columnEls[i].lastElementChild;
+        return Math.min(cols[i].bottom, last.getBoundingClientRect().bottom);
+      };
+      const across = cols.length < 2 || cols[1].left >= cols[0].right - 2;
+      let skips = 0, lowest = 0;
+      edges.forEach(([from, to], i) => {
+        const a = place(boxes.get(from)), b = place(boxes.get(to));
+        const ca = columnOf.get(from), cb = columnOf.get(to);
+        let d;
+        if (cb - ca > 1 && across) {
+          const lane = Math.max(...cols.slice(ca + 1, cb).map((_, k) => shown(ca + 1 + k))) - g.top + 12 + 6 * skips++;
+          const gx1 = (cols[ca].right + cols[ca + 1].left) / 2 - g.left, gx2 = (cols[cb - 1].right + cols[cb].left) / 2 - g.left;
+          lowest = Math.max(lowest, lane);
+          d = rounded([[a.right - g.left, a.cy - g.top], [gx1, a.cy - g.top], [gx1, lane], [gx2, lane], [gx2, b.cy - g.top],
+            [b.left - g.left - 1, b.cy - g.top]], 8);
+        } else if (cb - ca > 1) {
+          const x = g.width - 7 - 4 * skips++, y1 = cols[ca].bottom - g.top + 10, y2 = cols[cb].top - g.top - 10;
+          d = rounded([[a.cx - g.left, a.bottom - g.top], [a.cx - g.left, y1], [x, y1], [x, y2], [b.cx - g.left, y2],
+            [b.cx - g.left, b.top - g.top - 1]], 8);
+        } else if (across) {
+          const x1 = a.right - g.left, y1 = a.cy - g.top, x2 = b.left - g.left - 1, y2 = b.cy - g.top;
+          const dx = Math.max(12, (x2 - x1) / 2);
+          d = `M${f(x1)} ${f(y1)}C${f(x1 + dx)} ${f(y1)} ${f(x2 - dx)} ${f(y2)} ${f(x2)} ${f(y2)}`;
+        } else {
+          const x1 = a.cx - g.left, y1 = a.bottom - g.top, x2 = b.cx - g.left, y2 = b.top - g.top - 1;
+          const dy = Math.max(12, (y2 - y1) / 2);
+          d = `M${f(x1)} ${f(y1)}C${f(x1)} ${f(y1 + dy)} ${f(x2)} ${f(y2 - dy)} ${f(x2)} ${f(y2)}`;
+        }
+        paths[i].setAttribute("d", d);
+      });
+      // Room under the columns for the lanes that pass below them (a no-op once it is there).
+      const content = Math.max(...cols.map((c) => c.bottom)) - g.top;
+      const room = across && lowest ? Math.max(0, Math.ceil(lowest + 6 - content)) + "px" : "";
+      if (graph.style.paddingBottom !== room) graph.style.paddingBottom = room;
+      graph.dataset.edges = String(edges.length);
+      graph.dataset.drawn = String((Number(graph.dataset.drawn) || 0) + 1);
+    }
+    const redraw = () => { if (!pending) pending = requestAnimationFrame(draw); };
+    const observer = new ResizeObserver(redraw);
+    observer.observe(graph);
+    graph.querySelectorAll(".lineage-col").forEach((col) => observer.observe(col));
+    graph.addEventListener("scroll", redraw, true);  // a column's own scrolling
+
+    // Tracing: a node lights up everything upstream and downstream of it, and the edges between.
+    const trace = (id) => {
+      const up = reach(edges, id, 1), down = reach(edges, id, 0);
       graph.classList.add("tracing");
-      graph.querySelectorAll(".node").forEach((el) => el.classList.toggle("lit", lit.has(el.dataset.node)));
+      boxes.forEach((el, node) => el.classList.toggle("lit", up.has(node) || down.has(node)));
+      edges.forEach(([from, to], i) => {
+        const lit = up.has(to) || down.has(from);
+        paths[i].classList.toggle("lit", lit);
+        paths[i].setAttribute("marker-end", lit ? "url(#lineage-head-lit)" : "url(#lineage-head)");
+      });
     };
-    const untrace = () => { graph.classList.remove("tracing"); graph.querySelectorAll(".node.lit").forEach((el) => el.classList.remove("lit")); };
+    const untrace = () => {
+      graph.classList.remove("tracing");
+      graph.querySelectorAll(".lit").forEach((el) => el.classList.remove("lit"));
+      paths.forEach((p) => p.setAttribute("marker-end", "url(#lineage-head)"));
+    };
     graph.addEventListener("mouseover", (ev) => { const n = ev.target.closest(".node"); if (n) trace(n.dataset.node); });
     graph.addEventListener("focusin", (ev) => { const n = ev.target.closest(".node"); if (n) trace(n.dataset.node); });
     graph.addEventListener("mouseleave", untrace);
     graph.addEventListener("focusout", untrace);
     return graph;
+  }
+
+  // ---------- a registered model version ----------
+  // models/<name>/<version>: the version, and which data trained it: the part of its run's
+  // lineage upstream of it (GET /lineage/models/{name}/{version}).
+  async function renderModelVersion(main, ids) {
+    const [name, version] = ids;
+    catalogueCrumbs([["Model versions"], [name], ["version " + version]]);
+    let body;
+    try {
+      body = await getJSON(new URL("lineage/models/" + path(name, version), API));
+    } catch (err) {
+      main.replaceChildren(h("div", { class: "error", id: "model-version-error" },
+        "could not load version " + version + " of model " + name + ": " + (err.message || err)),
+        h("p", {}, link("catalogue", "← the data catalogue")));
+      return;
+    }
+    const v = body.model_version;
+    const r = body.run;
+    const here = "model_version:" + v.name + "/" + v.version;
+    const nodes = body.nodes || [];
+    const edges = (body.edges || []).slice();
+    if (!nodes.some((n) => n.id === here)) {
+      // Not among the run's versions (an account that does not see its participant): hang it
+      // on its model, or the run it names, whichever the graph has.
+      nodes.push({ id: here, type: "model_version", label: v.name + " v" + v.version });
+      const from = ["model:" + v.model_id, "participant_run:" + v.run_id].find((id) => nodes.some((n) => n.id === id));
+      edges.push([from || "run:" + r.mlflow_run_id, here]);
+    }
+    // Only what led to this version: a participant's own model came from its data alone.
+    const upstream = reach(edges, here, 1);
+    const lineage = Object.assign({}, body, {
+      nodes: nodes.filter((n) => upstream.has(n.id)),
+      edges: edges.filter(([from, to]) => upstream.has(from) && upstream.has(to)),
+    });
+    const datasets = (body.datasets || []).filter((d) => upstream.has("dataset:" + r.collaboration + "/" + d.participant + "/" + d.digest));
+    const participants = (body.participants || []).filter((p) => upstream.has("participant_run:" + p.mlflow_run_id));
+    const owner = (body.participants || []).find((p) => p.mlflow_run_id === v.run_id);
+    const model = (body.models || []).find((m) => m.model_id === v.model_id);
+    // The run it came from (said twice: built twice, a node lives in one place).
+    const source = (id) => {
+      const runLink = link(runHref(r.collaboration, r.project, r.experiment, r.run), r.run,
+        { id, title: [r.collaboration, r.project, r.experiment, r.run].join(" / ") });
+      return owner ? ["participant ", h("b", {}, owner.id), "'s run in ", runLink] : ["run ", runLink];
+    };
+    main.replaceChildren(
+      h("div", { class: "sub", style: "margin-bottom:4px" }, "Model version"),
+      h("h1", {}, v.name + " v" + v.version),
+      h("div", { class: "sub" },
+        v.status ? h("span", { class: "badge", id: "model-version-status" }, v.status) : null,
+        h("span", {}, "from ", source("model-version-run")),
+        v.created ? h("span", {}, "registered " + fmtTime(v.created)) : null,
+        h("div", { class: "actions" },
+          external(mlflowVersionHref(v.name, v.version), "Open in MLflow ↗", { class: "btn", id: "open-mlflow-version" }))),
+      h("div", { class: "grid2" },
+        h("div", { class: "card", id: "model-version-facts" }, h("h2", {}, "Version"), kvTable([
+          ["Name", v.name], ["Version", String(v.version)], ["Status", v.status],
+          ["Registered", v.created ? fmtTime(v.created) : null],
+          ["Source run", h("span", {}, source(null))],
+          ["Collaboration / project / experiment", [r.collaboration, r.project, r.experiment].join(" / ")],
+          ["Logged model", model ? h("span", {}, r.mlflow_experiment_id ? external(mlflowModelHref(r.mlflow_experiment_id, model.model_id), model.name + " ↗") : model.name,
+            " ", h("code", {}, model.model_id)) : v.model_id ? h("code", {}, v.model_id) : null],
+          ["Source", v.source ? h("code", {}, v.source) : null], ["URI", h("code", {}, v.uri)]], "model-version-table")),
+        h("div", { class: "card", id: "model-datasets" }, h("h2", {}, "Which data trained it"),
+          datasets.length ? h("div", { class: "scroll" }, h("table", { id: "model-datasets-table" },
+            h("thead", {}, h("tr", {}, ["Participant", "Split", "Dataset", "Columns and types"].map((t) => h("th", {}, t)))),
+            h("tbody", {}, datasets.map((d) => h("tr", { dataset: { participant: d.participant, split: d.split || "", digest: d.digest } },
+              h("td", {}, d.participant), h("td", {}, d.split || "—"),
+              h("td", {}, link(datasetHref(r.collaboration, d.participant, d.digest), h("code", {}, shortDigest(d.digest)), { class: "dataset-link", title: d.name + " · " + d.digest })),
+              h("td", { class: "cols" }, columnChips(d.columns)))))))
+            : h("p", { class: "muted", id: "model-no-datasets" }, "No dataset was catalogued for the participants behind it."),
+          h("p", { class: "muted small" }, participants.length + " participant run" + (participants.length === 1 ? "" : "s") + ": ",
+            participants.map((p, i) => [i ? ", " : "", p.id])))),
+      h("div", { class: "card", id: "model-lineage" },
+        h("div", { class: "card-head lineage-head" }, h("h2", {}, "Lineage"),
+          h("span", { class: "muted small" }, "what led to this version; hover or focus a node to trace its path")),
+        lineageGraph(lineage, { current: here, linkRun: true })));
+  }
+
+  // A dataset page's "Models it reached": the runs that used it, and the logged models and
+  // registered versions that came out of them (GET /lineage/datasets/{c}/{participant}/{digest}).
+  function datasetModelsCard(c, participant, digest) {
+    const box = h("div", { class: "card", id: "dataset-models", dataset: { state: "loading" } }, h("h2", {}, "Models it reached"),
+      h("p", { class: "muted" }, "Loading…"));
+    getJSON(new URL("lineage/datasets/" + path(c, participant, digest), API)).then((body) => {
+      const runs = body.runs || [];
+      box.dataset.state = (body.models || []).length || (body.model_versions || []).length ? "loaded" : "empty";
+      box.replaceChildren(h("h2", {}, "Models it reached"),
+        box.dataset.state === "empty" ? h("p", { class: "muted", id: "dataset-no-models" },
+          "No model was logged or registered from the runs that used it.")
+          : h("div", { class: "scroll" }, h("table", { id: "dataset-models-table" },
+            h("thead", {}, h("tr", {}, ["Run", "Splits", "Logged models", "Model versions"].map((t) => h("th", {}, t)))),
+            h("tbody", {}, runs.map((run) => h("tr", { dataset: { run: run.run } },
+              h("td", {}, runRef(run)), h("td", {}, (run.splits || []).join(", ") || "—"),
+              h("td", {}, run.models.length ? run.models.map((m) => h("div", {}, m.name, " ",
+                h("span", { class: "muted small" }, m.participant ? participant + "'s" : "global"))) : h("span", { class: "muted" }, "—")),
+              h("td", {}, run.model_versions.length ? run.model_versions.map((v) => h("div", { class: "version-ref" },
+                link(modelHref(v.name, v.version), v.name + " v" + v.version, { class: "model-version-page" }), " ",
+                external(mlflowVersionHref(v.name, v.version), "MLflow ↗", { class: "small model-version-mlflow" })))
+                : h("span", { class: "muted" }, "—"))))))));
+    }).catch((err) => {
+      box.dataset.state = "error";
+      box.replaceChildren(h("h2", {}, "Models it reached"),
+        h("p", { class: "error", id: "dataset-models-error" }, "could not load the models it reached: " + (err.message || err)));
+    });
+    return box;
   }
 
   // ---------- render ----------
@@ -1771,6 +2021,10 @@
         main.append(h("p", { class: "muted", id: "dataset-loading" }, "Loading the dataset…"));
         await renderDataset(main, ids);
         document.title = ids[1] + " dataset · Synergos Command Station";
+      } else if (view === "model") {
+        main.append(h("p", { class: "muted", id: "model-version-loading" }, "Loading the model version…"));
+        await renderModelVersion(main, ids);
+        document.title = ids[0] + " v" + ids[1] + " · Synergos Command Station";
       } else if (view === "compare") {
         main.append(h("p", { class: "muted" }, "Loading runs…"));
         await renderCompare(main, ids);
