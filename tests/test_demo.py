@@ -112,6 +112,18 @@ def test_demo_through_a_server_reads_back_with_the_plain_mlflow_client(
     tps = client.get_metric_history(result.run_id, "evaluate/TPs/class_0")
     assert [m.step for m in tps] == list(range(ROUNDS))  # the class index is never the step
 
+    # The catalogue: every participant's train and evaluate data, sized as partitioned.
+    datasets = requests.get(f"{logs_url}/e2e/datasets", timeout=60).json()["datasets"]
+    partition_sizes = {
+        (shard.participant, split): len(labels)
+        for shard in load_federated_data(
+            PARTICIPANTS, seed=config.training.seed, alpha=config.training.alpha
+        ).shards
+        for split, labels in (("train", shard.y_train), ("evaluate", shard.y_evaluate))
+    }
+    assert {(d["participant"], d["split"]): d["rows"] for d in datasets} == partition_sizes
+    assert {d["kind"] for d in datasets} == {"image"}
+
     # Checkpoints per round, final models, loss history, the data partition.
     def files(run_id: str, path: str) -> list[str]:
         return [f.path for f in client.list_artifacts(run_id, path)]

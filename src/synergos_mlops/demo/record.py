@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -117,6 +118,17 @@ def _partition(data: FederatedData) -> dict[str, Any]:
             for shard in data.shards
         },
     }
+
+
+def _log_datasets(run: FederatedRun, data: FederatedData) -> None:
+    """Each participant's data per split in the catalogue, summarized as a Synergos worker
+    summarizes image data (how many images, their size and colour mode), never the images."""
+    side = math.isqrt(data.n_features)  # the digits are square grey images
+    for shard in data.shards:
+        for split, labels in (("train", shard.y_train), ("evaluate", shard.y_evaluate)):
+            summary = {"src_count": len(labels), "_type": "image",
+                       "pixel_height": side, "pixel_width": side, "color": "L"}  # fmt: skip
+            run.log_dataset(shard.participant, split, summary)
 
 
 def _log_round(run: FederatedRun, result: RoundResult) -> None:
@@ -231,6 +243,7 @@ def run_demo(
         hyperparameters=training.hyperparameters(),
         participants=participants,
     ) as run:
+        _log_datasets(run, data)
         with contextlib.ExitStack() as monitors:
             # Each participant's hardware, as its own monitor would send it (in-process here:
             # one sampler thread per participant, all watching this process).
