@@ -262,6 +262,22 @@ def _drift(before: Placed, after: Placed, against: str, other: Placed, root: str
     }
 
 
+def _dataset_json(p: Placed, root: str) -> dict[str, Any]:
+    """One participant's dataset as a run's datasets and its lineage list it."""
+    profile = _json(p.use.profile) or {}
+    return {
+        "participant": p.participant,
+        "split": p.split,
+        "digest": p.use.digest,
+        "name": p.use.name,
+        "kind": profile.get("kind"),
+        "rows": profile.get("rows"),
+        "columns": _columns(p.use.schema),
+        "mlflow_run_id": p.use.run_uuid,
+        "profile": f"{root}/catalogue/{_q(p.collaboration)}/{_q(p.participant)}/{_q(p.use.digest)}",
+    }
+
+
 def run_datasets(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any]:
     """The datasets of a run's (visible) participants, and drift against the project's
     previous and next runs that catalogued the same participant's split."""
@@ -277,21 +293,7 @@ def run_datasets(backend: Backend, run: FederatedRun, root: str) -> dict[str, An
     )
     visible = {p.synergos_id for p in run.participants}
     mine = [p for p in placed if p.parent_uuid == run.parent.run_uuid and p.participant in visible]
-    datasets = [
-        {
-            "participant": p.participant,
-            "split": p.split,
-            "digest": p.use.digest,
-            "name": p.use.name,
-            "kind": (_json(p.use.profile) or {}).get("kind"),
-            "rows": (_json(p.use.profile) or {}).get("rows"),
-            "columns": _columns(p.use.schema),
-            "mlflow_run_id": p.use.run_uuid,
-            "profile": f"{root}/catalogue/{_q(p.collaboration)}/{_q(p.participant)}/"
-            f"{_q(p.use.digest)}",
-        }
-        for p in mine
-    ]
+    datasets = [_dataset_json(p, root) for p in mine]
     # Per participant and split: the last dataset of each run, runs in time order.
     series: dict[tuple[str, str | None], dict[str, Placed]] = {}
     for p in placed:
@@ -344,7 +346,7 @@ def _version_json(version: store.ModelVersionRow) -> dict[str, Any]:
 def run_lineage(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any]:
     """Datasets → participant runs → the federated run → logged models → model versions."""
     uses = _place(backend, store.dataset_uses(
-        backend.session_maker, run_uuids=[p.run_uuid for p in run.participants], with_profile=False
+        backend.session_maker, run_uuids=[p.run_uuid for p in run.participants]
     ))  # fmt: skip
     models = store.logged_models(backend.session_maker, run.run_uuids)
     versions = store.model_versions(
@@ -363,13 +365,7 @@ def run_lineage(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any
         if not any(n["id"] == node for n in nodes):
             nodes.append({"id": node, "type": "dataset", "label": p.use.name})
         edges.append([node, f"participant_run:{p.use.run_uuid}"])
-        datasets.append({
-            "participant": p.participant, "split": p.split, "digest": p.use.digest,
-            "name": p.use.name, "mlflow_run_id": p.use.run_uuid,
-            "columns": _columns(p.use.schema),
-            "profile": f"{root}/catalogue/{_q(p.collaboration)}/{_q(p.participant)}/"
-            f"{_q(p.use.digest)}",
-        })  # fmt: skip
+        datasets.append(_dataset_json(p, root))
     model_json = []
     for m in models:
         owner = run.owner_of(m.source_run_id)

@@ -1948,10 +1948,12 @@
           ["Source", v.source ? h("code", {}, v.source) : null], ["URI", h("code", {}, v.uri)]], "model-version-table")),
         h("div", { class: "card", id: "model-datasets" }, h("h2", {}, "Which data trained it"),
           datasets.length ? h("div", { class: "scroll" }, h("table", { id: "model-datasets-table" },
-            h("thead", {}, h("tr", {}, ["Participant", "Split", "Dataset", "Columns and types"].map((t) => h("th", {}, t)))),
+            h("thead", {}, h("tr", {}, ["Participant", "Split", "Dataset", "Kind", "Rows", "Columns and types"]
+              .map((t, i) => h("th", { class: i === 4 ? "num" : "" }, t)))),
             h("tbody", {}, datasets.map((d) => h("tr", { dataset: { participant: d.participant, split: d.split || "", digest: d.digest } },
               h("td", {}, d.participant), h("td", {}, d.split || "—"),
               h("td", {}, link(datasetHref(r.collaboration, d.participant, d.digest), h("code", {}, shortDigest(d.digest)), { class: "dataset-link", title: d.name + " · " + d.digest })),
+              h("td", {}, d.kind || "—"), h("td", { class: "num" }, rowsText(d)),
               h("td", { class: "cols" }, columnChips(d.columns)))))))
             : h("p", { class: "muted", id: "model-no-datasets" }, "No dataset was catalogued for the participants behind it."),
           h("p", { class: "muted small" }, participants.length + " participant run" + (participants.length === 1 ? "" : "s") + ": ",
