@@ -12,20 +12,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import ray
 import requests
 from conftest import Server
 from mlflow import MlflowClient
+from ray import tune
 from tracking_support import fast_config
 
 from synergos_mlops import InvalidValueError
-
-ray = pytest.importorskip("ray")
-from ray import tune  # noqa: E402
-
-from synergos_mlops.integrations.ray_tune import (  # noqa: E402
-    SynergosLoggerCallback,
-    search_space_of,
-)
+from synergos_mlops.integrations.ray_tune import SynergosLoggerCallback, search_space_of
 
 API = "/api/synergos/v1"
 PARTICIPANTS = ["hospital-a", "klinik b"]
