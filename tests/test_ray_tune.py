@@ -219,3 +219,40 @@ def test_a_trainable_that_raises_ends_its_trial_failed_and_steps_follow_training
             filter_string=f"tags.mlflow.parentRunId = '{trial['mlflow_run_id']}'",
         )
         assert [r.info.status for r in children] == [trial["state"]]
+
+
+def test_trials_still_running_when_the_experiment_stops_end_killed(
+    shared_server: Server, ray_session: Path, tmp_path: Path
+) -> None:
+    class StopEverything(tune.Stopper):  # the experiment ends with its trial mid-way
+        seen = 0
+
+        def __call__(self, trial_id: str, result: dict) -> bool:  # type: ignore[type-arg]
+            self.seen += 1
+            return False
+
+        def stop_all(self) -> bool:
+            return self.seen >= 2
+
+    def trainable(config: dict) -> None:  # type: ignore[type-arg]
+        import time
+
+        for round_ in range(100):
+            tune.report({"round": round_, METRIC: 0.5})
+            time.sleep(0.05)
+
+    c = unique("RayStop")
+    space = {"lr": tune.grid_search([0.01])}
+    callback = SynergosLoggerCallback(
+        shared_server.url, c, "p", "e", "stopped", METRIC, space, config=fast_config(tmp_path),
+    )  # fmt: skip
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        run_config=tune.RunConfig(storage_path=str(ray_session), callbacks=[callback], verbose=0,
+                                  stop=StopEverything(), name=uuid.uuid4().hex),
+    )  # fmt: skip
+    tuner.fit()
+    answer = study(shared_server, c, "stopped")
+    assert [t["state"] for t in answer["trials"]] == ["KILLED"]
+    assert answer["trials"][0]["value"] == 0.5

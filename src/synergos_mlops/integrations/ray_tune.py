@@ -244,6 +244,8 @@ class SynergosLoggerCallback(LoggerCallback):
             run.log_metrics(values, step=step, participant=participant)
 
     def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
+        if trial.trial_id not in self.runs:  # ended before it started: still a trial
+            self._trial_run(trial)
         run = self._open.pop(trial.trial_id, None)
         if run is not None:
             run.end("FAILED" if failed else "FINISHED")
