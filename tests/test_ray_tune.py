@@ -56,6 +56,7 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield tmp_path_factory.mktemp("ray_results")
     ray.shutdown()
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 def fit(
@@ -256,3 +257,43 @@ def test_trials_still_running_when_the_experiment_stops_end_killed(
     answer = study(shared_server, c, "stopped")
     assert [t["state"] for t in answer["trials"]] == ["KILLED"]
     assert answer["trials"][0]["value"] == 0.5
+
+
+def test_a_restored_tuner_goes_on_in_the_runs_its_trials_had(
+    shared_server: Server, ray_session: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "broken"
+    marker.touch()
+
+    def trainable(config: dict) -> None:  # type: ignore[type-arg]
+        for round_ in range(2):  # no checkpoints: a resumed trial starts again at round 0
+            tune.report({"round": round_, METRIC: config["lr"] + round_})
+        if config["lr"] > 0.05 and os.path.exists(str(marker)):
+            raise RuntimeError("the aggregator went away")
+
+    c = unique("RayRestore")
+    space = {"lr": tune.grid_search([0.01, 0.5])}
+    callback = SynergosLoggerCallback(
+        shared_server.url, c, "p", "e", "restored", METRIC, space, config=fast_config(tmp_path),
+    )  # fmt: skip
+    name = uuid.uuid4().hex
+    tune.Tuner(
+        trainable, param_space=space,
+        run_config=tune.RunConfig(storage_path=str(ray_session), callbacks=[callback], verbose=0,
+                                  name=name),
+    ).fit()  # fmt: skip
+    before = study(shared_server, c, "restored")
+    assert sorted(t["state"] for t in before["trials"]) == ["FAILED", "FINISHED"]
+
+    marker.unlink()  # the federation is back: the errored trial is resumed (same Ray trial)
+    restored = tune.Tuner.restore(str(ray_session / name), trainable, resume_errored=True)
+    assert not restored.fit().errors
+    after = study(shared_server, c, "restored")
+    assert after["counts"]["FINISHED"] == 2
+    assert {t["run"]: t["number"] for t in after["trials"]} == {
+        t["run"]: t["number"] for t in before["trials"]
+    }
+    assert {t["hyperparameters"]["lr"]: t["value"] for t in after["trials"]} == {
+        0.01: pytest.approx(1.01),
+        0.5: pytest.approx(1.5),
+    }

@@ -21,7 +21,9 @@ one, else Ray's ``training_iteration`` (1, 2, ...); Ray's own keys (``time_total
 ``participants/<participant>/<metric>`` (or the nested ``{"participants": {participant:
 {metric: value}}}``) is that participant's value of ``metric``. On the trial's end the run ends
 FINISHED, or FAILED when the trainable raised; runs still open when the experiment ends end
-KILLED.
+KILLED. Which run each Ray trial is goes into Tune's experiment checkpoint, so after
+``Tuner.restore`` a resumed trial goes on in its run (a trial restarted with
+``restart_errored`` is a new Ray trial, so a new Synergos trial).
 
 Unlike the Optuna callback, this one takes the tracker's target (a server URL or a store
 folder) rather than a tracker: ``tune.Tuner`` pickles its callbacks (for ``Tuner.restore``),
@@ -208,6 +210,14 @@ class SynergosLoggerCallback(LoggerCallback):
         return state
 
     # Ray's hooks ---------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """Kept in Tune's experiment checkpoint: which run each Ray trial is."""
+        return {"runs": dict(self.runs)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """On ``Tuner.restore``: a resumed or restarted trial goes on in the run it had."""
+        self.runs.update(state.get("runs", {}))
 
     def setup(self, *args: Any, **info: Any) -> None:
         from synergos_mlops.tracking import FederatedTracker
