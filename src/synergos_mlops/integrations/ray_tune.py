@@ -216,7 +216,7 @@ class SynergosLoggerCallback(LoggerCallback):
         return {"runs": dict(self.runs)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """On ``Tuner.restore``: a resumed or restarted trial goes on in the run it had."""
+        """On ``Tuner.restore``: a resumed trial goes on in the run it had."""
         self.runs.update(state.get("runs", {}))
 
     def setup(self, *args: Any, **info: Any) -> None:
