@@ -9,8 +9,8 @@ against a real ``synmlops serve`` on a free port that already holds the demo run
 ``make run``): the only change made to its text is ``http://localhost:5500`` -> that server's
 URL. ``python`` blocks run as a script with this interpreter; ``bash`` blocks run with
 ``bash -euo pipefail`` with ``synmlops`` on PATH, MLFLOW_TRACKING_URI and SYNMLOPS_STORE
-unset and TMPDIR inside the test's folder. A block passes when it exits 0 and leaves no
-FAILED run on the server.
+unset, TMPDIR inside the test's folder and RAY_TMPDIR a short folder in /tmp (Ray's sockets
+live there). A block passes when it exits 0 and leaves no FAILED run on the server.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,13 @@ def test_every_code_block_that_claims_to_run_runs(
     command = [sys.executable, str(script)]
     if block.language == "bash":
         command = ["bash", "-euo", "pipefail", str(script)]
-    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    # Ray puts its AF_UNIX sockets under $TMPDIR/ray/session_.../sockets, and AF_UNIX paths
+    # stop at 107 bytes: the test's TMPDIR is too long, so Ray gets a short one of its own.
+    with tempfile.TemporaryDirectory(prefix="ray", dir="/tmp", ignore_cleanup_errors=True) as ray:
+        env["RAY_TMPDIR"] = ray
+        result = subprocess.run(
+            command, cwd=work, env=env, capture_output=True, text=True, timeout=900
+        )
     assert result.returncode == 0, f"{block.where} failed:\n{result.stdout}\n{result.stderr}"
     client = MlflowClient(tracking_uri=docs_server.url)
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
