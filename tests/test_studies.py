@@ -4,6 +4,7 @@ on a real `synmlops serve`."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -256,3 +257,80 @@ def test_the_optuna_callback_logs_each_finished_optuna_trial_as_a_study_trial(
     assert answer["best"]["value"] == pytest.approx(study.best_value)
     assert answer["best"]["hyperparameters"] == study.best_params
     assert set(answer["importance"]["params"]) == {"lr", "optimizer"}
+
+
+def post_hardware(url: str, collaboration: str, samples: dict[str, dict[str, list[float]]],
+                  stamps: dict[str, list[int]], facts: dict[str, dict[str, str]],
+                  auth: tuple[str, str] | None = None) -> None:  # fmt: skip
+    """One sample batch: for each participant, each key's values at its stamps."""
+    from synergos_mlops.storage.batch import MetricBatch
+    from synergos_mlops.storage.samples import encode_samples, target
+
+    batch = MetricBatch()
+    named_facts = {}
+    for participant, keys in samples.items():
+        name = target(collaboration, participant)
+        named_facts[name] = facts.get(participant, {})
+        for key, values in keys.items():
+            for stamp, value in zip(stamps[participant], values, strict=True):
+                batch.append(name, key, 0, value, stamp)
+    answer = requests.post(
+        f"{url}{API}/system/samples", data=encode_samples(batch, named_facts), timeout=60,
+        auth=auth, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["unmatched"] == 0, answer.text
+
+
+def test_a_trials_hardware_cost_sums_its_participants_samples_and_names_the_costliest(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("Hardware")
+    client = MlflowClient(shared_server.url)
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        study = tracker.study(c, "p", "e", "cost", SPACE, "evaluate/accuracy", "maximize")
+        with study.trial({"lr": 0.01, "mu": 0.1, "rounds": 3}, participants=PARTICIPANTS) as run:
+            log_trial(run, {"lr": 0.01, "mu": 0.1})
+            run.flush()
+            children = {p: run.participant_run_id(p) for p in PARTICIPANTS}
+            starts = {p: client.get_run(children[p]).info.start_time for p in PARTICIPANTS}
+            # A second apart (a run keeps one sample per second), within the participant runs.
+            stamps = {p: [starts[p] + 100, starts[p] + 1100, starts[p] + 2100] for p in starts}
+            time.sleep(2.5)
+            post_hardware(shared_server.url, c, {
+                "hospital-a": {  # the training process, a GPU and network counters
+                    "system/process_cpu_utilization_percentage": [50, 150, 100],
+                    "system/process_memory_rss_megabytes": [100, 300, 200],
+                    "system/cpu_utilization_percentage": [10, 10, 10],
+                    "system/gpu_0_utilization_percentage": [40, 50, 60],
+                    "system/network_receive_megabytes": [10, 12, 15],
+                    "system/network_transmit_megabytes": [1, 2, 3],
+                },
+                "hospital b": {  # the machine only (as the original SysmetricLogger sends)
+                    "system/cpu_utilization_percentage": [25, 25, 25],
+                    "system/system_memory_usage_megabytes": [1000, 2000, 1500],
+                },
+            }, stamps, {"hospital b": {"cpu_count": "8"}})  # fmt: skip
+        with study.trial({"lr": 0.001, "mu": 0.1, "rounds": 3}, participants=PARTICIPANTS) as run:
+            log_trial(run, {"lr": 0.001, "mu": 0.1})
+    walls = {}
+    for p, child in children.items():
+        info = client.get_run(child).info
+        walls[p] = (info.end_time - info.start_time) / 1000
+
+    answer = requests.get(study_url(shared_server, c, "p", "e", "cost"), timeout=60).json()
+    assert answer["scoped"] is False
+    first, second = answer["trials"]
+    assert second["hardware"] is None  # no participant of it was sampled
+    cost = first["hardware"]
+    a, b = walls["hospital-a"], walls["hospital b"]
+    assert cost["cpu_seconds"] == pytest.approx(1.0 * a + 0.25 * 8 * b)
+    assert cost["gpu_seconds"] == pytest.approx(0.5 * a)
+    assert cost["memory_peak_megabytes"] == pytest.approx(300 + 2000)
+    assert cost["network_megabytes"] == pytest.approx(5 + 2)
+    assert cost["samples"] == 6
+    assert set(cost["participants"]) == {"hospital-a", "hospital b"}  # klinik-ü: no samples
+    assert cost["participants"]["hospital b"]["gpu_seconds"] is None
+    assert cost["participants"]["hospital-a"]["wall_time_s"] == pytest.approx(a)
+    assert cost["costliest"] == {"participant": "hospital-a", "by": "gpu_seconds",
+                                 "value": pytest.approx(0.5 * a)}  # fmt: skip
+    assert answer["best"]["number"] == 1 and answer["best"]["hardware"] == cost
