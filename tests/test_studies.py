@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -334,3 +335,43 @@ def test_a_trials_hardware_cost_sums_its_participants_samples_and_names_the_cost
     assert cost["costliest"] == {"participant": "hospital-a", "by": "gpu_seconds",
                                  "value": pytest.approx(0.5 * a)}  # fmt: skip
     assert answer["best"]["number"] == 1 and answer["best"]["hardware"] == cost
+
+
+def test_a_study_in_a_store_folder_is_answered_by_a_server_started_on_it_later(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    with FederatedTracker(store, fast_config(tmp_path)) as tracker:
+        study = tracker.study("c", "p", "e", "folder search", SPACE, "evaluate/accuracy",
+                              "maximize")  # fmt: skip
+        waiting = study.trial({"lr": 0.01, "mu": 0.1, "rounds": 3}, queued=True)
+        assert (waiting.number, waiting.run) == (1, "folder search_run_1")
+        with study.trial(waiting.hyperparameters, run=waiting.run,
+                         participants=PARTICIPANTS) as run:  # fmt: skip
+            assert run.number == 1
+            log_trial(run, waiting.hyperparameters)
+        with study.trial({"lr": 0.5, "mu": 0.1, "rounds": 3}, participants=PARTICIPANTS) as run:
+            assert (run.number, run.outside_space) == (2, ("lr",))
+            log_trial(run, {"lr": 0.5, "mu": 0.1})
+        queued = study.trial({"lr": 0.001, "mu": 0.0, "rounds": 2}, queued=True)
+        again = tracker.study("c", "p", "e", "folder search", SPACE, "evaluate/accuracy",
+                              "maximize")  # fmt: skip
+        assert again.definition.created == study.definition.created
+    server = server_factory(store)
+    answer = requests.get(study_url(server, "c", "p", "e", "folder search"), timeout=60).json()
+    assert answer["defined"] is True and answer["search_space"] == SPACE
+    assert [(t["number"], t["state"]) for t in answer["trials"]] == [
+        (1, "FINISHED"), (2, "FINISHED"), (3, "SCHEDULED"),
+    ]  # fmt: skip
+    assert answer["trials"][2]["run"] == queued.run
+    assert answer["trials"][1]["outside_space"] == ["lr"]
+    assert set(answer["trials"][0]["participants"]) == set(PARTICIPANTS)
+    assert answer["best"]["number"] == 1
+    listing = requests.get(f"{server.url}{API}/studies", timeout=60).json()["studies"]
+    assert [(s["study"], s["trial_count"]) for s in listing] == [("folder search", 3)]
+    # The folder is still the tracker's: a later tracker numbers on from the served trials.
+    with FederatedTracker(server.url, fast_config(tmp_path / "later")) as tracker:
+        later = tracker.study("c", "p", "e", "folder search", SPACE, "evaluate/accuracy",
+                              "maximize").trial({"lr": 0.02, "mu": 0.0, "rounds": 2},
+                                                queued=True)  # fmt: skip
+    assert later.number == 4
