@@ -373,6 +373,11 @@ _GPU_SUFFIX = "_utilization_percentage"
 _HARDWARE_KEYS = (PROCESS_CPU_KEY, CPU_KEY, PROCESS_MEMORY_KEY, MEMORY_KEY, *NETWORK_KEYS)
 
 
+def _costs(key: str) -> bool:
+    """Whether a ``system/...`` key enters a trial's hardware cost."""
+    return key in _HARDWARE_KEYS or (key.startswith(_GPU_PREFIX) and key.endswith(_GPU_SUFFIX))
+
+
 @dataclass(frozen=True)
 class ParticipantHardware:
     """What one participant run's hardware samples say it cost (None: not sampled).
@@ -396,9 +401,10 @@ def trial_hardware(
     session_maker: SessionMaker, child_uuids: Sequence[str], now: int | None = None
 ) -> dict[str, ParticipantHardware]:
     """The hardware cost of each of these participant runs that has samples, aggregated by
-    the database: one query finds the runs with ``system/...`` keys (MLflow's small
-    ``latest_metrics`` table, so a study without samples costs only that), one groups their
-    samples by run and key, one reads their times and ``cpu_count`` facts."""
+    the database: one query finds the runs' ``system/...`` keys (MLflow's small
+    ``latest_metrics`` table, so a study without samples costs only that), one groups the
+    samples of the keys that count by run and key, one reads the runs' times and
+    ``cpu_count`` facts."""
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
     from sqlalchemy import func, select
 
@@ -406,22 +412,27 @@ def trial_hardware(
         return {}
     latest = SqlLatestMetric.__table__.c
     with session_maker() as session:
-        sampled = sorted({
-            str(row[0]) for row in session.connection().execute(
-                select(latest.run_uuid).where(
+        pairs = (
+            session.connection()
+            .execute(
+                select(latest.run_uuid, latest.key).where(
                     latest.run_uuid.in_(list(child_uuids)), latest.key.like("system/%")
-                ).distinct()
+                )
             )
-        })  # fmt: skip
-        if not sampled:
+            .fetchall()
+        )
+        wanted = [(str(run), str(key)) for run, key in pairs if _costs(str(key))]
+        if not wanted:
             return {}
+        sampled = sorted({run for run, _ in wanted})
         m = SqlMetric.__table__.c
-        gpu = m.key.like(_GPU_PREFIX + "%" + _GPU_SUFFIX)
+        # The exact keys, not a LIKE: the database then reads them through an index (on
+        # SQLite, 14 ms instead of 43 ms for 200 trials x 10 sampled participants).
         aggregated = session.connection().execute(
             select(m.run_uuid, m.key, func.count(), func.avg(m.value), func.max(m.value),
                    func.min(m.value))
-            .where(m.run_uuid.in_(sampled), m.is_nan.is_(False),
-                   m.key.in_(_HARDWARE_KEYS) | gpu)
+            .where(m.run_uuid.in_(sampled), m.key.in_(sorted({k for _, k in wanted})),
+                   m.is_nan.is_(False))
             .group_by(m.run_uuid, m.key)
         ).fetchall()  # fmt: skip
         r = SqlRun.__table__.c
@@ -459,7 +470,7 @@ def trial_hardware(
             cpu = own[CPU_KEY][1] / 100 * cores[run_uuid] * wall
         memory_key = PROCESS_MEMORY_KEY if PROCESS_MEMORY_KEY in own else MEMORY_KEY
         memory = own[memory_key][2] if memory_key in own else None
-        gpus = [v for k, v in own.items() if k.startswith(_GPU_PREFIX) and k.endswith(_GPU_SUFFIX)]
+        gpus = [v for k, v in own.items() if k.startswith(_GPU_PREFIX)]
         gpu_seconds = sum(g[1] for g in gpus) / 100 * wall if gpus else None
         counters = [own[k] for k in NETWORK_KEYS if k in own]
         network = sum(c[2] - c[3] for c in counters) if counters else None
