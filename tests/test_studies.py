@@ -4,9 +4,10 @@ on a real `synmlops serve`."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -375,3 +376,64 @@ def test_a_study_in_a_store_folder_is_answered_by_a_server_started_on_it_later(
                               "maximize").trial({"lr": 0.02, "mu": 0.0, "rounds": 2},
                                                 queued=True)  # fmt: skip
     assert later.number == 4
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_uri")
+    store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
+    yield store
+    store.engine.dispose()
+
+
+def test_trial_hardware_is_aggregated_by_the_database_the_same_on_sqlite_and_postgresql(
+    sql_store,
+) -> None:
+    from mlflow.entities import RunStatus
+
+    from synergos_mlops.federation import ExperimentIds
+    from synergos_mlops.storage.batch import MetricBatch
+    from synergos_mlops.storage.runs import resolve_run
+    from synergos_mlops.storage.samples import decode_samples, encode_samples, target
+    from synergos_mlops.storage.studies import trial_hardware
+    from synergos_mlops.storage.system import attach_samples
+
+    store = sql_store
+    resolved = resolve_run(store, ExperimentIds("hospitals", "p", "e"), "r", ["w1", "w2", "w3"])
+    runs = resolved.participants
+    batch = MetricBatch()
+    for participant, keys in {
+        "w1": {"system/process_cpu_utilization_percentage": [100.0, 300.0, math.nan],
+               "system/process_memory_rss_megabytes": [10.0, 30.0, 20.0],
+               "system/gpu_0_utilization_percentage": [100.0, 100.0, 100.0],
+               "system/gpu_1_utilization_percentage": [50.0, 50.0, 50.0]},
+        "w2": {"system/cpu_utilization_percentage": [50.0, 50.0, 50.0],
+               "system/network_transmit_megabytes": [3.0, 4.0, 9.0],
+               "system/disk_usage_percentage": [1.0, 1.0, 1.0]},
+    }.items():  # fmt: skip
+        start = store.get_run(runs[participant]).info.start_time
+        for key, values in keys.items():
+            for second, value in enumerate(values):
+                batch.append(target("hospitals", participant), key, 0, value,
+                             start + 1000 * second)  # fmt: skip
+    facts = {target("hospitals", "w2"): {"cpu_count": "4"}}
+    attach_samples(store.engine, decode_samples(encode_samples(batch, facts)))
+    for run_uuid in runs.values():
+        start = store.get_run(run_uuid).info.start_time
+        store.update_run_info(run_uuid, RunStatus.FINISHED, start + 10_000, None)
+
+    found = trial_hardware(store.ManagedSessionMaker, list(runs.values()))
+    assert set(found) == {runs["w1"], runs["w2"]}  # w3 was not sampled
+    w1, w2 = found[runs["w1"]], found[runs["w2"]]
+    assert w1.wall_time_s == 10 and w1.samples == 3
+    assert w1.cpu_seconds == pytest.approx(2.0 * 10)  # NaN left out: mean of 100 and 300
+    assert w1.memory_peak_megabytes == 30 and w1.gpu_seconds == pytest.approx(1.5 * 10)
+    assert w1.network_megabytes is None
+    assert w2.cpu_seconds == pytest.approx(0.5 * 4 * 10)  # the machine's, times its cores
+    assert (w2.memory_peak_megabytes, w2.gpu_seconds, w2.network_megabytes) == (None, None, 6)
+    assert trial_hardware(store.ManagedSessionMaker, [runs["w3"]]) == {}
