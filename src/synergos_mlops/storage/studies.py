@@ -403,8 +403,8 @@ def trial_hardware(
     """The hardware cost of each of these participant runs that has samples, aggregated by
     the database: one query finds the runs' ``system/...`` keys (MLflow's small
     ``latest_metrics`` table, so a study without samples costs only that), one groups the
-    samples of the keys that count by run and key, one reads the runs' times and
-    ``cpu_count`` facts."""
+    samples of the keys that count by run and key, two read the runs' times and their
+    ``cpu_count`` facts: four queries for a whole study."""
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
     from sqlalchemy import func, select
 
