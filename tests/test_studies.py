@@ -4,7 +4,10 @@ on a real `synmlops serve`."""
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -256,3 +259,181 @@ def test_the_optuna_callback_logs_each_finished_optuna_trial_as_a_study_trial(
     assert answer["best"]["value"] == pytest.approx(study.best_value)
     assert answer["best"]["hyperparameters"] == study.best_params
     assert set(answer["importance"]["params"]) == {"lr", "optimizer"}
+
+
+def post_hardware(url: str, collaboration: str, samples: dict[str, dict[str, list[float]]],
+                  stamps: dict[str, list[int]], facts: dict[str, dict[str, str]],
+                  auth: tuple[str, str] | None = None) -> None:  # fmt: skip
+    """One sample batch: for each participant, each key's values at its stamps."""
+    from synergos_mlops.storage.batch import MetricBatch
+    from synergos_mlops.storage.samples import encode_samples, target
+
+    batch = MetricBatch()
+    named_facts = {}
+    for participant, keys in samples.items():
+        name = target(collaboration, participant)
+        named_facts[name] = facts.get(participant, {})
+        for key, values in keys.items():
+            for stamp, value in zip(stamps[participant], values, strict=True):
+                batch.append(name, key, 0, value, stamp)
+    answer = requests.post(
+        f"{url}{API}/system/samples", data=encode_samples(batch, named_facts), timeout=60,
+        auth=auth, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["unmatched"] == 0, answer.text
+
+
+def test_a_trials_hardware_cost_sums_its_participants_samples_and_names_the_costliest(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("Hardware")
+    client = MlflowClient(shared_server.url)
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        study = tracker.study(c, "p", "e", "cost", SPACE, "evaluate/accuracy", "maximize")
+        with study.trial({"lr": 0.01, "mu": 0.1, "rounds": 3}, participants=PARTICIPANTS) as run:
+            log_trial(run, {"lr": 0.01, "mu": 0.1})
+            run.flush()
+            children = {p: run.participant_run_id(p) for p in PARTICIPANTS}
+            starts = {p: client.get_run(children[p]).info.start_time for p in PARTICIPANTS}
+            # A second apart (a run keeps one sample per second), within the participant runs.
+            stamps = {p: [starts[p] + 100, starts[p] + 1100, starts[p] + 2100] for p in starts}
+            time.sleep(2.5)
+            post_hardware(shared_server.url, c, {
+                "hospital-a": {  # the training process, a GPU and network counters
+                    "system/process_cpu_utilization_percentage": [50, 150, 100],
+                    "system/process_memory_rss_megabytes": [100, 300, 200],
+                    "system/cpu_utilization_percentage": [10, 10, 10],
+                    "system/gpu_0_utilization_percentage": [40, 50, 60],
+                    "system/network_receive_megabytes": [10, 12, 15],
+                    "system/network_transmit_megabytes": [1, 2, 3],
+                },
+                "hospital b": {  # the machine only (as the original SysmetricLogger sends)
+                    "system/cpu_utilization_percentage": [25, 25, 25],
+                    "system/system_memory_usage_megabytes": [1000, 2000, 1500],
+                },
+            }, stamps, {"hospital b": {"cpu_count": "8"}})  # fmt: skip
+        with study.trial({"lr": 0.001, "mu": 0.1, "rounds": 3}, participants=PARTICIPANTS) as run:
+            log_trial(run, {"lr": 0.001, "mu": 0.1})
+    walls = {}
+    for p, child in children.items():
+        info = client.get_run(child).info
+        walls[p] = (info.end_time - info.start_time) / 1000
+
+    answer = requests.get(study_url(shared_server, c, "p", "e", "cost"), timeout=60).json()
+    assert answer["scoped"] is False
+    first, second = answer["trials"]
+    assert second["hardware"] is None  # no participant of it was sampled
+    cost = first["hardware"]
+    a, b = walls["hospital-a"], walls["hospital b"]
+    assert cost["cpu_seconds"] == pytest.approx(1.0 * a + 0.25 * 8 * b)
+    assert cost["gpu_seconds"] == pytest.approx(0.5 * a)
+    assert cost["memory_peak_megabytes"] == pytest.approx(300 + 2000)
+    assert cost["network_megabytes"] == pytest.approx(5 + 2)
+    assert cost["samples"] == 6
+    assert set(cost["participants"]) == {"hospital-a", "hospital b"}  # klinik-ü: no samples
+    assert cost["participants"]["hospital b"]["gpu_seconds"] is None
+    assert cost["participants"]["hospital-a"]["wall_time_s"] == pytest.approx(a)
+    assert cost["costliest"] == {"participant": "hospital-a", "by": "gpu_seconds",
+                                 "value": pytest.approx(0.5 * a)}  # fmt: skip
+    assert answer["best"]["number"] == 1 and answer["best"]["hardware"] == cost
+
+
+def test_a_study_in_a_store_folder_is_answered_by_a_server_started_on_it_later(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    with FederatedTracker(store, fast_config(tmp_path)) as tracker:
+        study = tracker.study("c", "p", "e", "folder search", SPACE, "evaluate/accuracy",
+                              "maximize")  # fmt: skip
+        waiting = study.trial({"lr": 0.01, "mu": 0.1, "rounds": 3}, queued=True)
+        assert (waiting.number, waiting.run) == (1, "folder search_run_1")
+        with study.trial(waiting.hyperparameters, run=waiting.run,
+                         participants=PARTICIPANTS) as run:  # fmt: skip
+            assert run.number == 1
+            log_trial(run, waiting.hyperparameters)
+        with study.trial({"lr": 0.5, "mu": 0.1, "rounds": 3}, participants=PARTICIPANTS) as run:
+            assert (run.number, run.outside_space) == (2, ("lr",))
+            log_trial(run, {"lr": 0.5, "mu": 0.1})
+        queued = study.trial({"lr": 0.001, "mu": 0.0, "rounds": 2}, queued=True)
+        again = tracker.study("c", "p", "e", "folder search", SPACE, "evaluate/accuracy",
+                              "maximize")  # fmt: skip
+        assert again.definition.created == study.definition.created
+    server = server_factory(store)
+    answer = requests.get(study_url(server, "c", "p", "e", "folder search"), timeout=60).json()
+    assert answer["defined"] is True and answer["search_space"] == SPACE
+    assert [(t["number"], t["state"]) for t in answer["trials"]] == [
+        (1, "FINISHED"), (2, "FINISHED"), (3, "SCHEDULED"),
+    ]  # fmt: skip
+    assert answer["trials"][2]["run"] == queued.run
+    assert answer["trials"][1]["outside_space"] == ["lr"]
+    assert set(answer["trials"][0]["participants"]) == set(PARTICIPANTS)
+    assert answer["best"]["number"] == 1
+    listing = requests.get(f"{server.url}{API}/studies", timeout=60).json()["studies"]
+    assert [(s["study"], s["trial_count"]) for s in listing] == [("folder search", 3)]
+    # The folder is still the tracker's: a later tracker numbers on from the served trials.
+    with FederatedTracker(server.url, fast_config(tmp_path / "later")) as tracker:
+        later = tracker.study("c", "p", "e", "folder search", SPACE, "evaluate/accuracy",
+                              "maximize").trial({"lr": 0.02, "mu": 0.0, "rounds": 2},
+                                                queued=True)  # fmt: skip
+    assert later.number == 4
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_uri")
+    store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
+    yield store
+    store.engine.dispose()
+
+
+def test_trial_hardware_is_aggregated_by_the_database_the_same_on_sqlite_and_postgresql(
+    sql_store,
+) -> None:
+    from mlflow.entities import RunStatus
+
+    from synergos_mlops.federation import ExperimentIds
+    from synergos_mlops.storage.batch import MetricBatch
+    from synergos_mlops.storage.runs import resolve_run
+    from synergos_mlops.storage.samples import decode_samples, encode_samples, target
+    from synergos_mlops.storage.studies import trial_hardware
+    from synergos_mlops.storage.system import attach_samples
+
+    store = sql_store
+    resolved = resolve_run(store, ExperimentIds("hospitals", "p", "e"), "r", ["w1", "w2", "w3"])
+    runs = resolved.participants
+    batch = MetricBatch()
+    for participant, keys in {
+        "w1": {"system/process_cpu_utilization_percentage": [100.0, 300.0, math.nan],
+               "system/process_memory_rss_megabytes": [10.0, 30.0, 20.0],
+               "system/gpu_0_utilization_percentage": [100.0, 100.0, 100.0],
+               "system/gpu_1_utilization_percentage": [50.0, 50.0, 50.0]},
+        "w2": {"system/cpu_utilization_percentage": [50.0, 50.0, 50.0],
+               "system/network_transmit_megabytes": [3.0, 4.0, 9.0],
+               "system/disk_usage_percentage": [1.0, 1.0, 1.0]},
+    }.items():  # fmt: skip
+        start = store.get_run(runs[participant]).info.start_time
+        for key, values in keys.items():
+            for second, value in enumerate(values):
+                batch.append(target("hospitals", participant), key, 0, value,
+                             start + 1000 * second)  # fmt: skip
+    facts = {target("hospitals", "w2"): {"cpu_count": "4"}}
+    attach_samples(store.engine, decode_samples(encode_samples(batch, facts)))
+    for run_uuid in runs.values():
+        start = store.get_run(run_uuid).info.start_time
+        store.update_run_info(run_uuid, RunStatus.FINISHED, start + 10_000, None)
+
+    found = trial_hardware(store.ManagedSessionMaker, list(runs.values()))
+    assert set(found) == {runs["w1"], runs["w2"]}  # w3 was not sampled
+    w1, w2 = found[runs["w1"]], found[runs["w2"]]
+    assert w1.wall_time_s == 10 and w1.samples == 3
+    assert w1.cpu_seconds == pytest.approx(2.0 * 10)  # NaN left out: mean of 100 and 300
+    assert w1.memory_peak_megabytes == 30 and w1.gpu_seconds == pytest.approx(1.5 * 10)
+    assert w1.network_megabytes is None
+    assert w2.cpu_seconds == pytest.approx(0.5 * 4 * 10)  # the machine's, times its cores
+    assert (w2.memory_peak_megabytes, w2.gpu_seconds, w2.network_megabytes) == (None, None, 6)
+    assert trial_hardware(store.ManagedSessionMaker, [runs["w3"]]) == {}

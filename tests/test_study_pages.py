@@ -1,20 +1,26 @@
 """The study and compare pages in headless Chromium, on a real `synmlops serve`: the study
-page draws its charts and refreshes its counts while a trial runs; ticking trials and
-pressing Compare opens the compare page with the hyperparameter diff."""
+page draws its charts, shows each trial's hardware cost ("—" without samples) and refreshes
+its counts while a trial runs; ticking trials and pressing Compare opens the compare page
+with the hyperparameter diff."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import requests
 from conftest import Server
+from mlflow import MlflowClient
 from test_command_station import _browser
+from test_studies import post_hardware
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker
 
+CPU = "system/process_cpu_utilization_percentage"
+MEMORY = "system/process_memory_rss_megabytes"
 SPACE = {
     "lr": {"_type": "loguniform", "_value": [1e-4, 1e-1]},
     "optimizer": {"_type": "choice", "_value": ["sgd", "adam"]},
@@ -26,6 +32,7 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
 ) -> None:
     c = f"Pages {uuid.uuid4().hex[:6]}"
     tracker = FederatedTracker(shared_server.url, fast_config(tmp_path))
+    client = MlflowClient(shared_server.url)
     study = tracker.study(c, "p", "e", "tune lr", SPACE, "evaluate/accuracy", "maximize")
     for number, (lr, optimizer) in enumerate(
         [(0.01, "adam"), (0.001, "sgd"), (0.05, "adam"), (0.3, "sgd")]
@@ -36,6 +43,15 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
                 for i, p in enumerate(("a", "b")):
                     value = 0.45 + 0.1 * step - 0.05 * i
                     run.log_metrics({"evaluate/accuracy": value}, step=step, participant=p)
+            if number == 3:  # the best trial's participants were sampled: its hardware cost
+                run.flush()
+                starts = {p: client.get_run(run.participant_run_id(p)).info.start_time
+                          for p in ("a", "b")}  # fmt: skip
+                time.sleep(1.5)
+                post_hardware(shared_server.url, c, {
+                    "a": {CPU: [300, 300], MEMORY: [500, 800]},
+                    "b": {CPU: [100, 100], MEMORY: [200, 300]},
+                }, {p: [s + 100, s + 1100] for p, s in starts.items()}, {})  # fmt: skip
     running = study.trial({"lr": 0.02, "optimizer": "adam"}, participants=["a", "b"])
     running.log_metrics({"evaluate/accuracy": 0.2}, step=0)
     running.flush()
@@ -53,6 +69,17 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
         assert page.locator("#parallel-chart").get_attribute("data-lines") == "4"
         assert page.locator("#history-chart canvas").count() >= 1
         assert page.locator("#best-trial").inner_text().count("tune lr_run_4") == 1
+        best_cost = page.locator("#best-trial .best-hardware").inner_text()
+        assert "CPU·s" in best_cost and "1100 MB peak" in best_cost and "costliest a" in best_cost
+        cost = page.locator('#trials-table tr[data-trial="4"] td.hardware')
+        assert "CPU·s" in cost.inner_text() and "a: " in (cost.get_attribute("title") or "")
+        assert (
+            page.locator('#trials-table tr[data-trial="4"] td.costliest')
+            .inner_text()
+            .startswith("a (")
+        )
+        assert page.locator('#trials-table tr[data-trial="1"] td.hardware').inner_text() == "—"
+        assert page.locator('#trials-table tr[data-trial="1"] td.costliest').inner_text() == "—"
         assert page.locator("#importance .bar-row").count() == 2
         assert (
             page.locator('#trials-table tr[data-trial="1"] td.spread')

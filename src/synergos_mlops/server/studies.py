@@ -60,6 +60,11 @@ def _answer(work: Callable[[], T]) -> T:
         raise ApiError(400, "BAD_REQUEST", exc.message) from None
 
 
+def _scoped() -> bool:
+    viewer = current_viewer()
+    return viewer is not None and viewer.scoped
+
+
 def _sees() -> Callable[[str, str], bool]:
     viewer = current_viewer()
     if viewer is None:
@@ -122,7 +127,7 @@ def study(
         experiment_id = reads.find_experiment(backend.session_maker, ids.name)
         if experiment_id is not None and not _readable(experiment_id):
             raise NotFoundError(f"study {study!r} not found in experiment {ids.name!r}")
-        return study_detail(backend, ids, study, sees=_sees(), metric=chosen)
+        return study_detail(backend, ids, study, sees=_sees(), scoped=_scoped(), metric=chosen)
 
     return _answer(work)
 

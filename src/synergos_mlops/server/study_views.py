@@ -153,15 +153,53 @@ def param_importance(
     return answer
 
 
+def _total(figures: list[float | None]) -> float | None:
+    known = [f for f in figures if f is not None]
+    return sum(known) if known else None
+
+
+#: A trial's cost figures: summed over its participants.
+_COST_FIGURES = ("cpu_seconds", "memory_peak_megabytes", "gpu_seconds", "network_megabytes")
+
+
+def _trial_cost(own: dict[str, stored.ParticipantHardware]) -> dict[str, Any] | None:
+    """A trial's hardware cost from its participants' samples: each figure summed over the
+    participants (None when none has it), each participant's figures, and the participant
+    that cost most (by GPU-seconds when any participant has a GPU, else CPU-seconds)."""
+    if not own:
+        return None
+    participants = {
+        p: {"samples": h.samples, "wall_time_s": h.wall_time_s,
+            **{f: getattr(h, f) for f in _COST_FIGURES}}
+        for p, h in sorted(own.items())
+    }  # fmt: skip
+    answer: dict[str, Any] = {
+        f: _total([v[f] for v in participants.values()]) for f in _COST_FIGURES
+    }
+    answer["samples"] = sum(h.samples for h in own.values())
+    by = "gpu_seconds" if answer["gpu_seconds"] is not None else "cpu_seconds"
+    ranked = [(p, v[by]) for p, v in participants.items() if v[by] is not None]
+    answer["costliest"] = None
+    if ranked:
+        name, figure = max(ranked, key=lambda item: item[1])
+        answer["costliest"] = {"participant": name, "by": by, "value": figure}
+    answer["participants"] = participants
+    return answer
+
+
 def study_detail(
     backend: Backend,
     ids: ExperimentIds,
     study: str,
     *,
     sees: SeesParticipant = _everyone,
+    scoped: bool = False,
     metric: str | None = None,
 ) -> dict[str, Any]:
-    """A study: definition, trials, counts by state, best trial, history, importance."""
+    """A study: definition, trials, counts by state, best trial, history, importance.
+
+    ``sees`` narrows every participant figure (final values, spread, hardware) to the
+    participants the account sees; ``scoped`` says so in the answer."""
     validate_study_name(study)
     experiment_id = _experiment(backend, ids)
     sm = backend.session_maker
@@ -188,10 +226,14 @@ def study_detail(
         if sees(ids.collaboration, participant)
     ]
     values = stored.latest_values(sm, parents + [c for _, c, _ in children], key) if key else {}
+    now = int(time.time() * 1000)
+    costs = stored.trial_hardware(sm, [c for _, c, _ in children], now)
     by_parent: dict[str, dict[str, float | None]] = {}
+    hardware_of: dict[str, dict[str, stored.ParticipantHardware]] = {}
     for parent, child, participant in children:
         by_parent.setdefault(parent, {})[participant] = values.get(child)
-    now = int(time.time() * 1000)
+        if child in costs:
+            hardware_of.setdefault(parent, {})[participant] = costs[child]
     worse = min if direction == "maximize" else max
     rows: list[dict[str, Any]] = []
     for trial in trials:
@@ -227,6 +269,7 @@ def study_detail(
             "value": values.get(run.run_uuid),
             "participants": local,
             "spread": spread,
+            "hardware": _trial_cost(hardware_of.get(run.run_uuid, {})),
             "outside_space": outside,
         })  # fmt: skip
     counts = dict.fromkeys(STATES, 0)
@@ -263,6 +306,7 @@ def study_detail(
         "metric": key,
         "direction": direction,
         "created": iso_time(definition.created) if definition else None,
+        "scoped": scoped,
         "counts": counts,
         "trials": rows,
         "best": best,

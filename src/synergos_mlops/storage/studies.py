@@ -36,11 +36,13 @@ __all__ = [
     "StudyConflictError",
     "StudyNotDefinedError",
     "TrialRow",
+    "ParticipantHardware",
     "define_study",
     "latest_values",
     "participant_rows",
     "resolve_trial",
     "study_definitions",
+    "trial_hardware",
     "trial_rows",
     "trial_params",
 ]
@@ -355,3 +357,123 @@ def latest_values(
             .all()
         )
     return {run: (None if is_nan else float(value)) for run, value, is_nan in rows}
+
+
+# --- hardware cost of trials -------------------------------------------------------------
+
+PROCESS_CPU_KEY = "system/process_cpu_utilization_percentage"
+CPU_KEY = "system/cpu_utilization_percentage"
+PROCESS_MEMORY_KEY = "system/process_memory_rss_megabytes"
+MEMORY_KEY = "system/system_memory_usage_megabytes"
+#: Counters since the monitor started: what a run used is their last minus their first.
+NETWORK_KEYS = ("system/network_receive_megabytes", "system/network_transmit_megabytes")
+CPU_COUNT_TAG = "synergos.system.cpu_count"
+_GPU_PREFIX = "system/gpu_"
+_GPU_SUFFIX = "_utilization_percentage"
+_HARDWARE_KEYS = (PROCESS_CPU_KEY, CPU_KEY, PROCESS_MEMORY_KEY, MEMORY_KEY, *NETWORK_KEYS)
+
+
+def _costs(key: str) -> bool:
+    """Whether a ``system/...`` key enters a trial's hardware cost."""
+    return key in _HARDWARE_KEYS or (key.startswith(_GPU_PREFIX) and key.endswith(_GPU_SUFFIX))
+
+
+@dataclass(frozen=True)
+class ParticipantHardware:
+    """What one participant run's hardware samples say it cost (None: not sampled).
+
+    ``cpu_seconds``: core-seconds, the mean CPU use times the run's wall time: the training
+    process's (``process_cpu``, 100 % = one core) when sampled, else the machine's times its
+    ``cpu_count`` fact. ``memory_peak_megabytes``: the process's peak resident memory, else
+    the machine's peak memory in use. ``gpu_seconds``: the sum over GPUs of the mean
+    utilization times the wall time (a GPU busy for 10 s: 10). ``network_megabytes``: received
+    plus sent while the run's samples were taken."""
+
+    samples: int
+    wall_time_s: float
+    cpu_seconds: float | None
+    memory_peak_megabytes: float | None
+    gpu_seconds: float | None
+    network_megabytes: float | None
+
+
+def trial_hardware(
+    session_maker: SessionMaker, child_uuids: Sequence[str], now: int | None = None
+) -> dict[str, ParticipantHardware]:
+    """The hardware cost of each of these participant runs that has samples, aggregated by
+    the database: one query finds the runs' ``system/...`` keys (MLflow's small
+    ``latest_metrics`` table, so a study without samples costs only that), one groups the
+    samples of the keys that count by run and key, two read the runs' times and their
+    ``cpu_count`` facts: four queries for a whole study."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
+    from sqlalchemy import func, select
+
+    if not child_uuids:
+        return {}
+    latest = SqlLatestMetric.__table__.c
+    with session_maker() as session:
+        pairs = (
+            session.connection()
+            .execute(
+                select(latest.run_uuid, latest.key).where(
+                    latest.run_uuid.in_(list(child_uuids)), latest.key.like("system/%")
+                )
+            )
+            .fetchall()
+        )
+        wanted = [(str(run), str(key)) for run, key in pairs if _costs(str(key))]
+        if not wanted:
+            return {}
+        sampled = sorted({run for run, _ in wanted})
+        m = SqlMetric.__table__.c
+        # The exact keys, not a LIKE: the database then reads them through an index (on
+        # SQLite, 14 ms instead of 43 ms for 200 trials x 10 sampled participants).
+        aggregated = session.connection().execute(
+            select(m.run_uuid, m.key, func.count(), func.avg(m.value), func.max(m.value),
+                   func.min(m.value))
+            .where(m.run_uuid.in_(sampled), m.key.in_(sorted({k for _, k in wanted})),
+                   m.is_nan.is_(False))
+            .group_by(m.run_uuid, m.key)
+        ).fetchall()  # fmt: skip
+        r = SqlRun.__table__.c
+        times = {
+            str(row[0]): (row[1], row[2])
+            for row in session.connection().execute(
+                select(r.run_uuid, r.start_time, r.end_time).where(r.run_uuid.in_(sampled))
+            )
+        }
+        t = SqlTag.__table__.c
+        cores: dict[str, float] = {}
+        for run_uuid, value in session.connection().execute(
+            select(t.run_uuid, t.value).where(t.run_uuid.in_(sampled), t.key == CPU_COUNT_TAG)
+        ):
+            try:
+                cores[str(run_uuid)] = float(value)
+            except ValueError:
+                continue
+    figures: dict[str, dict[str, tuple[int, float, float, float]]] = {}
+    for run_uuid, key, count, mean, peak, low in aggregated:
+        figures.setdefault(str(run_uuid), {})[str(key)] = (
+            int(count), float(mean), float(peak), float(low)
+        )  # fmt: skip
+    clock = now if now is not None else _now_ms()
+    out: dict[str, ParticipantHardware] = {}
+    for run_uuid, own in figures.items():
+        start, end = times.get(run_uuid, (None, None))
+        if start is None:
+            continue
+        wall = max(0.0, ((end if end is not None else clock) - start) / 1000)
+        cpu: float | None = None
+        if PROCESS_CPU_KEY in own:
+            cpu = own[PROCESS_CPU_KEY][1] / 100 * wall
+        elif CPU_KEY in own and run_uuid in cores:
+            cpu = own[CPU_KEY][1] / 100 * cores[run_uuid] * wall
+        memory_key = PROCESS_MEMORY_KEY if PROCESS_MEMORY_KEY in own else MEMORY_KEY
+        memory = own[memory_key][2] if memory_key in own else None
+        gpus = [v for k, v in own.items() if k.startswith(_GPU_PREFIX)]
+        gpu_seconds = sum(g[1] for g in gpus) / 100 * wall if gpus else None
+        counters = [own[k] for k in NETWORK_KEYS if k in own]
+        network = sum(c[2] - c[3] for c in counters) if counters else None
+        samples = max((v[0] for v in own.values()), default=0)
+        out[run_uuid] = ParticipantHardware(samples, wall, cpu, memory, gpu_seconds, network)
+    return out

@@ -1161,11 +1161,33 @@
     drawParallel(parallel, study);
   }
 
+  // A trial's hardware cost (summed over its participants' samples), short, and its title
+  // with every participant's figures; "—" when no participant was sampled.
+  const round1 = (v) => (v === null || v === undefined ? null : Math.round(v * 10) / 10);
+  function costText(hw) {
+    if (!hw) return "—";
+    const parts = [];
+    if (hw.cpu_seconds !== null) parts.push(fmtNum(round1(hw.cpu_seconds)) + " CPU·s");
+    if (hw.gpu_seconds !== null) parts.push(fmtNum(round1(hw.gpu_seconds)) + " GPU·s");
+    if (hw.memory_peak_megabytes !== null) parts.push(fmtNum(Math.round(hw.memory_peak_megabytes)) + " MB peak");
+    if (hw.network_megabytes !== null) parts.push(fmtNum(round1(hw.network_megabytes)) + " MB net");
+    return parts.length ? parts.join(" · ") : "—";
+  }
+  function costTitle(hw) {
+    if (!hw) return "no hardware samples";
+    return Object.entries(hw.participants).map(([p, v]) => p + ": " + costText(v)).join("\n");
+  }
+  const costliestText = (hw) => (hw && hw.costliest
+    ? hw.costliest.participant + " (" + fmtNum(round1(hw.costliest.value)) + (hw.costliest.by === "gpu_seconds" ? " GPU·s)" : " CPU·s)")
+    : "—");
+
   function bestCard(ids, study) {
     const best = study.best;
     const body = best
       ? [h("div", { class: "best-value" }, fmtNum(best.value)),
          h("p", {}, link(runHref(ids[0], ids[1], ids[2], best.run), best.run), " · trial " + best.number),
+         h("p", { class: "best-hardware", title: costTitle(best.hardware) }, "Hardware: " + costText(best.hardware),
+           best.hardware && best.hardware.costliest ? " · costliest " + costliestText(best.hardware) : null),
          paramsTable(best.hyperparameters)]
       : [h("p", { class: "muted" }, "No finished trial with a value of " + (study.metric || "the metric") + " yet.")];
     return h("div", { class: "card", id: "best-trial" }, h("h2", {}, "Best trial"), body);
@@ -1199,7 +1221,8 @@
     const table = h("table", { id: "trials-table" },
       h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "num" }, "#"), h("th", {}, "Run"), h("th", {}, "State"),
         shownNames.map((n) => h("th", {}, n)), h("th", { class: "num" }, study.metric || "value"),
-        h("th", {}, "Participants: min – max"), h("th", {}, "Worst participant"), h("th", { class: "num" }, "Wall time"))),
+        h("th", {}, "Participants: min – max"), h("th", {}, "Worst participant"), h("th", { class: "num" }, "Wall time"),
+        h("th", { title: "summed over the participants shown" }, "Hardware"), h("th", {}, "Costliest participant"))),
       h("tbody", {}, study.trials.map((t) => h("tr", { dataset: { trial: t.number, state: t.state }, class: t.outside_space.length ? "outside" : "" },
         h("td", {}, h("input", { type: "checkbox", class: "pick", value: JSON.stringify([ids[0], ids[1], ids[2], t.run]), "aria-label": "compare " + t.run })),
         h("td", { class: "num" }, t.number),
@@ -1210,11 +1233,14 @@
         h("td", { class: "num" + (study.best && study.best.number === t.number ? " best" : "") }, fmtNum(t.value)),
         h("td", { class: "spread" }, t.spread ? [fmtNum(t.spread.min) + " – " + fmtNum(t.spread.max), rangeBar(t.spread)] : "—"),
         h("td", {}, t.spread ? t.spread.worst.participant + " (" + fmtNum(t.spread.worst.value) + ")" : "—"),
-        h("td", { class: "num" }, t.wall_time_s === null ? "—" : fmtNum(Math.round(t.wall_time_s)) + " s")))));
+        h("td", { class: "num" }, t.wall_time_s === null ? "—" : fmtNum(Math.round(t.wall_time_s)) + " s"),
+        h("td", { class: "hardware", title: costTitle(t.hardware) }, costText(t.hardware)),
+        h("td", { class: "costliest" }, costliestText(t.hardware))))));
     const outside = study.trials.filter((t) => t.outside_space.length).length;
     return h("div", { class: "card", id: "trials" },
       h("div", { class: "card-head" }, h("h2", {}, "Trials"), compareButton(table),
-        outside ? h("span", { class: "muted", id: "outside-note" }, outside + " outside the search space (marked)") : null),
+        outside ? h("span", { class: "muted", id: "outside-note" }, outside + " outside the search space (marked)") : null,
+        study.scoped ? h("span", { class: "muted", id: "scoped-note" }, "participant figures: your participants only") : null),
       h("div", { class: "scroll" }, table));
   }
 
