@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -175,3 +176,26 @@ def s3(tmp_path: Path) -> Iterator[object]:
 
     with s3_server(tmp_path) as server:
         yield server
+
+
+#: Debian's Chromium, which .ci/run installs; Playwright drives it (no browser download).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium for the page tests of one module; a missing browser is a failure."""
+    if not os.path.exists(CHROMIUM):
+        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    manager = sync_playwright().start()
+    try:
+        launched = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except BaseException:
+        manager.stop()
+        raise
+    yield launched
+    launched.close()
+    manager.stop()

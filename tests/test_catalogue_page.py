@@ -10,12 +10,11 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 import requests
 from mlflow import MlflowClient
 from test_catalog import HEADERS, IMAGE, SCHEMA, TABULAR
 from test_command_station import BOXED as RUN_BOXED
-from test_command_station import OVERFLOW, _browser
+from test_command_station import OVERFLOW
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker
@@ -34,14 +33,6 @@ def _assert_fits(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 def _path(*ids: str) -> str:
     return "/".join(quote(i, safe="") for i in ids)
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    manager, browser = _browser()
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 def test_catalogue_dataset_pages_and_the_runs_data_and_lineage(

@@ -17,8 +17,6 @@ from mlflow.entities import Metric
 
 from synergos_mlops.server.run_data import DATA_FILES
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "command-station.png"
 
 
@@ -67,24 +65,6 @@ def test_frame_options_follow_the_serve_setting(server_factory) -> None:
     server = server_factory(extra=["--x-frame-options", "NONE"])
     for url in (f"{server.url}/synergos/", f"{server.url}/api/synergos/v1/collaborations"):
         assert "x-frame-options" not in requests.get(url, timeout=30).headers
-
-
-def _browser():  # type: ignore[no-untyped-def]
-    if not os.path.exists(CHROMIUM):  # .ci/run installs it; a missing browser is a failure
-        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    manager = sync_playwright().start()
-    browser = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    return manager, browser
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    manager, browser = _browser()
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 def test_browser_follows_the_tree_to_a_run_and_downloads_everything(

@@ -151,11 +151,8 @@ def test_ingest_of_the_ttp_outputs_and_the_live_store_make_one_run(
 
 
 def test_the_command_station_shows_a_ttp_run_with_its_unattributed_statistics(
-    tmp_path: Path, server_factory: Callable[..., Server]
+    tmp_path: Path, server_factory: Callable[..., Server], browser: Any
 ) -> None:
-    from playwright.sync_api import sync_playwright
-    from test_command_station import CHROMIUM, CHROMIUM_ARGS
-
     store = tmp_path / "mlflow"
     write_experiment(store, "1", "hospitals_>_sepsis_>_mlp")
     write_run(
@@ -169,15 +166,13 @@ def test_the_command_station_shows_a_ttp_run_with_its_unattributed_statistics(
     )  # fmt: skip
     server = server_factory(store)
     assert wait_for(lambda: (_run(server, "run-1") or {}).get("unattributed"))
-    with sync_playwright() as manager:
-        browser = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.goto(f"{server.url}/synergos/runs/hospitals/sepsis/mlp/run-1")
-        page.wait_for_selector("#unattributed-table")
-        rows = page.locator("#unattributed-table tbody tr")
-        assert rows.count() == 2
-        assert "accuracy_class_0" in rows.nth(0).inner_text()
-        assert "0.25" in rows.nth(1).inner_text()
-        page.wait_for_selector("#artifacts")
-        assert "local_model_w1.pt" in page.locator("#artifacts").inner_text()
-        browser.close()
+    page = browser.new_page()
+    page.goto(f"{server.url}/synergos/runs/hospitals/sepsis/mlp/run-1")
+    page.wait_for_selector("#unattributed-table")
+    rows = page.locator("#unattributed-table tbody tr")
+    assert rows.count() == 2
+    assert "accuracy_class_0" in rows.nth(0).inner_text()
+    assert "0.25" in rows.nth(1).inner_text()
+    page.wait_for_selector("#artifacts")
+    assert "local_model_w1.pt" in page.locator("#artifacts").inner_text()
+    page.close()

@@ -7,9 +7,7 @@ makes "Model training" the default for a browser that has not chosen.
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,9 +16,6 @@ from conftest import Server
 from federated_data import LoggedRun, log_federated_run
 
 from synergos_mlops.server.mlflow_ui import BOOT_DEFAULTS
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +29,6 @@ def logged(shared_server: Server) -> LoggedRun:
         epochs=1,
         artifacts=False,
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    manager = sync_playwright().start()
-    browser = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 def test_the_mlflow_ui_page_sets_its_defaults_before_mlflows_script(shared_server: Server) -> None:

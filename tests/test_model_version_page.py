@@ -16,7 +16,6 @@ from conftest import Server
 from mlflow import MlflowClient
 from test_catalog import HEADERS, IMAGE, SCHEMA, TABULAR
 from test_catalogue_page import _assert_fits
-from test_command_station import _browser
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker
@@ -105,14 +104,6 @@ def registered(shared_server: Server, tmp_path_factory: pytest.TempPathFactory) 
             ).version  # fmt: skip
         )
     return Registered(c, name, digests, str(versions[0]), str(versions[1]))
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    manager, browser = _browser()
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 def _lineage(server: Server, name: str, version: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine
-from test_command_station import OVERFLOW, _browser
+from test_command_station import OVERFLOW
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker
@@ -71,14 +71,6 @@ def logged(shared_server, tmp_path_factory: pytest.TempPathFactory) -> Logged:  
                 run.log_metrics({"train/loss": 1.1 / (r + 1)}, step=r)
         run.flush()
     return Logged(collaboration, shared_server.url)
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    manager, browser = _browser()
-    yield browser
-    browser.close()
-    manager.stop()
 
 
 @pytest.fixture

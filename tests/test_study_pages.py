@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import requests
 from conftest import Server
 from mlflow import MlflowClient
-from test_command_station import _browser
 from test_studies import post_hardware
 from tracking_support import fast_config
 
@@ -28,7 +28,7 @@ SPACE = {
 
 
 def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
-    shared_server: Server, tmp_path: Path
+    shared_server: Server, browser: Any, tmp_path: Path
 ) -> None:
     c = f"Pages {uuid.uuid4().hex[:6]}"
     tracker = FederatedTracker(shared_server.url, fast_config(tmp_path))
@@ -58,7 +58,6 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
 
     page_path = "/synergos/studies/" + "/".join(quote(x, safe="") for x in (c, "p", "e", "tune lr"))
     assert "app.js" in requests.get(shared_server.url + page_path, timeout=30).text
-    manager, browser = _browser()
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1200})
         page.goto(shared_server.url + page_path)
@@ -110,6 +109,4 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
         page.goto(shared_server.url + "/synergos/compare?run=x")
         page.locator("#error", has_text="Compare 2 to 10 runs").wait_for()
     finally:
-        browser.close()
-        manager.stop()
         tracker.close()
