@@ -34,12 +34,36 @@ def logged(shared_server) -> LoggedRun:  # type: ignore[no-untyped-def]
     )
 
 
+@pytest.fixture(scope="module")
+def log_lines(shared_server, logged: LoggedRun, tmp_path_factory) -> list[tuple[str | None, str]]:  # type: ignore[no-untyped-def]
+    """Central log records of the run, the orchestrator's and participant "w 1"'s:
+    ``(participant, message)`` in the order they were logged."""
+    import logging
+
+    from tracking_support import fast_config
+
+    from synergos_mlops import FederatedTracker
+
+    config = fast_config(tmp_path_factory.mktemp("logs"))
+    lines = [(None, "round 0 aggregated"), ("w 1", "w 1 trained round 0")]
+    with FederatedTracker(shared_server.url, config) as tracker:
+        for participant, message in lines:
+            handler = tracker.log_handler(*ids(logged), participant)
+            logger = logging.getLogger(f"export-test.{participant}")
+            logger.addHandler(handler)
+            logger.propagate = False
+            logger.warning(message)
+            logger.removeHandler(handler)
+    return lines
+
+
 def ids(logged: LoggedRun) -> list[str]:
     return [logged.collaboration, logged.project, logged.experiment, logged.run]
 
 
 def expected_names(logged: LoggedRun) -> set[str]:
-    names = {f"global/{f}" for f in logged.global_files} | set(DATA_FILES)
+    """The bundle's files once :func:`log_lines` has logged the run's records."""
+    names = {f"global/{f}" for f in logged.global_files} | set(DATA_FILES) | {"logs.jsonl"}
     for participant, files in logged.participant_files.items():
         names |= {f"participants/{participant}/{f}" for f in files}
     return names
@@ -114,9 +138,9 @@ def test_bundle_from_the_server_holds_params_every_point_statistics_and_model_ve
 
 
 @pytest.mark.parametrize("source", ["server", "store folder"])
-def test_export_holds_the_runs_data_too(
+def test_export_holds_the_runs_data_and_log_records_too(
     shared_server, logged: LoggedRun, registered: list[tuple[str, str, str]],
-    tmp_path: Path, source: str,
+    log_lines: list[tuple[str | None, str]], tmp_path: Path, source: str,
 ) -> None:  # fmt: skip
     uri = shared_server.url if source == "server" else str(shared_server.store)
     output = tmp_path / "run.zip"
@@ -126,6 +150,8 @@ def test_export_holds_the_runs_data_too(
     assert result.exit_code == 0, result.output
     with zipfile.ZipFile(output) as bundle:
         assert_bundle_holds_the_runs_data(bundle, shared_server.url, logged, registered)
+        records = [json.loads(line) for line in bundle.read("logs.jsonl").splitlines()]
+    assert [(r["participant"], r["message"]) for r in records] == log_lines
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -133,7 +159,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def test_export_downloads_the_runs_bundle_from_a_server(
-    shared_server, logged: LoggedRun, tmp_path: Path
+    shared_server, logged: LoggedRun, log_lines: list[tuple[str | None, str]], tmp_path: Path
 ) -> None:
     output = tmp_path / "run.zip"
     result = CliRunner().invoke(
@@ -147,7 +173,7 @@ def test_export_downloads_the_runs_bundle_from_a_server(
 
 
 def test_export_takes_the_server_from_mlflow_tracking_uri(
-    shared_server, logged: LoggedRun, tmp_path: Path
+    shared_server, logged: LoggedRun, log_lines: list[tuple[str | None, str]], tmp_path: Path
 ) -> None:
     output = tmp_path / "one.zip"
     result = CliRunner().invoke(
@@ -157,11 +183,16 @@ def test_export_takes_the_server_from_mlflow_tracking_uri(
     )
     assert result.exit_code == 0, result.output
     with zipfile.ZipFile(output) as bundle:
-        assert set(bundle.namelist()) == set(logged.participant_files["w 1"])
+        # Its own artifacts and its own log records (not the orchestrator's).
+        assert set(bundle.namelist()) == set(logged.participant_files["w 1"]) | {"logs.jsonl"}
+        records = [json.loads(line) for line in bundle.read("logs.jsonl").splitlines()]
+    assert [(r["participant"], r["message"]) for r in records] == [
+        line for line in log_lines if line[0] == "w 1"
+    ]
 
 
 def test_export_writes_the_bundle_in_process_from_a_store_folder(
-    shared_server, logged: LoggedRun, tmp_path: Path
+    shared_server, logged: LoggedRun, log_lines: list[tuple[str | None, str]], tmp_path: Path
 ) -> None:
     output = tmp_path / "local.zip"
     result = CliRunner().invoke(

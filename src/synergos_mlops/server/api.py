@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from synergos_mlops.errors import InvalidIdError, StoreError, SynergosError
 from synergos_mlops.server._errors import ApiError
 from synergos_mlops.server.app import API_PREFIX
-from synergos_mlops.server.auth._viewer import visible_run, visible_tree
+from synergos_mlops.server.auth._viewer import visible_participants, visible_run, visible_tree
 from synergos_mlops.server.bundle import (
     UnsafePathError,
     bundle_entries,
@@ -241,10 +241,8 @@ def run_bundle(
     def work() -> StreamingResponse:
         backend = Backend.of_server()
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
-        entries = bundle_entries(backend, found)
-        from synergos_mlops.server.logs import bundle_log_entries
-
-        entries += bundle_log_entries(found)  # the run's central logs, logs.jsonl
+        visible = visible_participants(collaboration)
+        entries = bundle_entries(backend, found, visible=visible)  # logs.jsonl included
         return _zip_response(iter_zip(entries), _bundle_name(found))
 
     return _answer(work)
@@ -268,10 +266,8 @@ def participant_bundle(
     def work() -> StreamingResponse:
         backend = Backend.of_server()
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
-        entries = bundle_entries(backend, found, participant)
-        from synergos_mlops.server.logs import bundle_log_entries
-
-        entries += bundle_log_entries(found, participant)  # its own records, logs.jsonl
+        visible = visible_participants(collaboration)
+        entries = bundle_entries(backend, found, participant, visible=visible)
         return _zip_response(iter_zip(entries), _bundle_name(found, participant))
 
     return _answer(work)

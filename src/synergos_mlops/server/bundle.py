@@ -227,23 +227,32 @@ def owned_artifacts(backend: Backend, run: FederatedRun) -> RunArtifacts:
 
 
 def bundle_entries(
-    backend: Backend, run: FederatedRun, participant: str | None = None
+    backend: Backend,
+    run: FederatedRun,
+    participant: str | None = None,
+    *,
+    visible: list[str] | None = None,
 ) -> list[tuple[str, BundleItem]]:
-    """``(name in the ZIP, file)`` for a whole run (its data files, then every artifact), or
-    for one participant (its artifacts)."""
+    """``(name in the ZIP, file)`` for a whole run (its data files, every artifact, the
+    hardware series and the log records), or for one participant (its own). ``visible``:
+    the participants whose log records the reader may see (None: every one)."""
+    from synergos_mlops.server.logs import bundle_log_entries
+
     files = owned_artifacts(backend, run)
     if participant is not None:
         run.participant(participant)  # NotFoundError naming it
         own: list[tuple[str, BundleItem]] = [
             (safe_relative_path(item.relative), item) for item in files.of(participant)
         ]
-        return own + _system_entries(backend, run, participant)
+        own += _system_entries(backend, run, participant)
+        return own + bundle_log_entries(backend.engine, run, participant, visible=visible)
     entries: list[tuple[str, BundleItem]] = [*data_files(backend, run)]
     entries += [(f"global/{item.relative}", item) for item in files.shared]
     for row in run.participants:
         prefix = f"participants/{zip_folder_name(row.synergos_id)}/"
         entries += [(prefix + item.relative, item) for item in files.of(row.synergos_id)]
     entries += _system_entries(backend, run)
+    entries += bundle_log_entries(backend.engine, run, visible=visible)
     # Every name is a clean relative path, so no bundle can unpack outside its folder.
     return [(safe_relative_path(name), item) for name, item in entries]
 

@@ -42,6 +42,7 @@ class Backend:
     session_maker: reads.SessionMaker
     artifacts: Any | None  # the artifact repository of the artifacts destination
     registry: Any | None = None  # MLflow's model registry store, when there is one
+    engine: Any | None = None  # the SQLAlchemy engine, for our own tables (central logs)
 
     @classmethod
     def of_server(cls) -> Backend:
@@ -59,7 +60,7 @@ class Backend:
         artifacts = None
         if os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
             artifacts = _get_artifact_repo_mlflow_artifacts()
-        return cls(session_maker, artifacts, _server_registry())
+        return cls(session_maker, artifacts, _server_registry(), getattr(store, "engine", None))
 
     @classmethod
     def of_store_folder(cls, folder: str | os.PathLike[str]) -> Backend:
@@ -79,7 +80,7 @@ class Backend:
         )
 
         registry = RegistryStore(store_folder.backend_store_uri)
-        return cls(store.ManagedSessionMaker, artifacts, registry)
+        return cls(store.ManagedSessionMaker, artifacts, registry, store.engine)
 
     def artifact_roots(self, run: RunRow) -> list[tuple[Any, str]]:
         """Every place that holds a run's artifacts: its artifact URI, and for a run whose

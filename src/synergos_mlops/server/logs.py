@@ -38,9 +38,10 @@ from synergos_mlops.server.auth._viewer import (
     RunVisibility,
     authorize_metric_writes,
     current_viewer,
+    visible_participants,
 )
 
-__all__ = ["bundle_log_entries", "read_router", "router", "visible_participants", "write_router"]
+__all__ = ["bundle_log_entries", "read_router", "router", "write_router"]
 
 #: Largest record id a database's 64-bit integer holds; a larger cursor is a 400, not a 500.
 _MAX_ID = 2**63 - 1
@@ -116,14 +117,6 @@ def _write(body: bytes) -> dict[str, int]:
 async def write_logs(request: Request) -> dict[str, int]:
     body = await bounded_body(request, MAX_BODY_BYTES, "a log batch")
     return await run_in_threadpool(_write, body)
-
-
-def visible_participants(collaboration: str) -> list[str] | None:
-    """The participants whose records the account may see (None: every one)."""
-    viewer = current_viewer()
-    if viewer is None or not viewer.scoped:
-        return None
-    return sorted(p for c, p in viewer.bindings if c == collaboration)
 
 
 def _level(raw: str | None) -> int | None:
@@ -258,15 +251,21 @@ class _RunLogFile:
         return target
 
 
-def bundle_log_entries(run: Any, participant: str | None = None) -> list[tuple[str, Any]]:
-    """``logs.jsonl`` for a run's bundle (the records the account may see), or for one
-    participant's bundle (that participant's records only); nothing when there are none."""
+def bundle_log_entries(
+    engine: Any, run: Any, participant: str | None = None, *, visible: list[str] | None = None
+) -> list[tuple[str, Any]]:
+    """``logs.jsonl`` for a run's bundle (the records of ``visible`` participants, None:
+    all), or for one participant's bundle (its records only); nothing when there are none,
+    or when the database has no log table (a store folder that never held a log record)."""
+    from sqlalchemy import inspect
+
     from synergos_mlops.server.bundle import ArtifactFile
     from synergos_mlops.storage.logs import LogQuery, read_records
+    from synergos_mlops.storage.schema import logs
 
-    engine = _engine()
+    if engine is None or not inspect(engine).has_table(logs.name):
+        return []
     ids = (run.ids.collaboration, run.ids.project, run.ids.experiment, run.run_id)
-    visible = visible_participants(run.ids.collaboration)
     only = None if participant is None else [participant]
     first = LogQuery(*ids, participants=only, visible=visible, after=0, limit=1)
     if not read_records(engine, first)[0]:

@@ -37,6 +37,7 @@ __all__ = [
     "current_viewer",
     "grant_creator",
     "require_viewer",
+    "visible_participants",
     "visible_run",
     "visible_tree",
 ]
@@ -168,6 +169,14 @@ def visible_tree(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if projects:
             out.append({**collaboration, "projects": projects})
     return out
+
+
+def visible_participants(collaboration: str) -> list[str] | None:
+    """The participants whose records the account may see (None: every one)."""
+    viewer = current_viewer()
+    if viewer is None or not viewer.scoped:
+        return None
+    return sorted(p for c, p in viewer.bindings if c == collaboration)
 
 
 def visible_run(run: Any) -> Any:
