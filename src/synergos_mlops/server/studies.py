@@ -16,10 +16,10 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError, SynergosError
 from synergos_mlops.federation import ExperimentIds
 from synergos_mlops.server._errors import ApiError
 from synergos_mlops.server.api import _ERRORS, _parse_keys
+from synergos_mlops.server.api import _answer as api_answer
 from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import (
     authorize_resolve,
@@ -40,24 +40,25 @@ STUDY = "/studies/{collaboration}/{project}/{experiment}/{study}"
 
 
 def _answer(work: Callable[[], T]) -> T:
+    """The API's error mapping (``api._answer``), plus the study's own: an undefined study is
+    a 404, a redefinition a 409, a name or value beyond MLflow's limits a 400."""
     from mlflow.exceptions import MlflowException
 
     from synergos_mlops.storage.studies import StudyConflictError, StudyNotDefinedError
 
-    try:
-        return work()
-    except (NotFoundError, StudyNotDefinedError) as exc:
-        raise ApiError(404, "NOT_FOUND", str(exc)) from None
-    except StudyConflictError as exc:
-        raise ApiError(409, "CONFLICT", str(exc)) from None
-    except StoreError as exc:
-        raise ApiError(503, "UNAVAILABLE", str(exc)) from None
-    except (InvalidIdError, InvalidValueError, SynergosError) as exc:
-        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
-    except MlflowException as exc:  # a name or value beyond MLflow's limits
-        if exc.get_http_status_code() >= 500:
-            raise
-        raise ApiError(400, "BAD_REQUEST", exc.message) from None
+    def studied() -> T:
+        try:
+            return work()
+        except StudyNotDefinedError as exc:
+            raise NotFoundError(str(exc)) from None
+        except StudyConflictError as exc:
+            raise ApiError(409, "CONFLICT", str(exc)) from None
+        except MlflowException as exc:
+            if exc.get_http_status_code() >= 500:
+                raise
+            raise ApiError(400, "BAD_REQUEST", exc.message) from None
+
+    return api_answer(studied)
 
 
 def _scoped() -> bool:
