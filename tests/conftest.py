@@ -169,6 +169,20 @@ def postgres_uri(request: pytest.FixtureRequest) -> Iterator[str]:
     drop_pg_database(uri)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """MLflow's SqlAlchemyStore on a new SQLite file, then on a new PostgreSQL database."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_uri")
+    store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
+    yield store
+    store.engine.dispose()
+
+
 @pytest.fixture
 def s3(tmp_path: Path) -> Iterator[object]:
     """An S3-compatible server (moto) on a free loopback port, with no bucket yet."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -376,19 +376,6 @@ def test_a_study_in_a_store_folder_is_answered_by_a_server_started_on_it_later(
                               "maximize").trial({"lr": 0.02, "mu": 0.0, "rounds": 2},
                                                 queued=True)  # fmt: skip
     assert later.number == 4
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    else:
-        uri = request.getfixturevalue("postgres_uri")
-    store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
-    yield store
-    store.engine.dispose()
 
 
 def test_trial_hardware_is_aggregated_by_the_database_the_same_on_sqlite_and_postgresql(

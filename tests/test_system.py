@@ -10,11 +10,9 @@ import signal
 import subprocess
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
-import pytest
 import requests
 from conftest import SYNMLOPS, Server, start_server
 from mlflow import MlflowClient
@@ -181,19 +179,6 @@ def test_a_sample_within_no_run_is_counted_and_not_stored(server_factory, tmp_pa
     assert MlflowClient(server.url).get_metric_history(run_id, CPU) == []
     bad = post_samples(server.url, b'{"format": "synergos.system/1", "runs": 3}')
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_VALUE"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    else:
-        uri = request.getfixturevalue("postgres_uri")
-    store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
-    yield store
-    store.engine.dispose()
 
 
 def test_samples_attach_by_time_to_every_run_of_the_participant_they_fall_in(
