@@ -17,12 +17,12 @@ from unittest import mock
 
 import pytest
 import requests
+from auth_support import ADMIN, ALICE, bind, create_accounts
 from click.testing import CliRunner
 from conftest import SYNMLOPS, Server, free_port, start_server
 from federated_data import LoggedRun, log_federated_run
 
-ADMIN = ("admin", "admin-password-for-tests")
-ALICE = ("alice", "alice-password-123")  # bound to worker-1 of collab-a
+# ALICE is bound to worker-1 of collab-a
 CAROL = ("carol", "carol-password-123")  # no binding, no permission
 TRACKER = ("tracker", "tracker-password-123")  # no binding, creates its own experiments
 API = "/api/synergos/v1"
@@ -40,21 +40,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, L
             logged = log_federated_run(
                 server.url, participants=["worker-1", "worker-2", "worker-3"], rounds=3
             )
-        for user, password in (ALICE, CAROL, TRACKER):
-            created = requests.post(
-                f"{server.url}/api/2.0/mlflow/users/create",
-                json={"username": user, "password": password},
-                auth=ADMIN,
-                timeout=60,
-            )
-            assert created.status_code == 200, created.text
-        bound = subprocess.run(
-            [*SYNMLOPS, "auth", "bind", ALICE[0], "--collaboration", "collab-a",
-             "--participant", "worker-1", "--store", str(store)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert bound.returncode == 0, bound.stderr
-        assert f"READ granted on experiments {logged.experiment_id}" in bound.stdout
+        create_accounts(server.url, ALICE, CAROL, TRACKER)
+        bound = bind(store, ALICE[0], "collab-a", "worker-1")
+        assert f"READ granted on experiments {logged.experiment_id}" in bound
         yield server, logged
     finally:
         server.stop()

@@ -258,17 +258,23 @@ def write_outputs(tmp_path: Path, c: str) -> tuple[Path, Path]:
     return outputs, workers
 
 
+def ingest(server: Server, outputs: Path, workers: Path) -> subprocess.CompletedProcess[str]:
+    """`synmlops ingest` of an orchestrator's and its workers' folders, which must succeed."""
+    result = subprocess.run(
+        [*SYNMLOPS, "ingest", str(outputs), "--worker-outputs", str(workers),
+         "--tracking-uri", server.url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_ingest_catalogues_the_workers_catalogue_json_and_reports_what_it_left_out(
     shared_server: Server, tmp_path: Path
 ) -> None:
     c = unique("ingested")
     outputs, workers = write_outputs(tmp_path, c)
-    result = subprocess.run(
-        [*SYNMLOPS, "ingest", str(outputs), "--worker-outputs", str(workers),
-         "--tracking-uri", shared_server.url],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = ingest(shared_server, outputs, workers)
     report = result.stdout
     assert "runs: 2 new" in report
     assert "worker/broken-w/preprocessing/catalogue.json: is not a data catalogue" in report
@@ -363,12 +369,7 @@ def test_ingest_catalogues_the_catalogue_json_the_worker_writes(
     write_worker_catalogue(workers, "tab-w", [c, "p"], worker_catalogue_tabular())
     write_worker_catalogue(workers, "img-w", [c, "p"], worker_catalogue_image())
     write_worker_catalogue(workers, "txt-w", [c, "p"], worker_catalogue_text())
-    result = subprocess.run(
-        [*SYNMLOPS, "ingest", str(outputs), "--worker-outputs", str(workers),
-         "--tracking-uri", shared_server.url],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    result = ingest(shared_server, outputs, workers)
     assert "catalogue.json" not in result.stdout, result.stdout  # nothing left out or partial
 
     body = get(shared_server, "/catalogue").json()

@@ -4,22 +4,20 @@ global lineage, never another participant's dataset or profile."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 from unittest import mock
 from urllib.parse import quote
 
 import requests
-from conftest import SYNMLOPS
+from auth_support import ADMIN, ALICE, bind, create_accounts
 from mlflow import MlflowClient
 from test_catalog import IMAGE, TABULAR
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker
 
-ADMIN = ("admin", "admin-password-for-tests")
-ALICE = ("alice", "alice-password-123")  # bound to worker-1 of collab-a
+# ALICE is bound to worker-1 of collab-a
 API = "/api/synergos/v1"
 
 
@@ -46,17 +44,8 @@ def test_participant_account_sees_its_own_datasets_and_the_global_lineage_only(
         client.create_model_version(
             "global-a", source=f"models:/{logged.model_id}", run_id=run_id, model_id=logged.model_id
         )  # fmt: skip
-    created = requests.post(
-        f"{server.url}/api/2.0/mlflow/users/create",
-        json={"username": ALICE[0], "password": ALICE[1]}, auth=ADMIN, timeout=60,
-    )  # fmt: skip
-    assert created.status_code == 200, created.text
-    bound = subprocess.run(
-        [*SYNMLOPS, "auth", "bind", ALICE[0], "--collaboration", "collab-a",
-         "--participant", "worker-1", "--store", str(store)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert bound.returncode == 0, bound.stderr
+    create_accounts(server.url, ALICE)
+    bind(store, ALICE[0], "collab-a", "worker-1")
 
     def get(path: str, auth: tuple[str, str] | None = ALICE) -> requests.Response:
         return requests.get(f"{server.url}{API}{path}", auth=auth, timeout=60)

@@ -22,6 +22,7 @@ from unittest import mock
 
 import pytest
 import requests
+from auth_support import ADMIN, ALICE, bind, create_accounts
 from conftest import SYNMLOPS, Server, start_server
 from tracking_support import fast_config
 
@@ -30,8 +31,7 @@ from synergos_mlops.storage.batch import MetricBatch
 from synergos_mlops.storage.log_batch import encode_log_batch
 from synergos_mlops.storage.samples import encode_samples, target
 
-ADMIN = ("admin", "admin-password-for-tests")
-ALICE = ("alice", "alice-password-123")  # bound to w1 of hospitals
+# ALICE is bound to w1 of hospitals
 API = "/api/synergos/v1"
 RUN = f"{API}/runs/hospitals/p/e/r"
 CPU = "system/cpu_utilization_percentage"
@@ -125,17 +125,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         admin_env.start()  # the tracker's threads take the credentials on their first request
         orchestrator = FederatedTracker(server.url, fast_config(folder / "admin"))
         run = orchestrator.run("hospitals", "p", "e", "r", participants=["w1", "w2"])
-        created = requests.post(
-            f"{server.url}/api/2.0/mlflow/users/create", auth=ADMIN, timeout=60,
-            json={"username": ALICE[0], "password": ALICE[1]},
-        )  # fmt: skip
-        assert created.status_code == 200, created.text
-        bound = subprocess.run(
-            [*SYNMLOPS, "auth", "bind", ALICE[0], "--collaboration", "hospitals",
-             "--participant", "w1", "--store", str(store)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert bound.returncode == 0, bound.stderr
+        create_accounts(server.url, ALICE)
+        bind(store, ALICE[0], "hospitals", "w1")
         monitors = {
             "w1": start_monitor(server.url, "w1", ALICE, folder / "spool-w1"),
             "w2": start_monitor(server.url, "w2", ADMIN, folder / "spool-w2"),

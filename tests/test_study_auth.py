@@ -6,21 +6,20 @@ spread and hardware, and may not add trials."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from unittest import mock
 
 import requests
-from conftest import SYNMLOPS, start_server
+from auth_support import ADMIN, ALICE, bind, create_accounts
+from conftest import start_server
 from mlflow import MlflowClient
 from test_studies import SPACE, post_hardware, study_url
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker
 
-ADMIN = ("admin", "admin-password-for-tests")
-ALICE = ("alice", "alice-password-123")  # bound to w1 of hospitals
+# ALICE is bound to w1 of hospitals
 BOB = ("bob", "bob-password-123")  # unbound, granted READ on the experiment
 CAROL = ("carol", "carol-password-123")  # unbound, no permission
 API = "/api/synergos/v1"
@@ -61,17 +60,8 @@ def test_studies_under_auth_show_a_bound_account_only_its_own_participants_figur
                             "w1": {CPU: [100, 100], MEMORY: [100, 200]},
                             "w2": {CPU: [400, 400], MEMORY: [5000, 6000]},
                         }, stamps, {}, auth=ADMIN)  # fmt: skip
-        for user, password in (ALICE, BOB, CAROL):
-            created = requests.post(f"{server.url}/api/2.0/mlflow/users/create", auth=ADMIN,
-                                    json={"username": user, "password": password},
-                                    timeout=60)  # fmt: skip
-            assert created.status_code == 200, created.text
-        bound = subprocess.run(
-            [*SYNMLOPS, "auth", "bind", ALICE[0], "--collaboration", "hospitals",
-             "--participant", "w1", "--store", str(store)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert bound.returncode == 0, bound.stderr
+        create_accounts(server.url, ALICE, BOB, CAROL)
+        bind(store, ALICE[0], "hospitals", "w1")
         grant = {"username": BOB[0], "resource_type": "experiment",
                  "resource_id": experiment_id, "permission": "READ"}  # fmt: skip
         granted = requests.post(f"{server.url}/api/3.0/mlflow/users/permissions/grant",

@@ -14,6 +14,7 @@ from pathlib import Path
 from unittest import mock
 
 import requests
+from auth_support import bind, create_accounts
 from conftest import SYNMLOPS, Server, start_server
 from mlflow import MlflowClient
 from tracking_support import fast_config
@@ -234,16 +235,8 @@ def test_a_participant_account_sends_and_sees_only_its_own_participants_samples(
             tracker.run(collaboration="hospitals", project="p", experiment="e", run="r",
                         participants=["w1", "w2"]),
         ):  # fmt: skip
-            created = requests.post(f"{server.url}/api/2.0/mlflow/users/create", auth=admin,
-                                    json={"username": alice[0], "password": alice[1]},
-                                    timeout=60)  # fmt: skip
-            assert created.status_code == 200, created.text
-            bound = subprocess.run(
-                [*SYNMLOPS, "auth", "bind", alice[0], "--collaboration", "hospitals",
-                 "--participant", "w1", "--store", str(store)],
-                capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
-            assert bound.returncode == 0, bound.stderr
+            create_accounts(server.url, alice, admin=admin)
+            bind(store, alice[0], "hospitals", "w1")
             now = int(time.time() * 1000)
             assert post_samples(server.url, sample_body("w1", [now])).status_code == 401
             own = post_samples(server.url, sample_body("w1", [now]), auth=alice)
