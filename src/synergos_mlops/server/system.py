@@ -43,6 +43,7 @@ from synergos_mlops.server.federated_runs import (
     resolve_run,
 )
 from synergos_mlops.storage import reads
+from synergos_mlops.storage.system import CPU_KEY, MEMORY_KEY, PROCESS_CPU_KEY, PROCESS_MEMORY_KEY
 
 __all__ = [
     "SYSTEM_CSV",
@@ -57,11 +58,6 @@ T = TypeVar("T")
 
 #: The name of the hardware series in a run's bundle.
 SYSTEM_CSV = "system.csv"
-#: Keys of the heatmap summary.
-CPU_KEY = "system/cpu_utilization_percentage"
-PROCESS_CPU_KEY = "system/process_cpu_utilization_percentage"
-MEMORY_KEY = "system/system_memory_usage_megabytes"
-PROCESS_MEMORY_KEY = "system/process_memory_rss_megabytes"
 ROUND_KEY = "train/loss"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 

@@ -18,6 +18,14 @@ from synergos_mlops.errors import InvalidValueError, SynergosError
 from synergos_mlops.federation import ExperimentIds, validate_id
 from synergos_mlops.storage import reads
 from synergos_mlops.storage.reads import RunRow, SessionMaker
+from synergos_mlops.storage.system import (
+    CPU_COUNT_TAG,
+    CPU_KEY,
+    MEMORY_KEY,
+    NETWORK_KEYS,
+    PROCESS_CPU_KEY,
+    PROCESS_MEMORY_KEY,
+)
 from synergos_mlops.studies import (
     DEFAULT_STUDY,
     TAG_OUTSIDE_SPACE,
@@ -361,13 +369,6 @@ def latest_values(
 
 # --- hardware cost of trials -------------------------------------------------------------
 
-PROCESS_CPU_KEY = "system/process_cpu_utilization_percentage"
-CPU_KEY = "system/cpu_utilization_percentage"
-PROCESS_MEMORY_KEY = "system/process_memory_rss_megabytes"
-MEMORY_KEY = "system/system_memory_usage_megabytes"
-#: Counters since the monitor started: what a run used is their last minus their first.
-NETWORK_KEYS = ("system/network_receive_megabytes", "system/network_transmit_megabytes")
-CPU_COUNT_TAG = "synergos.system.cpu_count"
 _GPU_PREFIX = "system/gpu_"
 _GPU_SUFFIX = "_utilization_percentage"
 _HARDWARE_KEYS = (PROCESS_CPU_KEY, CPU_KEY, PROCESS_MEMORY_KEY, MEMORY_KEY, *NETWORK_KEYS)

@@ -32,10 +32,30 @@ from synergos_mlops.federation import (
 from synergos_mlops.storage.batch import MetricBatch
 from synergos_mlops.storage.samples import SampleBatch, split_target
 
-__all__ = ["FACT_TAG_PREFIX", "AttachResult", "CandidateRun", "attach_samples", "candidate_runs"]
+__all__ = [
+    "CPU_COUNT_TAG",
+    "CPU_KEY",
+    "FACT_TAG_PREFIX",
+    "MEMORY_KEY",
+    "NETWORK_KEYS",
+    "PROCESS_CPU_KEY",
+    "PROCESS_MEMORY_KEY",
+    "AttachResult",
+    "CandidateRun",
+    "attach_samples",
+    "candidate_runs",
+]
 
 #: Static facts become run tags under this prefix: ``synergos.system.cpu_count``.
 FACT_TAG_PREFIX = "synergos.system."
+#: The hardware series the server reads back (heatmap, study cost), as monitors name them.
+CPU_KEY = "system/cpu_utilization_percentage"
+PROCESS_CPU_KEY = "system/process_cpu_utilization_percentage"
+MEMORY_KEY = "system/system_memory_usage_megabytes"
+PROCESS_MEMORY_KEY = "system/process_memory_rss_megabytes"
+#: Counters since the monitor started: what a run used is their last minus their first.
+NETWORK_KEYS = ("system/network_receive_megabytes", "system/network_transmit_megabytes")
+CPU_COUNT_TAG = FACT_TAG_PREFIX + "cpu_count"
 
 
 @dataclass(frozen=True)
