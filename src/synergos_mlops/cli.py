@@ -462,7 +462,8 @@ def export(
     participant: str | None,
     tracking_uri: str | None,
 ) -> None:
-    """Write every artifact of a federated run (global/ and participants/<id>/) to one ZIP."""
+    """Write a federated run to one ZIP: every artifact (global/, participants/<id>/), its
+    data files, log records (logs.jsonl) and hardware samples (system.csv)."""
     from synergos_mlops.export import ExportRequest, export_run
 
     request = ExportRequest(collaboration, project, experiment, run_id, participant)
