@@ -44,6 +44,12 @@ find_python37() {
     return 1
 }
 
+# --check-python: only say whether a Python 3.7 can be found (.ci/run asks before testing).
+if [[ "${1:-}" == "--check-python" ]]; then
+    find_python37 >/dev/null
+    exit $?
+fi
+
 # One build at a time: parallel test processes may all ask for the environment.
 exec 9>".venv-ttp.lock"
 flock 9
