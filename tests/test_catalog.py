@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker, InvalidValueError
-from synergos_mlops.catalogue import columns_of, parse_worker_catalogue, rows_of
+from synergos_mlops.catalogue import columns_of, dataset_entry, parse_worker_catalogue, rows_of
 
 API = "/api/synergos/v1"
 
@@ -343,19 +343,88 @@ def test_the_worker_s_catalogue_shape_is_read_whole() -> None:
     assert columns_of("text", text_entry.metadata)["representation"] == {"value": 0.004}
 
 
-def test_worker_headers_of_another_shape_leave_the_split_out_with_the_reason() -> None:
+def test_worker_headers_of_another_shape_are_left_out_and_the_split_is_kept() -> None:
     catalogue = worker_catalogue_tabular()
     catalogue["headers"]["evaluate"] = {"X": ["a"], "z": ["b"]}  # type: ignore[index]
     entries, notes = parse_worker_catalogue(catalogue, "c", "p", "w1")
-    assert [e.split for e in entries] == ["train"]
-    assert any("not keys z" in n and "'evaluate' left out" in n for n in notes), notes
-    with pytest.raises(InvalidValueError, match="must be a list of column names"):
-        parse_worker_catalogue(
-            {"headers": {"train": {"X": "age"}}, "metadata": {"train": {"_type": "text"}}},
-            "c",
-            "p",
-            "w1",
-        )
+    assert [(e.split, len(e.headers)) for e in entries] == [("train", 10), ("evaluate", 0)]
+    assert [(n.reason, n.message) for n in notes] == [
+        ("wrong type", "the headers of split 'evaluate' must be a list of column names or "
+                       '{"X": [...], "y": [...]}, not keys z; left out'),
+    ]  # fmt: skip
+    with pytest.raises(InvalidValueError, match="must be lists of column names, not 'age'"):
+        dataset_entry("c", "p", "w1", "train", {"_type": "text"}, headers={"X": "age"})
+
+
+def wrongly_typed_catalogue() -> dict[str, Any]:
+    """The worker's catalogue with a wrong type in four places: a schema type NaN, src_count
+    as text, features as a list, cat_variables as a column name."""
+    catalogue = copy.deepcopy(worker_catalogue_tabular(("train", "evaluate", "predict")))
+    catalogue["schemas"]["train"] = {**WORKER_TABULAR_SCHEMA, "age": float("nan")}
+    catalogue["metadata"]["train"]["src_count"] = "40"
+    catalogue["metadata"]["evaluate"]["features"] = [1, 2]
+    catalogue["metadata"]["predict"]["features"]["cat_variables"] = "sex"
+    return catalogue
+
+
+WRONG_TYPES = [
+    "the type of column age in the schema of split 'train' is NaN, not a type name; left out",
+    "split 'train': src_count is '40', not a row count; left out",
+    "split 'evaluate': features is a list, not an object; left out",
+    "split 'predict': features.cat_variables is 'sex', not an object of column: statistics; "
+    "left out",
+]
+
+
+def test_wrong_types_in_the_worker_s_catalogue_are_left_out_and_named_with_their_reason() -> None:
+    entries, notes = parse_worker_catalogue(wrongly_typed_catalogue(), "c", "p", "w1")
+    assert sorted((n.reason, n.message) for n in notes) == sorted(
+        ("wrong type", m) for m in WRONG_TYPES
+    )
+    train, evaluate, predict = entries
+    assert "age" not in train.schema and "nan" not in train.schema.values()
+    assert train.schema == {k: v for k, v in WORKER_TABULAR_SCHEMA.items() if k != "age"}
+    profile = json.loads(train.profile_json())
+    assert profile["src_count"] is None and profile["rows"] == 120  # from the columns' counts
+    assert "src_count" not in train.metadata
+    assert "features" not in evaluate.metadata and evaluate.kind == "tabular"
+    assert evaluate.schema == WORKER_TABULAR_SCHEMA and rows_of("tabular", evaluate.metadata) == 120
+    features = predict.metadata["features"]
+    assert "cat_variables" not in features
+    assert features["num_variables"]["age"]["mean"] == 54.2  # its neighbours kept
+    # The tracker refuses the same wrong types at once, naming them.
+    with pytest.raises(InvalidValueError, match="src_count is '40', not a row count"):
+        dataset_entry("c", "p", "w1", "train", {"src_count": "40", "_type": "image"})
+    with pytest.raises(InvalidValueError, match="type of column age .* is NaN"):
+        dataset_entry("c", "p", "w1", "train", {"_type": "tabular"},
+                      schema={"age": float("nan")})  # fmt: skip
+
+
+def test_ingest_names_each_wrong_type_once_and_counts_them_by_reason(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("wrong-types")
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    write_worker_catalogue(workers, "w1", [c, "p"], wrongly_typed_catalogue())
+    for run_id in ("r1", "r2"):  # the project's catalogue is part of both runs
+        folder = outputs / c / "p" / "e" / run_id
+        folder.mkdir(parents=True)
+        (folder / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    report = ingest(shared_server, outputs, workers).stdout
+    for message in WRONG_TYPES:
+        assert report.count(message) == 1, report
+    assert "catalogue parts left out or missing, by reason: wrong type 4" in report
+
+    body = get(shared_server, "/catalogue").json()
+    (collab,) = [x for x in body["collaborations"] if x["id"] == c]
+    splits = {s["split"]: s["datasets"] for s in collab["participants"][0]["splits"]}
+    assert {split: len(datasets) for split, datasets in splits.items()} == {
+        "train": 1, "evaluate": 1, "predict": 1
+    }  # fmt: skip
+    train = splits["train"][0]
+    assert train["src_count"] is None and train["rows"] == 120 and train["runs"] == 2
+    assert "nan" not in {col["type"] for col in train["columns"]}
+    assert "age" not in {col["name"] for col in train["columns"]}
 
 
 def test_ingest_catalogues_the_catalogue_json_the_worker_writes(

@@ -68,6 +68,7 @@ class Problem:
 
     where: str
     reason: str
+    code: str = ""  # what the ingest report counts it under (a catalogue part's reason)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
