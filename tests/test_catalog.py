@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from conftest import SYNMLOPS, Server
 from ingest_trees import (
     WORKER_TABULAR_HEADERS,
     WORKER_TABULAR_SCHEMA,
+    set_mtime,
     worker_catalogue_image,
     worker_catalogue_tabular,
     worker_catalogue_text,
+    worker_tabular_summary,
     write_worker_catalogue,
 )
 from mlflow import MlflowClient
@@ -249,12 +252,11 @@ def write_outputs(tmp_path: Path, c: str) -> tuple[Path, Path]:
         "broken-w": {"metadata": "not an object"},
     }
     for participant, catalogue in catalogues.items():
-        folder = workers / participant / c / "p" / "preprocessing"
-        folder.mkdir(parents=True)
-        (folder / "catalogue.json").write_text(json.dumps(catalogue))
+        write_worker_catalogue(workers, participant, [c, "p"], catalogue)
     half = workers / "half-w" / c / "p" / "preprocessing"
     half.mkdir(parents=True)
     (half / "catalogue.json").write_text('{"metadata": {"train": ')
+    set_mtime(half / "catalogue.json", time.time() - 3600)
     return outputs, workers
 
 
@@ -465,3 +467,90 @@ def test_ingest_catalogues_the_catalogue_json_the_worker_writes(
     assert features["misc_variables"] == {"notes": {"datatype": "object"}}
     assert splits["img-w"]["train"]["src_count"] == 300
     assert splits["img-w"]["train"]["rows"] == 300  # src_count is the worker's len(df)
+
+
+# --- a worker's catalogue that changes between runs -------------------------------------------
+
+
+def test_a_changed_catalogue_belongs_to_the_runs_that_ran_on_it_not_to_earlier_ones(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    """r1 trains on the worker's first data; the worker then loads new data under a new tag
+    (a new catalogue.json) and r2 trains on it. Ingested after each run, r1 keeps its own
+    datasets only, its model version's lineage gains nothing, and r2 reports the drift."""
+    c = unique("changed")
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    start = time.time() - 7200
+    first = worker_catalogue_tabular()
+    write_worker_catalogue(workers, "w1", [c, "p"], first, at=start)
+    r1 = outputs / c / "p" / "e" / "r1"
+    r1.mkdir(parents=True)
+    (r1 / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    (r1 / "global_model.pt").write_bytes(b"weights-1")
+    set_mtime(r1, start + 600)  # r1 trained after the worker loaded its data
+    ingest(shared_server, outputs, workers)
+
+    client = MlflowClient(shared_server.url)
+    experiment = client.get_experiment_by_name(f"{c}/p/e")
+    assert experiment is not None
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`synergos.run` = 'r1' "
+                                   "and tags.`synergos.role` = 'federation'")  # fmt: skip
+    logged = client.create_logged_model(experiment.experiment_id, name="global_model",
+                                        source_run_id=parent.info.run_id)  # fmt: skip
+    name = f"model-{c}"
+    client.create_registered_model(name)
+    client.create_model_version(name, source=f"models:/{logged.model_id}",
+                                run_id=parent.info.run_id, model_id=logged.model_id)  # fmt: skip
+
+    def datasets(run_id: str) -> dict[str, Any]:
+        answer = get(shared_server, f"/runs/{run_path(c, 'p', 'e', run_id)}/datasets")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    before = {(d["split"], d["digest"]) for d in datasets("r1")["datasets"]}
+    assert {split for split, _ in before} == {"train", "evaluate"}
+
+    second = copy.deepcopy(first)
+    for split in ("train", "evaluate"):
+        second["metadata"][split] = worker_tabular_summary(rows=150)  # type: ignore[index]
+    write_worker_catalogue(workers, "w1", [c, "p"], second, at=start + 1200)
+    r2 = outputs / c / "p" / "e" / "r2"
+    r2.mkdir(parents=True)
+    (r2 / "global_loss_history.json").write_text('{"train": {"0": 0.6}}')
+    set_mtime(r2, start + 1800)
+    report = ingest(shared_server, outputs, workers).stdout
+    assert "runs: 1 new" in report, report
+
+    r1_datasets = datasets("r1")
+    assert {(d["split"], d["digest"]) for d in r1_datasets["datasets"]} == before
+    r2_datasets = datasets("r2")
+    after = {(d["split"], d["digest"]) for d in r2_datasets["datasets"]}
+    assert len(after) == 2 and not after & before
+    assert {(d["split"], d["rows"]) for d in r2_datasets["datasets"]} == {
+        ("train", 150), ("evaluate", 150)
+    }  # fmt: skip
+    drift = {(d["split"], d["against"], d["run"]["run"]) for d in r2_datasets["drift"]}
+    assert drift == {("train", "previous", "r1"), ("evaluate", "previous", "r1")}
+    trained = requests.get(f"{shared_server.url}{API}/lineage/models/{quote(name)}/1", timeout=60)
+    assert trained.status_code == 200, trained.text
+    assert {(d["split"], d["digest"]) for d in trained.json()["datasets"]} == before
+
+
+def test_a_catalogue_newer_than_every_run_of_its_project_waits_for_its_run(
+    tmp_path: Path,
+) -> None:
+    from synergos_mlops.ingest import WorkerOutputs, scan
+
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    run = outputs / "c" / "p" / "e" / "r1"
+    run.mkdir(parents=True)
+    (run / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    set_mtime(run, time.time() - 600)
+    write_worker_catalogue(workers, "w1", ["c", "p"], worker_catalogue_tabular(), at=time.time())
+    found = scan(outputs, [WorkerOutputs(workers)])
+    assert [f.name for f in found.runs[0].files] == ["outputs/global_loss_history.json"]
+    assert [str(p) for p in found.problems] == [
+        "workers: worker/w1/preprocessing/catalogue.json: data catalogue of project c/p "
+        "written after every run of it in OUTPUTS ended (it is the data of a later run); "
+        "not ingested yet"
+    ]
