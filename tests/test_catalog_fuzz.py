@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_trees import worker_catalogue_tabular, write_worker_catalogue
 
-from synergos_mlops.catalogue import DatasetEntry, parse_worker_catalogue
+from synergos_mlops.catalogue import DatasetEntry, dataset_entry, parse_worker_catalogue
 from synergos_mlops.catalogue_shape import (
     BAD_TEXT,
     MAX_DEPTH,
@@ -33,6 +33,7 @@ from synergos_mlops.catalogue_shape import (
     UNKNOWN_KEY,
     UNKNOWN_SPLIT,
     WRONG_TYPE,
+    text_problem,
 )
 from synergos_mlops.errors import InvalidValueError
 
@@ -188,7 +189,13 @@ def test_any_json_at_all_is_catalogued_or_refused_with_one_message(data: Any) ->
             for text in (entry.schema_json(), entry.profile_json(), entry.source):
                 text.encode("utf-8")
                 assert "\x00" not in text
+            # and the tracker, which the ingester hands it to, takes it as it is
+            again = dataset_entry("c", "p", "w1", entry.split, entry.metadata,
+                                  schema=entry.schema, headers=entry.headers)  # fmt: skip
+            assert again.digest == entry.digest
         assert all(n.reason in REASONS for n in notes)
+        for note in notes:  # one line of the report each, printable anywhere
+            assert "\n" not in note.message and text_problem(note.message) is None
 
 
 def ingest_once(server: Server, catalogue: dict[str, Any]) -> tuple[str, Any]:

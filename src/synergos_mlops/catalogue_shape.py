@@ -244,6 +244,11 @@ def _tabular(fields: Mapping[str, Any], where: str, notes: list[Note]) -> dict[s
     for key, value in fields.items():
         name = str(key)
         here = _join(where, name)
+        try:
+            check_text(name, f"a key of {where}")
+        except Skip as skip:
+            notes.append(skip.note)
+            continue
         if name not in _GROUPS:
             _checked(out, name, lambda v=value, h=here: plain(v, h, 1), notes)
             continue
@@ -289,6 +294,11 @@ def _fields(kind: str, fields: Mapping[str, Any], where: str, notes: list[Note])
     for key, value in fields.items():
         name = str(key)
         here = _join(where, name)
+        try:
+            check_text(name, f"a key of {where}")
+        except Skip as skip:
+            notes.append(skip.note)
+            continue
         _checked(out, name, lambda v=value, h=here, n=name: _field(kind, n, v, h), notes)
     return out
 
