@@ -554,3 +554,28 @@ def test_a_catalogue_newer_than_every_run_of_its_project_waits_for_its_run(
         "written after every run of it in OUTPUTS ended (it is the data of a later run); "
         "not ingested yet"
     ]
+
+
+def test_a_catalogue_nested_deeper_than_the_json_reader_goes_costs_only_itself(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("deep")
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    folder = outputs / c / "p" / "e" / "r1"
+    folder.mkdir(parents=True)
+    (folder / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    deep = write_worker_catalogue(workers, "w1", [c, "p"], {})
+    deep.write_text('{"metadata": {"train": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    set_mtime(deep, time.time() - 3600)
+    report = ingest(shared_server, outputs, workers).stdout
+    assert "runs: 1 new" in report
+    assert "catalogue.json: nests deeper than the JSON reader goes" in report
+    points = (
+        MlflowClient(shared_server.url)
+        .search_runs(
+            [MlflowClient(shared_server.url).get_experiment_by_name(f"{c}/p/e").experiment_id],
+            "tags.`synergos.role` = 'federation'",
+        )[0]
+        .data.metrics
+    )
+    assert points == {"train/loss": 0.7}
