@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -200,12 +201,26 @@ def worker_catalogue_text() -> dict[str, object]:
 
 
 def write_worker_catalogue(
-    worker_outputs: Path, participant: str | None, ids: Sequence[str], data: object
+    worker_outputs: Path,
+    participant: str | None,
+    ids: Sequence[str],
+    data: object,
+    *,
+    at: float | None = None,
 ) -> Path:
     """``data`` as a worker's <ids>/preprocessing/catalogue.json, written as the worker's
-    json.dump writes it (NaN as the bare token)."""
+    json.dump writes it (NaN as the bare token), dated ``at`` (seconds since the epoch; by
+    default an hour ago: the worker writes it when it loads its data, before a run trains)."""
     base = worker_outputs if participant is None else worker_outputs / participant
     path = base.joinpath(*ids, "preprocessing", "catalogue.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
+    set_mtime(path, time.time() - 3600 if at is None else at)
     return path
+
+
+def set_mtime(path: Path, at: float) -> None:
+    """Date a file, or every file under a folder, ``at`` (seconds since the epoch)."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for file in files:
+        os.utime(file, ns=(int(at * 1e9), int(at * 1e9)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,18 @@ from conftest import SYNMLOPS, Server
 from ingest_trees import (
     WORKER_TABULAR_HEADERS,
     WORKER_TABULAR_SCHEMA,
+    set_mtime,
     worker_catalogue_image,
     worker_catalogue_tabular,
     worker_catalogue_text,
+    worker_tabular_summary,
     write_worker_catalogue,
 )
 from mlflow import MlflowClient
 from tracking_support import fast_config
 
 from synergos_mlops import FederatedTracker, InvalidValueError
-from synergos_mlops.catalogue import columns_of, parse_worker_catalogue, rows_of
+from synergos_mlops.catalogue import columns_of, dataset_entry, parse_worker_catalogue, rows_of
 
 API = "/api/synergos/v1"
 
@@ -249,12 +252,11 @@ def write_outputs(tmp_path: Path, c: str) -> tuple[Path, Path]:
         "broken-w": {"metadata": "not an object"},
     }
     for participant, catalogue in catalogues.items():
-        folder = workers / participant / c / "p" / "preprocessing"
-        folder.mkdir(parents=True)
-        (folder / "catalogue.json").write_text(json.dumps(catalogue))
+        write_worker_catalogue(workers, participant, [c, "p"], catalogue)
     half = workers / "half-w" / c / "p" / "preprocessing"
     half.mkdir(parents=True)
     (half / "catalogue.json").write_text('{"metadata": {"train": ')
+    set_mtime(half / "catalogue.json", time.time() - 3600)
     return outputs, workers
 
 
@@ -343,19 +345,88 @@ def test_the_worker_s_catalogue_shape_is_read_whole() -> None:
     assert columns_of("text", text_entry.metadata)["representation"] == {"value": 0.004}
 
 
-def test_worker_headers_of_another_shape_leave_the_split_out_with_the_reason() -> None:
+def test_worker_headers_of_another_shape_are_left_out_and_the_split_is_kept() -> None:
     catalogue = worker_catalogue_tabular()
     catalogue["headers"]["evaluate"] = {"X": ["a"], "z": ["b"]}  # type: ignore[index]
     entries, notes = parse_worker_catalogue(catalogue, "c", "p", "w1")
-    assert [e.split for e in entries] == ["train"]
-    assert any("not keys z" in n and "'evaluate' left out" in n for n in notes), notes
-    with pytest.raises(InvalidValueError, match="must be a list of column names"):
-        parse_worker_catalogue(
-            {"headers": {"train": {"X": "age"}}, "metadata": {"train": {"_type": "text"}}},
-            "c",
-            "p",
-            "w1",
-        )
+    assert [(e.split, len(e.headers)) for e in entries] == [("train", 10), ("evaluate", 0)]
+    assert [(n.reason, n.message) for n in notes] == [
+        ("wrong type", "the headers of split 'evaluate' must be a list of column names or "
+                       '{"X": [...], "y": [...]}, not keys z; left out'),
+    ]  # fmt: skip
+    with pytest.raises(InvalidValueError, match="must be lists of column names, not 'age'"):
+        dataset_entry("c", "p", "w1", "train", {"_type": "text"}, headers={"X": "age"})
+
+
+def wrongly_typed_catalogue() -> dict[str, Any]:
+    """The worker's catalogue with a wrong type in four places: a schema type NaN, src_count
+    as text, features as a list, cat_variables as a column name."""
+    catalogue = copy.deepcopy(worker_catalogue_tabular(("train", "evaluate", "predict")))
+    catalogue["schemas"]["train"] = {**WORKER_TABULAR_SCHEMA, "age": float("nan")}
+    catalogue["metadata"]["train"]["src_count"] = "40"
+    catalogue["metadata"]["evaluate"]["features"] = [1, 2]
+    catalogue["metadata"]["predict"]["features"]["cat_variables"] = "sex"
+    return catalogue
+
+
+WRONG_TYPES = [
+    "the type of column age in the schema of split 'train' is NaN, not a type name; left out",
+    "split 'train': src_count is '40', not a row count; left out",
+    "split 'evaluate': features is a list, not an object; left out",
+    "split 'predict': features.cat_variables is 'sex', not an object of column: statistics; "
+    "left out",
+]
+
+
+def test_wrong_types_in_the_worker_s_catalogue_are_left_out_and_named_with_their_reason() -> None:
+    entries, notes = parse_worker_catalogue(wrongly_typed_catalogue(), "c", "p", "w1")
+    assert sorted((n.reason, n.message) for n in notes) == sorted(
+        ("wrong type", m) for m in WRONG_TYPES
+    )
+    train, evaluate, predict = entries
+    assert "age" not in train.schema and "nan" not in train.schema.values()
+    assert train.schema == {k: v for k, v in WORKER_TABULAR_SCHEMA.items() if k != "age"}
+    profile = json.loads(train.profile_json())
+    assert profile["src_count"] is None and profile["rows"] == 120  # from the columns' counts
+    assert "src_count" not in train.metadata
+    assert "features" not in evaluate.metadata and evaluate.kind == "tabular"
+    assert evaluate.schema == WORKER_TABULAR_SCHEMA and rows_of("tabular", evaluate.metadata) == 120
+    features = predict.metadata["features"]
+    assert "cat_variables" not in features
+    assert features["num_variables"]["age"]["mean"] == 54.2  # its neighbours kept
+    # The tracker refuses the same wrong types at once, naming them.
+    with pytest.raises(InvalidValueError, match="src_count is '40', not a row count"):
+        dataset_entry("c", "p", "w1", "train", {"src_count": "40", "_type": "image"})
+    with pytest.raises(InvalidValueError, match="type of column age .* is NaN"):
+        dataset_entry("c", "p", "w1", "train", {"_type": "tabular"},
+                      schema={"age": float("nan")})  # fmt: skip
+
+
+def test_ingest_names_each_wrong_type_once_and_counts_them_by_reason(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("wrong-types")
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    write_worker_catalogue(workers, "w1", [c, "p"], wrongly_typed_catalogue())
+    for run_id in ("r1", "r2"):  # the project's catalogue is part of both runs
+        folder = outputs / c / "p" / "e" / run_id
+        folder.mkdir(parents=True)
+        (folder / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    report = ingest(shared_server, outputs, workers).stdout
+    for message in WRONG_TYPES:
+        assert report.count(message) == 1, report
+    assert "catalogue parts left out or missing, by reason: wrong type 4" in report
+
+    body = get(shared_server, "/catalogue").json()
+    (collab,) = [x for x in body["collaborations"] if x["id"] == c]
+    splits = {s["split"]: s["datasets"] for s in collab["participants"][0]["splits"]}
+    assert {split: len(datasets) for split, datasets in splits.items()} == {
+        "train": 1, "evaluate": 1, "predict": 1
+    }  # fmt: skip
+    train = splits["train"][0]
+    assert train["src_count"] is None and train["rows"] == 120 and train["runs"] == 2
+    assert "nan" not in {col["type"] for col in train["columns"]}
+    assert "age" not in {col["name"] for col in train["columns"]}
 
 
 def test_ingest_catalogues_the_catalogue_json_the_worker_writes(
@@ -396,3 +467,115 @@ def test_ingest_catalogues_the_catalogue_json_the_worker_writes(
     assert features["misc_variables"] == {"notes": {"datatype": "object"}}
     assert splits["img-w"]["train"]["src_count"] == 300
     assert splits["img-w"]["train"]["rows"] == 300  # src_count is the worker's len(df)
+
+
+# --- a worker's catalogue that changes between runs -------------------------------------------
+
+
+def test_a_changed_catalogue_belongs_to_the_runs_that_ran_on_it_not_to_earlier_ones(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    """r1 trains on the worker's first data; the worker then loads new data under a new tag
+    (a new catalogue.json) and r2 trains on it. Ingested after each run, r1 keeps its own
+    datasets only, its model version's lineage gains nothing, and r2 reports the drift."""
+    c = unique("changed")
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    start = time.time() - 7200
+    first = worker_catalogue_tabular()
+    write_worker_catalogue(workers, "w1", [c, "p"], first, at=start)
+    r1 = outputs / c / "p" / "e" / "r1"
+    r1.mkdir(parents=True)
+    (r1 / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    (r1 / "global_model.pt").write_bytes(b"weights-1")
+    set_mtime(r1, start + 600)  # r1 trained after the worker loaded its data
+    ingest(shared_server, outputs, workers)
+
+    client = MlflowClient(shared_server.url)
+    experiment = client.get_experiment_by_name(f"{c}/p/e")
+    assert experiment is not None
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`synergos.run` = 'r1' "
+                                   "and tags.`synergos.role` = 'federation'")  # fmt: skip
+    logged = client.create_logged_model(experiment.experiment_id, name="global_model",
+                                        source_run_id=parent.info.run_id)  # fmt: skip
+    name = f"model-{c}"
+    client.create_registered_model(name)
+    client.create_model_version(name, source=f"models:/{logged.model_id}",
+                                run_id=parent.info.run_id, model_id=logged.model_id)  # fmt: skip
+
+    def datasets(run_id: str) -> dict[str, Any]:
+        answer = get(shared_server, f"/runs/{run_path(c, 'p', 'e', run_id)}/datasets")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    before = {(d["split"], d["digest"]) for d in datasets("r1")["datasets"]}
+    assert {split for split, _ in before} == {"train", "evaluate"}
+
+    second = copy.deepcopy(first)
+    for split in ("train", "evaluate"):
+        second["metadata"][split] = worker_tabular_summary(rows=150)  # type: ignore[index]
+    write_worker_catalogue(workers, "w1", [c, "p"], second, at=start + 1200)
+    r2 = outputs / c / "p" / "e" / "r2"
+    r2.mkdir(parents=True)
+    (r2 / "global_loss_history.json").write_text('{"train": {"0": 0.6}}')
+    set_mtime(r2, start + 1800)
+    report = ingest(shared_server, outputs, workers).stdout
+    assert "runs: 1 new" in report, report
+
+    r1_datasets = datasets("r1")
+    assert {(d["split"], d["digest"]) for d in r1_datasets["datasets"]} == before
+    r2_datasets = datasets("r2")
+    after = {(d["split"], d["digest"]) for d in r2_datasets["datasets"]}
+    assert len(after) == 2 and not after & before
+    assert {(d["split"], d["rows"]) for d in r2_datasets["datasets"]} == {
+        ("train", 150), ("evaluate", 150)
+    }  # fmt: skip
+    drift = {(d["split"], d["against"], d["run"]["run"]) for d in r2_datasets["drift"]}
+    assert drift == {("train", "previous", "r1"), ("evaluate", "previous", "r1")}
+    trained = requests.get(f"{shared_server.url}{API}/lineage/models/{quote(name)}/1", timeout=60)
+    assert trained.status_code == 200, trained.text
+    assert {(d["split"], d["digest"]) for d in trained.json()["datasets"]} == before
+
+
+def test_a_catalogue_newer_than_every_run_of_its_project_waits_for_its_run(
+    tmp_path: Path,
+) -> None:
+    from synergos_mlops.ingest import WorkerOutputs, scan
+
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    run = outputs / "c" / "p" / "e" / "r1"
+    run.mkdir(parents=True)
+    (run / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    set_mtime(run, time.time() - 600)
+    write_worker_catalogue(workers, "w1", ["c", "p"], worker_catalogue_tabular(), at=time.time())
+    found = scan(outputs, [WorkerOutputs(workers)])
+    assert [f.name for f in found.runs[0].files] == ["outputs/global_loss_history.json"]
+    assert [str(p) for p in found.problems] == [
+        "workers: worker/w1/preprocessing/catalogue.json: data catalogue of project c/p "
+        "written after every run of it in OUTPUTS ended (it is the data of a later run); "
+        "not ingested yet"
+    ]
+
+
+def test_a_catalogue_nested_deeper_than_the_json_reader_goes_costs_only_itself(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    c = unique("deep")
+    outputs, workers = tmp_path / "outputs", tmp_path / "workers"
+    folder = outputs / c / "p" / "e" / "r1"
+    folder.mkdir(parents=True)
+    (folder / "global_loss_history.json").write_text('{"train": {"0": 0.7}}')
+    deep = write_worker_catalogue(workers, "w1", [c, "p"], {})
+    deep.write_text('{"metadata": {"train": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    set_mtime(deep, time.time() - 3600)
+    report = ingest(shared_server, outputs, workers).stdout
+    assert "runs: 1 new" in report
+    assert "catalogue.json: nests deeper than the JSON reader goes" in report
+    points = (
+        MlflowClient(shared_server.url)
+        .search_runs(
+            [MlflowClient(shared_server.url).get_experiment_by_name(f"{c}/p/e").experiment_id],
+            "tags.`synergos.role` = 'federation'",
+        )[0]
+        .data.metrics
+    )
+    assert points == {"train/loss": 0.7}

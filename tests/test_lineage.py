@@ -93,7 +93,8 @@ def check_lineage(shared_server: Server, tmp_path: Path) -> None:
                   "/catalogue", "/catalogue/{collaboration}/{participant}/{digest}"):  # fmt: skip
         assert API + route in paths
 
-    # OpenLineage export: the federated run's START and COMPLETE, one event per participant.
+    # OpenLineage export: every job run (the federated run's and each participant's) has
+    # its START, then its COMPLETE, under one run id.
     output = tmp_path / "lineage.jsonl"
     result = subprocess.run(
         [*SYNMLOPS, "lineage", "export", c, "heart", "fedavg", "r1", "-o", str(output),
@@ -102,8 +103,12 @@ def check_lineage(shared_server: Server, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [e["eventType"] for e in events] == ["START", "COMPLETE", "COMPLETE", "COMPLETE"]
-    complete = events[1]
+    assert [e["eventType"] for e in events] == ["START"] * 3 + ["COMPLETE"] * 3
+    by_run: dict[str, list[str]] = {}
+    for event in events:
+        by_run.setdefault(event["run"]["runId"], []).append(event["eventType"])
+    assert list(by_run.values()) == [["START", "COMPLETE"]] * 3
+    complete = events[-1]
     assert complete["run"]["runId"] == str(uuid.UUID(run_id))
     assert (complete["job"]["namespace"], complete["job"]["name"]) == (
         f"synergos://{c}", "heart/fedavg"
@@ -113,8 +118,10 @@ def check_lineage(shared_server: Server, tmp_path: Path) -> None:
     }  # fmt: skip
     site_a = next(i for i in complete["inputs"] if i["name"] == f"heart/site-a/train@{a}")
     assert [f["name"] for f in site_a["facets"]["schema"]["fields"]] == HEADERS
-    child = events[2]
+    child = events[1]
+    assert child["job"]["name"] == "heart/fedavg/site-a"
     assert child["run"]["facets"]["parent"]["run"]["runId"] == str(uuid.UUID(run_id))
+    assert [i["name"] for i in child["inputs"]] == [f"heart/site-a/train@{a}"]
 
     refused = subprocess.run(
         [*SYNMLOPS, "lineage", "export", c, "heart", "fedavg", "nope", "-o", str(output),
@@ -122,3 +129,49 @@ def check_lineage(shared_server: Server, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert refused.returncode == 1 and "run 'nope' not found" in refused.stderr
+
+
+def lineage_of(statuses: dict[str, str]) -> dict[str, Any]:
+    """A run's lineage as the API answers it, with participants in the given states."""
+    run_id = uuid.uuid4().hex
+    return {
+        "run": {"collaboration": "c", "project": "p", "experiment": "e", "run": "r",
+                "mlflow_run_id": run_id, "status": "FAILED",
+                "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-01T01:00:00Z"},
+        "participants": [
+            {"id": name, "mlflow_run_id": uuid.uuid4().hex, "status": status,
+             "start_time": "2026-01-01T00:00:01Z",
+             "end_time": None if status == "RUNNING" else "2026-01-01T00:59:00Z"}
+            for name, status in statuses.items()
+        ],
+        "datasets": [], "models": [], "model_versions": [],
+    }  # fmt: skip
+
+
+def test_each_participant_run_is_exported_as_start_then_its_end_with_one_run_id() -> None:
+    """OpenLineage pairs a job run's START with its COMPLETE (FAIL, ABORT) by run id; a
+    participant that failed ends in FAIL, one still running has only its START."""
+    from openlineage.client.serde import Serde
+
+    from synergos_mlops.lineage import openlineage_events
+
+    lineage = lineage_of({"a": "FINISHED", "b": "FAILED", "c": "KILLED", "d": "RUNNING"})
+    events = [json.loads(Serde.to_json(e)) for e in openlineage_events(lineage)]
+    by_job: dict[str, list[tuple[str, str]]] = {}
+    for event in events:
+        by_job.setdefault(event["job"]["name"], []).append(
+            (event["eventType"], event["run"]["runId"])
+        )
+    states = {job: [state for state, _ in seen] for job, seen in by_job.items()}
+    assert states == {
+        "p/e": ["START", "FAIL"],
+        "p/e/a": ["START", "COMPLETE"],
+        "p/e/b": ["START", "FAIL"],
+        "p/e/c": ["START", "ABORT"],
+        "p/e/d": ["START"],
+    }
+    for seen in by_job.values():
+        assert len({run for _, run in seen}) == 1  # one run id per job run
+    kinds = [e["eventType"] for e in events]
+    assert kinds.index("COMPLETE") > max(i for i, k in enumerate(kinds) if k == "START")
+    assert events[0]["job"]["name"] == "p/e" and events[-1]["job"]["name"] == "p/e"

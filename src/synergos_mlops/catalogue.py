@@ -41,6 +41,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from synergos_mlops import catalogue_shape as shape
+from synergos_mlops.catalogue_shape import Note
 from synergos_mlops.errors import InvalidValueError
 from synergos_mlops.federation import STAGES, validate_id
 
@@ -50,6 +52,7 @@ __all__ = [
     "SOURCE_TYPE",
     "SPLITS",
     "DatasetEntry",
+    "Note",
     "column_changes",
     "dataset_entry",
     "parse_worker_catalogue",
@@ -60,6 +63,9 @@ KINDS: tuple[str, ...] = ("tabular", "image", "text")
 SOURCE_TYPE = "synergos-participant"
 CONTEXT_TAG = "mlflow.data.context"
 DIGEST_LENGTH = 32  # MLflow keeps at most 36 characters of a dataset digest
+#: MLflow's limits on a dataset's schema and profile (mlflow.utils.validation), in characters.
+MAX_SCHEMA_SIZE = 1_048_575
+MAX_PROFILE_SIZE = 16_777_215
 
 #: The worker's pandas dtypes as MLflow column types (MLflow's UI reads ``mlflow_colspec``).
 _MLFLOW_TYPES = {
@@ -85,19 +91,6 @@ def _canonical(value: Any) -> str:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(_canonical(value).encode("utf-8")).hexdigest()[:DIGEST_LENGTH]
-
-
-def _plain(value: Any, where: str) -> Any:
-    """JSON-able, finite: NaN and infinities (pandas' describe() of an empty column) → None."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
-    raise InvalidValueError(f"{where} holds {type(value).__name__}, which JSON cannot keep")
 
 
 @dataclass(frozen=True)
@@ -254,36 +247,42 @@ def column_changes(
     }
 
 
-def _header_list(headers: object, split: str) -> list[str]:
-    """The split's headers as one list: the worker's ``{"X": [...], "y": [...]}`` gives X then
-    y; a plain list of names is kept as it is."""
-    if headers is None:
-        return []
-    parts: list[object]
-    if isinstance(headers, Mapping):
-        unknown = sorted(str(k) for k in headers if k not in ("X", "y"))
-        if unknown:
-            raise InvalidValueError(
-                f"the headers of split {split!r} must be a list of column names or "
-                f'{{"X": [...], "y": [...]}}, not keys {", ".join(unknown)}'
-            )
-        parts = [headers.get("X"), headers.get("y")]
-    else:
-        parts = [headers]
-    names: list[str] = []
-    for part in parts:
-        if part is None:
-            continue
-        if (
-            not isinstance(part, Sequence)
-            or isinstance(part, (str, bytes))
-            or not all(isinstance(h, str) for h in part)
-        ):
-            raise InvalidValueError(
-                f"the headers of split {split!r} must be a list of column names"
-            )
-        names.extend(str(h) for h in part)
-    return names
+def _checked_entry(
+    ids: tuple[str, str, str],
+    split: str,
+    metadata: Mapping[str, Any],
+    schema: object,
+    headers: object,
+) -> tuple[DatasetEntry | None, list[Note]]:
+    """One split's entry from what is valid of its parts, and a Note for each part left out;
+    no entry (a Note says why) when nothing usable is left or it is more than MLflow keeps."""
+    plain, notes = shape.clean_summary(split, metadata)
+    kind, _ = _summary(plain)
+    if kind is not None and "_type" not in plain:
+        plain["_type"] = kind
+    columns, schema_notes = shape.clean_schema(split, schema)
+    header_names, header_notes = shape.clean_headers(split, headers)
+    notes += schema_notes + header_notes
+    if not columns and kind == "tabular":
+        columns = {
+            name: summary["datatype"] if isinstance(summary.get("datatype"), str) else "unknown"
+            for name, summary in columns_of(kind, plain).items()
+        }
+    if kind is None and not columns:
+        notes.append(Note(shape.NO_SUMMARY, f"split {split!r} has no summary of a known kind "
+                                             "and no schema; left out"))  # fmt: skip
+        return None, notes
+    entry = DatasetEntry(*ids, split, kind, plain, columns, header_names)
+    for what, size, limit in (
+        ("schema", len(entry.schema_json()), MAX_SCHEMA_SIZE),
+        ("summary", len(entry.profile_json()), MAX_PROFILE_SIZE),
+    ):
+        if size > limit:
+            notes.append(Note(shape.TOO_LARGE, f"the {what} of split {split!r} is {size:,} "
+                                               f"characters, more than MLflow keeps ({limit:,}); "
+                                               "left out"))  # fmt: skip
+            return None, notes
+    return entry, notes
 
 
 def dataset_entry(
@@ -296,7 +295,7 @@ def dataset_entry(
     headers: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
 ) -> DatasetEntry:
     """Check one split's summary and make its catalogue entry (InvalidValueError naming the
-    problem otherwise)."""
+    first problem otherwise: a part of the wrong type is refused, not dropped)."""
     for kind_of_id, value in (
         ("collaboration", collaboration), ("project", project), ("participant", participant)
     ):  # fmt: skip
@@ -305,74 +304,98 @@ def dataset_entry(
         raise InvalidValueError(f"split {split!r} must be one of {', '.join(SPLITS)}")
     if not isinstance(metadata, Mapping):
         raise InvalidValueError(f"the metadata of split {split!r} must be an object")
-    plain = _plain(dict(metadata), f"{split} metadata")
-    kind, fields = _summary(plain)
-    if kind is not None and "_type" not in plain:
-        plain["_type"] = kind
-    if schema is not None and not isinstance(schema, Mapping):
-        raise InvalidValueError(f"the schema of split {split!r} must be an object of column: type")
-    header_names = _header_list(headers, split)
-    columns = {str(k): str(v) for k, v in (schema or {}).items()}
-    if not columns and kind == "tabular":
-        columns = {
-            name: str(summary.get("datatype") or "unknown")
-            for name, summary in columns_of(kind, plain).items()
-        }
-    del fields
-    return DatasetEntry(
-        collaboration, project, participant, split, kind, plain, columns, header_names
+    entry, notes = _checked_entry(
+        (collaboration, project, participant), split, metadata, schema, headers
     )
+    if notes:
+        raise InvalidValueError(notes[0].message.removesuffix("; left out"))
+    assert entry is not None
+    return entry
 
 
 def parse_worker_catalogue(
     data: object, collaboration: str, project: str, participant: str
-) -> tuple[list[DatasetEntry], list[str]]:
-    """The entries of a worker's ``catalogue.json`` and notes on what was partial or left
-    out; InvalidValueError when the file holds no usable split at all."""
+) -> tuple[list[DatasetEntry], list[Note]]:
+    """The entries of a worker's ``catalogue.json``, each from what is valid of its split,
+    and a Note on every part left out or missing; InvalidValueError when the file holds no
+    usable split at all."""
     if not isinstance(data, Mapping):
         raise InvalidValueError("must be an object of headers, schemas and metadata per split")
+    for kind_of_id, value in (
+        ("collaboration", collaboration), ("project", project), ("participant", participant)
+    ):  # fmt: skip
+        validate_id(kind_of_id, value)
+    notes: list[Note] = []
 
-    def part(key: str) -> dict[str, Any]:
+    def add(reason: str, message: str) -> None:
+        notes.append(Note(reason, message))
+
+    known = {"headers", "schemas", "metadata", *SPLITS}
+    for key in data:
+        if key not in known:
+            add(
+                shape.UNKNOWN_KEY,
+                f"key {shape.shown(str(key))} is not part of the worker's catalogue; ignored",
+            )
+
+    def section(key: str) -> dict[str, Any]:
         value = data.get(key)
-        return dict(value) if isinstance(value, Mapping) else {}
+        if value is None:
+            if key != "metadata":
+                add(shape.MISSING, f"no {key!r} (an older worker?); entries are made without them")
+            return {}
+        if not isinstance(value, Mapping):
+            add(
+                shape.WRONG_TYPE,
+                f"{key!r} is {shape.shown(value)}, not an object of split: value; left out",
+            )
+            return {}
+        for split in value:
+            if split not in SPLITS:
+                add(
+                    shape.UNKNOWN_SPLIT,
+                    f"split {shape.shown(str(split))} in {key!r} is not "
+                    f"one of {', '.join(SPLITS)}; left out",
+                )
+        return {k: v for k, v in value.items() if k in SPLITS}
 
-    headers, schemas = part("headers"), part("schemas")
-    metadata = {**{s: data[s] for s in SPLITS if s in data}, **part("metadata")}
-    notes: list[str] = []
-    for key in ("headers", "schemas"):
-        if key not in data:
-            notes.append(f"no {key!r} (an older worker?); entries are made without them")
+    headers, schemas = section("headers"), section("schemas")
+    metadata = {**{s: data[s] for s in SPLITS if s in data}, **section("metadata")}
     entries: list[DatasetEntry] = []
     for split in SPLITS:
         summary = metadata.get(split)
         if summary is None:
             if split in headers or split in schemas:
-                notes.append(f"split {split!r} has headers or a schema but no metadata; "
-                             "catalogued from them alone")  # fmt: skip
+                add(
+                    shape.MISSING,
+                    f"split {split!r} has headers or a schema but no metadata; "
+                    "catalogued from them alone",
+                )
                 summary = {}
             else:
                 continue
         if not isinstance(summary, Mapping):
-            notes.append(f"the metadata of split {split!r} is not an object; left out")
+            add(
+                shape.WRONG_TYPE,
+                f"the metadata of split {split!r} is {shape.shown(summary)}, "
+                "not an object; left out",
+            )
             continue
         missing = [f for f in ("src_count", "_type") if f not in summary]
         if missing and summary:
-            notes.append(f"split {split!r} lacks {', '.join(missing)}; catalogued without it")
-        try:
-            entry = dataset_entry(
-                collaboration, project, participant, split, summary,
-                schema=schemas.get(split), headers=headers.get(split),
-            )  # fmt: skip
-        except InvalidValueError as exc:
-            notes.append(f"{exc}; split {split!r} left out")
-            continue
-        if entry.kind is None and not entry.schema:
-            notes.append(f"split {split!r} has no summary of a known kind; left out")
-            continue
-        entries.append(entry)
+            add(shape.MISSING, f"split {split!r} lacks {', '.join(missing)}; catalogued without it")
+        entry, found = _checked_entry(
+            (collaboration, project, participant), split, summary, schemas.get(split),
+            headers.get(split),
+        )  # fmt: skip
+        notes.extend(found)
+        if entry is not None:
+            entries.append(entry)
     if not entries:
+        shown = "; ".join(n.message for n in notes[:3])
+        more = f"; and {len(notes) - 3} more" if len(notes) > 3 else ""
         raise InvalidValueError(
             "holds no usable split (expected train, evaluate or predict summaries)"
-            + (f": {'; '.join(notes)}" if notes else "")
+            + (f": {shown}{more}" if notes else "")
         )
     return entries, notes

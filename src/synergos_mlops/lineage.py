@@ -6,8 +6,12 @@ folder) becomes JSON lines of OpenLineage ``RunEvent``s built with ``openlineage
 - the federated run: job ``<project>/<experiment>`` in namespace ``synergos://<collaboration>``,
   a START event at its start and a COMPLETE (FAIL, ABORT) event at its end, whose inputs are
   every participant's datasets and outputs its logged models and registered model versions;
-- each participant run: job ``<project>/<experiment>/<participant>``, one event at its end with
-  its own datasets as inputs and a ``parent`` facet naming the federated run.
+- each participant run: job ``<project>/<experiment>/<participant>``, a START event at its start
+  and its end event (COMPLETE, FAIL, ABORT) once it ended, under the same run id, with its own
+  datasets as inputs and a ``parent`` facet naming the federated run.
+
+Events come in the order a lineage server expects them: every START (the federated run's
+first) before any end, the federated run's end last; a run still running has its START only.
 
 A dataset is named ``<project>/<participant>/<split>@<digest>`` in namespace
 ``synergos://<collaboration>``, with its columns as a ``schema`` facet when the catalogue has
@@ -128,35 +132,43 @@ def openlineage_events(lineage: dict[str, Any]) -> list[Any]:
     ]
     inputs = [dataset(d) for d in lineage.get("datasets", [])]
     start = head.get("start_time") or head.get("end_time")
-    events = []
-    if start:
-        events.append(RunEvent(
-            eventType=RunState.START, eventTime=start, producer=PRODUCER,
-            run=Run(runId=run_id), job=Job(namespace=namespace, name=job_name), inputs=inputs,
-            outputs=[],
-        ))  # fmt: skip
-    state = _END_STATES.get(str(head.get("status")))
-    if state is not None:
-        events.append(RunEvent(
-            eventType=RunState(state), eventTime=head.get("end_time") or start, producer=PRODUCER,
-            run=Run(runId=run_id), job=Job(namespace=namespace, name=job_name), inputs=inputs,
-            outputs=outputs,
-        ))  # fmt: skip
+    federated = Job(namespace=namespace, name=job_name)
     parent = parent_run.ParentRunFacet(
         run=parent_run.Run(runId=run_id), job=parent_run.Job(namespace=namespace, name=job_name)
     )
+    starts: list[Any] = []
+    ends: list[Any] = []
+    if start:
+        starts.append(RunEvent(
+            eventType=RunState.START, eventTime=start, producer=PRODUCER,
+            run=Run(runId=run_id), job=federated, inputs=inputs, outputs=[],
+        ))  # fmt: skip
     for participant in lineage.get("participants", []):
+        # Every participant run gets its START, then its end (COMPLETE, FAIL, ABORT) once it
+        # ended, under one run id: OpenLineage pairs the two by it.
         own = [dataset(d) for d in lineage.get("datasets", [])
                if d["mlflow_run_id"] == participant["mlflow_run_id"]]  # fmt: skip
-        state = _END_STATES.get(str(participant.get("status")), "RUNNING")
-        events.append(RunEvent(
-            eventType=RunState(state),
-            eventTime=participant.get("end_time") or participant.get("start_time") or start,
-            producer=PRODUCER,
-            run=Run(runId=_run_uuid(participant["mlflow_run_id"]), facets={"parent": parent}),
-            job=Job(namespace=namespace, name=f"{job_name}/{participant['id']}"),
-            inputs=own, outputs=[],
+        child_run = Run(runId=_run_uuid(participant["mlflow_run_id"]), facets={"parent": parent})
+        child_job = Job(namespace=namespace, name=f"{job_name}/{participant['id']}")
+        began = participant.get("start_time") or start or participant.get("end_time")
+        if began:
+            starts.append(RunEvent(
+                eventType=RunState.START, eventTime=began, producer=PRODUCER, run=child_run,
+                job=child_job, inputs=own, outputs=[],
+            ))  # fmt: skip
+        state = _END_STATES.get(str(participant.get("status")))
+        if state is not None and began:
+            ends.append(RunEvent(
+                eventType=RunState(state), eventTime=participant.get("end_time") or began,
+                producer=PRODUCER, run=child_run, job=child_job, inputs=own, outputs=[],
+            ))  # fmt: skip
+    state = _END_STATES.get(str(head.get("status")))
+    if state is not None and start:
+        ends.append(RunEvent(
+            eventType=RunState(state), eventTime=head.get("end_time") or start, producer=PRODUCER,
+            run=Run(runId=run_id), job=federated, inputs=inputs, outputs=outputs,
         ))  # fmt: skip
+    events = [*starts, *ends]
     return events
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synergos_mlops.catalogue import Note
 from synergos_mlops.errors import IngestError, SynergosError
 from synergos_mlops.federation import ROLE_FEDERATION, TAG_ROLE, TAG_RUN, ExperimentIds
 from synergos_mlops.ingest._parse import (
@@ -91,11 +92,27 @@ class IngestReport:
         for outcome in self.outcomes:
             if outcome.status in ("skipped", "failed"):
                 lines.append(f"  {outcome.status} run {outcome.run}: {outcome.reason}")
-        notes = [*self.problems, *(n for o in self.outcomes for n in o.notes)]
+        notes = self.notes()
         if notes:
             lines.append(f"files and folders left out: {len(notes)}")
             lines.extend(f"  {note}" for note in notes)
+        reasons = self.reasons()
+        if reasons:
+            counted = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
+            lines.append(f"catalogue parts left out or missing, by reason: {counted}")
         return lines
+
+    def notes(self) -> list[Problem]:
+        """Every problem once (a project's catalogue is part of each of its runs)."""
+        return list(dict.fromkeys([*self.problems, *(n for o in self.outcomes for n in o.notes)]))
+
+    def reasons(self) -> dict[str, int]:
+        """How many problems there are by reason, of those that name one."""
+        counts: dict[str, int] = {}
+        for note in self.notes():
+            if note.code:
+                counts[note.code] = counts.get(note.code, 0) + 1
+        return dict(sorted(counts.items()))
 
 
 class ProgressSink:
@@ -325,7 +342,7 @@ class Ingester:
                 try:
                     self._log_file(entry, tracked, Path(tmp), step, outcome)
                 except FileProblem as exc:
-                    outcome.notes.append(Problem(_where(run, entry), str(exc)))
+                    outcome.notes.append(Problem(_where(run, entry), str(exc), exc.code))
                     progress.advance(entry.size)
                     continue
                 if _moved(entry):
@@ -414,14 +431,24 @@ class Ingester:
             tracked.log_artifact(path, participant=p, artifact_path=folder)
         elif entry.kind is Kind.CATALOGUE:
             assert p is not None
-            partial: list[str] = []
-            for dataset in parse_catalogue(entry, tracked.ids.collaboration, tracked.ids.project,
-                                           partial):  # fmt: skip
+            partial: list[Note] = []
+            try:
+                datasets = parse_catalogue(
+                    entry, tracked.ids.collaboration, tracked.ids.project, partial
+                )
+            except FileProblem:
+                raise
+            except Exception as exc:  # a shape no check foresaw: this file only, not the run
+                raise FileProblem(
+                    f"could not be read as a data catalogue ({type(exc).__name__}: {_short(exc)})",
+                    "unexpected",
+                ) from None
+            for dataset in datasets:
                 tracked.log_dataset(
                     p, dataset.split, dataset.metadata, schema=dataset.schema,
                     headers=dataset.headers,
                 )  # fmt: skip
-            outcome.notes.extend(Problem(entry.name, n) for n in partial)
+            outcome.notes.extend(Problem(entry.name, str(n), n.reason) for n in partial)
         else:
             assert p is not None and entry.stage is not None
             if entry.kind is Kind.STATISTICS:

@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Mapping
 
-from synergos_mlops.catalogue import DatasetEntry
+from synergos_mlops.catalogue import DatasetEntry, Note
 from synergos_mlops.errors import InvalidValueError
 from synergos_mlops.federation import STAGES, statistic_points
 from synergos_mlops.ingest._scan import FileEntry
@@ -34,7 +34,12 @@ _CHUNK = 1 << 20
 
 
 class FileProblem(Exception):
-    """A file that cannot be ingested as it is now (the message says why)."""
+    """A file that cannot be ingested as it is now (the message says why; ``code``, when
+    given, is the reason the ingest report counts it under)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _open(entry: FileEntry) -> int:
@@ -92,6 +97,12 @@ def _json(entry: FileEntry) -> object:
             f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); retried "
             "when it changes"
         ) from None
+    except RecursionError:
+        message = "nests deeper than the JSON reader goes; retried when it changes"
+        raise FileProblem(message) from None
+    except ValueError as exc:  # e.g. an integer longer than Python reads (4,300 digits)
+        message = f"is not JSON this reader takes ({exc}); retried when it changes"
+        raise FileProblem(message) from None
 
 
 def _history(value: object, where: str, notes: list[str]) -> LossHistory:
@@ -170,17 +181,19 @@ def parse_statistics(entry: FileEntry, notes: list[str]) -> dict[str, object]:
 
 
 def parse_catalogue(
-    entry: FileEntry, collaboration: str, project: str, notes: list[str]
+    entry: FileEntry, collaboration: str, project: str, notes: list[Note]
 ) -> list[DatasetEntry]:
     """The catalogue entries of a worker's ``catalogue.json`` (see ``synergos_mlops.catalogue``);
-    what is partial goes to ``notes``; a file with no usable split is a FileProblem."""
+    each part left out or missing goes to ``notes`` with its reason; a file with no usable split
+    is a FileProblem."""
     from synergos_mlops.catalogue import parse_worker_catalogue
+    from synergos_mlops.catalogue_shape import NO_SUMMARY
 
     assert entry.participant is not None
     data = _json(entry)
     try:
         entries, found = parse_worker_catalogue(data, collaboration, project, entry.participant)
     except InvalidValueError as exc:
-        raise FileProblem(f"is not a data catalogue the worker writes: {exc}") from None
+        raise FileProblem(f"is not a data catalogue the worker writes: {exc}", NO_SUMMARY) from None
     notes.extend(found)
     return entries

@@ -68,6 +68,7 @@ class Problem:
 
     where: str
     reason: str
+    code: str = ""  # what the ingest report counts it under (a catalogue part's reason)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -494,6 +495,14 @@ def _scan_worker(worker: WorkerOutputs, scan: Scan) -> dict[tuple[str, ...], lis
 def _add_catalogue(
     result: Scan, worker: WorkerOutputs, ids: tuple[str, ...], entries: list[FileEntry]
 ) -> None:
+    """A project's catalogue.json joins the runs of the project that ran on it.
+
+    The worker rewrites the file when it loads its data for a run, before training starts, and
+    the orchestrator writes a run's output files while and after it trains. So a version of
+    the file (its modification time) belongs to a run whose newest output file is not older
+    than it; a run whose every output file is older finished before that version existed, and
+    keeps the catalogue it was ingested with.
+    """
     runs = [run for run in result.runs if run.ids[:2] == ids]
     if not runs:
         for entry in entries:
@@ -505,9 +514,24 @@ def _add_catalogue(
                 )
             )
         return
-    for run in runs:
-        present = {f.name for f in run.files}
-        run.files.extend(entry for entry in entries if entry.name not in present)
+    for entry in entries:
+        later = [run for run in runs if entry.mtime_ns <= run_end_ns(run)]
+        if not later:
+            result.problems.append(
+                Problem(
+                    f"{worker.root.name}: {entry.name}",
+                    f"data catalogue of project {'/'.join(ids)} written after every run of it "
+                    "in OUTPUTS ended (it is the data of a later run); not ingested yet",
+                )
+            )
+        for run in later:
+            if all(f.name != entry.name for f in run.files):
+                run.files.append(entry)
+
+
+def run_end_ns(run: RunFolder) -> int:
+    """When the run's output folder was last written: its newest file's modification time."""
+    return max((f.mtime_ns for f in run.files if f.name.startswith("outputs/")), default=0)
 
 
 def scan(outputs: Path, workers: Sequence[WorkerOutputs] = ()) -> Scan:
