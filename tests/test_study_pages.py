@@ -57,7 +57,7 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
     running.flush()
 
     page_path = "/synergos/studies/" + "/".join(quote(x, safe="") for x in (c, "p", "e", "tune lr"))
-    assert "app.js" in requests.get(shared_server.url + page_path, timeout=30).text
+    assert "js/main.js" in requests.get(shared_server.url + page_path, timeout=30).text
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1200})
         page.goto(shared_server.url + page_path)

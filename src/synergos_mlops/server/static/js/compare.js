@@ -1,0 +1,94 @@
+// 2 to 10 runs side by side: differing hyperparameters, final metrics, overlaid charts.
+import { API, getJSON, runHref } from "./api.js";
+import { CHART_HEIGHT, chartBox, color, resizer, setChartState, showTip } from "./charts.js";
+import { h, link } from "./dom.js";
+import { MAX_COMPARED } from "./folder.js";
+import { fmtNum } from "./format.js";
+import { paramsTable } from "./run.js";
+import { state } from "./state.js";
+import { crumbs } from "./tree.js";
+
+// ---------- compare view ----------
+export async function renderCompare(main, refs) {
+  crumbs([], false);
+  if (refs.length < 2 || refs.length > MAX_COMPARED) {
+    main.replaceChildren(h("div", { class: "error", id: "error" },
+      "Compare 2 to " + MAX_COMPARED + " runs: tick them in a runs table, then Compare."));
+    return;
+  }
+  const url = new URL("compare", API);
+  for (const r of refs) url.searchParams.append("run", r);
+  const body = await getJSON(url);
+  const runs = body.runs;
+  const label = (r) => r.run + (new Set(runs.map((x) => x.experiment)).size > 1 ? " (" + r.experiment + ")" : "");
+  const head = (first) => h("thead", {}, h("tr", {}, h("th", {}, first),
+    runs.map((r, i) => h("th", {}, h("span", { class: "sw", style: "background:" + color(i) }),
+      link(runHref(r.collaboration, r.project, r.experiment, r.run), label(r))))));
+  const diff = body.hyperparameters;
+  const diffKeys = Object.keys(diff.differing);
+  const commonKeys = Object.keys(diff.common);
+  const keys = Object.keys(body.series);
+  Object.assign(document.body.dataset, { charts: String(keys.length), chartsDrawn: "0", chartsSettled: "0" });
+  const charts = keys.map((k) => chartBox(null, k));
+  main.replaceChildren(
+    h("div", { class: "sub", style: "margin-bottom:4px" }, "Comparison"),
+    h("h1", {}, runs.length + " runs"),
+    h("div", { class: "card", id: "hyperparameter-diff" }, h("h2", {}, "Hyperparameters that differ"),
+      diffKeys.length ? h("div", { class: "scroll" }, h("table", { id: "hp-diff" }, head("Name"),
+        h("tbody", {}, diffKeys.map((k) => h("tr", { dataset: { param: k } }, h("td", {}, k),
+          diff.differing[k].map((v) => h("td", {}, v === null || v === undefined ? "— (not set)" : fmtNum(v))))))))
+        : h("p", { class: "muted" }, "Every hyperparameter is the same."),
+      commonKeys.length ? h("details", { id: "hp-common" }, h("summary", {}, commonKeys.length + " the same in every run"),
+        paramsTable(diff.common)) : null),
+    h("div", { class: "card", id: "final-metrics" }, h("h2", {}, "Final metrics"),
+      h("div", { class: "scroll" }, h("table", { id: "final-table" }, head("Global"),
+        h("tbody", {}, body.metrics.keys.map((k) => h("tr", {}, h("td", {}, k),
+          body.metrics.global[k].map((v) => h("td", { class: "num" }, fmtNum(v)))))))),
+      Object.keys(body.metrics.participants).map((p) => h("details", { class: "participant-final", dataset: { participant: p } },
+        h("summary", {}, p),
+        h("div", { class: "scroll" }, h("table", {}, head(p), h("tbody", {},
+          Object.entries(body.metrics.participants[p]).map(([k, vs]) => h("tr", {}, h("td", {}, k),
+            vs.map((v) => h("td", { class: "num" }, fmtNum(v))))))))))),
+    h("div", { class: "card", id: "metrics" }, h("h2", {}, "Metrics, overlaid"),
+      h("p", { class: "muted small" }, "Thick lines: each run's global value; thin: its participants."),
+      keys.length ? h("div", { class: "charts", id: "charts" }, charts) : h("p", { class: "muted" }, "No metric key is common to these runs.")));
+  keys.forEach((k, i) => plotCompared(charts[i], k, body.series[k], runs));
+}
+
+function plotCompared(el, key, entry, runs) {
+  const lines = [];
+  entry.runs.forEach((r, i) => {
+    if (r.global) lines.push({ label: runs[i].run + " global", run: i, line: r.global, global: true });
+    for (const [p, line] of Object.entries(r.participants)) lines.push({ label: runs[i].run + " " + p, run: i, line });
+  });
+  if (!lines.some((l) => l.line.steps.length)) { setChartState(el, "empty", "no points logged for this key"); return; }
+  const holder = el.querySelector(".plot");
+  const xs = [...new Set(lines.flatMap((l) => l.line.steps))].sort((a, b) => a - b);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  const data = [xs, ...lines.map((l) => {
+    const ys = new Array(xs.length).fill(null);
+    l.line.steps.forEach((st, i) => { ys[index.get(st)] = l.line.values[i]; });
+    return ys;
+  })];
+  const tip = h("div", { class: "tip" });
+  const opts = {
+    width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
+    legend: { show: false }, scales: { x: { time: false } },
+    cursor: { points: { size: 6 }, focus: { prox: 24 } },
+    axes: [{ label: entry.axis, labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
+           { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+    series: [{ label: entry.axis }, ...lines.map((l) => ({
+      label: l.label, stroke: color(l.run), width: l.global ? 2.6 : 1, dash: l.global ? undefined : [4, 3], spanGaps: true,
+    }))],
+    hooks: {
+      setCursor: [(u) => showTip(u, tip, entry.axis)],
+      draw: [() => { if (el.dataset.state !== "drawn") setChartState(el, "drawn", ""); }],
+    },
+  };
+  const u = new uPlot(opts, data, holder);
+  u.over.append(tip);
+  state.charts["compare:" + key] = { u, names: [], el, lines: {} };
+  holder.__chart = state.charts["compare:" + key];
+  resizer.observe(holder);
+  el.dataset.lines = String(lines.length);
+}
