@@ -4,8 +4,9 @@ Every view has its own URL built from the ids (``/synergos/runs/<c>/<p>/<e>/<r>`
 ``/synergos/catalogue/<c>/<participant>/<digest>``, ``/synergos/models/<name>/<version>``);
 each such URL answers with the same ``index.html``, whose ``<base>`` points at ``/synergos/``
 so its assets load at any depth. The script is a set of plain ES modules under ``static/js/``
-(``main.js`` routes), loaded with ``<script type="module">``: no bundler. MLflow's security middleware adds X-Frame-Options to these
-responses like to its own (``synmlops serve --x-frame-options``).
+(``main.js`` routes), loaded with ``<script type="module">``: no bundler. MLflow's security
+middleware adds X-Frame-Options to these responses like to its own
+(``synmlops serve --x-frame-options``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def station_asset(path: str) -> Response:
     # Module scripts run only when served with a JavaScript type; the platform's table of
     # types is not trusted for it.
     media_type = _TYPES.get(target.suffix)
-    return FileResponse(target, media_type=media_type, headers={"Cache-Control": "public, max-age=300"})
+    return FileResponse(
+        target, media_type=media_type, headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @router.get("/synergos/")

@@ -1,6 +1,6 @@
 // The data catalogue: every dataset by collaboration → participant → split, and shared cells.
 import { API, getJSON, path, ROOT, runHref } from "./api.js";
-import { code, h, link } from "./dom.js";
+import { code, h, link, stat } from "./dom.js";
 import { fmtNum, fmtTime } from "./format.js";
 import { catalogueCrumbs } from "./tree.js";
 
@@ -62,9 +62,9 @@ export async function renderCatalogue(main) {
   const participants = new Set(collabs.flatMap((c) => c.participants.map((p) => c.id + "\u0000" + p.id))).size;
   main.replaceChildren(...head,
     h("div", { class: "stats" },
-      h("div", { class: "stat" }, h("b", {}, collabs.length), "collaborations"),
-      h("div", { class: "stat" }, h("b", {}, participants), "participants"),
-      h("div", { class: "stat" }, h("b", {}, datasets.length), "datasets")),
+      stat(collabs.length, "collaboration"),
+      stat(participants, "participant"),
+      stat(datasets.length, "dataset")),
     ...collabs.map((c) => h("div", { class: "card catalogue-collab", dataset: { collaboration: c.id } },
       h("h2", {}, h("span", { class: "muted small" }, "collaboration "), c.id),
       c.participants.map((p) => h("div", { class: "catalogue-participant", dataset: { participant: p.id } },

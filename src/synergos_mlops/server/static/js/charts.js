@@ -1,12 +1,42 @@
 // The chart helpers every page shares: colours, sizes, states, tooltips, one ResizeObserver.
 import { h } from "./dom.js";
-import { fmtNum } from "./format.js";
+import { fmtNum, fmtTicks } from "./format.js";
 import { state } from "./state.js";
 
 export function color(i) {
   return "hsl(" + Math.round((i * 137.508 + 200) % 360) + ", 62%, " + (i % 2 ? 52 : 42) + "%)";
 }
 export const GLOBAL = "global";
+
+// ---------- axes: the one place that decides ticks and margins ----------
+// Rounds, epochs and trials are counted: their axis only ever has whole-number ticks.
+const WHOLE = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7];
+const GRID = { stroke: "#eef1f5" };
+// The value axis is as wide as its widest label, so "79165.5" is never cut at the left.
+function valueAxisSize(u, values, axisIdx, cycleNum) {
+  const axis = u.axes[axisIdx];
+  if (cycleNum > 1) return axis._size;
+  let size = axis.ticks.size + axis.gap;
+  const longest = (values || []).reduce((a, v) => (v && String(v).length > a.length ? String(v) : a), "");
+  if (longest) { u.ctx.font = axis.font[0]; size += u.ctx.measureText(longest).width / devicePixelRatio; }
+  return Math.max(40, Math.ceil(size) + 4);
+}
+// uPlot's axes for a chart: x labelled (counted: whole-number ticks), values written by format.js.
+export function chartAxes(xLabel, counted) {
+  const x = { label: xLabel, labelSize: 18, size: 34, stroke: "#6b7685", grid: GRID, values: (u, splits) => fmtTicks(splits) };
+  if (counted) Object.assign(x, { incrs: WHOLE, values: (u, splits) => splits.map((v) => String(Math.round(v))) });
+  return [x, { size: valueAxisSize, stroke: "#6b7685", grid: GRID, values: (u, splits) => fmtTicks(splits) }];
+}
+// The x scale; one position alone still gets room around it (a counted axis: ±1).
+export function xScale(counted, range) {
+  return { time: false, range: (u, mn, mx) => {
+    const [lo, hi] = range ? range(u, mn, mx) : [mn, mx];
+    if (lo !== hi) return [lo, hi];
+    return counted ? [lo - 1, hi + 1] : [lo - 0.5, hi + 0.5];
+  } };
+}
+// Points of a line: drawn where the line has few positions, and always for a lone point (a dot).
+export const linePoints = (count, few) => ({ show: count < 2 || few, size: count < 2 ? 7 : 5 });
 // Every chart says what it is doing: "loading…", drawn, empty or the request's error.
 // document.body.dataset.charts counts the charts of the view, .chartsDrawn those drawn,
 // .chartsSettled those drawn, empty or failed; "synergos:charts-drawn" fires once all settled.

@@ -99,7 +99,8 @@ function profileCards(kind, fields) {
     if (kind === "image" && fields.pixel_width !== undefined && fields.pixel_height !== undefined) {
       rows.push(["Image size", fields.pixel_width + " × " + fields.pixel_height + " px"]);
     }
-    for (const [k, v] of scalars) rows.push([k, Array.isArray(v) ? v.join(", ") : v]);
+    const sized = rows.length > 0;  // pixel_width and pixel_height said once, as the image size
+    for (const [k, v] of scalars) if (!(sized && (k === "pixel_width" || k === "pixel_height"))) rows.push([k, Array.isArray(v) ? v.join(", ") : v]);
     for (const [k, v] of cards.length ? [] : nested) rows.push([k, v]);
     cards.push(h("div", { class: "card", id: "kind-profile", dataset: { kind: kind || "" } }, h("h2", {}, title), kvTable(rows, "kind-table")));
   }

@@ -1,5 +1,6 @@
 // Building elements: h(tag, attrs, ...children), in-page links, code and external links.
-// ---------- small helpers ----------
+import { noun } from "./format.js";
+
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -17,5 +18,7 @@ export function h(tag, attrs, ...children) {
 }
 export const link = (href, text, attrs) => h("a", Object.assign({ href, "data-nav": true }, attrs || {}), text);
 export const code = (text) => h("code", {}, text);
+// A figure card of a stats row: the number, and its noun in the singular or plural.
+export const stat = (n, one, many, attrs) => h("div", Object.assign({ class: "stat" }, attrs || {}), h("b", {}, n), noun(n, one, many));
 
 export const external = (href, text, attrs) => h("a", Object.assign({ href, target: "_blank", rel: "noopener" }, attrs || {}), text);

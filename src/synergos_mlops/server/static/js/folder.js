@@ -1,6 +1,6 @@
 // The overview and a collaboration's, project's or experiment's page: its studies and runs.
 import { API, enc, getJSON, path, runHref } from "./api.js";
-import { h, link } from "./dom.js";
+import { h, link, stat } from "./dom.js";
 import { duration, fmtTime } from "./format.js";
 import { go } from "./main.js";
 import { state } from "./state.js";
@@ -66,10 +66,11 @@ export function renderFolder(main, ids) {
     h("h1", {}, title),
     h("div", { class: "sub" }, ids.length ? kinds[ids.length - 1] : "Collaborations → projects → experiments → runs"),
     h("div", { class: "stats" },
-      h("div", { class: "stat" }, h("b", {}, collabs), "collaborations"),
-      h("div", { class: "stat" }, h("b", {}, rows.length), "runs"),
-      h("div", { class: "stat" }, h("b", {}, rows.filter((r) => r[3].status === "RUNNING").length), "running"),
-      h("div", { class: "stat" }, h("b", {}, participants), "participant runs")),
+      ids.length ? null : stat(collabs, "collaboration"),
+      ids.length > 1 ? null : stat(new Set(rows.map((r) => r[0] + "\u0000" + r[1])).size, "project"),
+      stat(rows.length, "run"),
+      stat(rows.filter((r) => r[3].status === "RUNNING").length, "running", "running"),
+      stat(participants, "participant run")),
     studiesCard(ids),
     runsCard(rows));
 }

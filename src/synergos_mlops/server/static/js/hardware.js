@@ -1,6 +1,6 @@
 // A run's Hardware tab: a chart per system/ statistic and the participants × rounds heatmap.
 import { getJSON, ROOT } from "./api.js";
-import { CHART_HEIGHT, color, resizer, setChartState, showTip } from "./charts.js";
+import { CHART_HEIGHT, chartAxes, color, linePoints, resizer, setChartState, showTip, xScale } from "./charts.js";
 import { code, h } from "./dom.js";
 import { fmtNum } from "./format.js";
 import { route } from "./main.js";
@@ -74,6 +74,7 @@ function plotSystem(el, key, body) {
     ctx.beginPath(); ctx.rect(u.bbox.left, top, u.bbox.width, height); ctx.clip();
     ctx.font = Math.round(10 * devicePixelRatio) + "px system-ui, sans-serif";
     ctx.textBaseline = "top";
+    ctx.textAlign = "left";  // uPlot leaves "right" after its value axis: "R0" would end at the band's edge, cut
     rounds.forEach((r, i) => {
       const x0 = u.valToPos(r.start, "x", true), x1 = u.valToPos(r.end, "x", true);
       if (i % 2 === 0) { ctx.fillStyle = "rgba(36, 87, 197, 0.06)"; ctx.fillRect(x0, top, x1 - x0, height); }
@@ -87,12 +88,12 @@ function plotSystem(el, key, body) {
     width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
     legend: { show: false }, cursor: { points: { size: 6 }, focus: { prox: 24 } }, focus: { alpha: 0.35 },
     // Every round's band is in view, also where no sample falls.
-    scales: { x: { time: false, range: (u, mn, mx) => rounds.length
-      ? [Math.min(mn, rounds[0].start), Math.max(mx, rounds[rounds.length - 1].end)] : [mn, mx] } },
-    axes: [{ label: "seconds", labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
-           { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+    scales: { x: xScale(false, (u, mn, mx) => rounds.length
+      ? [Math.min(mn, rounds[0].start), Math.max(mx, rounds[rounds.length - 1].end)] : [mn, mx]) },
+    axes: chartAxes("seconds", false),
     series: [{ label: "s" }, ...names.map((n) => ({
-      label: n, stroke: color(all.indexOf(n)), width: 1.4, spanGaps: true, points: { show: false } }))],
+      label: n, stroke: color(all.indexOf(n)), width: 1.4, spanGaps: true,
+      points: linePoints(body.participants[n].series[key].seconds.length, xs.length < 40) }))],
     hooks: {
       drawAxes: [bands],
       setCursor: [(u) => showTip(u, tip, "second")],
@@ -121,7 +122,7 @@ function heatmapCard(body) {
   const figures = FIGURES.filter(([k]) => summary[k]);
   const box = h("div", {});
   const select = h("select", { id: "heatmap-figure", "aria-label": "Figure", onchange: () => draw() },
-    figures.map(([k, label]) => h("option", { value: k }, label)));
+    figures.map(([k, label, unit]) => h("option", { value: k }, label + (unit ? " (" + unit + ")" : ""))));
   function draw() {
     const [key, label, unit] = figures.find(([k]) => k === select.value) || figures[0];
     const matrix = summary[key];
@@ -137,9 +138,9 @@ function heatmapCard(body) {
       h("tbody", {}, summary.participants.map((p, i) => h("tr", { dataset: { participant: p } }, h("td", {}, p),
         summary.rounds.map((r, j) => {
           const v = matrix[i][j];
-          const text = p + ", round " + r + ": " + (v === null ? "nothing recorded" : fmtNum(v) + (unit ? " " + unit : ""));
+          const text = p + ", round " + r + ": " + (v === null ? "nothing recorded" : fmtNum(v, unit));
           return h("td", { class: "num heat" + (v === null ? " none" : ""), dataset: { round: r }, title: text,
-            style: v === null ? null : shade(v) }, v === null ? "·" : fmtNum(typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 10) / 10 : v));
+            style: v === null ? null : shade(v) }, v === null ? "·" : fmtNum(v));
         })))))));
     box.dataset.label = label;
   }

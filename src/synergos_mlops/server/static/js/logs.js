@@ -1,6 +1,7 @@
 // A run's Logs tab: a virtualized, filtered, live-tailed list of the run's log records.
 import { getJSON } from "./api.js";
 import { code, h } from "./dom.js";
+import { noun } from "./format.js";
 import { state } from "./state.js";
 import { tabs } from "./tabs.js";
 
@@ -11,6 +12,11 @@ import { tabs } from "./tabs.js";
 const LOG_ROW = 24, LOG_PAGE = 1000, LOG_KEPT = 20000, LOG_POLL = 2000, LOG_OVERSCAN = 10;
 const LEVELS = [["", "any level"], ["DEBUG", "DEBUG+"], ["INFO", "INFO+"], ["WARNING", "WARNING+"],
   ["ERROR", "ERROR+"], ["CRITICAL", "CRITICAL"]];
+// A record's time of day to the millisecond (its full time is the element's title).
+function clock(r) {
+  const when = new Date(r.timestamp);
+  return when.toLocaleTimeString([], { hour12: false }) + "." + String(when.getMilliseconds()).padStart(3, "0");
+}
 export function loadLogs(panel) {
   const view = tabs.view;
   const run = state.run;
@@ -58,10 +64,9 @@ export function loadLogs(panel) {
     const rows = [];
     for (let i = from; i < to; i++) {
       const r = L.records[i];
-      const when = new Date(r.timestamp);
-      rows.push(h("div", { class: "log-row " + r.level_name + (L.selected === r.id ? " selected" : ""),
+        rows.push(h("div", { class: "log-row " + r.level_name + (L.selected === r.id ? " selected" : ""),
         style: "top:" + i * LOG_ROW + "px", dataset: { id: r.id }, title: r.message.length > 120 ? r.message.slice(0, 2000) : null },
-        h("span", { class: "log-time", title: r.time }, when.toLocaleTimeString([], { hour12: false }) + "." + String(when.getMilliseconds()).padStart(3, "0")),
+        h("span", { class: "log-time", title: r.time }, clock(r)),
         h("span", { class: "log-level" }, r.level_name),
         h("span", { class: "log-participant" }, r.participant || (r.role || "—")),
         h("span", { class: "log-logger" }, r.logger),
@@ -69,7 +74,8 @@ export function loadLogs(panel) {
     }
     spacer.replaceChildren(...rows);
     status.textContent = L.records.length
-      ? L.records.length.toLocaleString() + " records held (#" + first() + "–#" + last() + ")"
+      ? L.records.length.toLocaleString() + " " + noun(L.records.length, "record") + ", "
+        + clock(L.records[0]) + " – " + clock(L.records[L.records.length - 1])
         + (L.older ? ", older above" : "") + (L.newer ? ", newer below" : "") + (L.running && !L.newer ? " · live" : "")
       : "";
     scroller.dataset.records = String(L.records.length);
@@ -130,7 +136,7 @@ export function loadLogs(panel) {
     detail.hidden = L.selected === null;
     if (!detail.hidden) {
       detail.replaceChildren(
-        h("div", { class: "card-head" }, h("b", {}, "#" + r.id + " · " + r.level_name + " · " + r.logger),
+        h("div", { class: "card-head" }, h("b", {}, r.level_name + " · " + r.logger),
           h("span", { class: "muted small" }, r.time + (r.participant ? " · " + r.participant : "") + (r.role ? " · " + r.role : "")),
           h("button", { class: "btn", type: "button", onclick: () => { L.selected = null; detail.hidden = true; paint(); } }, "Close")),
         h("pre", { class: "log-message-full" }, r.message),

@@ -1,6 +1,6 @@
 // A run's metric charts: one per key, a line per participant and the global one, loaded when in view.
 import { getJSON } from "./api.js";
-import { CHART_HEIGHT, color, emptyNotice, GLOBAL, resizer, setChartState, showTip } from "./charts.js";
+import { CHART_HEIGHT, chartAxes, color, emptyNotice, GLOBAL, linePoints, resizer, setChartState, showTip, xScale } from "./charts.js";
 import { h } from "./dom.js";
 import { isClassKey, isEpochKey, isSystemKey } from "./run.js";
 import { state } from "./state.js";
@@ -143,13 +143,12 @@ function plot(el, key) {
     legend: { show: false },
     cursor: { points: { size: 6 }, focus: { prox: 24 } },
     focus: { alpha: 0.35 },
-    scales: { x: { time: false } },
-    axes: [{ label: axisName, labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
-           { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+    scales: { x: xScale(true) },
+    axes: chartAxes(axisName, true),
     series: [{ label: axisName }, ...names.map((n, i) => ({
       label: n === GLOBAL ? "Global" : n, show: !state.hidden.has(n),
       stroke: n === GLOBAL ? "#111" : color(i), width: n === GLOBAL ? 2.6 : 1.4, spanGaps: true,
-      points: { show: xs.length < 40 && names.length < 12 },
+      points: linePoints(byName[n] ? byName[n].steps.length : 0, xs.length < 40 && names.length < 12),
     }))],
     hooks: {
       setCursor: [(u) => showTip(u, tip, axisName)],

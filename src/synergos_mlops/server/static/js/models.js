@@ -2,7 +2,7 @@
 import { API, getJSON, path, runHref } from "./api.js";
 import { columnChips, datasetHref, kvTable, rowsText, shortDigest } from "./catalogue.js";
 import { external, h, link } from "./dom.js";
-import { fmtTime } from "./format.js";
+import { fmtTime, plural } from "./format.js";
 import { lineageGraph, mlflowModelHref, mlflowVersionHref, reach } from "./lineage.js";
 import { catalogueCrumbs } from "./tree.js";
 
@@ -77,7 +77,7 @@ export async function renderModelVersion(main, ids) {
             h("td", {}, d.kind || "—"), h("td", { class: "num" }, rowsText(d)),
             h("td", { class: "cols" }, columnChips(d.columns)))))))
           : h("p", { class: "muted", id: "model-no-datasets" }, "No dataset was catalogued for the participants behind it."),
-        h("p", { class: "muted small" }, participants.length + " participant run" + (participants.length === 1 ? "" : "s") + ": ",
+        h("p", { class: "muted small" }, plural(participants.length, "participant run") + ": ",
           participants.map((p, i) => [i ? ", " : "", p.id])))),
     h("div", { class: "card", id: "model-lineage" },
       h("div", { class: "card-head lineage-head" }, h("h2", {}, "Lineage"),

@@ -45,8 +45,21 @@ export function drawParallel(el, study) {
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    const top = 22, bottom = height - 24, left = 40, right = width - 48;
-    const x = (i) => left + (axes.length > 1 ? (i * (right - left)) / (axes.length - 1) : 0);
+    // Titles on a row of their own above the top ticks; each title and tick label is cut to the
+    // room between axes; the first and last axes stand in by half their widest label, so nothing
+    // is clipped at the edges.
+    ctx.font = "11px system-ui, sans-serif";
+    const room = axes.length > 1 ? Math.max(40, (width - 24) / axes.length - 6) : width - 12;
+    const fit = (text) => {
+      let s = String(text);
+      if (ctx.measureText(s).width <= room) return s;
+      while (s.length > 1 && ctx.measureText(s + "…").width > room) s = s.slice(0, -1);
+      return s + "…";
+    };
+    const labels = axes.map((a) => ({ title: fit(a.name), ticks: a.ticks.slice(0, 8).map(([p, label]) => [p, fit(label)]) }));
+    const half = (i) => Math.max(...[labels[i].title, ...labels[i].ticks.map(([, l]) => l)].map((s) => ctx.measureText(s).width)) / 2;
+    const TITLE = 12, top = 34, bottom = height - 20, left = Math.ceil(half(0)) + 4, right = width - Math.ceil(half(axes.length - 1)) - 4;
+    const x = (i) => left + (axes.length > 1 ? (i * (right - left)) / (axes.length - 1) : (right - left) / 2);
     const y = (p) => bottom - p * (bottom - top);
     ctx.lineWidth = 1.6;
     trials.forEach((t) => {
@@ -62,16 +75,25 @@ export function drawParallel(el, study) {
       ctx.stroke();
     });
     ctx.globalAlpha = 1;
-    ctx.font = "11px system-ui, sans-serif";
     ctx.textAlign = "center";
+    const boxes = [];  // every label's box, to check that none is cut or overlaps another
+    const text = (s, cx, baseline) => {
+      ctx.fillText(s, cx, baseline);
+      const w = ctx.measureText(s).width;
+      boxes.push([cx - w / 2, baseline - 9, cx + w / 2, baseline + 2]);
+    };
     axes.forEach((a, i) => {
       ctx.strokeStyle = "#6b7685"; ctx.lineWidth = 1;
       ctx.beginPath(); ctx.moveTo(x(i), top); ctx.lineTo(x(i), bottom); ctx.stroke();
       ctx.fillStyle = "#1f2733";
-      ctx.fillText(a.name.length > 18 ? a.name.slice(0, 17) + "…" : a.name, x(i), 12);
+      text(labels[i].title, x(i), TITLE);
       ctx.fillStyle = "#6b7685";
-      for (const [p, label] of a.ticks.slice(0, 8)) ctx.fillText(String(label).slice(0, 10), x(i), y(p) + (p === 0 ? 14 : p === 1 ? -4 : 4));
+      for (const [p, label] of labels[i].ticks) text(label, x(i), y(p) + (p === 0 ? 14 : p === 1 ? -5 : 4));
     });
+    const cut = boxes.filter(([x0, y0, x1, y1]) => x0 < 0 || x1 > width || y0 < 0 || y1 > height).length;
+    const overlaps = boxes.filter((b, i) => boxes.some((o, j) => j > i && b[0] < o[2] && o[0] < b[2] && b[1] < o[3] && o[1] < b[3])).length;
+    el.dataset.labelsCut = String(cut);
+    el.dataset.labelsOverlapping = String(overlaps);
   };
   paint();
   el.dataset.axes = String(axes.length);

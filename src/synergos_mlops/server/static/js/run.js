@@ -1,8 +1,8 @@
 // A federated run's page: header, Overview tab's tables and cards (charts in metrics.js).
 import { API, path, ROOT } from "./api.js";
 import { GLOBAL } from "./charts.js";
-import { h, link } from "./dom.js";
-import { duration, fmtNum, fmtSize, fmtTime } from "./format.js";
+import { h, link, stat } from "./dom.js";
+import { duration, fmtNum, fmtParam, fmtSize, fmtTime, paramTitle, plural } from "./format.js";
 import { dataLineageCard } from "./lineage.js";
 import { drawCharts, metricsCard } from "./metrics.js";
 import { state } from "./state.js";
@@ -27,7 +27,7 @@ export async function renderRun(main, ids, runJSON) {
     h("h1", {}, run.run),
     h("div", { class: "sub" },
       h("span", { class: "badge " + (run.status || "") }, run.status || "—"),
-      h("span", {}, participants.length + " participants"),
+      h("span", {}, plural(participants.length, "participant")),
       h("span", {}, "started " + fmtTime(run.start_time)),
       run.end_time ? h("span", {}, "took " + duration(run.start_time, run.end_time)) : null,
       h("div", { class: "actions" },
@@ -57,7 +57,7 @@ export function paramsTable(params) {
   if (!keys.length) return h("p", { class: "muted" }, "No hyperparameters logged.");
   return h("div", { class: "scroll" }, h("table", { id: "hyperparameters" },
     h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Value"))),
-    h("tbody", {}, keys.map((k) => h("tr", {}, h("td", {}, k), h("td", {}, params[k]))))));
+    h("tbody", {}, keys.map((k) => h("tr", {}, h("td", {}, k), h("td", { title: paramTitle(params[k]) }, fmtParam(params[k])))))));
 }
 
 export const isClassKey = (k) => /\/class_\d+$/.test(k);

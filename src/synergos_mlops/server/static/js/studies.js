@@ -1,13 +1,13 @@
 // A hyperparameter-tuning study's page: counts, best trial, importance, history and trials.
 import { API, getJSON, path, runHref } from "./api.js";
-import { CHART_HEIGHT, chartBox, resizer, setChartState } from "./charts.js";
+import { CHART_HEIGHT, chartAxes, chartBox, resizer, setChartState, xScale } from "./charts.js";
 import { h, link } from "./dom.js";
 import { compareButton } from "./folder.js";
-import { fmtNum, fmtTime } from "./format.js";
+import { fmtNum, fmtParam, fmtTime, paramTitle, plural } from "./format.js";
 import { drawParallel } from "./parallel.js";
 import { paramsTable } from "./run.js";
 import { state } from "./state.js";
-import { crumbs } from "./tree.js";
+import { catalogueCrumbs, folderSteps } from "./tree.js";
 
 // ---------- study view ----------
 // One study: counts by state (refreshed every 2 s while a trial runs or waits), the best
@@ -27,7 +27,7 @@ export function valueColor(v, lo, hi, direction) {
 }
 
 export async function renderStudy(main, ids) {
-  crumbs(ids.slice(0, 3), false);
+  catalogueCrumbs([...folderSteps(ids.slice(0, 3)), ["study " + ids[3]]]);
   const url = new URL("studies/" + path(...ids), API);
   const study = await getJSON(url);
   drawStudy(main, ids, study);
@@ -64,7 +64,7 @@ function drawStudy(main, ids, study) {
     h("h1", {}, study.study),
     h("div", { class: "sub" },
       h("span", {}, (study.direction || "") + " " + (study.metric || "—")),
-      h("span", {}, study.trials.length + " trials"),
+      h("span", {}, plural(study.trials.length, "trial")),
       study.created ? h("span", {}, "created " + fmtTime(study.created)) : null),
     stateCounts(study.counts),
     h("div", { class: "grid2" }, bestCard(ids, study), importanceCard(study)),
@@ -118,7 +118,7 @@ function importanceCard(study) {
           h("span", { class: "bar" }, h("span", { style: "width:" + (imp.params[n] * 100).toFixed(1) + "%" })),
           h("span", { class: "num" }, (imp.params[n] * 100).toFixed(1) + " %"))))
       : h("p", { class: "muted" }, imp.note || "Not enough finished trials."),
-    h("p", { class: "muted small" }, imp.method + ", " + imp.trials_used + " trials"));
+    h("p", { class: "muted small" }, imp.method + ", " + plural(imp.trials_used, "trial")));
 }
 
 function trialsCard(ids, study) {
@@ -144,7 +144,7 @@ function trialsCard(ids, study) {
       h("td", {}, link(runHref(ids[0], ids[1], ids[2], t.run), t.run)),
       h("td", {}, h("span", { class: "badge " + t.state }, t.state)),
       shownNames.map((n) => h("td", { class: t.outside_space.includes(n) ? "outside-value" : "",
-        title: t.outside_space.includes(n) ? "outside the search space" : null }, fmtNum(t.hyperparameters[n]))),
+        title: t.outside_space.includes(n) ? "outside the search space" : paramTitle(t.hyperparameters[n]) }, fmtParam(t.hyperparameters[n]))),
       h("td", { class: "num" + (study.best && study.best.number === t.number ? " best" : "") }, fmtNum(t.value)),
       h("td", { class: "spread" }, t.spread ? [fmtNum(t.spread.min) + " – " + fmtNum(t.spread.max), rangeBar(t.spread)] : "—"),
       h("td", {}, t.spread ? t.spread.worst.participant + " (" + fmtNum(t.spread.worst.value) + ")" : "—"),
@@ -176,9 +176,8 @@ function drawHistory(el, study) {
   const data = [points.map((p) => p.number), points.map((p) => p.value), points.map((p) => p.best)];
   const opts = {
     width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
-    legend: { show: true }, scales: { x: { time: false } },
-    axes: [{ label: "trial", labelSize: 18, size: 34, stroke: "#6b7685", grid: { stroke: "#eef1f5" } },
-           { size: 56, stroke: "#6b7685", grid: { stroke: "#eef1f5" } }],
+    legend: { show: true }, scales: { x: xScale(true) },
+    axes: chartAxes("trial", true),
     series: [{ label: "trial" },
       { label: "value", stroke: "#2457c5", width: 0, points: { show: true, size: 7, fill: "#2457c5" } },
       { label: "best so far", stroke: "#1a8a4a", width: 2 }],

@@ -1,6 +1,7 @@
 // The sidebar: collapsing, the collaborations → projects → experiments → runs tree, breadcrumbs.
-import { API, getJSON, path, runHref } from "./api.js";
+import { API, getJSON, path, ROOT, runHref } from "./api.js";
 import { h, link } from "./dom.js";
+import { plural } from "./format.js";
 import { route } from "./main.js";
 import { state } from "./state.js";
 
@@ -26,7 +27,37 @@ document.getElementById("sidebar-toggle").addEventListener("click", () =>
   setSidebar(document.body.classList.contains("sidebar-collapsed"), true));
 
 // ---------- tree ----------
+// While the server's first pass over a TTP's file store runs (a minute for 1,000 runs), the
+// tree is partial: a notice says how far the pass is, and the tree is read again every 2 s
+// until the pass ends (GET /health's file_store.reading).
+const READING_POLL = 2000;
+let readingTimer = null;
+async function watchStoreReading() {
+  readingTimer = null;
+  const notice = document.getElementById("store-reading");
+  let reading = null;
+  try {
+    const health = await getJSON(new URL("health", ROOT));
+    reading = (health.file_store && health.file_store.reading) || null;
+  } catch (err) { /* no word on the store: no notice */ }
+  if (reading) {
+    notice.hidden = false;
+    notice.dataset.read = String(reading.runs_read);
+    notice.dataset.found = String(reading.runs_found);
+    notice.textContent = "Reading the TTP's file store: " + reading.runs_read.toLocaleString() + " of "
+      + plural(reading.runs_found, "run").replace(/^\d+/, (n) => Number(n).toLocaleString())
+      + " read so far; the tree fills in as they are.";
+    readingTimer = setTimeout(async () => {
+      try { state.tree = (await getJSON(new URL("collaborations", API))).collaborations; drawTree(); } catch (err) { /* next time */ }
+      watchStoreReading();
+    }, READING_POLL);
+  } else if (!notice.hidden) {
+    notice.hidden = true;
+    try { state.tree = (await getJSON(new URL("collaborations", API))).collaborations; drawTree(); } catch (err) { /* shown as is */ }
+  }
+}
 export async function loadTree() {
+  if (readingTimer === null) watchStoreReading();
   try {
     state.tree = (await getJSON(new URL("collaborations", API))).collaborations;
   } catch (err) {
@@ -59,9 +90,9 @@ export function drawTree() {
           if (filter && !hay.includes(filter)) continue;
           const selected = view === "run" && ids.join("\u0000") === [c.id, p.id, e.id, r.id].join("\u0000");
           eNode.append(link(runHref(c.id, p.id, e.id, r.id),
-            [h("span", { class: "dot " + (r.status || "") }), h("span", {}, r.id),
-             h("span", { class: "count", title: "participants" }, r.participant_count + " ◆")],
-            { class: "run" + (selected ? " selected" : ""), role: "treeitem", title: r.status || "" }));
+            [h("span", { class: "dot " + (r.status || "") }), h("span", { class: "name" }, r.id),
+             h("span", { class: "count", title: plural(r.participant_count, "participant") }, r.participant_count + " ◆")],
+            { class: "run" + (selected ? " selected" : ""), role: "treeitem", title: r.id + " · " + (r.status || "") }));
         }
         pNode.append(eNode);
       }
@@ -72,6 +103,8 @@ export function drawTree() {
 }
 document.getElementById("tree-filter").addEventListener("input", () => state.tree && drawTree());
 
+// The steps of a collaboration, project and experiment as [text, href] pairs.
+export const folderSteps = (ids) => ids.map((id, i) => [id, "c/" + path(...ids.slice(0, i + 1))]);
 export function crumbs(ids, runView) {
   const box = document.getElementById("crumbs");
   box.replaceChildren();
