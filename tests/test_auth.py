@@ -155,8 +155,8 @@ def test_unauthenticated_answer_is_the_api_error_shape_with_a_basic_challenge(
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Basic")
     assert response.json()["error"]["code"] == "UNAUTHENTICATED"
-    assert get(server, "/synergos/static/app.js", None).status_code == 401
-    assert get(server, "/synergos/static/app.js", ALICE).status_code == 200
+    assert get(server, "/synergos/static/js/main.js", None).status_code == 401
+    assert get(server, "/synergos/static/js/main.js", ALICE).status_code == 200
 
 
 # --- per-experiment permissions in the Synergos API --------------------------------------

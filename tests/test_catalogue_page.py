@@ -88,7 +88,7 @@ def test_catalogue_dataset_pages_and_the_runs_data_and_lineage(
     dataset_view = f"catalogue/{_path(c, 'site-a', digests['a/r2'])}"
     for view in ("catalogue", dataset_view):
         response = requests.get(f"{server.url}/synergos/{view}", timeout=30)
-        assert response.status_code == 200 and "app.js" in response.text, view
+        assert response.status_code == 200 and "js/main.js" in response.text, view
 
     r1 = f"runs/{_path(c, 'heart', 'fedavg', 'r1')}"
     r2 = f"runs/{_path(c, 'heart', 'fedavg', 'r2')}"
@@ -134,6 +134,7 @@ def test_catalogue_dataset_pages_and_the_runs_data_and_lineage(
         page.goto(f"{server.url}/synergos/catalogue/{_path(c, 'site-b', digests['b/r1'])}")
         page.locator("#kind-profile").wait_for()
         assert "28 × 28 px" in page.locator("#kind-profile").inner_text()
+        assert "pixel_width" not in page.locator("#kind-profile").inner_text()  # said once
         assert page.locator("#dataset-runs tbody tr").count() == 2
         _assert_fits(page, f"dataset-image-{width}")
         page.goto(f"{server.url}/synergos/catalogue/{_path(c, 'site-a', 'feedbeef')}")

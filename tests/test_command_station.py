@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 import zipfile
 from pathlib import Path
@@ -16,8 +17,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from synergos_mlops.server.run_data import DATA_FILES
+from synergos_mlops.server.station import STATIC
 
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "command-station.png"
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "run-page.png"
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +40,33 @@ def test_page_is_served_at_synergos_with_its_assets(shared_server) -> None:
     response = requests.get(f"{shared_server.url}/synergos/", timeout=30)
     assert response.status_code == 200
     assert '<base href="/synergos/">' in response.text
-    for asset in ("static/app.js", "static/app.css", "static/vendor/uPlot.iife.min.js"):
+    for asset in ("static/js/main.js", "static/app.css", "static/vendor/uPlot.iife.min.js"):
         assert requests.get(f"{shared_server.url}/synergos/{asset}", timeout=30).status_code == 200
     redirect = requests.get(f"{shared_server.url}/synergos", timeout=30, allow_redirects=False)
     assert redirect.headers["location"].endswith("/synergos/")
 
 
+def test_every_module_is_served_as_javascript_and_imports_only_served_modules(
+    shared_server,
+) -> None:
+    # A module script runs only with a JavaScript type; a module importing a missing file
+    # stops the whole page.
+    static = STATIC / "js"
+    modules = sorted(p.name for p in static.glob("*.js"))
+    assert "main.js" in modules
+    for name in modules:
+        response = requests.get(f"{shared_server.url}/synergos/static/js/{name}", timeout=30)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/javascript"), name
+        for imported in re.findall(r'^import .* from "\./([\w-]+\.js)";$', response.text, re.M):
+            assert imported in modules, (name, imported)
+        assert len(response.text.splitlines()) <= 300, f"{name} is over 300 lines"
+
+
 def test_deep_links_answer_with_the_page(shared_server, logged: LoggedRun) -> None:
     for view in (f"runs/{logged.path}", f"c/{quote(logged.collaboration, safe='')}"):
         response = requests.get(f"{shared_server.url}/synergos/{view}", timeout=30)
-        assert response.status_code == 200 and "app.js" in response.text
+        assert response.status_code == 200 and "js/main.js" in response.text
 
 
 def test_static_files_never_leave_the_static_folder(shared_server) -> None:
@@ -81,6 +100,21 @@ def test_browser_follows_the_tree_to_a_run_and_downloads_everything(
     tree.locator(f'a.run[href="runs/{logged.path}"]').click()
     page.wait_for_url(f"**/synergos/runs/{logged.path}")
     page.locator("h1", has_text="cycle 1").wait_for()
+    assert f"{len(logged.participants)} participants" in page.locator(".sub").nth(1).inner_text()
+
+    # The sidebar's run row shows its participant count whole, and a legend says what ◆ is.
+    row = tree.locator(f'a.run[href="runs/{logged.path}"]')
+    count_box = row.locator(".count").bounding_box()
+    row_box = row.bounding_box()
+    assert (
+        count_box
+        and row_box
+        and count_box["x"] + count_box["width"] <= row_box["x"] + row_box["width"]
+    )
+    assert (
+        page.locator("#tree-legend").is_visible()
+        and "◆ participants" in page.locator("#tree-legend").inner_text()
+    )
 
     # One chart per metric, one line per participant plus the global line.
     chart = page.locator('.chart[data-metric="train/loss"]')
@@ -245,6 +279,12 @@ def test_collaborations_view_has_no_horizontal_overflow(
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.goto(f"{shared_server.url}/synergos/c/{quote(logged.collaboration, safe='')}")
     page.locator("h1", has_text=logged.collaboration).wait_for()
+    # A collaboration's own page counts its projects and runs, not collaborations; nouns agree.
+    stats = page.locator(".stats").inner_text()
+    assert "collaboration" not in stats and "1\nproject" in stats and "projects" not in stats
+    # The breadcrumb's last step is whole on narrow screens too.
+    here = page.locator("#crumbs .here")
+    assert here.evaluate("el => el.scrollWidth <= el.clientWidth + 1")
     _assert_fits(page, f"collaboration-{width}")
     page.close()
 

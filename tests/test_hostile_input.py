@@ -641,7 +641,7 @@ def test_the_worker_memory_did_not_blow_up(
 @pytest.mark.parametrize(
     "path",
     ["/api/synergos/v1/collaborations", "/api/synergos/v1/openapi.json", "/synergos/",
-     "/synergos/static/app.js", "/api/2.0/mlflow/experiments/search?max_results=1", "/"],
+     "/synergos/static/js/main.js", "/api/2.0/mlflow/experiments/search?max_results=1", "/"],
 )  # fmt: skip
 def test_a_foreign_host_header_is_refused_everywhere(hostile: Hostile, path: str) -> None:
     status, _, body = raw_request(

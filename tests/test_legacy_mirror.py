@@ -281,3 +281,49 @@ def test_points_of_a_run_deleted_in_the_server_wait_and_arrive_once_it_is_restor
     client.restore_run(run_uuid)
     assert mirror.sync().problems == {}
     assert _history(store, run_uuid, "train/loss") == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 0.2)]
+
+
+def test_a_pass_says_how_many_runs_it_has_read_of_how_many_it_found(
+    root: Path, store: SqlAlchemyStore, tmp_path: Path
+) -> None:
+    for i in range(4):
+        write_run(root, "1", f"run-{i}", metrics=LOSSES)
+    _, broken = write_run(root, "1", "run-broken", metrics=LOSSES)
+    (broken / "meta.yaml").write_text("run_uuid: [")
+    seen: list[tuple[int, int]] = []
+    report = FileStoreMirror(root, store).sync(
+        on_progress=lambda read, found: seen.append((read, found))
+    )
+    # Listed first (0 read), then one step per run folder, the skipped one too, up to all of them.
+    assert seen == [(i, 5) for i in range(6)]
+    assert report.runs == 4 and list(report.problems) == [str(broken)]
+
+
+def test_the_status_file_says_how_far_the_first_pass_is_until_it_ends(
+    root: Path, tmp_path: Path
+) -> None:
+    from synergos_mlops.legacy import FileStoreSync, read_status
+
+    for i in range(3):
+        write_run(root, "1", f"run-{i}", metrics=LOSSES)
+    status = tmp_path / "sync.json"
+    sync = FileStoreSync(root, f"sqlite:///{tmp_path / 'sync.db'}", status, echo=lambda _: None)
+    written: list[dict[str, object]] = []
+    write = sync._write
+
+    def keep(document: dict[str, object]) -> None:
+        written.append(document)
+        write(document)
+
+    sync._write = keep  # type: ignore[method-assign]
+    sync.start()
+    try:
+        while not any("last_pass" in d for d in written):
+            sync.stop_event.wait(0.05)
+    finally:
+        sync.stop()
+    progress = [d["reading"] for d in written if "reading" in d]
+    assert progress[0] == {"runs_read": 0, "runs_found": 3}
+    assert progress[-1] == {"runs_read": 3, "runs_found": 3}
+    final = read_status(status)
+    assert final is not None and "reading" not in final and final["runs"] == 3

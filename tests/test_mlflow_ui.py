@@ -15,7 +15,7 @@ import requests
 from conftest import Server
 from federated_data import LoggedRun, log_federated_run
 
-from synergos_mlops.server.mlflow_ui import BOOT_DEFAULTS
+from synergos_mlops.server.mlflow_ui import BOOT_DEFAULTS, TELEMETRY_OFF_DEFAULTS
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,25 @@ def test_mlflow_ui_opens_a_federated_experiment_on_its_training_runs(
     # MLflow keeps its assistant panel's state here; it pops open on a first visit otherwise.
     panel_open = page.evaluate("localStorage.getItem('mlflow.assistant.panelOpen_v1')")
     assert panel_open != "true"
+    context.close()
+
+
+def test_mlflow_ui_shows_no_telemetry_banner_when_serve_turned_telemetry_off(
+    shared_server: Server, logged: LoggedRun, browser: Any
+) -> None:
+    # serve sets MLFLOW_DISABLE_TELEMETRY=true: the UI's own setting follows, its banner is gone.
+    head = requests.get(f"{shared_server.url}/", timeout=30).text.split("<script defer", 1)[0]
+    for key in TELEMETRY_OFF_DEFAULTS:
+        assert key in head
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto(f"{shared_server.url}/#/experiments/{logged.experiment_id}")
+    page.get_by_role("link", name=logged.run).first.wait_for(timeout=60_000)
+    assert page.evaluate("localStorage.getItem('mlflow.settings.telemetry.enabled_v1')") == "false"
+    page.goto(f"{shared_server.url}/#/")
+    page.get_by_role("heading").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert "Information about UI telemetry" not in page.inner_text("body")
     context.close()
 
 

@@ -127,7 +127,7 @@ def test_a_model_version_page_shows_the_data_that_trained_it_with_its_edges_draw
     r, name = registered, registered.name
     view = f"models/{_path(name, r.global_version)}"
     response = requests.get(f"{shared_server.url}/synergos/{view}", timeout=30)
-    assert response.status_code == 200 and "app.js" in response.text
+    assert response.status_code == 200 and "js/main.js" in response.text
 
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     errors: list[str] = []

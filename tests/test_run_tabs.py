@@ -175,6 +175,9 @@ def test_logs_tab_lists_the_records_and_the_filters_narrow_them(logged: Logged, 
     assert page.locator("#tab-logs").get_attribute("aria-selected") == "true"
     assert len(_messages(page)) == 3 * ROUNDS
     assert "round 0 starts" in _messages(page)
+    # The header counts the records and gives their times, not the store's record ids.
+    status = page.locator("#log-status").inner_text()
+    assert status.startswith(f"{3 * ROUNDS} records, ") and "#" not in status
 
     page.select_option("#log-level", "WARNING")
     _wait_rows(page, ROUNDS, "w2 is slow")
@@ -298,3 +301,42 @@ def test_tabs_have_no_horizontal_overflow(logged: Logged, browser, width: int, t
     )
     assert found["out"] == [], f"{tab} at {width}: boxes wider than their container"
     page.close()
+
+
+def test_the_demo_runs_hardware_tab_shows_samples_in_every_round(
+    shared_server,
+    page,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """The demo trains in hundredths of a second a round; it paces its rounds so that each holds
+    hardware samples: every heatmap cell has a value, every chart is drawn."""
+    from synergos_mlops.demo import DemoConfig, TrainingConfig, run_demo
+
+    config = DemoConfig(
+        training=TrainingConfig(rounds=3, epochs=1, participants=2),
+        collaboration=f"demo-{uuid.uuid4().hex[:6]}",
+        run="paced",
+    )
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        run_demo(tracker, config)
+    path = "/".join(
+        quote(x, safe="")
+        for x in (config.collaboration, config.project, config.experiment, "paced")
+    )
+    page.goto(f"{shared_server.url}/synergos/runs/{path}#hardware")
+    page.locator("#heatmap").wait_for()
+    for figure in ("samples", "cpu_mean_percentage", "duration_seconds"):
+        page.select_option("#heatmap-figure", figure)
+        cells = page.locator("#heatmap td.heat").evaluate_all(
+            "cells => cells.map(c => c.textContent)"
+        )
+        assert len(cells) == 2 * 3 and "·" not in cells, (figure, cells)
+        assert all(float(c) > 0 for c in cells), (figure, cells)
+    # The figure's unit is said once, in its name; the cells are bare numbers.
+    assert "(s)" in page.locator("#heatmap-figure option[value=duration_seconds]").inner_text()
+    charts = page.locator("#hardware-charts .chart")
+    assert charts.count() > 0
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#hardware-charts .chart')]"
+        ".every(c => c.dataset.state === 'drawn')"
+    )

@@ -40,6 +40,10 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
         with study.trial({"lr": lr, "optimizer": optimizer}, participants=["a", "b"]) as run:
             for step in range(3):
                 run.log_metrics({"evaluate/accuracy": 0.5 + 0.1 * step + 0.01 * number}, step=step)
+                run.log_metrics(
+                    {"evaluate/f_score/class_0": 0.4, "evaluate/f_score/class_1": 0.5,
+                     "train/loss": 1.0 / (step + 1)}, step=step,
+                )  # fmt: skip
                 for i, p in enumerate(("a", "b")):
                     value = 0.45 + 0.1 * step - 0.05 * i
                     run.log_metrics({"evaluate/accuracy": value}, step=step, participant=p)
@@ -57,7 +61,7 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
     running.flush()
 
     page_path = "/synergos/studies/" + "/".join(quote(x, safe="") for x in (c, "p", "e", "tune lr"))
-    assert "app.js" in requests.get(shared_server.url + page_path, timeout=30).text
+    assert "js/main.js" in requests.get(shared_server.url + page_path, timeout=30).text
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1200})
         page.goto(shared_server.url + page_path)
@@ -66,6 +70,13 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
         page.locator('#parallel-chart[data-state="drawn"]').wait_for()
         assert page.locator("#parallel-chart").get_attribute("data-axes") == "3"
         assert page.locator("#parallel-chart").get_attribute("data-lines") == "4"
+        # Every axis title and tick label of the parallel coordinates is whole and apart.
+        assert page.locator("#parallel-chart").get_attribute("data-labels-cut") == "0"
+        assert page.locator("#parallel-chart").get_attribute("data-labels-overlapping") == "0"
+        # Trials are counted: the history's x axis has whole-number ticks only.
+        splits = page.evaluate("window.__synergos.charts.history.u.axes[0]._splits")
+        assert splits and all(float(x).is_integer() for x in splits), splits
+        assert "tune lr" in page.locator("#crumbs").inner_text()  # the study's own name
         assert page.locator("#history-chart canvas").count() >= 1
         assert page.locator("#best-trial").inner_text().count("tune lr_run_4") == 1
         best_cost = page.locator("#best-trial .best-hardware").inner_text()
@@ -83,7 +94,7 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
         assert (
             page.locator('#trials-table tr[data-trial="1"] td.spread')
             .inner_text()
-            .startswith("0.6000 – 0.6500")
+            .startswith("0.6 – 0.65")
         )
         counts = page.locator("#study-counts")
         assert counts.locator('[data-state="RUNNING"] b').inner_text() == "1"
@@ -99,10 +110,28 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
         page.wait_for_url("**/synergos/compare?run=**", wait_until="commit")
         page.locator("#hp-diff").wait_for()
         diff = page.locator("#hp-diff").inner_text()
-        assert "lr" in diff and "optimizer" in diff and "0.0010" in diff
-        assert "evaluate/accuracy" in page.locator("#final-table").inner_text()
-        page.locator('.chart[data-state="drawn"]').first.wait_for()
-        assert page.locator(".chart").first.get_attribute("data-lines") == "6"
+        assert "lr" in diff and "optimizer" in diff and "0.001" in diff
+        # The main metrics first; the per-class statistics folded, one group per statistic.
+        keys = page.locator("#final-table tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.key)"
+        )
+        assert keys == ["evaluate/accuracy", "train/loss"]
+        folded = page.locator("#final-metrics .final-classes")
+        assert folded.get_attribute("open") is None
+        assert folded.locator(".final-class-group").evaluate_all(
+            "groups => groups.map(g => g.dataset.statistic)"
+        ) == ["evaluate/f_score"]
+        assert "compare 2 runs" in page.locator("#crumbs").inner_text()
+        assert page.locator("#crumbs a", has_text=c).count() == 1
+        accuracy = page.locator(".chart").filter(
+            has=page.get_by_role("heading", name="evaluate/accuracy", exact=True)
+        )
+        accuracy.and_(page.locator('[data-state="drawn"]')).wait_for()
+        assert accuracy.get_attribute("data-lines") == "6"
+        splits = page.evaluate(
+            "window.__synergos.charts['compare:evaluate/accuracy'].u.axes[0]._splits"
+        )
+        assert splits and all(float(x).is_integer() for x in splits), splits
 
         page.reload()  # the compare page is a URL of its own
         page.locator("#hp-diff").wait_for()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,15 @@ class PassReport:
     """path -> why it was skipped in this pass (it is tried again in the next)."""
 
 
+def _listed(folder: Path) -> list[os.DirEntry[str]]:
+    """An experiment's run folders; none when the folder cannot be listed (the experiment's
+    own reading says why)."""
+    try:
+        return list(run_folders(folder))
+    except OSError:
+        return []
+
+
 class FileStoreMirror:
     """Mirror the file store at ``root`` into MLflow's SQL store ``store``."""
 
@@ -166,24 +176,35 @@ class FileStoreMirror:
 
     # -- one pass ----------------------------------------------------------------------
 
-    def sync(self) -> PassReport:
+    def sync(self, on_progress: Callable[[int, int], None] | None = None) -> PassReport:
+        """One pass over the store. ``on_progress(runs_read, runs_found)`` is called once the
+        run folders are listed (0 read) and after each run folder is read or skipped; the
+        first pass over a large store takes a while, and this says how far it is."""
         started = time.monotonic()
         report = PassReport()
         self._problems = report.problems
         seen: set[tuple[str, str]] = set()
         failed_experiments: set[str] = set()
-        for entry in experiment_folders(self.root):
+        listed = [(entry, _listed(entry.path)) for entry in experiment_folders(self.root)]
+        found = sum(len(runs) for _, runs in listed)
+        read = 0
+        if on_progress is not None:
+            on_progress(read, found)
+        for entry, runs in listed:
             folder = entry.path
             try:
                 experiment = self._experiment(entry)
             except (FileStoreError, SynergosError) as exc:
                 report.problems[str(folder)] = str(exc)
                 failed_experiments.add(entry.relative)
-                continue
+                experiment = None
             if experiment is None:
+                read += len(runs)
+                if on_progress is not None and runs:
+                    on_progress(read, found)
                 continue
             report.experiments += 1
-            for run_entry in run_folders(folder):
+            for run_entry in runs:
                 key = (entry.relative, run_entry.name)
                 seen.add(key)
                 try:
@@ -191,6 +212,9 @@ class FileStoreMirror:
                     report.runs += 1
                 except (FileStoreError, SynergosError) as exc:
                     report.problems[run_entry.path] = str(exc)
+                read += 1
+                if on_progress is not None:
+                    on_progress(read, found)
         self._problems = report.problems
         report.points += self._flush()
         for key in [k for k in self._runs if k not in seen and k[0] not in failed_experiments]:

@@ -19,6 +19,8 @@ __all__ = ["STATUS_ENV", "FileStoreSync", "read_status"]
 #: Where the serve process tells its workers the sync status file is.
 STATUS_ENV = "SYNMLOPS_SYNC_STATUS"
 _REWRITE_SECONDS = 10.0
+#: How often, at most, the first pass's progress is written.
+PROGRESS_SECONDS = 0.5
 
 
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -51,6 +53,7 @@ class FileStoreSync:
         self._shown: set[str] = set()
         self._events_shown = 0
         self._written: tuple[Any, float] | None = None
+        self._progress_written = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="synmlops-file-store", daemon=True)
@@ -66,13 +69,27 @@ class FileStoreSync:
 
         store = SqlAlchemyStore(self.backend_uri, "mlflow-artifacts:/")
         mirror = FileStoreMirror(self.root, store)
+        first = True
         while not self.stop_event.is_set():
             try:
-                report = mirror.sync()
+                # The first pass over a large store takes a while (a minute for 1,000 runs):
+                # until it ends, the status says how far it is.
+                report = mirror.sync(on_progress=self._progress if first else None)
             except Exception as exc:  # noqa: BLE001 - the loop reports and keeps going
                 report = PassReport(problems={str(self.root): f"pass failed: {exc}"})
+            first = False
             self._report(mirror, report)
             self.stop_event.wait(self.interval)
+
+    def _progress(self, read: int, found: int) -> None:
+        """The first pass's progress, written at most every PROGRESS_SECONDS (and at its end)."""
+        now = time.monotonic()
+        if read and read < found and now - self._progress_written < PROGRESS_SECONDS:
+            return
+        self._progress_written = now
+        document = {"root": str(self.root), "experiments": 0, "runs": 0, "skipped": [],
+                    "events": [], "reading": {"runs_read": read, "runs_found": found}}  # fmt: skip
+        self._write(document)
 
     def _report(self, mirror: FileStoreMirror, report: PassReport) -> None:
         for path, reason in report.problems.items():
@@ -104,10 +121,13 @@ class FileStoreSync:
             "last_pass": datetime.now(tz=UTC).isoformat(timespec="seconds"),
             "pass_seconds": round(report.seconds, 4),
         }
+        self._write(document)
+        self._written = (content, now)
+
+    def _write(self, document: dict[str, Any]) -> None:
         temporary = self.status_path.with_name(self.status_path.name + ".tmp")
         try:
             temporary.write_text(json.dumps(document), encoding="utf-8")
             os.replace(temporary, self.status_path)
         except OSError as exc:
             self.echo(f"file store: cannot write {self.status_path}: {exc.strerror}")
-        self._written = (content, now)

@@ -56,7 +56,9 @@ def health() -> JSONResponse:
     status_path = os.environ.get(STATUS_ENV)
     if status_path:
         sync = read_status(status_path)
-        if sync is not None and (sync.get("experiments") or sync.get("skipped")):
+        if sync is not None and (
+            sync.get("experiments") or sync.get("skipped") or sync.get("reading")
+        ):
             body["file_store"] = sync
     from synergos_mlops.server.log_service import STATUS_ENV as GELF_STATUS_ENV
     from synergos_mlops.server.log_service import read_status as read_gelf_status

@@ -3,8 +3,10 @@
 Every view has its own URL built from the ids (``/synergos/runs/<c>/<p>/<e>/<r>``,
 ``/synergos/catalogue/<c>/<participant>/<digest>``, ``/synergos/models/<name>/<version>``);
 each such URL answers with the same ``index.html``, whose ``<base>`` points at ``/synergos/``
-so its assets load at any depth. MLflow's security middleware adds X-Frame-Options to these
-responses like to its own (``synmlops serve --x-frame-options``).
+so its assets load at any depth. The script is a set of plain ES modules under ``static/js/``
+(``main.js`` routes), loaded with ``<script type="module">``: no bundler. MLflow's security
+middleware adds X-Frame-Options to these responses like to its own
+(``synmlops serve --x-frame-options``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ __all__ = ["STATIC", "router"]
 
 STATIC = Path(str(resources.files("synergos_mlops.server") / "static"))
 router = APIRouter(include_in_schema=False)
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
 @lru_cache(maxsize=1)
@@ -44,7 +47,12 @@ def station_asset(path: str) -> Response:
     target = (STATIC / path).resolve()
     if not path or not target.is_relative_to(STATIC.resolve()) or not target.is_file():
         return Response("not found", status_code=404, media_type="text/plain")
-    return FileResponse(target, headers={"Cache-Control": "public, max-age=300"})
+    # Module scripts run only when served with a JavaScript type; the platform's table of
+    # types is not trusted for it.
+    media_type = _TYPES.get(target.suffix)
+    return FileResponse(
+        target, media_type=media_type, headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @router.get("/synergos/")
