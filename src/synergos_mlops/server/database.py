@@ -5,7 +5,8 @@ first start; an existing one at an older revision is refused by MLflow with a me
 names ``mlflow db upgrade``. ``synmlops serve`` checks first and says, in one line, to run
 ``synmlops db upgrade URI``, which runs MLflow's own migrations (after copying a SQLite file
 aside, since migrations are not always transactional), then ours (``storage/schema.py``:
-the tables we keep beside MLflow's, with their own Alembic version table).
+the tables we keep beside MLflow's and our indexes on MLflow's, with their own Alembic
+version table). ``serve`` applies ours itself at start: they only add.
 """
 
 from __future__ import annotations
@@ -92,20 +93,22 @@ def check_schema(uri: str) -> None:
 
 
 def ensure_our_tables(uri: str) -> None:
-    """Create our tables in a database that has none yet; refuse one whose tables are behind
-    with the command that upgrades them."""
+    """Bring our tables and indexes to this release's revision (creating them in a database
+    that has none yet; our migrations only add, so this is safe at every start); refuse a
+    revision this release does not know, written by a newer one."""
     from synergos_mlops.storage.schema import our_schema, upgrade_ours
 
     engine = _engine(uri)
     try:
         status = our_schema(engine)
-        if status.current is None:
-            upgrade_ours(engine)
-        elif not status.up_to_date:
+        if not status.known:
             raise SchemaOutOfDateError(
-                f"database {redact(uri)} has Synergos tables at {status.current}, this release "
-                f"needs {status.head}; upgrade it with: synmlops db upgrade {redact(uri)}"
+                f"database {redact(uri)} has Synergos tables at {status.current}, which this "
+                f"release does not know (it needs {status.head}): a newer release of synergos-"
+                "mlops wrote it; serve it with that release"
             )
+        if not status.up_to_date:
+            upgrade_ours(engine)
     except SchemaOutOfDateError:
         raise
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot use"

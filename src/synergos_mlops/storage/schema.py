@@ -4,12 +4,18 @@ migrations.
 MLflow's schema is MLflow's: its tables and its ``alembic_version`` are changed only by
 MLflow's own migrations. Ours are kept the same way, with Alembic, in
 ``storage/migrations/versions/``, and their revision in the table ``synergos_alembic_version``.
-``synmlops db upgrade`` runs MLflow's migrations, then ours; ``synmlops serve`` creates ours in
-a database that has none yet and refuses one that is behind, as it does for MLflow's.
+``synmlops db upgrade`` runs MLflow's migrations, then ours; ``synmlops serve`` brings ours to
+the latest revision (creating them in a database that has none yet) and refuses a revision it
+does not know (written by a newer release).
 
 Tables (Core, so reads and writes need no ORM objects):
 
 - ``synergos_logs``: log records of the orchestrator and every participant (see logs.py).
+
+Indexes of ours on MLflow's tables (revision ``s0003_read_indexes``), named ``synergos_*``:
+``runs (experiment_id, lifecycle_stage)`` and ``tags (key, value)`` for the tag keys the reads
+look up by value. Our migrations only add; ``synmlops serve`` applies them to a database whose
+revision of ours is older, at start.
 """
 
 from __future__ import annotations
@@ -23,7 +29,15 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Tex
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["VERSION_TABLE", "OurSchema", "logs", "metadata", "our_schema", "upgrade_ours"]
+__all__ = [
+    "VERSION_TABLE",
+    "OurSchema",
+    "alembic_config",
+    "logs",
+    "metadata",
+    "our_schema",
+    "upgrade_ours",
+]
 
 VERSION_TABLE = "synergos_alembic_version"
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -51,7 +65,8 @@ logs = Table(
 )
 
 
-def _config(connection: object) -> object:
+def alembic_config(connection: object) -> object:
+    """Alembic's configuration of our migrations, on ``connection``."""
     from alembic.config import Config
 
     config = Config()
@@ -64,6 +79,7 @@ def _config(connection: object) -> object:
 class OurSchema:
     current: str | None  #: None when none of our tables exist yet
     head: str
+    known: bool = True  #: False for a revision this release has no migration for (a newer one)
 
     @property
     def up_to_date(self) -> bool:
@@ -74,11 +90,13 @@ def our_schema(engine: Engine) -> OurSchema:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(_config(None)).get_current_head()  # type: ignore[arg-type]
+    scripts = ScriptDirectory.from_config(alembic_config(None))  # type: ignore[arg-type]
+    head = scripts.get_current_head()
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         current = context.get_current_revision()
-    return OurSchema(current=current, head=str(head))
+    known = current is None or current in {script.revision for script in scripts.walk_revisions()}
+    return OurSchema(current=current, head=str(head), known=known)
 
 
 def upgrade_ours(engine: Engine) -> OurSchema:
@@ -93,5 +111,5 @@ def upgrade_ours(engine: Engine) -> OurSchema:
         if our_schema(engine).up_to_date:
             return our_schema(engine)
         with engine.begin() as connection:
-            command.upgrade(_config(connection), "head")  # type: ignore[arg-type]
+            command.upgrade(alembic_config(connection), "head")  # type: ignore[arg-type]
     return our_schema(engine)
