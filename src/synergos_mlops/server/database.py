@@ -11,6 +11,7 @@ version table). ``serve`` applies ours itself at start: they only add.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +93,29 @@ def check_schema(uri: str) -> None:
         )
 
 
+def _create_mlflow_tables(engine: Engine) -> None:
+    """MLflow's tables in a database that has none yet, as its server would create them on
+    first start (our indexes need them). Under the resolution lock: replicas starting
+    together on one new database create them once."""
+    from mlflow.store.db.utils import _initialize_tables
+    from sqlalchemy import inspect
+
+    from synergos_mlops.storage.runs import resolution_lock
+
+    with resolution_lock(engine):
+        if "experiments" not in inspect(engine).get_table_names():
+            # Quietly: serve's first lines are its own (MLflow would log each migration).
+            loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+            levels = [logger.level for logger in loggers]
+            for logger in loggers:
+                logger.setLevel(logging.WARNING)
+            try:
+                _initialize_tables(engine)
+            finally:
+                for logger, level in zip(loggers, levels, strict=True):
+                    logger.setLevel(level)
+
+
 def ensure_our_tables(uri: str) -> None:
     """Bring our tables and indexes to this release's revision (creating them in a database
     that has none yet; our migrations only add, so this is safe at every start); refuse a
@@ -107,8 +131,8 @@ def ensure_our_tables(uri: str) -> None:
                 f"release does not know (it needs {status.head}): a newer release of synergos-"
                 "mlops wrote it; serve it with that release"
             )
-        if not status.up_to_date:
-            upgrade_ours(engine)
+        _create_mlflow_tables(engine)
+        upgrade_ours(engine)  # also our indexes on MLflow's tables: cheap when they exist
     except SchemaOutOfDateError:
         raise
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot use"

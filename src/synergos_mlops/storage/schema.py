@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
 
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 __all__ = [
     "VERSION_TABLE",
     "OurSchema",
+    "READ_INDEXES",
     "alembic_config",
+    "ensure_read_indexes",
     "logs",
     "metadata",
     "our_schema",
@@ -86,6 +88,37 @@ class OurSchema:
         return self.current == self.head
 
 
+#: Our indexes on MLflow's tables: (name, table, columns, PostgreSQL's WHERE or None). See
+#: migration ``s0003_read_indexes`` for why each is there.
+READ_INDEXES: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
+    ("synergos_runs_experiment", "runs", ("experiment_id", "lifecycle_stage"), None),
+    ("synergos_experiments_name", "experiments", ("name",), None),
+    ("synergos_experiment_tags_experiment", "experiment_tags", ("experiment_id",), None),
+    ("synergos_tags_value", "tags", ("key", "value"),
+     "key IN ('mlflow.parentRunId', 'synergos.participant', 'synergos.role', 'synergos.run', "
+     "'synergos.study', 'synergos.trial.request')"),
+)  # fmt: skip
+
+
+def ensure_read_indexes(bind: Any) -> list[str]:
+    """Create those of :data:`READ_INDEXES` that are missing on tables that exist (an engine
+    or a connection); the names created."""
+    from sqlalchemy import Column, Index, MetaData, Table, inspect, text
+
+    found = inspect(bind)
+    tables = set(found.get_table_names())
+    created = []
+    for name, table, columns, where in READ_INDEXES:
+        if table not in tables or name in {i["name"] for i in found.get_indexes(table)}:
+            continue
+        holder = Table(table, MetaData(), *(Column(c) for c in columns))
+        index = Index(name, *(holder.c[c] for c in columns),
+                      postgresql_where=text(where) if where else None)  # fmt: skip
+        index.create(bind, checkfirst=True)
+        created.append(name)
+    return created
+
+
 def our_schema(engine: Engine) -> OurSchema:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -100,16 +133,16 @@ def our_schema(engine: Engine) -> OurSchema:
 
 
 def upgrade_ours(engine: Engine) -> OurSchema:
-    """Bring our tables to the latest revision (creating them in a new database). Under the
-    database's resolution lock, so replicas starting together on one new database upgrade
-    it once."""
+    """Bring our tables to the latest revision (creating them in a new database), and our
+    indexes onto MLflow's tables where these exist. Under the database's resolution lock, so
+    replicas starting together on one new database upgrade it once."""
     from alembic import command
 
     from synergos_mlops.storage.runs import resolution_lock
 
     with resolution_lock(engine):
-        if our_schema(engine).up_to_date:
-            return our_schema(engine)
-        with engine.begin() as connection:
-            command.upgrade(alembic_config(connection), "head")  # type: ignore[arg-type]
+        if not our_schema(engine).up_to_date:
+            with engine.begin() as connection:
+                command.upgrade(alembic_config(connection), "head")  # type: ignore[arg-type]
+        ensure_read_indexes(engine)
     return our_schema(engine)

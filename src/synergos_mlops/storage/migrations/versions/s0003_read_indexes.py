@@ -16,13 +16,14 @@ here and never by MLflow's migrations, which do not know them):
   history) may hold 8,000 characters. The reads name the key as a literal, so the planner
   sees that the index covers them. SQLite has no such limit: the whole table.
 
+The definitions live in ``storage.schema.READ_INDEXES``.
+
 Revision ID: s0003_read_indexes
 Revises: s0002_logs_ids
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "s0003_read_indexes"
@@ -30,28 +31,13 @@ down_revision = "s0002_logs_ids"
 branch_labels = None
 depends_on = None
 
-#: Tag keys looked up by value (kept in step with ``storage.reads.LOOKUP_KEYS``).
-LOOKUP_KEYS = (
-    "mlflow.parentRunId",
-    "synergos.participant",
-    "synergos.role",
-    "synergos.run",
-    "synergos.study",
-    "synergos.trial.request",
-)
-
 
 def upgrade() -> None:
-    op.create_index("synergos_runs_experiment", "runs", ["experiment_id", "lifecycle_stage"])
-    op.create_index("synergos_experiments_name", "experiments", ["name"])
-    op.create_index("synergos_experiment_tags_experiment", "experiment_tags", ["experiment_id"])
-    listed = ", ".join(f"'{key}'" for key in LOOKUP_KEYS)
-    op.create_index(
-        "synergos_tags_value",
-        "tags",
-        ["key", "value"],
-        postgresql_where=sa.text(f"key IN ({listed})"),
-    )
+    from synergos_mlops.storage.schema import ensure_read_indexes
+
+    # A database that has no MLflow tables yet gets them when its first server starts; serve
+    # then creates these indexes (storage.schema.ensure_read_indexes, at every start).
+    ensure_read_indexes(op.get_bind())
 
 
 def downgrade() -> None:
