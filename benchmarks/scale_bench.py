@@ -227,9 +227,11 @@ def chart(results: dict[str, Curve], path: Path) -> bool:
     figure, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 5), squeeze=False)
     for ax, (backend, points) in zip(axes[0], results.items(), strict=True):
         xs = [stored for _, stored, _ in points]
-        for question in QUESTIONS:
+        colours = plt.get_cmap("tab20").colors
+        for i, question in enumerate(QUESTIONS):
             base = points[0][2][question]
-            ax.plot(xs, [f[question] / base for _, _, f in points], marker="o", label=question)
+            ax.plot(xs, [f[question] / base for _, _, f in points], marker="o", label=question,
+                    color=colours[i % len(colours)], linestyle="--" if i % 2 else "-")  # fmt: skip
         ax.axhline(1.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_yscale("log")

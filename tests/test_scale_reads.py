@@ -202,3 +202,42 @@ def test_a_bad_tree_query_is_refused_naming_the_parameter(sql_store: Any, bad: T
     upgrade_ours(sql_store.engine)
     with pytest.raises(SynergosError, match="depth|limit|offset"):
         tree_part(Backend(sql_store.ManagedSessionMaker, None), bad)
+
+
+def test_the_tree_route_pages_levels_and_searches_over_http(shared_server: Any) -> None:
+    import uuid
+
+    import requests
+
+    api = f"{shared_server.url}/api/synergos/v1"
+    collaboration = f"paged {uuid.uuid4().hex[:8]}"
+    for r in range(3):
+        body = {"collaboration": collaboration, "project": "p", "experiment": "e",
+                "run": f"run {r}", "participants": ["a", "b"]}  # fmt: skip
+        requests.post(f"{api}/runs/resolve", json=body, timeout=60).raise_for_status()
+
+    def get(**params: Any) -> Any:
+        response = requests.get(f"{api}/collaborations", params=params, timeout=60)
+        return response.status_code, response.json()
+
+    status, whole = get()
+    assert status == 200
+    [mine] = [c for c in whole["collaborations"] if c["id"] == collaboration]
+    runs = mine["projects"][0]["experiments"][0]["runs"]
+    assert [r["id"] for r in runs] == ["run 0", "run 1", "run 2"]
+
+    _, level = get(collaboration=collaboration, depth="experiments")
+    [experiment] = level["collaborations"][0]["projects"][0]["experiments"]
+    assert experiment["run_count"] == 3 and "runs" not in experiment
+    _, first = get(collaboration=collaboration, project="p", experiment="e", limit=2)
+    _, rest = get(collaboration=collaboration, project="p", experiment="e", limit=2, offset=2)
+    pages = [first["collaborations"][0]["projects"][0]["experiments"][0],
+             rest["collaborations"][0]["projects"][0]["experiments"][0]]  # fmt: skip
+    assert pages[0]["next_offset"] == 2 and "next_offset" not in pages[1]
+    assert pages[0]["runs"] + pages[1]["runs"] == runs
+    _, found = get(search=collaboration.upper())
+    assert found["collaborations"] == [mine] and found["truncated"] is False
+
+    for bad in ({"depth": "everything"}, {"limit": 0}, {"offset": -1}):
+        status, error = get(**bad)
+        assert status == 400 and error["error"]["code"] == "BAD_REQUEST", bad
