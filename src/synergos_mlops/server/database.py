@@ -213,7 +213,7 @@ def _upgrade_ours(uri: str, say: Callable[[str], None]) -> None:
         before = our_schema(engine)
         if not before.up_to_date:
             say(f"upgrading the Synergos tables from {before.current or 'none'} to {before.head}")
-            upgrade_ours(engine)
+        upgrade_ours(engine)  # also our indexes on MLflow's tables, where one is missing
     except Exception as exc:  # noqa: BLE001 - report the migration's own reason
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise StoreError(
