@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.logs_bench
 	$(BIN)/python -m benchmarks.system_bench
 	$(BIN)/python -m benchmarks.study_bench
+	$(BIN)/python -m benchmarks.scale_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -4,12 +4,15 @@
 
 Starts `synmlops serve` on a free port with a temporary store, writes a tree of runs with
 four participants and checkpoints over rounds and epochs, ingests it twice, then once more
-after one run gained a checkpoint, and prints the timings.
+after one run gained a checkpoint, and prints the timings. Then the command line into a store
+folder, as a cron job runs it: `synmlops ingest` first, then again on the unchanged tree (the
+whole command, interpreter start included; the second one never loads MLflow).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +70,16 @@ def main() -> None:
             print(f"second / first: {timings[1] / timings[0]:.1%}")
         finally:
             server.stop()
+        command = [sys.executable, "-m", "synergos_mlops", "ingest", str(outputs),
+                   "--tracking-uri", str(root / "folder-store")]  # fmt: skip
+        cli = []
+        for label in ("first", "unchanged"):
+            started = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            cli.append(time.perf_counter() - started)
+            print(f"synmlops ingest into a store folder, {label}: {cli[-1]:.2f} s  "
+                  f"({done.stdout.strip().splitlines()[-1]})")  # fmt: skip
+        print(f"unchanged / first: {cli[1] / cli[0]:.1%}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-"""Our own tables beside MLflow's: created by `db upgrade` and by `serve` on a new database,
-versioned apart from MLflow's schema, and refused with the command that fixes them when
-behind."""
+"""Our own tables and indexes beside MLflow's: created by `db upgrade` and by `serve`,
+versioned apart from MLflow's schema; `serve` brings an older revision of ours up to date and
+refuses one it does not know."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 from conftest import SYNMLOPS, free_port
 from sqlalchemy import create_engine, inspect, text
@@ -35,18 +36,41 @@ def test_db_upgrade_creates_our_tables_and_leaves_mlflows_version_to_mlflow(
     assert again.returncode == 0 and "up to date" in again.stdout
 
 
-def test_serve_refuses_a_database_whose_synergos_tables_are_behind(tmp_path: Path) -> None:
+def test_serve_refuses_a_database_whose_synergos_revision_it_does_not_know(
+    tmp_path: Path,
+) -> None:
     store = tmp_path / "store"
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
     assert cli("db", "upgrade", uri).returncode == 0
     engine = create_engine(uri)
     with engine.begin() as connection:
-        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 's0000_older'"))
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 's9999_newer'"))
     done = cli("serve", "--store", str(store), "--port", str(free_port()))
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()
-    assert "Synergos tables at s0000_older" in line and "synmlops db upgrade" in line
+    assert "Synergos tables at s9999_newer" in line and "does not know" in line
+
+
+def test_serve_brings_an_existing_store_at_an_older_revision_of_ours_up_to_date(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    from alembic import command
+
+    from synergos_mlops.storage.schema import alembic_config
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    assert cli("db", "upgrade", uri).returncode == 0
+    engine = create_engine(uri)
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "s0002_logs_ids")  # type: ignore[arg-type]
+    assert "synergos_tags_value" not in {i["name"] for i in inspect(engine).get_indexes("tags")}
+    server_factory(store)
+    assert our_schema(engine).up_to_date
+    assert "synergos_tags_value" in {i["name"] for i in inspect(engine).get_indexes("tags")}
+    engine.dispose()
 
 
 def test_replicas_upgrading_one_new_postgresql_database_at_once_create_our_tables_once(

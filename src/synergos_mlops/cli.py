@@ -261,12 +261,19 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
     nothing. OUTPUTS without any run folder is not an error: the summary says what was looked
     for. Exit code 1 when a run could not be logged.
     """
-    from synergos_mlops.ingest import Ingester, scan
-    from synergos_mlops.ingest._progress import RichProgress
+    from synergos_mlops.ingest import Ingester, scan, unchanged_report
 
     workers = _worker_outputs(worker_outputs)
     found = scan(outputs, workers)
-    ingester = Ingester(_tracking_target(tracking_uri))
+    target = _tracking_target(tracking_uri)
+    # A tree already in a store folder, untouched: known without loading MLflow (seconds).
+    unchanged = unchanged_report(found, target)
+    if unchanged is not None:
+        _echo_report(unchanged, outputs)
+        return
+    from synergos_mlops.ingest._progress import RichProgress
+
+    ingester = Ingester(target)
     try:
         with RichProgress() as progress:
             report = ingester.ingest(found, progress)

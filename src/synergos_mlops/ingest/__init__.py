@@ -11,6 +11,7 @@ Layers, each importing only the ones above it::
     _parse     read one file: loss histories, statistics, hashes; refuse half-written files
     _ingest    compare with the manifest a run keeps, log what changed through the tracker
     _watch     poll, wait for files to settle, ingest again
+    _unchanged whether a whole tree is already in a store folder, read without MLflow
     _progress  the rich progress bar of the CLI
 """
 
@@ -35,6 +36,7 @@ from synergos_mlops.ingest._scan import (
     parse_worker_outputs,
     scan,
 )
+from synergos_mlops.ingest._unchanged import unchanged_report
 from synergos_mlops.ingest._watch import Watcher
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "ingest",
     "parse_worker_outputs",
     "scan",
+    "unchanged_report",
 ]
 
 

@@ -17,7 +17,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from synergos_mlops.errors import InvalidIdError, StoreError, SynergosError
 from synergos_mlops.server._errors import ApiError
 from synergos_mlops.server.app import API_PREFIX
-from synergos_mlops.server.auth._viewer import visible_participants, visible_run, visible_tree
+from synergos_mlops.server.auth._viewer import (
+    current_viewer,
+    visible_participants,
+    visible_run,
+    visible_tree,
+)
 from synergos_mlops.server.bundle import (
     UnsafePathError,
     bundle_entries,
@@ -31,10 +36,12 @@ from synergos_mlops.server.federated_runs import (
     Backend,
     FederatedRun,
     NotFoundError,
+    TreeQuery,
     collaboration_tree,
     resolve_run,
     run_detail,
     run_series,
+    tree_part,
 )
 
 __all__ = ["openapi_document", "router"]
@@ -120,12 +127,63 @@ def _artifact_listing(backend: Backend, run: FederatedRun, base: str) -> dict[st
     }
 
 
+def _scoped_tree(answer: dict[str, Any]) -> dict[str, Any]:
+    """A part of the tree as a participant-bound account sees it: no participant counts."""
+    for collaboration in answer["collaborations"]:
+        for project in collaboration.get("projects", []):
+            for experiment in project.get("experiments", []):
+                for run in experiment.get("runs", []):
+                    run["participant_count"] = None
+    return answer
+
+
 @router.get("/collaborations", responses=_ERRORS)
-def collaborations() -> dict[str, Any]:
-    """The tree: collaborations → projects → experiments → runs (status, times, participants)."""
-    return {
-        "collaborations": _answer(lambda: visible_tree(collaboration_tree(Backend.of_server())))
-    }
+def collaborations(
+    collaboration: Annotated[str | None, Query(description="Only this collaboration")] = None,
+    project: Annotated[str | None, Query(description="Only this project")] = None,
+    experiment: Annotated[str | None, Query(description="Only this experiment")] = None,
+    depth: Annotated[
+        str | None,
+        Query(
+            description="Down to which level: collaborations, projects, experiments or runs "
+            "(the default); a level not loaded gives its count (project_count, "
+            "experiment_count, run_count)"
+        ),
+    ] = None,
+    search: Annotated[
+        str | None,
+        Query(
+            max_length=250,
+            description="Only runs whose id, or whose collaboration's, project's or "
+            "experiment's id, holds this text (any case); at most `limit` runs (200), "
+            "`truncated` says when more matched",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=10_000, description="Runs per experiment (a page)")
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, description="Runs skipped per experiment (`next_offset` of a page)")
+    ] = 0,
+) -> dict[str, Any]:
+    """The tree: collaborations → projects → experiments → runs (status, times, participants).
+    Without parameters, the whole tree; with them, a part of it whose size does not grow
+    with the store: one level at a time (`depth`, under `collaboration`, `project`,
+    `experiment`), runs a page at a time (`limit`, `offset`), or a `search`."""
+    query = TreeQuery(collaboration, project, experiment, depth or "runs", search or None,
+                      limit, offset)  # fmt: skip
+    if query.whole:
+        return {
+            "collaborations": _answer(lambda: visible_tree(collaboration_tree(Backend.of_server())))
+        }
+
+    def work() -> dict[str, Any]:
+        viewer = current_viewer()
+        readable = None if viewer is None or viewer.is_admin else viewer.can_read
+        answer = tree_part(Backend.of_server(), query, readable)
+        return _scoped_tree(answer) if viewer is not None and viewer.scoped else answer
+
+    return _answer(work)
 
 
 @router.get(RUN, responses=_ERRORS)

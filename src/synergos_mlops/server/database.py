@@ -5,11 +5,13 @@ first start; an existing one at an older revision is refused by MLflow with a me
 names ``mlflow db upgrade``. ``synmlops serve`` checks first and says, in one line, to run
 ``synmlops db upgrade URI``, which runs MLflow's own migrations (after copying a SQLite file
 aside, since migrations are not always transactional), then ours (``storage/schema.py``:
-the tables we keep beside MLflow's, with their own Alembic version table).
+the tables we keep beside MLflow's and our indexes on MLflow's, with their own Alembic
+version table). ``serve`` applies ours itself at start: they only add.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,21 +93,46 @@ def check_schema(uri: str) -> None:
         )
 
 
+def _create_mlflow_tables(engine: Engine) -> None:
+    """MLflow's tables in a database that has none yet, as its server would create them on
+    first start (our indexes need them). Under the resolution lock: replicas starting
+    together on one new database create them once."""
+    from mlflow.store.db.utils import _initialize_tables
+    from sqlalchemy import inspect
+
+    from synergos_mlops.storage.runs import resolution_lock
+
+    with resolution_lock(engine):
+        if "experiments" not in inspect(engine).get_table_names():
+            # Quietly: serve's first lines are its own (MLflow would log each migration).
+            loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+            levels = [logger.level for logger in loggers]
+            for logger in loggers:
+                logger.setLevel(logging.WARNING)
+            try:
+                _initialize_tables(engine)
+            finally:
+                for logger, level in zip(loggers, levels, strict=True):
+                    logger.setLevel(level)
+
+
 def ensure_our_tables(uri: str) -> None:
-    """Create our tables in a database that has none yet; refuse one whose tables are behind
-    with the command that upgrades them."""
+    """Bring our tables and indexes to this release's revision (creating them in a database
+    that has none yet; our migrations only add, so this is safe at every start); refuse a
+    revision this release does not know, written by a newer one."""
     from synergos_mlops.storage.schema import our_schema, upgrade_ours
 
     engine = _engine(uri)
     try:
         status = our_schema(engine)
-        if status.current is None:
-            upgrade_ours(engine)
-        elif not status.up_to_date:
+        if not status.known:
             raise SchemaOutOfDateError(
-                f"database {redact(uri)} has Synergos tables at {status.current}, this release "
-                f"needs {status.head}; upgrade it with: synmlops db upgrade {redact(uri)}"
+                f"database {redact(uri)} has Synergos tables at {status.current}, which this "
+                f"release does not know (it needs {status.head}): a newer release of synergos-"
+                "mlops wrote it; serve it with that release"
             )
+        _create_mlflow_tables(engine)
+        upgrade_ours(engine)  # also our indexes on MLflow's tables: cheap when they exist
     except SchemaOutOfDateError:
         raise
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot use"
@@ -186,7 +213,7 @@ def _upgrade_ours(uri: str, say: Callable[[str], None]) -> None:
         before = our_schema(engine)
         if not before.up_to_date:
             say(f"upgrading the Synergos tables from {before.current or 'none'} to {before.head}")
-            upgrade_ours(engine)
+        upgrade_ours(engine)  # also our indexes on MLflow's tables, where one is missing
     except Exception as exc:  # noqa: BLE001 - report the migration's own reason
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise StoreError(

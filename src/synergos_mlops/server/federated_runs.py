@@ -8,8 +8,8 @@ command line can build one over a store folder. Everything here only reads.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -21,12 +21,15 @@ from synergos_mlops.storage.reads import RunRow
 
 __all__ = [
     "Backend",
+    "DEPTHS",
     "FederatedRun",
+    "TreeQuery",
     "NotFoundError",
     "collaboration_tree",
     "resolve_run",
     "run_detail",
     "run_series",
+    "tree_part",
 ]
 
 
@@ -205,6 +208,163 @@ def collaboration_tree(backend: Backend) -> list[dict[str, Any]]:
         }
         for collaboration, projects in sorted(tree.items())
     ]
+
+
+DEPTHS = ("collaborations", "projects", "experiments", "runs")
+#: Runs listed at most for a search (the answer says ``truncated`` when more matched).
+SEARCH_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class TreeQuery:
+    """A part of the tree, so that what is sent and read stays the same size however many
+    runs the store holds: the levels down to ``depth``, under the given ids, runs paged
+    (``offset``, ``limit``); or, with ``search``, the runs whose ids (or whose
+    collaboration's, project's or experiment's) hold the text, at most ``limit``."""
+
+    collaboration: str | None = None
+    project: str | None = None
+    experiment: str | None = None
+    depth: str = "runs"
+    search: str | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    @property
+    def whole(self) -> bool:
+        return self == TreeQuery()
+
+
+def _sorted_runs(rows: Iterable[RunRow]) -> list[RunRow]:
+    return sorted(rows, key=lambda r: (r.start_time or 0, r.synergos_id))
+
+
+def _levels(
+    experiments: Sequence[reads.ExperimentRow],
+) -> dict[str, dict[str, list[reads.ExperimentRow]]]:
+    tree: dict[str, dict[str, list[reads.ExperimentRow]]] = {}
+    for experiment in sorted(experiments, key=lambda e: (e.collaboration, e.project,
+                                                         e.experiment)):  # fmt: skip
+        tree.setdefault(experiment.collaboration, {}).setdefault(experiment.project, []).append(
+            experiment
+        )
+    return tree
+
+
+def _experiment_item(
+    backend: Backend, experiment: reads.ExperimentRow, rows: list[RunRow] | None,
+    total: int | None, query: TreeQuery,
+) -> dict[str, Any]:  # fmt: skip
+    item: dict[str, Any] = {"id": experiment.experiment,
+                            "mlflow_experiment_id": experiment.experiment_id}  # fmt: skip
+    if total is not None:
+        item["run_count"] = total
+    if rows is not None:
+        item["runs"] = [_run_summary(r) for r in rows]
+    return item
+
+
+def tree_part(
+    backend: Backend, query: TreeQuery, readable: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
+    """The part of :func:`collaboration_tree` that ``query`` asks for, as the API's answer:
+    ``{"collaborations": [...]}`` with the same items and fields, where a level not loaded
+    has its count instead (``project_count``, ``experiment_count``, ``run_count``), a paged
+    experiment has its ``run_count`` and, when more runs follow, ``next_offset``, and a
+    search says ``truncated`` when it listed ``limit`` runs of more. Items the ``readable``
+    predicate (of an MLflow experiment id) refuses are left out, counts included."""
+    if query.depth not in DEPTHS:
+        raise SynergosError(f"depth must be one of {', '.join(DEPTHS)}, not {query.depth!r}")
+    if query.limit is not None and query.limit < 1:
+        raise SynergosError("limit must be at least 1")
+    if query.offset < 0:
+        raise SynergosError("offset must not be negative")
+    experiments = [
+        e for e in reads.synergos_experiments(backend.session_maker)
+        if (query.collaboration is None or e.collaboration == query.collaboration)
+        and (query.project is None or e.project == query.project)
+        and (query.experiment is None or e.experiment == query.experiment)
+        and (readable is None or readable(e.experiment_id))
+    ]  # fmt: skip
+    answer: dict[str, Any] = {}
+    runs: dict[str, list[RunRow]] = {}
+    totals: dict[str, int] = {}
+    depth = DEPTHS.index(query.depth)
+    if query.search:
+        text = query.search.casefold()
+        limit = min(query.limit or SEARCH_LIMIT, SEARCH_LIMIT)
+        by_id = [e for e in experiments
+                 if any(text in part.casefold() for part in (e.collaboration, e.project,
+                                                             e.experiment))]  # fmt: skip
+        matched = reads.federation_runs_matching(
+            backend.session_maker, query.search, [e.experiment_id for e in experiments]
+        )
+        found = {r.run_uuid: r for r in matched if text in r.synergos_id.casefold()}
+        if by_id:
+            for row in reads.federation_runs(
+                backend.session_maker, [e.experiment_id for e in by_id], counted=False
+            ):
+                found[row.run_uuid] = row
+        ordered = sorted(found.values(), key=lambda r: (r.experiment_id, r.start_time or 0,
+                                                        r.synergos_id))  # fmt: skip
+        answer["truncated"] = len(ordered) > limit
+        ordered = ordered[:limit]
+        counts = reads.participant_counts(backend.session_maker, [r.run_uuid for r in ordered])
+        for row in ordered:
+            runs.setdefault(row.experiment_id, []).append(
+                replace(row, participants=counts.get(row.run_uuid, 0))
+            )
+        keep = {e.experiment_id for e in by_id} | set(runs)
+        experiments = [e for e in experiments if e.experiment_id in keep]
+        runs = {k: _sorted_runs(v) for k, v in runs.items()}
+        depth = DEPTHS.index("runs")
+    elif depth == DEPTHS.index("runs"):
+        rows = _sorted_runs(reads.federation_runs(
+            backend.session_maker, [e.experiment_id for e in experiments], counted=False
+        ))  # fmt: skip
+        for row in rows:
+            runs.setdefault(row.experiment_id, []).append(row)
+        for experiment_id, listed in list(runs.items()):
+            totals[experiment_id] = len(listed)
+            end = None if query.limit is None else query.offset + query.limit
+            runs[experiment_id] = listed[query.offset : end]
+        shown = [r.run_uuid for page in runs.values() for r in page]
+        counts = reads.participant_counts(backend.session_maker, shown)
+        runs = {k: [replace(r, participants=counts.get(r.run_uuid, 0)) for r in v]
+                for k, v in runs.items()}  # fmt: skip
+    elif depth == DEPTHS.index("experiments"):
+        for row in reads.federation_runs(
+            backend.session_maker, [e.experiment_id for e in experiments], counted=False
+        ):
+            totals[row.experiment_id] = totals.get(row.experiment_id, 0) + 1
+    collaborations = []
+    for collaboration, projects in sorted(_levels(experiments).items()):
+        item: dict[str, Any] = {"id": collaboration}
+        if depth == 0:
+            item["project_count"] = len(projects)
+            item["experiment_count"] = sum(len(e) for e in projects.values())
+            collaborations.append(item)
+            continue
+        item["projects"] = []
+        for project, own in sorted(projects.items()):
+            level: dict[str, Any] = {"id": project}
+            if depth == 1:
+                level["experiment_count"] = len(own)
+            else:
+                level["experiments"] = []
+                for experiment in own:
+                    shown_runs = runs.get(experiment.experiment_id, []) if depth == 3 else None
+                    total = None
+                    if depth == 2 or (depth == 3 and not query.search):
+                        total = totals.get(experiment.experiment_id, 0)
+                    entry = _experiment_item(backend, experiment, shown_runs, total, query)
+                    if (depth == 3 and not query.search and query.limit is not None
+                            and query.offset + query.limit < (total or 0)):  # fmt: skip
+                        entry["next_offset"] = query.offset + query.limit
+                    level["experiments"].append(entry)
+            item["projects"].append(level)
+        collaborations.append(item)
+    return {"collaborations": collaborations, **answer}
 
 
 def _missing_level(backend: Backend, ids: ExperimentIds) -> str:

@@ -65,12 +65,15 @@ def list_studies(
     backend: Backend, experiments: Sequence[reads.ExperimentRow]
 ) -> list[dict[str, Any]]:
     """Every study of these experiments: definition, trial count and counts by state."""
-    definitions = stored.study_definitions(
-        backend.session_maker, [e.experiment_id for e in experiments]
-    )
+    ids = [e.experiment_id for e in experiments]
+    definitions = stored.study_definitions(backend.session_maker, ids)
+    # Only experiments that define a study or hold a trial are read run by run.
+    studied = set(definitions) | stored.experiments_with_trials(backend.session_maker, ids)
     out = []
     for experiment in sorted(experiments, key=lambda e: (e.collaboration, e.project,
                                                          e.experiment)):  # fmt: skip
+        if experiment.experiment_id not in studied:
+            continue
         defined = definitions.get(experiment.experiment_id, {})
         trials = stored.trial_rows(backend.session_maker, experiment.experiment_id)
         names = sorted(set(defined) | {t.study for t in trials})

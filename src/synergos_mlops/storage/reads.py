@@ -4,6 +4,14 @@ The Synergos API answers questions MLflow's REST API would need many calls for (
 participants, every participant's series of several metrics). Each function here is one or
 two SQL queries through MLflow's own SQLAlchemy models, on a session from the tracking
 store's ``ManagedSessionMaker``; they only read.
+
+Each is written so that its cost does not grow with the store (``make bench``'s scale
+table): runs are found through our indexes (``storage/migrations``, revision
+``s0003_read_indexes``) on ``runs.experiment_id`` and on ``tags (key, value)``, with the tag
+key written into the SQL as a literal (:func:`tag_key`) so that PostgreSQL sees that its
+partial index covers it; metric points through MLflow's ``(run_uuid, key, step)`` index,
+which SQLite is told to use (:func:`by_run_index`): it would otherwise pick the primary key,
+which starts with ``key``, and read that key's points of every run in the store.
 """
 
 from __future__ import annotations
@@ -27,11 +35,14 @@ from synergos_mlops.federation import (
 )
 
 __all__ = [
+    "LOOKUP_KEYS",
     "ExperimentRow",
     "MetricPoint",
     "RunRow",
     "SessionMaker",
     "federation_runs",
+    "federation_runs_matching",
+    "participant_counts",
     "find_experiment",
     "find_federation_run",
     "latest_metrics",
@@ -41,7 +52,9 @@ __all__ = [
     "participant_runs",
     "run_tags",
     "all_points",
+    "by_run_index",
     "synergos_experiments",
+    "tag_key",
 ]
 
 #: ``SqlAlchemyStore.ManagedSessionMaker``: a context manager that yields a session.
@@ -49,6 +62,49 @@ SessionMaker = Callable[[], AbstractContextManager[Any]]
 
 PARENT_TAG = "mlflow.parentRunId"
 ACTIVE = "active"
+#: Tag keys looked up by value, which our index ``synergos_tags_value`` covers (on PostgreSQL
+#: it holds these keys' rows only; see migration ``s0003_read_indexes``).
+LOOKUP_KEYS = (
+    PARENT_TAG,
+    TAG_PARTICIPANT,
+    TAG_ROLE,
+    TAG_RUN,
+    "synergos.study",
+    "synergos.trial.request",
+)
+_METRICS_BY_RUN = "index_metrics_run_uuid_key_step"  # MLflow's own index on metrics
+
+
+def tag_key(key: str) -> Any:
+    """A tag key for a WHERE clause, rendered into the SQL as a literal: PostgreSQL uses a
+    partial index only where it can prove the query lies inside it, which a bound parameter
+    hides from a cached generic plan."""
+    from sqlalchemy import String, bindparam
+
+    if key not in LOOKUP_KEYS:
+        raise ValueError(f"tag {key!r} is not covered by synergos_tags_value")
+    return bindparam(None, key, type_=String(), literal_execute=True)
+
+
+def by_run_index(session: Any, query: Any) -> list[tuple[Any, ...]]:
+    """The rows of a Core ``query`` over MLflow's ``metrics`` table (as :func:`_plain_rows`),
+    read on SQLite through MLflow's ``(run_uuid, key, step)`` index, named in the SQL
+    (``INDEXED BY``; SQLAlchemy renders no table hint for SQLite). Without statistics,
+    SQLite's planner prefers the primary key ``(key, timestamp, ...)`` for ``run_uuid IN
+    (...) AND key IN (...)`` and then reads and sorts that key's points of every run in the
+    store. PostgreSQL's planner has statistics and is left to choose."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return _plain_rows(session, query)
+    compiled = query.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    sql = str(compiled)
+    if sql.count("FROM metrics") != 1:
+        raise ValueError("by_run_index reads one query over the metrics table")
+    sql = sql.replace("FROM metrics", f"FROM metrics INDEXED BY {_METRICS_BY_RUN}")
+    params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    return list(connection.exec_driver_sql(sql, params).fetchall())
 
 
 @dataclass(frozen=True)
@@ -141,6 +197,10 @@ def find_experiment(session_maker: SessionMaker, name: str) -> str | None:
 
 
 def _run_query(session: Any, role: str, id_tag: str) -> Any:
+    """Runs of one role with their Synergos id. The role's value is compared as an
+    expression (``value || ''``), which no index serves: every run has a role, so the runs
+    are to be found by what the caller filters on (an experiment, an id, a parent), never by
+    reading every run of that role, which SQLite's planner would do without statistics."""
     from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
     from sqlalchemy.orm import aliased
 
@@ -160,10 +220,12 @@ def _run_query(session: Any, role: str, id_tag: str) -> Any:
         .join(
             role_tag,
             (role_tag.run_uuid == SqlRun.run_uuid)
-            & (role_tag.key == TAG_ROLE)
-            & (role_tag.value == role),
+            & (role_tag.key == tag_key(TAG_ROLE))
+            & (role_tag.value.concat("") == role),
         )
-        .outerjoin(id_value, (id_value.run_uuid == SqlRun.run_uuid) & (id_value.key == id_tag))
+        .outerjoin(
+            id_value, (id_value.run_uuid == SqlRun.run_uuid) & (id_value.key == tag_key(id_tag))
+        )
         .filter(SqlRun.lifecycle_stage == ACTIVE)
     )
 
@@ -198,10 +260,10 @@ def _participant_counts(session: Any, parent_uuids: Iterable[str]) -> dict[str, 
         .join(
             role,
             (role.run_uuid == parent.run_uuid)
-            & (role.key == TAG_ROLE)
+            & (role.key == tag_key(TAG_ROLE))
             & (role.value == ROLE_PARTICIPANT),
         )
-        .filter(parent.key == PARENT_TAG, parent.value.in_(parents))
+        .filter(parent.key == tag_key(PARENT_TAG), parent.value.in_(parents))
         .filter(SqlRun.lifecycle_stage == ACTIVE)
         .group_by(parent.value)
         .all()
@@ -209,8 +271,11 @@ def _participant_counts(session: Any, parent_uuids: Iterable[str]) -> dict[str, 
     return {value: int(count) for value, count in rows}
 
 
-def federation_runs(session_maker: SessionMaker, experiment_ids: Sequence[str]) -> list[RunRow]:
-    """The federation (parent) runs of these experiments, each with its participant count."""
+def federation_runs(
+    session_maker: SessionMaker, experiment_ids: Sequence[str], *, counted: bool = True
+) -> list[RunRow]:
+    """The federation (parent) runs of these experiments, each with its participant count
+    (0 for every run when not ``counted``: see :func:`participant_counts`)."""
     from mlflow.store.tracking.dbmodels.models import SqlRun
 
     if not experiment_ids:
@@ -221,8 +286,39 @@ def federation_runs(session_maker: SessionMaker, experiment_ids: Sequence[str]) 
             .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
             .all()
         )
-        counts = _participant_counts(session, (row[0] for row in rows))
+        counts = _participant_counts(session, (row[0] for row in rows)) if counted else {}
     return [_run_row(row, counts.get(row[0], 0)) for row in rows]
+
+
+def participant_counts(session_maker: SessionMaker, parent_uuids: Sequence[str]) -> dict[str, int]:
+    """``{parent run: how many participant runs}`` (parents without any are left out)."""
+    with session_maker() as session:
+        return _participant_counts(session, parent_uuids)
+
+
+def federation_runs_matching(
+    session_maker: SessionMaker, text: str, experiment_ids: Sequence[str]
+) -> list[RunRow]:
+    """The federation runs of these experiments whose Synergos id holds ``text`` (any case),
+    without participant counts: one read of the ``synergos.run`` entries of our tag index."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from sqlalchemy import func
+
+    if not experiment_ids or not text:
+        return []
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    with session_maker() as session:
+        named = session.query(SqlTag.run_uuid).filter(
+            SqlTag.key == tag_key(TAG_RUN),
+            func.lower(SqlTag.value).like(f"%{escaped}%", escape="\\"),
+        )
+        rows = (
+            _run_query(session, ROLE_FEDERATION, TAG_RUN)
+            .filter(SqlRun.run_uuid.in_(named))
+            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
+            .all()
+        )
+    return [_run_row(row) for row in rows]
 
 
 def find_federation_run(
@@ -233,7 +329,7 @@ def find_federation_run(
 
     with session_maker() as session:
         tagged = session.query(SqlTag.run_uuid).filter(
-            SqlTag.key == TAG_RUN, SqlTag.value == run_id
+            SqlTag.key == tag_key(TAG_RUN), SqlTag.value == run_id
         )
         row = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)
@@ -253,7 +349,7 @@ def participant_runs(session_maker: SessionMaker, parent_uuid: str) -> list[RunR
 
     with session_maker() as session:
         children = session.query(SqlTag.run_uuid).filter(
-            SqlTag.key == PARENT_TAG, SqlTag.value == parent_uuid
+            SqlTag.key == tag_key(PARENT_TAG), SqlTag.value == parent_uuid
         )
         rows = (
             _run_query(session, ROLE_PARTICIPANT, TAG_PARTICIPANT)
@@ -289,7 +385,7 @@ def all_points(
     )
     found: dict[str, list[MetricPoint]] = {}
     with session_maker() as session:
-        for key, step, value, is_nan, timestamp in session.connection().execute(query):
+        for key, step, value, is_nan, timestamp in by_run_index(session, query):
             point = MetricPoint(run_uuid, key, int(step), _value(value, is_nan), int(timestamp))
             found.setdefault(key, []).append(point)
     return found
@@ -375,7 +471,7 @@ def metric_series(
         .order_by(m.run_uuid, m.key, m.step)
     )
     with session_maker() as session:
-        rows = _plain_rows(session, query)
+        rows = by_run_index(session, query)
     for (run, key), points in groupby(rows, key=itemgetter(0, 1)):
         result.setdefault(key, {})[run] = _line(list(points))
     return result
@@ -394,7 +490,7 @@ def metric_points(session_maker: SessionMaker, run_uuid: str) -> list[MetricPoin
         .order_by(m.key, m.step, m.timestamp)
     )
     with session_maker() as session:
-        rows = _plain_rows(session, query)
+        rows = by_run_index(session, query)
     return [
         MetricPoint(run_uuid, key, int(step), _value(value, is_nan), int(timestamp))
         for key, step, timestamp, value, is_nan in rows

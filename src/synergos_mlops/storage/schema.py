@@ -4,26 +4,42 @@ migrations.
 MLflow's schema is MLflow's: its tables and its ``alembic_version`` are changed only by
 MLflow's own migrations. Ours are kept the same way, with Alembic, in
 ``storage/migrations/versions/``, and their revision in the table ``synergos_alembic_version``.
-``synmlops db upgrade`` runs MLflow's migrations, then ours; ``synmlops serve`` creates ours in
-a database that has none yet and refuses one that is behind, as it does for MLflow's.
+``synmlops db upgrade`` runs MLflow's migrations, then ours; ``synmlops serve`` brings ours to
+the latest revision (creating them in a database that has none yet) and refuses a revision it
+does not know (written by a newer release).
 
 Tables (Core, so reads and writes need no ORM objects):
 
 - ``synergos_logs``: log records of the orchestrator and every participant (see logs.py).
+
+Indexes of ours on MLflow's tables (revision ``s0003_read_indexes``), named ``synergos_*``:
+``runs (experiment_id, lifecycle_stage)`` and ``tags (key, value)`` for the tag keys the reads
+look up by value. Our migrations only add; ``synmlops serve`` applies them to a database whose
+revision of ours is older, at start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["VERSION_TABLE", "OurSchema", "logs", "metadata", "our_schema", "upgrade_ours"]
+__all__ = [
+    "VERSION_TABLE",
+    "OurSchema",
+    "READ_INDEXES",
+    "alembic_config",
+    "ensure_read_indexes",
+    "logs",
+    "metadata",
+    "our_schema",
+    "upgrade_ours",
+]
 
 VERSION_TABLE = "synergos_alembic_version"
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -51,7 +67,8 @@ logs = Table(
 )
 
 
-def _config(connection: object) -> object:
+def alembic_config(connection: object) -> object:
+    """Alembic's configuration of our migrations, on ``connection``."""
     from alembic.config import Config
 
     config = Config()
@@ -64,34 +81,68 @@ def _config(connection: object) -> object:
 class OurSchema:
     current: str | None  #: None when none of our tables exist yet
     head: str
+    known: bool = True  #: False for a revision this release has no migration for (a newer one)
 
     @property
     def up_to_date(self) -> bool:
         return self.current == self.head
 
 
+#: Our indexes on MLflow's tables: (name, table, columns, PostgreSQL's WHERE or None). See
+#: migration ``s0003_read_indexes`` for why each is there.
+READ_INDEXES: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
+    ("synergos_runs_experiment", "runs", ("experiment_id", "lifecycle_stage"), None),
+    ("synergos_experiments_name", "experiments", ("name",), None),
+    ("synergos_experiment_tags_experiment", "experiment_tags", ("experiment_id",), None),
+    ("synergos_tags_value", "tags", ("key", "value"),
+     "key IN ('mlflow.parentRunId', 'synergos.participant', 'synergos.role', 'synergos.run', "
+     "'synergos.study', 'synergos.trial.request')"),
+)  # fmt: skip
+
+
+def ensure_read_indexes(bind: Any) -> list[str]:
+    """Create those of :data:`READ_INDEXES` that are missing on tables that exist (an engine
+    or a connection); the names created."""
+    from sqlalchemy import Column, Index, MetaData, Table, inspect, text
+
+    found = inspect(bind)
+    tables = set(found.get_table_names())
+    created = []
+    for name, table, columns, where in READ_INDEXES:
+        if table not in tables or name in {i["name"] for i in found.get_indexes(table)}:
+            continue
+        holder = Table(table, MetaData(), *(Column(c) for c in columns))
+        index = Index(name, *(holder.c[c] for c in columns),
+                      postgresql_where=text(where) if where else None)  # fmt: skip
+        index.create(bind, checkfirst=True)
+        created.append(name)
+    return created
+
+
 def our_schema(engine: Engine) -> OurSchema:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(_config(None)).get_current_head()  # type: ignore[arg-type]
+    scripts = ScriptDirectory.from_config(alembic_config(None))  # type: ignore[arg-type]
+    head = scripts.get_current_head()
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         current = context.get_current_revision()
-    return OurSchema(current=current, head=str(head))
+    known = current is None or current in {script.revision for script in scripts.walk_revisions()}
+    return OurSchema(current=current, head=str(head), known=known)
 
 
 def upgrade_ours(engine: Engine) -> OurSchema:
-    """Bring our tables to the latest revision (creating them in a new database). Under the
-    database's resolution lock, so replicas starting together on one new database upgrade
-    it once."""
+    """Bring our tables to the latest revision (creating them in a new database), and our
+    indexes onto MLflow's tables where these exist. Under the database's resolution lock, so
+    replicas starting together on one new database upgrade it once."""
     from alembic import command
 
     from synergos_mlops.storage.runs import resolution_lock
 
     with resolution_lock(engine):
-        if our_schema(engine).up_to_date:
-            return our_schema(engine)
-        with engine.begin() as connection:
-            command.upgrade(_config(connection), "head")  # type: ignore[arg-type]
+        if not our_schema(engine).up_to_date:
+            with engine.begin() as connection:
+                command.upgrade(alembic_config(connection), "head")  # type: ignore[arg-type]
+        ensure_read_indexes(engine)
     return our_schema(engine)

@@ -46,6 +46,7 @@ __all__ = [
     "TrialRow",
     "ParticipantHardware",
     "define_study",
+    "experiments_with_trials",
     "latest_values",
     "participant_rows",
     "resolve_trial",
@@ -131,7 +132,7 @@ def _trial_of_request(store: Any, experiment_id: str, request: str) -> str | Non
         made = {
             row[0]
             for row in session.query(SqlTag.run_uuid).filter(
-                SqlTag.key == TAG_TRIAL_REQUEST, SqlTag.value == request
+                SqlTag.key == reads.tag_key(TAG_TRIAL_REQUEST), SqlTag.value == request
             )
         }
     if not made:
@@ -272,6 +273,42 @@ def _tags_of(session_maker: SessionMaker, run_uuids: list[str], keys: Sequence[s
     return found
 
 
+def experiments_with_trials(session_maker: SessionMaker, experiment_ids: Sequence[str]) -> set[str]:
+    """Those of these experiments that hold a trial: a run tagged ``synergos.study``, or one
+    whose Synergos id is ``optim_run_<n>`` (the default study). Two queries through the
+    ``synergos_tags_value`` index, so a store of many experiments without studies is not read
+    experiment by experiment."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from sqlalchemy import select
+
+    if not experiment_ids:
+        return set()
+    wanted = {str(e) for e in experiment_ids}
+    t = SqlTag.__table__.c
+    r = SqlRun.__table__.c
+    tagged = (
+        select(r.experiment_id)
+        .distinct()
+        .join_from(SqlTag.__table__, SqlRun.__table__, t.run_uuid == r.run_uuid)
+    )
+    studied = tagged.where(t.key == reads.tag_key(TAG_STUDY), r.lifecycle_stage == reads.ACTIVE)
+    named = select(r.experiment_id, t.value).join_from(
+        SqlTag.__table__, SqlRun.__table__, t.run_uuid == r.run_uuid
+    ).where(
+        t.key == reads.tag_key(reads.TAG_RUN),
+        t.value.like(r"optim\_run\_%", escape="\\"),
+        r.lifecycle_stage == reads.ACTIVE,
+    )  # fmt: skip
+    with session_maker() as session:
+        found = {str(row[0]) for row in session.connection().execute(studied)}
+        found |= {
+            str(experiment_id)
+            for experiment_id, value in session.connection().execute(named)
+            if legacy_trial_number(value) is not None
+        }
+    return found & wanted
+
+
 def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow]:
     """Every trial of every study of an experiment: runs tagged ``synergos.study``, and runs
     named ``optim_run_<n>`` without that tag (the default study, trial ``n``)."""
@@ -343,7 +380,7 @@ def participant_rows(
                 (participant.run_uuid == SqlRun.run_uuid)
                 & (participant.key == reads.TAG_PARTICIPANT),
             )
-            .filter(parent.key == reads.PARENT_TAG, parent.value.in_(parent_uuids))
+            .filter(parent.key == reads.tag_key(reads.PARENT_TAG), parent.value.in_(parent_uuids))
             .filter(SqlRun.lifecycle_stage == reads.ACTIVE)
             .all()
         )

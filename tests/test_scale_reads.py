@@ -1,0 +1,243 @@
+"""Reads that cost the same on a big store: our indexes exist after migration, the rewritten
+queries answer what plain queries answer, and the paged, levelled and searched tree holds
+the same items as the whole one (SQLite and PostgreSQL). How fast is ``make bench``'s
+business (benchmarks/scale_bench.py), not these tests'."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+
+from synergos_mlops.federation import ExperimentIds
+from synergos_mlops.server.federated_runs import (
+    Backend,
+    TreeQuery,
+    collaboration_tree,
+    tree_part,
+)
+from synergos_mlops.storage import reads
+from synergos_mlops.storage import studies as stored
+from synergos_mlops.storage.batch import MetricBatch
+from synergos_mlops.storage.metrics import write_metrics
+from synergos_mlops.storage.runs import resolve_run
+from synergos_mlops.storage.schema import our_schema, upgrade_ours
+
+OUR_INDEXES = {
+    "runs": "synergos_runs_experiment",
+    "tags": "synergos_tags_value",
+    "experiments": "synergos_experiments_name",
+    "experiment_tags": "synergos_experiment_tags_experiment",
+}
+
+
+def _fill(store: Any) -> dict[str, Any]:
+    """Three collaborations' worth of runs, participants and points; a trial of a study and
+    a legacy-named trial; a long tag value on another key."""
+    from mlflow.entities import RunTag
+
+    upgrade_ours(store.engine)
+    made: dict[str, Any] = {}
+    batch = MetricBatch()
+    for c in range(3):
+        for e in range(2):
+            ids = ExperimentIds(f"collab {c}", "project", f"exp_{e}")
+            for r in range(4):
+                name = "optim_run_1" if (c, e, r) == (2, 1, 0) else f"run-{c}{e}{r}"
+                resolved = resolve_run(store, ids, name, [f"p{i}" for i in range(r % 3 + 1)])
+                made[f"{c}{e}{r}"] = resolved
+                for owner in [resolved.run_id, *resolved.participants.values()]:
+                    for step in range(3):
+                        batch.append(owner, "train/loss", step, 1 / (step + 1), 1000 + step)
+                        batch.append(owner, "evaluate/acc", step, step / 3, 1000 + step)
+    write_metrics(store.engine, batch)
+    trial = made["000"]
+    store.set_tag(trial.run_id, RunTag("synergos.study", "s"))
+    store.set_tag(trial.run_id, RunTag("synergos.trial", "1"))
+    store.set_tag(made["010"].run_id, RunTag("mlflow.note.content", "x" * 7999))
+    return made
+
+
+def test_our_migrations_add_the_read_indexes_beside_mlflows_schema(sql_store: Any) -> None:
+    upgrade_ours(sql_store.engine)
+    assert our_schema(sql_store.engine).up_to_date
+    found = inspect(sql_store.engine)
+    for table, name in OUR_INDEXES.items():
+        assert name in {index["name"] for index in found.get_indexes(table)}, (table, name)
+    if sql_store.engine.dialect.name == "postgresql":
+        with sql_store.engine.connect() as connection:
+            definition = connection.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'synergos_tags_value'")
+            ).scalar_one()
+        assert "WHERE" in definition and "synergos.run" in definition
+
+
+def test_a_long_tag_value_on_another_key_is_stored_beside_the_partial_index(
+    sql_store: Any,
+) -> None:
+    made = _fill(sql_store)
+    run = sql_store.get_run(made["010"].run_id)
+    assert run.data.tags["mlflow.note.content"] == "x" * 7999
+
+
+def _plain_series(store: Any, run_uuids: list[str], keys: list[str]) -> dict[str, Any]:
+    """The series as a plain query without any hint reads them."""
+    found: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    with store.engine.connect() as connection:
+        for run_uuid in run_uuids:
+            for key in keys:
+                rows = connection.execute(
+                    text("SELECT step, value FROM metrics WHERE run_uuid = :r AND key = :k "
+                         "ORDER BY step"), {"r": run_uuid, "k": key},
+                ).fetchall()  # fmt: skip
+                if rows:
+                    found.setdefault(key, {})[run_uuid] = (
+                        [int(s) for s, _ in rows], [float(v) for _, v in rows]
+                    )  # fmt: skip
+    return found
+
+
+def test_rewritten_reads_answer_what_plain_queries_answer(sql_store: Any) -> None:
+    made = _fill(sql_store)
+    maker = sql_store.ManagedSessionMaker
+    with sql_store.engine.connect() as connection:
+        expected_parents = {
+            row[0]: row[1]
+            for row in connection.execute(text(
+                "SELECT r.run_uuid, t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "AND t.key = 'synergos.run' WHERE EXISTS (SELECT 1 FROM tags o WHERE "
+                "o.run_uuid = r.run_uuid AND o.key = 'synergos.role' AND o.value = 'federation')"
+            ))
+        }  # fmt: skip
+    experiments = {e.experiment_id for e in reads.synergos_experiments(maker)}
+    listed = reads.federation_runs(maker, sorted(experiments))
+    assert {r.run_uuid: r.synergos_id for r in listed} == expected_parents
+    for key, resolved in made.items():
+        row = next(r for r in listed if r.run_uuid == resolved.run_id)
+        assert row.participants == len(resolved.participants)
+        found = reads.find_federation_run(maker, resolved.experiment_id, row.synergos_id)
+        assert found is not None and found.run_uuid == resolved.run_id
+        children = reads.participant_runs(maker, resolved.run_id)
+        assert {c.synergos_id: c.run_uuid for c in children} == resolved.participants
+        owners = [resolved.run_id, *resolved.participants.values()]
+        series = reads.metric_series(maker, owners, ["train/loss", "evaluate/acc"])
+        assert series == _plain_series(sql_store, owners, ["train/loss", "evaluate/acc"]), key
+        points = reads.all_points(maker, resolved.run_id, ["train/loss"])
+        assert [(p.step, p.value) for p in points["train/loss"]] == list(
+            zip(*_plain_series(sql_store, [resolved.run_id], ["train/loss"])["train/loss"][
+                resolved.run_id], strict=True)
+        )  # fmt: skip
+        assert len(reads.metric_points(maker, resolved.run_id)) == 6
+    assert reads.participant_counts(maker, [made["002"].run_id]) == {made["002"].run_id: 3}
+
+
+def test_experiments_with_trials_are_those_whose_runs_make_a_study(sql_store: Any) -> None:
+    _fill(sql_store)
+    maker = sql_store.ManagedSessionMaker
+    experiments = [e.experiment_id for e in reads.synergos_experiments(maker)]
+    expected = {e for e in experiments if stored.trial_rows(maker, e)}
+    assert len(expected) == 2
+    assert stored.experiments_with_trials(maker, experiments) == expected
+
+
+def _items(tree: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    return [
+        (c["id"], p["id"], e["id"], r["id"], str(r["participant_count"]), r["mlflow_run_id"])
+        for c in tree for p in c["projects"] for e in p["experiments"] for r in e["runs"]
+    ]  # fmt: skip
+
+
+def test_the_tree_paged_levelled_and_searched_holds_the_whole_trees_items(
+    sql_store: Any,
+) -> None:
+    _fill(sql_store)
+    backend = Backend(sql_store.ManagedSessionMaker, None)
+    whole = collaboration_tree(backend)
+    everything = _items(whole)
+    assert len(everything) == 24
+
+    paged: list[tuple[str, ...]] = []
+    top = tree_part(backend, TreeQuery(depth="collaborations"))["collaborations"]
+    assert [c["id"] for c in top] == [c["id"] for c in whole]
+    assert [c["experiment_count"] for c in top] == [2, 2, 2]
+    for collaboration in top:
+        projects = tree_part(backend, TreeQuery(collaboration["id"], depth="projects"))
+        [project] = projects["collaborations"][0]["projects"]
+        assert project["experiment_count"] == 2
+        level = tree_part(backend, TreeQuery(collaboration["id"], project["id"],
+                                             depth="experiments"))  # fmt: skip
+        for experiment in level["collaborations"][0]["projects"][0]["experiments"]:
+            assert experiment["run_count"] == 4
+            offset: int | None = 0
+            while offset is not None:
+                page = tree_part(
+                    backend,
+                    TreeQuery(
+                        collaboration["id"], project["id"], experiment["id"], limit=3, offset=offset
+                    ),
+                )
+                [entry] = page["collaborations"][0]["projects"][0]["experiments"]  # fmt: skip
+                assert len(entry["runs"]) <= 3
+                paged += _items(page["collaborations"])
+                offset = entry.get("next_offset")
+    assert paged == everything
+
+    searched = tree_part(backend, TreeQuery(search="RUN-1"))
+    assert not searched["truncated"]
+    assert _items(searched["collaborations"]) == [i for i in everything if "run-1" in i[3]]
+    by_experiment = tree_part(backend, TreeQuery(search="exp_1", limit=5))
+    assert by_experiment["truncated"]
+    assert _items(by_experiment["collaborations"]) == [i for i in everything
+                                                       if i[2] == "exp_1"][:5]  # fmt: skip
+    odd = tree_part(backend, TreeQuery(search="100%_\\"))
+    assert odd["collaborations"] == [] and not odd["truncated"]
+
+
+@pytest.mark.parametrize("bad", [TreeQuery(depth="runs "), TreeQuery(limit=0),
+                                 TreeQuery(offset=-1)])  # fmt: skip
+def test_a_bad_tree_query_is_refused_naming_the_parameter(sql_store: Any, bad: TreeQuery) -> None:
+    from synergos_mlops.errors import SynergosError
+
+    upgrade_ours(sql_store.engine)
+    with pytest.raises(SynergosError, match="depth|limit|offset"):
+        tree_part(Backend(sql_store.ManagedSessionMaker, None), bad)
+
+
+def test_the_tree_route_pages_levels_and_searches_over_http(shared_server: Any) -> None:
+    import uuid
+
+    import requests
+
+    api = f"{shared_server.url}/api/synergos/v1"
+    collaboration = f"paged {uuid.uuid4().hex[:8]}"
+    for r in range(3):
+        body = {"collaboration": collaboration, "project": "p", "experiment": "e",
+                "run": f"run {r}", "participants": ["a", "b"]}  # fmt: skip
+        requests.post(f"{api}/runs/resolve", json=body, timeout=60).raise_for_status()
+
+    def get(**params: Any) -> Any:
+        response = requests.get(f"{api}/collaborations", params=params, timeout=60)
+        return response.status_code, response.json()
+
+    status, whole = get()
+    assert status == 200
+    [mine] = [c for c in whole["collaborations"] if c["id"] == collaboration]
+    runs = mine["projects"][0]["experiments"][0]["runs"]
+    assert [r["id"] for r in runs] == ["run 0", "run 1", "run 2"]
+
+    _, level = get(collaboration=collaboration, depth="experiments")
+    [experiment] = level["collaborations"][0]["projects"][0]["experiments"]
+    assert experiment["run_count"] == 3 and "runs" not in experiment
+    _, first = get(collaboration=collaboration, project="p", experiment="e", limit=2)
+    _, rest = get(collaboration=collaboration, project="p", experiment="e", limit=2, offset=2)
+    pages = [first["collaborations"][0]["projects"][0]["experiments"][0],
+             rest["collaborations"][0]["projects"][0]["experiments"][0]]  # fmt: skip
+    assert pages[0]["next_offset"] == 2 and "next_offset" not in pages[1]
+    assert pages[0]["runs"] + pages[1]["runs"] == runs
+    _, found = get(search=collaboration.upper())
+    assert found["collaborations"] == [mine] and found["truncated"] is False
+
+    for bad in ({"depth": "everything"}, {"limit": 0}, {"offset": -1}):
+        status, error = get(**bad)
+        assert status == 400 and error["error"]["code"] == "BAD_REQUEST", bad
