@@ -261,6 +261,7 @@ def test_sigkill_of_serve_takes_mlflow_uvicorn_and_every_worker_with_it(tmp_path
     from conftest import wait_for
 
     server = start_server(tmp_path / "store", workers=2)
+    assert f"New empty store: created {tmp_path / 'store' / 'mlflow.db'}" in server.output()
     descendants = _descendants(server.process.pid)
     # the guard, MLflow's CLI, uvicorn and its two workers
     assert len(descendants) >= 5, descendants

@@ -202,11 +202,14 @@ def synergos_server_holding(port: int) -> tuple[int, bool] | None:
     return None
 
 
-def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
+def prepare(
+    config: ServeConfig, *, echo: Callable[[str], None] = print
+) -> tuple[list[str], dict[str, str]]:
     """Check everything and return the child's command and environment."""
     if config.workers < 1:
         raise ServeError("--workers must be at least 1")
     check_tls(config.certfile, config.keyfile)
+    check_port_free(config.host, config.port)  # before the store: a refusal creates nothing
     folder = StoreFolder.at(config.store)
     backend = config.backend_store_uri
     destination = config.artifacts_destination
@@ -216,6 +219,7 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
         backend = folder.backend_store_uri
         if not folder.db_path.exists():
             folder.db_path.touch()
+            echo(f"New empty store: created {folder.db_path}")
         try:
             folder.enable_wal()
         except Exception as exc:  # sqlite3.DatabaseError and friends
@@ -225,7 +229,6 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     check_schema(backend)
     ensure_our_tables(backend)
     check_artifacts_destination(destination)
-    check_port_free(config.host, config.port)
     auth_env: dict[str, str] = {}
     if config.auth:
         from synergos_mlops.server.auth import prepare_auth
@@ -316,7 +319,7 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> int:
     """Run the server until it stops or a signal arrives; return its exit code."""
-    command, env = prepare(config)
+    command, env = prepare(config, echo=echo)
     backend = command[command.index("--backend-store-uri") + 1]
     logs = _start_log_services(config, backend, echo)  # before the child: a taken port stops here
     process = subprocess.Popen(guarded_command(command), env=env)
