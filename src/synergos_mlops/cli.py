@@ -279,7 +279,7 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
     nothing. OUTPUTS without any run folder is not an error: the summary says what was looked
     for. Exit code 1 when a run could not be logged.
     """
-    from synergos_mlops.ingest import IngestReport, Ingester, scan
+    from synergos_mlops.ingest import Ingester, IngestReport, scan
     from synergos_mlops.ingest._progress import RichProgress
 
     workers = _worker_outputs(worker_outputs)
