@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if code is not None:
             # The server stopped by itself or on a forwarded signal: let no process outlive it.
             _stop_group(child, grace=min(GRACE, 5.0))
-            return code
+            return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell
         if os.getppid() != parent_pid:  # synmlops serve has gone: stop the whole server
             _stop_group(child, GRACE)
             return 1
