@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synmlops-installed
 STORE ?= ./mlflow
 PORT ?= 5500
 
-.PHONY: setup run test lint legacy-ttp bench clean
+.PHONY: setup run test test-fast lint legacy-ttp bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,18 @@ lint: setup
 legacy-ttp:
 	bash scripts/legacy-ttp.sh
 
-## Every test: lint and types, then the suite (real servers, PostgreSQL, Chromium).
+## Every test: lint and types, then the suite (real servers, PostgreSQL, Chromium), in
+## parallel: each worker takes whole modules (--dist loadfile), its own ports, databases and
+## folders. Most tests wait on servers and the browser, so 3 workers suit 2 cores.
+TEST_WORKERS ?= 3
 test: setup lint legacy-ttp
 	bash scripts/services.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+## The inner loop: the tests that start no process (no server, CLI, browser), in a few minutes.
+test-fast: setup
+	bash scripts/services.sh
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not process"
 
 bench: setup
 	bash scripts/services.sh

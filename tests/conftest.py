@@ -37,10 +37,77 @@ def wait_for(check: Callable[[], object], timeout: float = 60.0) -> object:
         time.sleep(0.1)
 
 
+#: pytest-xdist's worker ("gw0", "gw1", ...; "" when the run is serial).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+#: Under xdist each worker takes ports from its own block below Linux's ephemeral range
+#: (32768-60999), so two workers never pick the same port between a probe and a server's
+#: bind, and no outgoing connection takes one either. A serial run asks the kernel.
+PORT_BLOCK = 1000
+_PORT_BASE = 20000
+_next_port = [0]
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    if not WORKER.removeprefix("gw").isdigit():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+    first = _PORT_BASE + (int(WORKER.removeprefix("gw")) % 12) * PORT_BLOCK
+    for _ in range(PORT_BLOCK):
+        port = first + _next_port[0] % PORT_BLOCK
+        _next_port[0] += 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:  # taken, or still in TIME_WAIT from an earlier test
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORT_BLOCK - 1} for worker {WORKER}")
+
+
+#: What makes a test start real processes (a server, the CLI, Chromium, an S3 server, Ray),
+#: found in its source or in the source of a fixture it uses. Those tests are marked
+#: ``process``; ``make test-fast`` runs the others (``-m "not process"``).
+_PROCESS_WORDS = (
+    "start_server", "Popen", "subprocess.", "SYNMLOPS", "run_cli(", "sync_playwright",
+    "s3_server", "ray.init", "legacy_ttp", "ProcessPoolExecutor",
+)  # fmt: skip
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    """True when the test, a fixture it uses or a helper of this folder they call (at any
+    depth) names one of :data:`_PROCESS_WORDS`."""
+    import inspect
+    import re
+
+    here = str(Path(__file__).parent)
+    pending = [getattr(item, "function", None)]
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info is not None:
+        for definitions in fixture_info.name2fixturedefs.values():
+            pending += [definition.func for definition in definitions]
+    seen: set[object] = set()
+    while pending:
+        function = pending.pop()
+        code = getattr(function, "__code__", None)
+        if code is None or function in seen or not code.co_filename.startswith(here):
+            continue
+        seen.add(function)
+        try:
+            source = inspect.getsource(function)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            continue
+        if any(word in source for word in _PROCESS_WORDS):
+            return True
+        names = getattr(function, "__globals__", {})
+        pending += [names[name] for name in set(re.findall(r"\b\w+\b", source)) if name in names]
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _starts_processes(item):
+            item.add_marker(pytest.mark.process)
 
 
 @dataclass

@@ -402,3 +402,20 @@ def test_auth_commands_bind_list_and_unbind_accounts(tmp_path: Path) -> None:
     assert "participant p2" in run("list", "dora")
     assert "removed 1 binding" in run("unbind", "dora")
     assert "no participant bindings" in run("list")
+
+
+def test_auth_commands_print_no_warning_of_mlflow_dependencies_on_stderr(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    commands = [
+        ["add-user", "dora", "--password", "dora-password-123"],
+        ["bind", "dora", "--collaboration", "c1", "--participant", "p1"],
+        ["list"],
+    ]
+    for command in commands:
+        result = subprocess.run(
+            [*SYNMLOPS, "auth", *command, "--store", store],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "", f"auth {command[0]}: {result.stderr}"
+    assert "participant p1" in result.stdout

@@ -37,10 +37,42 @@ def test_every_client_command_help_names_the_default_destination(command: str) -
 def test_ingest_without_a_tracking_uri_logs_into_the_store_folder_as_demo_does(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "outputs").mkdir()
+    from ingest_trees import write_run
+
+    write_run(tmp_path / "outputs", "c", "p", "e", "r", rounds=1, checkpoints=False)
     result = run_cli("ingest", "outputs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mlflow" / "mlflow.db").is_file()
+    # one line of ours for the new store; not MLflow's "Creating initial ... tables" log
+    assert result.stderr.strip().splitlines() == [
+        f"New empty store: created {tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
+    ]
+    again = run_cli("ingest", "outputs", cwd=tmp_path)
+    assert again.returncode == 0 and again.stderr.strip() == ""  # an existing store: no word
+
+
+def test_ingest_of_a_tree_without_runs_writes_nothing_and_creates_no_store(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "outputs").mkdir()
+    result = run_cli("ingest", "outputs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]
+
+
+@pytest.mark.parametrize("command", [["serve", "--store"], ["db", "upgrade"]])
+def test_a_store_under_a_missing_parent_folder_is_refused_and_nothing_is_created(
+    tmp_path: Path, command: list[str]
+) -> None:
+    store = tmp_path / "typo" / "deep" / "store"
+    result = run_cli(*command, str(store), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: store {store} cannot be created: its parent folder {store.parent} does not "
+        "exist (create it first, or check the path)"
+    ]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ingest_without_runs_names_the_expected_layout(tmp_path: Path) -> None:

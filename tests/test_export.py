@@ -288,3 +288,39 @@ def test_a_broken_download_leaves_no_half_written_file(broken_server: str, tmp_p
         assert result.exit_code == 1, result.output
     assert leftovers(tmp_path) == ["keep.zip"]
     assert output_before.read_bytes() == b"old"
+
+
+def test_export_file_follows_the_umask_and_entries_carry_their_files_times(
+    shared_server, logged: LoggedRun, log_lines: list[tuple[str | None, str]], tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    output = tmp_path / "dated.zip"
+    previous = os.umask(0o027)
+    try:
+        result = CliRunner().invoke(
+            main,
+            ["export", *ids(logged), "-o", str(output), "--tracking-uri", str(shared_server.store)],
+        )
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert output.stat().st_mode & 0o777 == 0o640  # 0666 less the umask, not mkstemp's 0600
+
+    def zip_date(seconds: float) -> tuple[int, ...]:
+        """As a ZIP keeps it: local time, to the even second below."""
+        *date, second = tuple(time.localtime(seconds))[:6]
+        return (*date, second - second % 2)
+
+    ended = MlflowClient(shared_server.url).get_run(logged.parent_run_id).info.end_time
+    assert ended
+    artifacts = shared_server.store / "artifacts" / logged.experiment_id / logged.parent_run_id
+    with zipfile.ZipFile(output) as bundle:
+        for name in DATA_FILES:
+            assert bundle.getinfo(name).date_time == zip_date(ended / 1000), name
+        for relative in logged.global_files:
+            stored = artifacts / "artifacts" / relative
+            seconds = stored.stat().st_mtime
+            assert bundle.getinfo(f"global/{relative}").date_time == zip_date(seconds), relative
+        assert all(info.date_time[0] > 1980 for info in bundle.infolist())

@@ -65,8 +65,14 @@ def test_serve_on_a_current_file_store_serves_it_live_and_changes_none_of_its_fo
         client = MlflowClient(server.url)
 
         def all_served() -> bool:
+            # a run appears before its points do (the mirror's pass writes them after it):
+            # wait for the last point too, or a loaded machine catches the run half-mirrored
             try:
-                return all(client.get_run(run_id) for run_id in expected)
+                return all(
+                    client.get_run(run_id)
+                    and len(client.get_metric_history(run_id, "train/loss")) == 5
+                    for run_id in expected
+                )
             except Exception:
                 return False
 

@@ -230,3 +230,91 @@ def test_port_in_use_is_refused_and_the_store_is_untouched(tmp_path: Path) -> No
         result = run_cli("serve", "--store", str(tmp_path / "s"), "--port", str(port))
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: port {port} on 127.0.0.1 is already in use"
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+
+
+def _gone(pids: list[int]) -> bool:
+    import psutil
+
+    return not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        for pid in pids
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_sigkill_of_serve_takes_mlflow_uvicorn_and_every_worker_with_it(tmp_path: Path) -> None:
+    from conftest import wait_for
+
+    server = start_server(tmp_path / "store", workers=2)
+    assert f"New empty store: created {tmp_path / 'store' / 'mlflow.db'}" in server.output()
+    descendants = _descendants(server.process.pid)
+    # the guard, MLflow's CLI, uvicorn and its two workers
+    assert len(descendants) >= 5, descendants
+    server.process.kill()
+    server.process.wait()
+    assert wait_for(lambda: _gone(descendants), timeout=60), "server processes outlived serve"
+    assert wait_for(lambda: _port_free(server.port), timeout=10)
+
+
+def test_port_held_by_an_orphaned_server_of_ours_is_named_in_one_line(tmp_path: Path) -> None:
+    import psutil
+    from conftest import wait_for
+
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "synergos",
+               "--backend-store-uri", f"sqlite:///{tmp_path / 'db.sqlite'}",
+               "--port", str(port), "--workers", "1"]  # fmt: skip
+    # Started by a shell that exits at once: the server is left without a parent of ours,
+    # as a server of an older synmlops serve killed with SIGKILL was.
+    launcher = subprocess.run(
+        ["sh", "-c", 'setsid "$@" >/dev/null 2>&1 </dev/null & echo $!', "sh", *command],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    orphan = int(launcher.stdout.strip())
+    try:
+
+        def serving() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        assert wait_for(serving, timeout=240), "the orphan did not start"
+        result = run_cli("serve", "--store", str(tmp_path / "s"), "--port", str(port))
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"Error: port {port} is held by an orphaned synmlops server (pid {orphan}); "
+            f"stop it with kill {orphan}"
+        )
+    finally:
+        process = psutil.Process(orphan)
+        workers = process.children(recursive=True)
+        os.kill(orphan, signal.SIGTERM)
+        psutil.wait_procs([process, *workers], timeout=30)
+    assert wait_for(lambda: _port_free(port), timeout=30)
+
+
+def test_port_held_by_a_running_synmlops_serve_names_its_pid(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    result = run_cli("serve", "--store", str(tmp_path / "s"), "--port", str(shared_server.port))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: port {shared_server.port} is held by a running synmlops server "
+        f"(pid {shared_server.process.pid})"
+    )

@@ -3,6 +3,7 @@ buffering client is tested without a server) and small readers."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -116,7 +117,8 @@ def create_pg_database(prefix: str) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
 
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ... under pytest-xdist
+    name = f"{prefix}_{worker + '_' if worker else ''}{uuid.uuid4().hex[:10]}"
     engine = create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:

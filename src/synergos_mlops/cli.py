@@ -124,6 +124,24 @@ def _tracking_target(tracking_uri: str | None, *, reading: bool = False) -> str:
     return target
 
 
+def _new_store_notice(target: str) -> Callable[[], None]:
+    """A callable that says, in one line on stderr, that opening ``target`` created a new
+    empty store folder (nothing when the target is a URL or its store already existed)."""
+    if "://" in target:
+        return lambda: None
+    from synergos_mlops.store import StoreFolder
+
+    folder = StoreFolder.at(target.removeprefix("file:"))
+    if folder.db_path.exists():
+        return lambda: None
+
+    def announce() -> None:
+        if folder.db_path.exists():
+            click.echo(f"New empty store: created {folder.db_path}", err=True)
+
+    return announce
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="synmlops")
 def main() -> None:
@@ -261,11 +279,14 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
     nothing. OUTPUTS without any run folder is not an error: the summary says what was looked
     for. Exit code 1 when a run could not be logged.
     """
-    from synergos_mlops.ingest import Ingester, scan, unchanged_report
+    from synergos_mlops.ingest import Ingester, IngestReport, scan, unchanged_report
 
     workers = _worker_outputs(worker_outputs)
     found = scan(outputs, workers)
-    target = _tracking_target(tracking_uri)
+    target = _tracking_target(tracking_uri)  # a server that cannot be reached is said anyway
+    if not found.runs:  # nothing to write: no store is opened, none is created
+        _echo_report(IngestReport.of_scan(found), outputs)
+        return
     # A tree already in a store folder, untouched: known without loading MLflow (seconds).
     unchanged = unchanged_report(found, target)
     if unchanged is not None:
@@ -273,7 +294,9 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
         return
     from synergos_mlops.ingest._progress import RichProgress
 
+    announce = _new_store_notice(target)
     ingester = Ingester(target)
+    announce()
     try:
         with RichProgress() as progress:
             report = ingester.ingest(found, progress)

@@ -116,6 +116,18 @@ def _check_output(output: Path) -> Path:
     return parent
 
 
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (no other thread sees it change), else by
+    setting it and setting it back at once."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("Umask:"))
+        return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def _atomic_output(output: Path) -> Iterator[IO[bytes]]:
     """A temporary file beside ``output`` that replaces it only on success."""
@@ -128,6 +140,9 @@ def _atomic_output(output: Path) -> Iterator[IO[bytes]]:
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
+            # mkstemp makes the file private (0600); the output is an ordinary file, so it
+            # gets the mode the user's umask gives to new files.
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
         try:
             with zipfile.ZipFile(partial) as check:
                 check.namelist()
@@ -192,7 +207,7 @@ def _store_folder(uri: str) -> Path | None:
 
 
 def _write_local(folder: Path, request: ExportRequest, output: Path, show: bool) -> int:
-    from synergos_mlops.server.bundle import bundle_entries, iter_zip
+    from synergos_mlops.server.bundle import bundle_entries, bundle_time, iter_zip
     from synergos_mlops.server.federated_runs import Backend, NotFoundError, resolve_run
 
     if not folder.is_dir():
@@ -212,7 +227,7 @@ def _write_local(folder: Path, request: ExportRequest, output: Path, show: bool)
         _Progress(f"Exporting {request.run}", total or None, show) as progress,
     ):
         done = 0
-        for data in iter_zip(entries):
+        for data in iter_zip(entries, bundle_time(found)):
             handle.write(data)
             written += len(data)
             # Advance by input bytes as zip output trails them; close enough for a bar.

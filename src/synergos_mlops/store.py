@@ -94,18 +94,29 @@ class StoreFolder:
     def backend_store_uri(self) -> str:
         return f"sqlite:///{self.db_path}"
 
-    def check(self, *, create: bool = True) -> None:
-        """Make sure the folder can hold a store, creating it when asked; raise StoreError."""
+    def check(self, *, create: bool = True) -> bool:
+        """Make sure the folder can hold a store, creating it when asked; raise StoreError.
+
+        Only the last folder of the path is created: a missing parent is more likely a typo
+        than a wish for a tree of new folders. True when the folder was created here.
+        """
         path = self.path
+        created = False
         if path.exists() and not path.is_dir():
             raise StoreError(f"store {path} is a file, not a folder")
         if not path.exists():
             if not create:
                 raise StoreError(f"store {path} does not exist")
+            if not path.parent.is_dir():
+                raise StoreError(
+                    f"store {path} cannot be created: its parent folder {path.parent} does not "
+                    "exist (create it first, or check the path)"
+                )
             try:
-                path.mkdir(parents=True)
+                path.mkdir()
             except OSError as exc:
                 raise StoreError(f"cannot create store {path}: {exc.strerror}") from None
+            created = True
         try:  # a real write: permission bits alone say nothing for root or read-only mounts
             with tempfile.TemporaryFile(dir=path):
                 pass
@@ -117,6 +128,7 @@ class StoreFolder:
             self.artifacts_path.mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {self.artifacts_path}: {exc.strerror}") from None
+        return created
 
     def enable_wal(self) -> None:
         """Put the SQLite database in WAL mode (persistent in the file), so readers never

@@ -78,6 +78,13 @@ class IngestReport:
     outcomes: list[RunOutcome] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
+    @classmethod
+    def of_scan(cls, scan: Scan) -> IngestReport:
+        """What a scan alone says: its problems and the runs it skipped (nothing logged)."""
+        report = cls(problems=list(scan.problems))
+        report.outcomes = [RunOutcome(s.where, "skipped", s.reason) for s in scan.skipped]
+        return report
+
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
 
@@ -231,11 +238,9 @@ class Ingester:
 
     def ingest(self, scan: Scan, progress: ProgressSink | None = None) -> IngestReport:
         progress = progress or ProgressSink()
-        report = IngestReport(problems=list(scan.problems))
+        report = IngestReport.of_scan(scan)
         progress.start(len(scan.runs) + len(scan.skipped), sum(r.size for r in scan.runs))
-        for skipped in scan.skipped:
-            outcome = RunOutcome(skipped.where, "skipped", skipped.reason)
-            report.outcomes.append(outcome)
+        for outcome in report.outcomes:
             progress.run_done(outcome)
         for run in scan.runs:
             outcome = self.ingest_run(run, progress)

@@ -26,6 +26,7 @@ from synergos_mlops.server.auth._viewer import (
 from synergos_mlops.server.bundle import (
     UnsafePathError,
     bundle_entries,
+    bundle_time,
     content_type,
     find_artifact,
     iter_file,
@@ -301,7 +302,7 @@ def run_bundle(
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         visible = visible_participants(collaboration)
         entries = bundle_entries(backend, found, visible=visible)  # logs.jsonl included
-        return _zip_response(iter_zip(entries), _bundle_name(found))
+        return _zip_response(iter_zip(entries, bundle_time(found)), _bundle_name(found))
 
     return _answer(work)
 
@@ -326,7 +327,9 @@ def participant_bundle(
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         visible = visible_participants(collaboration)
         entries = bundle_entries(backend, found, participant, visible=visible)
-        return _zip_response(iter_zip(entries), _bundle_name(found, participant))
+        return _zip_response(
+            iter_zip(entries, bundle_time(found)), _bundle_name(found, participant)
+        )
 
     return _answer(work)
 

@@ -13,7 +13,6 @@ import gc
 import importlib
 import inspect
 import os
-import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -118,12 +117,9 @@ def _freeze_startup_objects() -> None:
 
 def create_app(app: Flask | None = None) -> Any:
     """Return MLflow's server app with Synergos MLOps mounted on it."""
-    with warnings.catch_warnings():
-        # MLflow 3.17's FastAPI app imports starlette.middleware.wsgi, which Starlette has
-        # deprecated; each worker would print it on every start. It is MLflow's to replace.
-        warnings.filterwarnings(
-            "ignore", message="starlette.middleware.wsgi is deprecated", category=UserWarning
-        )
+    from synergos_mlops.server.mlflow_imports import quiet_mlflow_server_imports
+
+    with quiet_mlflow_server_imports():  # each worker would print it on every start
         import mlflow.server.fastapi_app  # noqa: F401
     from mlflow.environment_variables import _MLFLOW_SGI_NAME
     from mlflow.server import app as mlflow_flask_app

@@ -31,6 +31,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ __all__ = [
     "BundleItem",
     "UnsafePathError",
     "bundle_entries",
+    "bundle_time",
     "iter_zip",
     "list_artifacts",
     "RunArtifacts",
@@ -292,12 +294,49 @@ def _item_chunks(item: BundleItem) -> Iterator[bytes]:
         yield from iter_file(item)
 
 
-def iter_zip(entries: list[tuple[str, BundleItem]]) -> Iterator[bytes]:
-    """Yield a ZIP of ``entries`` piece by piece, never holding more than a chunk or so."""
+def bundle_time(run: FederatedRun) -> float:
+    """When a bundle's generated entries (data files, logs, hardware series) are dated: the
+    run's end, or now for a run that has not ended (seconds since the epoch)."""
+    end = run.parent.end_time
+    return end / 1000 if end else time.time()
+
+
+def _item_time(item: BundleItem, default: float) -> float:
+    """An artifact's own modification time where the file is on this machine, else
+    ``default``."""
+    if isinstance(item, ArtifactFile):
+        get_local = getattr(item.repo, "get_local_path", None)
+        if get_local is not None:
+            try:
+                local = get_local(item.path)
+                if local is not None:
+                    return os.stat(local).st_mtime
+            except (OSError, NotImplementedError):
+                pass
+    return default
+
+
+def _zip_date(when: float) -> tuple[int, int, int, int, int, int]:
+    """A ZIP entry's date (local time, as zip tools write it); ZIP cannot say before 1980."""
+    local = time.localtime(when)
+    if local.tm_year < 1980:
+        return (1980, 1, 1, 0, 0, 0)
+    return (local.tm_year, local.tm_mon, local.tm_mday, local.tm_hour, local.tm_min,
+            local.tm_sec)  # fmt: skip
+
+
+def iter_zip(
+    entries: list[tuple[str, BundleItem]], generated_at: float | None = None
+) -> Iterator[bytes]:
+    """Yield a ZIP of ``entries`` piece by piece, never holding more than a chunk or so.
+
+    Artifact entries carry their files' modification times; generated entries carry
+    ``generated_at`` (:func:`bundle_time`; now when not given)."""
+    default = time.time() if generated_at is None else generated_at
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         for name, item in entries:
-            info = zipfile.ZipInfo(name)
+            info = zipfile.ZipInfo(name, date_time=_zip_date(_item_time(item, default)))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             big = item.size is None or item.size > ZIP64_LIMIT
@@ -312,10 +351,12 @@ def iter_zip(entries: list[tuple[str, BundleItem]]) -> Iterator[bytes]:
         yield data
 
 
-def write_zip(entries: list[tuple[str, BundleItem]], out: IO[bytes]) -> int:
+def write_zip(
+    entries: list[tuple[str, BundleItem]], out: IO[bytes], generated_at: float | None = None
+) -> int:
     """Write the ZIP of ``entries`` to ``out``; return the bytes written."""
     written = 0
-    for data in iter_zip(entries):
+    for data in iter_zip(entries, generated_at):
         out.write(data)
         written += len(data)
     return written

@@ -3,7 +3,10 @@ Synergos app (``mlflow server --app-name synergos``) as a child process.
 
 Checks happen before anything starts, so a user's mistake is one clear sentence, not a
 traceback from a worker. The child is MLflow's own CLI; it runs uvicorn with N workers and
-forwards SIGTERM/SIGINT to them. We forward the same signals to it and wait.
+forwards SIGTERM/SIGINT to them. We forward the same signals to it and wait. The child runs
+under a guard (``synergos_mlops.server.guard``) that stops every process of the server when
+``synmlops serve`` dies, even by SIGKILL, so no orphan keeps the port. A port held by such an
+orphan all the same (a server started by an older version) is named in the refusal.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from synergos_mlops.errors import StoreError, SynergosError
 from synergos_mlops.server.artifacts import check_artifacts_destination
 from synergos_mlops.server.database import check_schema, ensure_our_tables
+from synergos_mlops.server.guard import GRACE, guarded_command
 from synergos_mlops.store import StoreFolder
 
 __all__ = ["ServeConfig", "parse_gunicorn_bind", "serve"]
@@ -138,15 +142,74 @@ def check_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == 98:  # EADDRINUSE
+                holder = synergos_server_holding(port)
+                if holder is not None:
+                    pid, orphaned = holder
+                    if orphaned:
+                        raise ServeError(
+                            f"port {port} is held by an orphaned synmlops server (pid {pid}); "
+                            f"stop it with kill {pid}"
+                        ) from None
+                    raise ServeError(
+                        f"port {port} is held by a running synmlops server (pid {pid})"
+                    ) from None
                 raise ServeError(f"port {port} on {host} is already in use") from None
             raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
+def _is_synergos_mlflow_server(cmdline: list[str]) -> bool:
+    """``python -m mlflow server ... --app-name synergos`` (or the ``mlflow`` script)."""
+    if "server" not in cmdline or "--app-name" not in cmdline:
+        return False
+    at = cmdline.index("--app-name")
+    if at + 1 >= len(cmdline) or cmdline[at + 1] != "synergos":
+        return False
+    before = cmdline[: cmdline.index("server")]
+    return any(word == "mlflow" or word.endswith("/mlflow") for word in before)
+
+
+def synergos_server_holding(port: int) -> tuple[int, bool] | None:
+    """Who holds ``port`` when it is one of our servers: ``(pid, True)`` for an orphaned
+    ``mlflow server --app-name synergos`` (no ``synmlops serve`` guard above it; ``pid`` is
+    that process), ``(pid, False)`` for a running ``synmlops serve`` (``pid`` is serve's).
+    None when the port is someone else's or its listener cannot be seen."""
+    import psutil
+
+    from synergos_mlops.server.guard import GUARD_MODULE
+
+    try:
+        listeners = {
+            conn.pid
+            for conn in psutil.net_connections(kind="tcp")
+            if conn.pid and conn.status == psutil.CONN_LISTEN and conn.laddr
+            and conn.laddr.port == port
+        }  # fmt: skip
+    except (psutil.Error, OSError):
+        return None
+    for pid in sorted(listeners):
+        try:
+            process = psutil.Process(pid)
+            lineage = [process, *process.parents()]
+            for index, candidate in enumerate(lineage):
+                if not _is_synergos_mlflow_server(candidate.cmdline()):
+                    continue
+                parent = lineage[index + 1] if index + 1 < len(lineage) else None
+                if parent is not None and GUARD_MODULE in " ".join(parent.cmdline()):
+                    return parent.ppid(), False  # synmlops serve, above its guard
+                return candidate.pid, True
+        except psutil.Error:
+            continue
+    return None
+
+
+def prepare(
+    config: ServeConfig, *, echo: Callable[[str], None] = print
+) -> tuple[list[str], dict[str, str]]:
     """Check everything and return the child's command and environment."""
     if config.workers < 1:
         raise ServeError("--workers must be at least 1")
     check_tls(config.certfile, config.keyfile)
+    check_port_free(config.host, config.port)  # before the store: a refusal creates nothing
     folder = StoreFolder.at(config.store)
     backend = config.backend_store_uri
     destination = config.artifacts_destination
@@ -156,6 +219,7 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
         backend = folder.backend_store_uri
         if not folder.db_path.exists():
             folder.db_path.touch()
+            echo(f"New empty store: created {folder.db_path}")
         try:
             folder.enable_wal()
         except Exception as exc:  # sqlite3.DatabaseError and friends
@@ -165,7 +229,6 @@ def prepare(config: ServeConfig) -> tuple[list[str], dict[str, str]]:
     check_schema(backend)
     ensure_our_tables(backend)
     check_artifacts_destination(destination)
-    check_port_free(config.host, config.port)
     auth_env: dict[str, str] = {}
     if config.auth:
         from synergos_mlops.server.auth import prepare_auth
@@ -256,10 +319,10 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> int:
     """Run the server until it stops or a signal arrives; return its exit code."""
-    command, env = prepare(config)
+    command, env = prepare(config, echo=echo)
     backend = command[command.index("--backend-store-uri") + 1]
     logs = _start_log_services(config, backend, echo)  # before the child: a taken port stops here
-    process = subprocess.Popen(command, env=env)
+    process = subprocess.Popen(guarded_command(command), env=env)
     sync = None
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -358,7 +421,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=GRACE + 10)  # the guard stops the server's group within GRACE
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

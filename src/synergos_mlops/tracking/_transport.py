@@ -12,6 +12,7 @@ retrying would not cure.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -335,10 +336,17 @@ class FolderTransport:
         self.folder.enable_wal()
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+        # MLflow logs "Creating initial MLflow database tables..." for a new database; the
+        # CLI says in its own words that a new store was created.
+        schema_log = logging.getLogger("mlflow.store.db.utils")
+        level = schema_log.level
+        schema_log.setLevel(logging.WARNING)
         try:
             self.store = SqlAlchemyStore(self.folder.backend_store_uri, "mlflow-artifacts:/")
         except Exception as exc:
             raise StoreError(f"store {self.folder.path} cannot be opened: {exc}") from None
+        finally:
+            schema_log.setLevel(level)
 
     @property
     def tracking_uri(self) -> str:

@@ -37,7 +37,10 @@ class AuthAdmin:
 
     @classmethod
     def open(cls, store: str | os.PathLike[str], backend_store_uri: str | None) -> AuthAdmin:
-        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+        from synergos_mlops.server.mlflow_imports import quiet_mlflow_server_imports
+
+        with quiet_mlflow_server_imports():  # mlflow.server.auth imports its FastAPI app
+            from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
         setup = auth_setup(store, backend_store_uri, write=True)
         users = SqlAlchemyStore()
