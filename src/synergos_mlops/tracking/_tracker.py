@@ -1,4 +1,4 @@
-"""FederatedTracker and FederatedRun: a federated cycle logged onto MLflow as docs/design.md maps it."""
+"""FederatedTracker and FederatedRun: a federated cycle on MLflow, mapped as docs/design.md says."""
 
 from __future__ import annotations
 
