@@ -15,8 +15,13 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Hypothesis: bounded in the test suite; HYPOTHESIS_PROFILE=fuzz searches far longer.
+settings.register_profile("default", max_examples=25, deadline=None)
+settings.register_profile("fuzz", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 SYNMLOPS = [sys.executable, "-m", "synergos_mlops"]
 
 

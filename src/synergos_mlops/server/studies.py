@@ -200,6 +200,7 @@ class DefineRequest(BaseModel):
     search_space: dict[str, Any]
     metric: str
     direction: str = "maximize"
+    extend: bool = False
 
 
 class TrialRequest(BaseModel):
@@ -213,6 +214,8 @@ class TrialRequest(BaseModel):
     queued: bool = False
     outside: list[str] = Field(default_factory=list)
     request: str | None = Field(default=None, max_length=64)
+    types: dict[str, Any] | None = None
+    tuner: dict[str, Any] | None = None
 
 
 def _store() -> Any:
@@ -232,7 +235,7 @@ def _define(request: DefineRequest) -> dict[str, Any]:
         )
         store = _store()
         created = authorize_resolve(store, ids.name)
-        stored = define_study(store, ids, wanted)
+        stored = define_study(store, ids, wanted, extend=request.extend)
         if created:
             grant_creator(store.get_experiment_by_name(ids.name).experiment_id,
                           ids.collaboration)  # fmt: skip
@@ -251,6 +254,7 @@ def _trial(request: TrialRequest) -> dict[str, Any]:
         return resolve_trial(
             store, ids, request.study, request.run, request.participants, user=request.user,
             queued=request.queued, outside=request.outside, request=request.request,
+            types=request.types, tuner=request.tuner,
         ).to_json()  # fmt: skip
 
     return _answer(work)
@@ -259,7 +263,8 @@ def _trial(request: TrialRequest) -> dict[str, Any]:
 @write_router.post("/studies/define", responses=_ERRORS)
 async def define(request: DefineRequest) -> dict[str, Any]:
     """Define a study (the tracker's ``tracker.study``); defining it again with the same
-    search is a no-op, with another 409."""
+    search is a no-op, with another 409; with ``extend`` the stored space takes in the
+    parameters it lacks (409 only for another metric or direction)."""
     return await run_in_threadpool(_define, request)
 
 

@@ -94,7 +94,7 @@ class Transport(Protocol):
 
     def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
         """Number and resolve a study's trial (``storage.studies.resolve_trial``'s arguments:
-        study, run, participants, user, queued, outside, request); answer
+        study, run, participants, user, queued, outside, request, types, tuner); answer
         ``ResolvedTrial.to_json()``."""
 
     def close(self) -> None: ...
@@ -454,7 +454,7 @@ class FolderTransport:
             definition["name"], definition["search_space"], definition["metric"],
             definition["direction"],
         )  # fmt: skip
-        stored = define_study(self.store, ids, wanted)
+        stored = define_study(self.store, ids, wanted, extend=bool(definition.get("extend")))
         return {"name": stored.name, **stored.to_json()}
 
     def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
@@ -464,6 +464,7 @@ class FolderTransport:
             self.store, ids, trial["study"], trial.get("run"), trial.get("participants", ()),
             user=trial.get("user"), queued=bool(trial.get("queued")),
             outside=trial.get("outside", ()), request=trial.get("request"),
+            types=trial.get("types"), tuner=trial.get("tuner"),
         ).to_json()  # fmt: skip
 
     def close(self) -> None:
