@@ -195,3 +195,28 @@ def test_every_scalar_a_tuner_chooses_round_trips_through_the_callback_and_the_s
 
 def type_name(value: Any) -> str:
     return "float" if isinstance(value, float) else type(value).__name__
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"types": {"lr": "complex"}}, "types must map a hyperparameter"),
+        ({"types": ["float"]}, "body.types"),
+        ({"tuner": {"tuner": "optuna"}}, "tuner must be"),
+        ({"tuner": {"tuner": "", "trial": 1}}, "tuner must be"),
+        ({"tuner": {"tuner": "optuna", "trial": True}}, "tuner must be"),
+    ],
+)
+def test_a_trial_request_with_bad_types_or_tuner_is_refused_and_creates_nothing(
+    shared_server: Server, tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
+    c = f"Bad {uuid.uuid4().hex[:6]}"
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        tracker.study(c, "p", "e", "s", {}, "evaluate/loss", "minimize")
+    body = {"collaboration": c, "project": "p", "experiment": "e", "study": "s", **extra}
+    response = requests.post(f"{shared_server.url}{API}/studies/trials/resolve", json=body,
+                             timeout=60)  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]["message"]
+    answer = requests.get(study_url(shared_server, c, "p", "e", "s"), timeout=60).json()
+    assert answer["trials"] == []

@@ -8,11 +8,12 @@ through several replicas at once are numbered once. Errors have the API's one sh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -261,11 +262,13 @@ def _trial(request: TrialRequest) -> dict[str, Any]:
 
 
 @write_router.post("/studies/define", responses=_ERRORS)
-async def define(request: DefineRequest) -> dict[str, Any]:
+async def define(request: DefineRequest) -> Response:
     """Define a study (the tracker's ``tracker.study``); defining it again with the same
     search is a no-op, with another 409; with ``extend`` the stored space takes in the
-    parameters it lacks (409 only for another metric or direction)."""
-    return await run_in_threadpool(_define, request)
+    parameters it lacks (409 only for another metric or direction). Answered as Python's
+    JSON (the tracker's route): a NaN or infinite choice comes back as it went."""
+    answer = await run_in_threadpool(_define, request)
+    return Response(json.dumps(answer), media_type="application/json")
 
 
 @write_router.post("/studies/trials/resolve", responses=_ERRORS)

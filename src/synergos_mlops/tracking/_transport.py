@@ -12,6 +12,7 @@ retrying would not cure.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -304,9 +305,11 @@ class HttpTransport:
 
     def define_study(self, ids: ExperimentIds, definition: Mapping[str, Any]) -> dict[str, Any]:
         body = {**_ids_json(ids), **definition}
+        # As Python's JSON: a NaN or infinite choice travels as NaN / Infinity both ways.
         answer: dict[str, Any] = self._call(
-            "POST", f"{API_PREFIX}/studies/define", what="define study", json_body=body
-        )
+            "POST", f"{API_PREFIX}/studies/define", what="define study",
+            data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+        )  # fmt: skip
         return answer
 
     def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
