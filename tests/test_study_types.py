@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,8 @@ SCALARS = st.one_of(
 )
 
 
+# The long profile (HYPOTHESIS_PROFILE=fuzz) runs past the suite's per-test timeout.
+@pytest.mark.timeout(0 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 300)
 def test_every_scalar_a_tuner_chooses_round_trips_through_the_callback_and_the_study_api(
     shared_server: Server, tmp_path: Path
 ) -> None:
