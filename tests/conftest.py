@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hypothesis
 import pytest
 import requests
+from hypothesis import settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Hypothesis: bounded in the test suite; HYPOTHESIS_PROFILE=fuzz searches far longer.
+settings.register_profile("default", max_examples=25, deadline=None)
+settings.register_profile("fuzz", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 SYNMLOPS = [sys.executable, "-m", "synergos_mlops"]
-
-# Hypothesis: bounded in the test run, long with HYPOTHESIS_PROFILE=fuzz.
-hypothesis.settings.register_profile("default", max_examples=30, deadline=None)
-hypothesis.settings.register_profile("fuzz", max_examples=1000, deadline=None)
-hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60.0) -> object:

@@ -154,9 +154,14 @@ def test_every_ray_trial_is_a_study_trial_with_its_hyperparameters_and_every_poi
     assert len(callback.runs) == 4
     configs = {r.config["lr"]: r.config for r in results}
     client = MlflowClient(shared_server.url)
+    assert callback.failures == 0
     for trial in answer["trials"]:
         lr = trial["hyperparameters"]["lr"]
         assert trial["hyperparameters"] == configs[lr]
+        assert trial["hyperparameter_types"] == {"lr": "float", "mu": "float", "epochs": "int"}
+        # Ray's own trial id, beside the study's number.
+        assert trial["tuner"]["tuner"] == "ray"
+        assert callback.runs[trial["tuner"]["trial"]] == trial["run"]
         assert trial["outside_space"] == []
         assert trial["value"] == pytest.approx(accuracy(lr, 2))
         assert trial["participants"] == {
@@ -214,6 +219,9 @@ def test_a_trainable_that_raises_ends_its_trial_failed_and_steps_follow_training
     for trial in answer["trials"]:
         history = client.get_metric_history(trial["mlflow_run_id"], METRIC)
         assert {m.step: m.value for m in history} == {1: 0.5, 2: pytest.approx(0.6)}
+        # A failed trial has no value; what it last logged is shown apart.
+        assert trial["last_value"] == pytest.approx(0.6)
+        assert trial["value"] == (None if trial["state"] == "FAILED" else pytest.approx(0.6))
         assert trial["participants"] == {PARTICIPANTS[1]: 0.4}
         children = client.search_runs(
             [client.get_run(trial["mlflow_run_id"]).info.experiment_id],

@@ -139,3 +139,48 @@ def test_study_page_draws_its_charts_refreshes_counts_and_leads_to_compare(
         page.locator("#error", has_text="Compare 2 to 10 runs").wait_for()
     finally:
         tracker.close()
+
+
+def test_study_page_shows_tuner_numbers_typed_values_failed_trials_and_absent_parameters(
+    shared_server: Server, browser: Any, tmp_path: Path
+) -> None:
+    c = f"Branches {uuid.uuid4().hex[:6]}"
+    svm = {"model": {"_type": "choice", "_value": ["svm", "forest"]},
+           "c": {"_type": "loguniform", "_value": [1e-3, 1e3]}}  # fmt: skip
+    forest = {"model": svm["model"], "depth": {"_type": "randint", "_value": [2, 9]},
+              "flag": {"_type": "choice", "_value": [True, "True"]}}  # fmt: skip
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        tracker.study(c, "p", "e", "branches", svm, "evaluate/loss", "minimize", extend=True)
+        study = tracker.study(c, "p", "e", "branches", forest, "evaluate/loss", "minimize",
+                              extend=True)  # fmt: skip
+        assert set(study.search_space) == {"model", "c", "depth", "flag"}  # the union
+        for hp, tuner_trial, status, loss in (
+            ({"model": "svm", "c": 0.1, "flag": True}, 7, "FINISHED", 0.3),
+            ({"model": "forest", "depth": 3, "flag": "True"}, 5, "FINISHED", 0.5),
+            ({"model": "svm", "c": 10.0, "flag": True}, 6, "FAILED", 0.9),
+            ({"model": "forest", "depth": 6, "flag": "True"}, 8, "FINISHED", 0.4),
+        ):
+            with study.trial(hp, tuner="optuna", tuner_trial=tuner_trial) as run:
+                run.log_metrics({"evaluate/loss": loss}, step=0)
+                run.end(status)
+    page_path = "/synergos/studies/" + "/".join(
+        quote(x, safe="") for x in (c, "p", "e", "branches")
+    )
+    page = browser.new_page(viewport={"width": 1440, "height": 1200})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(shared_server.url + page_path)
+    page.locator('#parallel-chart[data-state="drawn"]').wait_for()
+    assert page.locator("#parallel-chart").get_attribute("data-axes") == "5"
+    assert page.locator("#parallel-chart").get_attribute("data-lines") == "3"
+    row = '#trials-table tr[data-trial="{}"]'.format
+    assert [page.locator(row(n) + " td.tuner").inner_text() for n in (1, 2, 3, 4)] == [
+        "7", "5", "6", "8",
+    ]  # fmt: skip
+    cells = page.locator(row(2) + " td").all_inner_texts()
+    assert '"True"' in cells and "forest" in cells  # the string, not the bool
+    assert "True" in page.locator(row(1) + " td").all_inner_texts()  # the bool
+    failed = page.locator(row(3) + " td.num").all_inner_texts()
+    assert any(t.startswith("—") and "last 0.9000" in t for t in failed)
+    assert errors == []
+    page.close()

@@ -21,9 +21,11 @@ one, else Ray's ``training_iteration`` (1, 2, ...); Ray's own keys (``time_total
 ``participants/<participant>/<metric>`` (or the nested ``{"participants": {participant:
 {metric: value}}}``) is that participant's value of ``metric``. On the trial's end the run ends
 FINISHED, or FAILED when the trainable raised; runs still open when the experiment ends end
-KILLED. Which run each Ray trial is goes into Tune's experiment checkpoint, so after
-``Tuner.restore`` a resumed trial goes on in its run (a trial restarted with
-``restart_errored`` is a new Ray trial, so a new Synergos trial).
+KILLED. Ray's trial id is recorded beside the Synergos trial number. The callback never
+raises into Ray's experiment: a hook whose logging failed is counted in ``failures`` and the
+first failure of each kind is logged as a warning. Which run each Ray trial is goes into
+Tune's experiment checkpoint, so after ``Tuner.restore`` a resumed trial goes on in its run
+(a trial restarted with ``restart_errored`` is a new Ray trial, so a new Synergos trial).
 
 Unlike the Optuna callback, this one takes the tracker's target (a server URL or a store
 folder) rather than a tracker: ``tune.Tuner`` pickles its callbacks (for ``Tuner.restore``),
@@ -36,10 +38,12 @@ translated by :func:`search_space_of` where NNI has the same distribution.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import numbers
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.logger import LoggerCallback
@@ -58,6 +62,7 @@ __all__ = ["PARTICIPANTS_KEY", "ROUND_KEY", "SynergosLoggerCallback", "search_sp
 ROUND_KEY = "round"
 #: The result key under which participants' values are reported: ``participants/<id>/<key>``.
 PARTICIPANTS_KEY = "participants"
+_log = logging.getLogger(__name__)
 _DIRECTIONS = {"maximize": "maximize", "max": "maximize", "minimize": "minimize", "min": "minimize"}
 
 
@@ -197,6 +202,10 @@ class SynergosLoggerCallback(LoggerCallback):
         self._tracker: FederatedTracker | None = None
         self._study: Study | None = None
         self._open: dict[str, TrialRun] = {}
+        #: Hooks whose logging failed (the experiment went on), and the last reason.
+        self.failures = 0
+        self.last_failure: str | None = None
+        self._reported: set[str] = set()
 
     @property
     def search_space(self) -> dict[str, dict[str, Any]]:
@@ -226,9 +235,42 @@ class SynergosLoggerCallback(LoggerCallback):
             self._tracker = FederatedTracker(self._target, self._config, user=self._user)
 
     def log_trial_start(self, trial: Trial) -> None:
-        self._trial_run(trial)
+        self._guarded(trial, "start", lambda: self._trial_run(trial))
 
     def log_trial_result(self, iteration: int, trial: Trial, result: dict[str, Any]) -> None:
+        self._guarded(trial, "result", lambda: self._log_result(trial, result))
+
+    def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
+        self._guarded(trial, "end", lambda: self._end(trial, failed))
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        for trial_id in list(self._open):
+            self._guarded(None, "end", functools.partial(self._open.pop(trial_id).end, "KILLED"))
+        if self._tracker is not None:
+            tracker, self._tracker, self._study = self._tracker, None, None
+            self._guarded(None, "close", tracker.close)
+
+    # Ours ----------------------------------------------------------------------------------
+
+    def _guarded(self, trial: Trial | None, what: str, work: Callable[[], object]) -> None:
+        """Run one hook's work; a failure is counted and (first of its kind) logged, never
+        raised into Ray's experiment."""
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - a tuner callback never ends the user's study
+            self.failures += 1
+            self.last_failure = f"{type(exc).__name__}: {exc}"
+            kind = type(exc).__name__
+            if kind not in self._reported:
+                self._reported.add(kind)
+                _log.warning(
+                    "Synergos study %r: Ray trial %s's %s was not logged (%s); the experiment "
+                    "goes on, SynergosLoggerCallback.failures counts such failures",
+                    self._name, trial.trial_id if trial is not None else "-", what,
+                    self.last_failure,
+                )  # fmt: skip
+
+    def _log_result(self, trial: Trial, result: dict[str, Any]) -> None:
         run = self._trial_run(trial)
         step = result.get(ROUND_KEY)
         if step is None:
@@ -253,22 +295,12 @@ class SynergosLoggerCallback(LoggerCallback):
         for participant, values in by_participant.items():
             run.log_metrics(values, step=step, participant=participant)
 
-    def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
+    def _end(self, trial: Trial, failed: bool) -> None:
         if trial.trial_id not in self.runs:  # ended before it started: still a trial
             self._trial_run(trial)
         run = self._open.pop(trial.trial_id, None)
         if run is not None:
             run.end("FAILED" if failed else "FINISHED")
-
-    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        for trial_id in list(self._open):
-            self._open.pop(trial_id).end("KILLED")
-        if self._tracker is not None:
-            self._tracker.close()
-            self._tracker = None
-            self._study = None
-
-    # Ours ----------------------------------------------------------------------------------
 
     def _synergos_study(self) -> Study:
         if self._tracker is None:
@@ -289,7 +321,7 @@ class SynergosLoggerCallback(LoggerCallback):
             hyperparameters = dict(_flatten(trial.config))
             run = study.trial(
                 hyperparameters, run=self.runs.get(trial.trial_id),
-                participants=self._participants,
+                participants=self._participants, tuner="ray", tuner_trial=trial.trial_id,
             )  # fmt: skip
             self._open[trial.trial_id] = run
             self.runs[trial.trial_id] = run.run

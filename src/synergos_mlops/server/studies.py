@@ -8,11 +8,12 @@ through several replicas at once are numbered once. Errors have the API's one sh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -200,6 +201,7 @@ class DefineRequest(BaseModel):
     search_space: dict[str, Any]
     metric: str
     direction: str = "maximize"
+    extend: bool = False
 
 
 class TrialRequest(BaseModel):
@@ -213,6 +215,8 @@ class TrialRequest(BaseModel):
     queued: bool = False
     outside: list[str] = Field(default_factory=list)
     request: str | None = Field(default=None, max_length=64)
+    types: dict[str, Any] | None = None
+    tuner: dict[str, Any] | None = None
 
 
 def _store() -> Any:
@@ -232,7 +236,7 @@ def _define(request: DefineRequest) -> dict[str, Any]:
         )
         store = _store()
         created = authorize_resolve(store, ids.name)
-        stored = define_study(store, ids, wanted)
+        stored = define_study(store, ids, wanted, extend=request.extend)
         if created:
             grant_creator(store.get_experiment_by_name(ids.name).experiment_id,
                           ids.collaboration)  # fmt: skip
@@ -251,16 +255,20 @@ def _trial(request: TrialRequest) -> dict[str, Any]:
         return resolve_trial(
             store, ids, request.study, request.run, request.participants, user=request.user,
             queued=request.queued, outside=request.outside, request=request.request,
+            types=request.types, tuner=request.tuner,
         ).to_json()  # fmt: skip
 
     return _answer(work)
 
 
 @write_router.post("/studies/define", responses=_ERRORS)
-async def define(request: DefineRequest) -> dict[str, Any]:
+async def define(request: DefineRequest) -> Response:
     """Define a study (the tracker's ``tracker.study``); defining it again with the same
-    search is a no-op, with another 409."""
-    return await run_in_threadpool(_define, request)
+    search is a no-op, with another 409; with ``extend`` the stored space takes in the
+    parameters it lacks (409 only for another metric or direction). Answered as Python's
+    JSON (the tracker's route): a NaN or infinite choice comes back as it went."""
+    answer = await run_in_threadpool(_define, request)
+    return Response(json.dumps(answer), media_type="application/json")
 
 
 @write_router.post("/studies/trials/resolve", responses=_ERRORS)

@@ -24,9 +24,13 @@ from synergos_mlops.storage import reads
 from synergos_mlops.storage import studies as stored
 from synergos_mlops.studies import (
     DEFAULT_STUDY,
+    TAG_PARAM_TYPES,
     StudyDefinition,
+    decode_params,
+    json_safe,
     outside_space,
-    parse_value,
+    read_types,
+    same_value,
     validate_study_name,
 )
 
@@ -97,13 +101,19 @@ def list_studies(
     return out
 
 
+#: A parameter a trial does not have (a branch of a conditional space it did not take).
+_ABSENT = object()
+
+
 def _numeric_column(values: list[Any]) -> list[float] | None:
     out = []
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if value is _ABSENT:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return None
         out.append(float(value))
-    return out
+    return out if out else None
 
 
 def param_importance(
@@ -115,28 +125,36 @@ def param_importance(
     """How much each hyperparameter explains the metric over these trials: the impurity
     importance of a scikit-learn random forest fitted to them, summed over a categorical
     parameter's one-hot columns, normalised to sum 1. Log-scaled search-space entries are
-    fitted on their logarithm. Needs two trials and a parameter that varies."""
+    fitted on their logarithm. A parameter some trials do not have (a conditional space) gets
+    an "absent" column, and its absent values sit below its range. Needs two trials and a
+    parameter that varies."""
     import numpy as np
 
     answer: dict[str, Any] = {"method": IMPORTANCE_METHOD, "trials_used": len(rows), "params": {}}
-    varying = [n for n in names if len({repr(r.get(n)) for r in rows}) > 1]
+    varying = [n for n in names if len({_level(r.get(n, _ABSENT)) for r in rows}) > 1]
     if len(rows) < 2 or not varying:
         answer["note"] = "needs at least two finished trials with a value and a varying parameter"
         return answer
     columns: list[list[float]] = []
     owner: list[str] = []
     for name in varying:
-        raw = [row.get(name) for row in rows]
+        raw = [row.get(name, _ABSENT) for row in rows]
         numeric = _numeric_column(raw)
         if numeric is not None:
             kind = (space or {}).get(name, {}).get("_type", "")
-            if "log" in kind and all(v > 0 for v in numeric):
-                numeric = [math.log(v) for v in numeric]
-            columns.append(numeric)
+            log = "log" in kind and all(v > 0 for v in numeric)
+            scale = [math.log(v) for v in numeric] if log else numeric
+            low, high = min(scale), max(scale)
+            below = low - (high - low or 1.0)
+            column = iter(scale)
+            columns.append([below if v is _ABSENT else next(column) for v in raw])
             owner.append(name)
+            if any(v is _ABSENT for v in raw):
+                columns.append([1.0 if v is _ABSENT else 0.0 for v in raw])
+                owner.append(name)
             continue
-        for level in sorted({repr(v) for v in raw}):
-            columns.append([1.0 if repr(v) == level else 0.0 for v in raw])
+        for level in sorted({_level(v) for v in raw}):
+            columns.append([1.0 if _level(v) == level else 0.0 for v in raw])
             owner.append(name)
     from sklearn.ensemble import RandomForestRegressor
 
@@ -154,6 +172,11 @@ def param_importance(
         sorted(((k, v / whole) for k, v in totals.items()), key=lambda item: -item[1])
     )
     return answer
+
+
+def _level(value: Any) -> str:
+    """A categorical level: the value with its type (True, "True" and 1 are three levels)."""
+    return "<absent>" if value is _ABSENT else f"{type(value).__name__}:{value!r}"
 
 
 def _total(figures: list[float | None]) -> float | None:
@@ -239,12 +262,17 @@ def study_detail(
             hardware_of.setdefault(parent, {})[participant] = costs[child]
     worse = min if direction == "maximize" else max
     rows: list[dict[str, Any]] = []
+    decoded: dict[str, dict[str, Any]] = {}
     for trial in trials:
         run = trial.run
-        hyper = {k: parse_value(v) for k, v in sorted(params.get(run.run_uuid, {}).items())}
-        outside = list(trial.outside) if trial.outside is not None else (
-            outside_space(definition.search_space, hyper) if definition else []
-        )  # fmt: skip
+        hyper, kinds = decode_params(params.get(run.run_uuid, {}), trial.types)
+        decoded[run.run_uuid] = hyper
+        if trial.outside is not None:
+            outside = list(trial.outside)
+        elif trial.types is not None or definition is None:
+            outside = []  # checked with its types when logged: inside
+        else:
+            outside = outside_space(definition.search_space, hyper, lenient=True)
         local = dict(sorted(by_parent.get(run.run_uuid, {}).items()))
         known = [(p, v) for p, v in local.items() if v is not None and not math.isnan(v)]
         spread = None
@@ -268,8 +296,12 @@ def study_detail(
             "start_time": iso_time(run.start_time) if state != "SCHEDULED" else None,
             "end_time": iso_time(run.end_time),
             "wall_time_s": wall,
-            "hyperparameters": hyper,
-            "value": values.get(run.run_uuid),
+            "hyperparameters": json_safe(hyper),
+            "hyperparameter_types": kinds,
+            "tuner": trial.tuner,
+            # A failed trial has no value (as a tuner says); what it last logged is apart.
+            "value": None if state == "FAILED" else values.get(run.run_uuid),
+            "last_value": values.get(run.run_uuid),
             "participants": local,
             "spread": spread,
             "hardware": _trial_cost(hardware_of.get(run.run_uuid, {})),
@@ -295,7 +327,7 @@ def study_detail(
     else:
         names = sorted({k for r in finished for k in r["hyperparameters"]})
     importance = param_importance(
-        names, [r["hyperparameters"] for r in finished], [r["value"] for r in finished],
+        names, [decoded[r["mlflow_run_id"]] for r in finished], [r["value"] for r in finished],
         definition.search_space if definition else None,
     )  # fmt: skip
     return {
@@ -305,7 +337,7 @@ def study_detail(
         "study": study,
         "defined": definition is not None,
         "default": definition is None and study == DEFAULT_STUDY,
-        "search_space": definition.search_space if definition else None,
+        "search_space": json_safe(definition.search_space) if definition else None,
         "metric": key,
         "direction": direction,
         "created": iso_time(definition.created) if definition else None,
@@ -337,10 +369,15 @@ def compare_runs(
     sm = backend.session_maker
     described = []
     hypers = []
+    kinds = []
     finals = []
     for run in runs:
         tags = reads.run_tags(sm, run.parent.run_uuid)
-        hypers.append({k: parse_value(v) for k, v in reads.params(sm, run.parent.run_uuid).items()})
+        hyper, kind = decode_params(
+            reads.params(sm, run.parent.run_uuid), read_types(tags.get(TAG_PARAM_TYPES))
+        )
+        hypers.append(hyper)
+        kinds.append(kind)
         latest = reads.latest_metrics(sm, run.run_uuids)
         final: dict[str, Any] = {"global": {}, "participants": {}}
         for point in latest:
@@ -363,10 +400,13 @@ def compare_runs(
             "study": tags.get(TAG_STUDY),
             "trial": tags.get(TAG_TRIAL),
         })  # fmt: skip
-    aligned = _align(hypers)
-    common = {k: v[0] for k, v in aligned.items()
-              if all(x is not None for x in v) and all(x == v[0] for x in v)}  # fmt: skip
-    differing = {k: v for k, v in aligned.items() if k not in common}
+    aligned = {k: [h.get(k, _ABSENT) for h in hypers] for k in sorted({k for h in hypers
+                                                                         for k in h})}  # fmt: skip
+    common = {k: json_safe(v[0]) for k, v in aligned.items()
+              if all(x is not _ABSENT and same_value(x, v[0]) for x in v)}  # fmt: skip
+    differing = {k: [None if x is _ABSENT else json_safe(x) for x in v]
+                 for k, v in aligned.items() if k not in common}  # fmt: skip
+    types = {k: [kind.get(k) for kind in kinds] for k in aligned}
     global_keys = sorted({k for f in finals for k in f["global"]})
     participants = sorted({p for f in finals for p in f["participants"]})
     if keys is None:
@@ -389,6 +429,7 @@ def compare_runs(
     return {
         "runs": described,
         "hyperparameters": {"differing": differing, "common": common},
+        "hyperparameter_types": types,
         "metrics": {
             "keys": global_keys,
             "global": {k: [f["global"].get(k) for f in finals] for k in global_keys},

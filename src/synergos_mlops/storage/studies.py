@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,14 +28,19 @@ from synergos_mlops.storage.system import (
 )
 from synergos_mlops.studies import (
     DEFAULT_STUDY,
+    PARAM_TYPES,
     TAG_OUTSIDE_SPACE,
+    TAG_PARAM_TYPES,
     TAG_STUDY,
     TAG_STUDY_PREFIX,
     TAG_TRIAL,
     TAG_TRIAL_REQUEST,
+    TAG_TUNER,
     StudyDefinition,
     legacy_trial_number,
+    read_types,
     trial_run_name,
+    types_tag,
     validate_study_name,
 )
 
@@ -82,10 +87,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def define_study(store: Any, ids: ExperimentIds, definition: StudyDefinition) -> StudyDefinition:
+def define_study(
+    store: Any, ids: ExperimentIds, definition: StudyDefinition, *, extend: bool = False
+) -> StudyDefinition:
     """Keep the study's definition as an experiment tag (creating the experiment if needed).
     Defining it again with the same search is a no-op returning the stored one; with another
-    search space, metric or direction it is refused (StudyConflictError)."""
+    search space, metric or direction it is refused (StudyConflictError). With ``extend``
+    (a tuner's conditional space) the same metric and direction are enough: the stored space
+    takes in the parameters it lacks, and the union is returned."""
     from mlflow.entities import ExperimentTag
 
     from synergos_mlops.storage.runs import _get_or_create_experiment, resolution_lock
@@ -94,16 +103,20 @@ def define_study(store: Any, ids: ExperimentIds, definition: StudyDefinition) ->
         experiment_id = _get_or_create_experiment(store, ids)
         tags = store.get_experiment(experiment_id).tags
         stored = tags.get(definition.tag_key)
+        created = replace(definition, created=definition.created or _now_ms())
         if stored is not None:
             found = StudyDefinition.from_tag(definition.tag_key, stored)
             if found is not None:
-                if not found.same_search(definition):
+                merged = found.extended_by(definition) if extend else None
+                if merged is None and not found.same_search(definition):
                     raise StudyConflictError(
                         f"study {definition.name!r} of experiment {ids.name!r} is already "
-                        "defined with another search space, metric or direction"
+                        "defined with another "
+                        + ("metric or direction" if extend else "search space, metric or direction")
                     )
-                return found
-        created = replace(definition, created=definition.created or _now_ms())
+                if merged is None or merged == found:
+                    return found
+                created = merged
         value = created.tag_value()
         if len(value) > 20000:  # MLflow's limit on an experiment tag's value
             raise InvalidValueError(
@@ -143,6 +156,37 @@ def _trial_of_request(store: Any, experiment_id: str, request: str) -> str | Non
     return None
 
 
+def _check_types(types: object) -> str:
+    """The ``synergos.param_types`` tag's value for a trial request's ``types``."""
+    if not isinstance(types, Mapping) or not all(
+        isinstance(k, str) and v in PARAM_TYPES for k, v in types.items()
+    ):
+        raise InvalidValueError(
+            f"types must map a hyperparameter to one of {', '.join(PARAM_TYPES)}"
+        )
+    tag = types_tag(types)
+    if tag is None:
+        raise InvalidValueError("types: too many typed hyperparameters for one MLflow tag")
+    return tag
+
+
+def _check_tuner(tuner: object) -> str:
+    """The ``synergos.trial.tuner`` tag's value for a trial request's ``tuner``."""
+    if (
+        not isinstance(tuner, Mapping)
+        or set(tuner) != {"tuner", "trial"}
+        or not isinstance(tuner["tuner"], str)
+        or not 0 < len(tuner["tuner"]) <= 100
+        or isinstance(tuner["trial"], bool)
+        or not isinstance(tuner["trial"], (int, str))
+        or len(str(tuner["trial"])) > 200
+    ):
+        raise InvalidValueError(
+            'tuner must be {"tuner": <name>, "trial": <its trial number or id>} (short texts)'
+        )
+    return json.dumps({"tuner": tuner["tuner"], "trial": tuner["trial"]}, ensure_ascii=False)
+
+
 def resolve_trial(
     store: Any,
     ids: ExperimentIds,
@@ -154,6 +198,8 @@ def resolve_trial(
     queued: bool = False,
     outside: Sequence[str] = (),
     request: str | None = None,
+    types: Mapping[str, str] | None = None,
+    tuner: Mapping[str, Any] | None = None,
 ) -> ResolvedTrial:
     """Find or create the trial's federated run, numbered within the study, under the
     resolution lock.
@@ -165,6 +211,9 @@ def resolve_trial(
     ``request`` (with ``run`` None) is the caller's id for this request, kept as tag
     ``synergos.trial.request``: the same request again (a retry whose first answer was lost,
     perhaps through another replica) finds the trial it made rather than numbering a new one.
+    ``types`` (``{name: type}`` of the hyperparameters that are not strings) is kept as tag
+    ``synergos.param_types``; ``tuner`` (``{"tuner": "optuna", "trial": 3}``: the tuner's own
+    trial number or id) as tag ``synergos.trial.tuner``.
     """
     from mlflow.entities import RunStatus, RunTag
     from mlflow.store.tracking.dbmodels.models import SqlRun
@@ -175,6 +224,8 @@ def resolve_trial(
     validate_study_name(study)
     if run is not None:
         validate_id("run", run)
+    typed = _check_types(types) if types is not None else None
+    tuned = _check_tuner(tuner) if tuner is not None else None
     with resolution_lock(store.engine):
         experiment_id = reads.find_experiment(store.ManagedSessionMaker, ids.name)
         tags = {} if experiment_id is None else store.get_experiment(experiment_id).tags
@@ -208,6 +259,10 @@ def resolve_trial(
         store.set_tag(resolved.run_id, RunTag(TAG_TRIAL, str(number)))
         if request:
             store.set_tag(resolved.run_id, RunTag(TAG_TRIAL_REQUEST, request))
+        if typed is not None:
+            store.set_tag(resolved.run_id, RunTag(TAG_PARAM_TYPES, typed))
+        if tuned is not None:
+            store.set_tag(resolved.run_id, RunTag(TAG_TUNER, tuned))
         if outside:
             store.set_tag(resolved.run_id, RunTag(TAG_OUTSIDE_SPACE, json.dumps(list(outside))))
         elif existing is not None and TAG_OUTSIDE_SPACE in reads.run_tags(
@@ -253,6 +308,8 @@ class TrialRow:
     study: str
     number: int
     outside: tuple[str, ...] | None  # None: no tag (not checked when logged)
+    types: dict[str, str] | None = None  # None: logged without types (read as JSON)
+    tuner: dict[str, Any] | None = None  # the tuner's own trial: {"tuner", "trial"}
 
 
 def _tags_of(session_maker: SessionMaker, run_uuids: list[str], keys: Sequence[str]
@@ -314,7 +371,8 @@ def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow
     named ``optim_run_<n>`` without that tag (the default study, trial ``n``)."""
     runs = reads.federation_runs(session_maker, [experiment_id])
     tags = _tags_of(session_maker, [r.run_uuid for r in runs],
-                    (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE))  # fmt: skip
+                    (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE, TAG_PARAM_TYPES,
+                     TAG_TUNER))  # fmt: skip
     trials: list[TrialRow] = []
     for row in runs:
         own = tags.get(row.run_uuid, {})
@@ -337,7 +395,14 @@ def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow
                 outside = tuple(str(x) for x in json.loads(own[TAG_OUTSIDE_SPACE]))
             except (ValueError, TypeError):
                 outside = (own[TAG_OUTSIDE_SPACE],)
-        trials.append(TrialRow(row, study, number if number is not None else 0, outside))
+        tuner: dict[str, Any] | None = None
+        try:
+            found = json.loads(own.get(TAG_TUNER, "null"))
+            tuner = found if isinstance(found, dict) else None
+        except ValueError:
+            tuner = None
+        trials.append(TrialRow(row, study, number if number is not None else 0, outside,
+                               read_types(own.get(TAG_PARAM_TYPES)), tuner))  # fmt: skip
     return trials
 
 

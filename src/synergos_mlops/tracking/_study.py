@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from synergos_mlops.errors import InvalidValueError
 from synergos_mlops.federation import ExperimentIds, validate_id
-from synergos_mlops.studies import StudyDefinition, outside_space
+from synergos_mlops.studies import StudyDefinition, outside_space, param_types, types_tag
 from synergos_mlops.tracking._tracker import FederatedRun
 from synergos_mlops.tracking._transport import Resolved
 
@@ -72,14 +72,16 @@ class Study:
     def trial(
         self, hyperparameters: Mapping[str, Any], *, run: str | None = ...,
         queued: Literal[False] = ..., participants: Iterable[str] = ...,
-        epochs_per_round: int | None = ...,
+        epochs_per_round: int | None = ..., tuner: str | None = ...,
+        tuner_trial: int | str | None = ...,
     ) -> TrialRun: ...  # fmt: skip
 
     @overload
     def trial(
         self, hyperparameters: Mapping[str, Any], *, run: str | None = ...,
         queued: Literal[True], participants: Iterable[str] = ...,
-        epochs_per_round: int | None = ...,
+        epochs_per_round: int | None = ..., tuner: str | None = ...,
+        tuner_trial: int | str | None = ...,
     ) -> QueuedTrial: ...  # fmt: skip
 
     def trial(
@@ -90,6 +92,8 @@ class Study:
         queued: bool = False,
         participants: Iterable[str] = (),
         epochs_per_round: int | None = None,
+        tuner: str | None = None,
+        tuner_trial: int | str | None = None,
     ) -> TrialRun | QueuedTrial:
         """Start a trial: a federated run of the study's experiment, numbered within the
         study (run id ``<study>_run_<n>`` unless ``run`` names one), with these
@@ -98,7 +102,11 @@ class Study:
         ``queued=True`` only records the trial, SCHEDULED, and answers a QueuedTrial; a later
         ``trial(..., run=queued.run)`` runs it (RUNNING, its clock starting then). A trial
         whose hyperparameters lie outside the search space is logged and flagged (tag
-        ``synergos.trial.outside_space``), not refused.
+        ``synergos.trial.outside_space``), not refused. Each hyperparameter's type is kept
+        beside it (tag ``synergos.param_types``), so the study API and compare answer the value
+        and type given here (``True``, not ``"True"``; ``"null"``, not ``None``). ``tuner`` and
+        ``tuner_trial`` record the tuner's own trial (``"optuna"`` and its number, ``"ray"``
+        and its trial id), shown beside the study's own number.
         """
         tracker = self._tracker
         tracker._check_open()
@@ -107,15 +115,21 @@ class Study:
         if run is not None:
             validate_id("run", run)
         listed = [validate_id("participant", p) for p in participants]
-        tracker._params(hyperparameters)
+        texts, _ = tracker._params(hyperparameters)
         outside = tuple(outside_space(self.search_space, hyperparameters))
-        request = {
+        if (tuner is None) != (tuner_trial is None):
+            raise InvalidValueError("tuner and tuner_trial go together")
+        types = param_types(hyperparameters, texts)
+        request: dict[str, Any] = {
             "study": self.name, "run": run, "participants": [] if queued else listed,
             "user": tracker._user, "queued": queued, "outside": list(outside),
             # One id per call, the same on every retry: a retry whose first answer was lost
             # finds the trial that first try numbered instead of numbering another.
             "request": uuid.uuid4().hex if run is None else None,
+            "types": types if types_tag(types) is not None else None,
         }  # fmt: skip
+        if tuner is not None:
+            request["tuner"] = {"tuner": tuner, "trial": tuner_trial}
         answers: dict[str, Any] = {}
 
         def resolve() -> tuple[str, Resolved]:

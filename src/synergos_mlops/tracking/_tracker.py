@@ -216,13 +216,17 @@ class FederatedTracker:
         search_space: Mapping[str, Any] | str,
         metric: str,
         direction: str = "maximize",
+        *,
+        extend: bool = False,
     ) -> Study:
         """Define (or find) a hyperparameter-tuning study of one experiment and return it;
         its trials are federated runs (``study.trial(...)``). The definition is kept as an
         experiment tag, so every tracker and server sees the same study. Raises
         InvalidValueError for a search space that is not NNI's ``{name: {"_type", "_value"}}``
         (as a mapping or JSON), a bad metric key or direction; InvalidIdError for a name with
-        ``/``; StoreError when the study exists with another definition. See docs/studies.md.
+        ``/``; StoreError when the study exists with another definition. ``extend=True`` (a
+        tuner's conditional space) takes a study of the same metric and direction whatever its
+        space, which then searches the union of both. See docs/studies.md.
         """
         from synergos_mlops.studies import StudyDefinition
         from synergos_mlops.tracking._study import Study
@@ -231,6 +235,8 @@ class FederatedTracker:
         ids = ExperimentIds(collaboration, project, experiment)
         wanted = StudyDefinition.build(name, search_space, metric, direction)
         request = {"name": wanted.name, **wanted.to_json()}
+        if extend:
+            request["extend"] = True
         stored = self.retry(
             f"define study {wanted.name!r}", lambda: self._transport.define_study(ids, request)
         )

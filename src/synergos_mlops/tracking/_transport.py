@@ -12,6 +12,7 @@ retrying would not cure.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -95,7 +96,7 @@ class Transport(Protocol):
 
     def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
         """Number and resolve a study's trial (``storage.studies.resolve_trial``'s arguments:
-        study, run, participants, user, queued, outside, request); answer
+        study, run, participants, user, queued, outside, request, types, tuner); answer
         ``ResolvedTrial.to_json()``."""
 
     def close(self) -> None: ...
@@ -305,9 +306,11 @@ class HttpTransport:
 
     def define_study(self, ids: ExperimentIds, definition: Mapping[str, Any]) -> dict[str, Any]:
         body = {**_ids_json(ids), **definition}
+        # As Python's JSON: a NaN or infinite choice travels as NaN / Infinity both ways.
         answer: dict[str, Any] = self._call(
-            "POST", f"{API_PREFIX}/studies/define", what="define study", json_body=body
-        )
+            "POST", f"{API_PREFIX}/studies/define", what="define study",
+            data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+        )  # fmt: skip
         return answer
 
     def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
@@ -462,7 +465,7 @@ class FolderTransport:
             definition["name"], definition["search_space"], definition["metric"],
             definition["direction"],
         )  # fmt: skip
-        stored = define_study(self.store, ids, wanted)
+        stored = define_study(self.store, ids, wanted, extend=bool(definition.get("extend")))
         return {"name": stored.name, **stored.to_json()}
 
     def resolve_trial(self, ids: ExperimentIds, trial: Mapping[str, Any]) -> dict[str, Any]:
@@ -472,6 +475,7 @@ class FolderTransport:
             self.store, ids, trial["study"], trial.get("run"), trial.get("participants", ()),
             user=trial.get("user"), queued=bool(trial.get("queued")),
             outside=trial.get("outside", ()), request=trial.get("request"),
+            types=trial.get("types"), tuner=trial.get("tuner"),
         ).to_json()  # fmt: skip
 
     def close(self) -> None:

@@ -17,12 +17,12 @@ export function drawParallel(el, study) {
     return;
   }
   const axes = names.map((n) => {
-    const raw = trials.map((t) => t.hyperparameters[n]);
+    const raw = trials.filter((t) => n in t.hyperparameters).map((t) => t.hyperparameters[n]); // absent: not applicable
     const numeric = raw.every((v) => typeof v === "number");
     const log = numeric && study.search_space && /log/.test(study.search_space[n]._type) && raw.every((v) => v > 0);
     if (!numeric) {
       const levels = [...new Set(raw.map((v) => JSON.stringify(v)))].sort();
-      return { name: n, pos: (v) => (levels.length > 1 ? levels.indexOf(JSON.stringify(v)) / (levels.length - 1) : 0.5),
+      return { name: n, pos: (v) => (v === undefined ? null : levels.length > 1 ? levels.indexOf(JSON.stringify(v)) / (levels.length - 1) : 0.5),
         ticks: levels.map((l, i) => [levels.length > 1 ? i / (levels.length - 1) : 0.5, l.replace(/^"|"$/g, "")]) };
     }
     const f = log ? Math.log : (v) => v;

@@ -134,18 +134,22 @@ function trialsCard(ids, study) {
       h("span", { style: "left:" + left + "%;width:" + width + "%" }));
   };
   const table = h("table", { id: "trials-table" },
-    h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "num" }, "#"), h("th", {}, "Run"), h("th", {}, "State"),
+    h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "num" }, "#"),
+      h("th", { class: "num", title: "the tuner's own trial number (Optuna) or id (Ray)" }, "Tuner #"), h("th", {}, "Run"), h("th", {}, "State"),
       shownNames.map((n) => h("th", {}, n)), h("th", { class: "num" }, study.metric || "value"),
       h("th", {}, "Participants: min – max"), h("th", {}, "Worst participant"), h("th", { class: "num" }, "Wall time"),
       h("th", { title: "summed over the participants shown" }, "Hardware"), h("th", {}, "Costliest participant"))),
     h("tbody", {}, study.trials.map((t) => h("tr", { dataset: { trial: t.number, state: t.state }, class: t.outside_space.length ? "outside" : "" },
       h("td", {}, h("input", { type: "checkbox", class: "pick", value: JSON.stringify([ids[0], ids[1], ids[2], t.run]), "aria-label": "compare " + t.run })),
       h("td", { class: "num" }, t.number),
+      h("td", { class: "num tuner" }, t.tuner ? String(t.tuner.trial) : "—"),
       h("td", {}, link(runHref(ids[0], ids[1], ids[2], t.run), t.run)),
       h("td", {}, h("span", { class: "badge " + t.state }, t.state)),
       shownNames.map((n) => h("td", { class: t.outside_space.includes(n) ? "outside-value" : "",
-        title: t.outside_space.includes(n) ? "outside the search space" : paramTitle(t.hyperparameters[n]) }, fmtParam(t.hyperparameters[n]))),
-      h("td", { class: "num" + (study.best && study.best.number === t.number ? " best" : "") }, fmtNum(t.value)),
+        title: t.outside_space.includes(n) ? "outside the search space" : paramTitle(t.hyperparameters[n]) }, fmtTrialParam(t, n))),
+      h("td", { class: "num" + (study.best && study.best.number === t.number ? " best" : "") }, fmtNum(t.value),
+        t.value === null && typeof t.last_value === "number"
+          ? h("span", { class: "muted last-value", title: "no value (the trial failed); the last value it logged" }, " last " + fmtNum(t.last_value)) : null),
       h("td", { class: "spread" }, t.spread ? [fmtNum(t.spread.min) + " – " + fmtNum(t.spread.max), rangeBar(t.spread)] : "—"),
       h("td", {}, t.spread ? t.spread.worst.participant + " (" + fmtNum(t.spread.worst.value) + ")" : "—"),
       h("td", { class: "num" }, t.wall_time_s === null ? "—" : fmtNum(Math.round(t.wall_time_s)) + " s"),
@@ -157,6 +161,19 @@ function trialsCard(ids, study) {
       outside ? h("span", { class: "muted", id: "outside-note" }, outside + " outside the search space (marked)") : null,
       study.scoped ? h("span", { class: "muted", id: "scoped-note" }, "participant figures: your participants only") : null),
     h("div", { class: "scroll" }, table));
+}
+
+// A trial's hyperparameter as its type says: absent "—", None "null", a string that reads as
+// another type quoted ("True", "0.5"), a float strict JSON cannot hold ("NaN") as its text.
+function fmtTrialParam(t, n) {
+  if (!(n in t.hyperparameters)) return "—";
+  const v = t.hyperparameters[n], type = (t.hyperparameter_types || {})[n];
+  if (v === null) return "null";
+  if (typeof v === "string") {
+    const looks = type === "str" && (v !== v.trim() || /^(true|false|none|null|nan|[-+]?inf(inity)?|[-+]?[0-9.]+([eE][-+]?[0-9]+)?|[[{"].*)$/i.test(v));
+    return looks ? JSON.stringify(v) : v;
+  }
+  return typeof v === "object" ? JSON.stringify(v) : typeof v === "boolean" ? (v ? "True" : "False") : fmtParam(v);
 }
 
 function searchSpaceCard(study) {
