@@ -77,8 +77,8 @@ function experimentRunsCard([c, p, e]) {
     const more = page.next === null ? null : h("button", { class: "btn more-runs", type: "button",
       onclick: (ev) => { ev.target.disabled = true; loadPage(c, p, e).then((read) => { fill(read); drawTree(); }); } },
     "Show more runs (" + (page.count - shownRuns(page).length).toLocaleString() + " more)");
-    card.replaceChildren();
-    card.append(runsCard(runs), page.error ? h("p", { class: "error" }, "could not load the runs: " + page.error) : null, more);
+    card.replaceChildren(...[runsCard(runs), page.error ? h("p", { class: "error" }, "could not load the runs: " + page.error) : null, more]
+      .filter(Boolean));
   };
   const page = pageOf(c, p, e);
   (page && !page.loading ? Promise.resolve(page) : loadPage(c, p, e)).then(fill);
