@@ -97,6 +97,9 @@ def test_browser_follows_the_tree_to_a_run_and_downloads_everything(
 
     tree = page.locator("#tree")
     tree.get_by_role("link", name=logged.collaboration).wait_for()
+    # The tree comes down to experiments; opening one reads its runs.
+    experiment_path = logged.path.rsplit("/", 1)[0]
+    tree.locator(f'details.experiment[data-path="{experiment_path}"] > summary .kind').click()
     tree.locator(f'a.run[href="runs/{logged.path}"]').click()
     page.wait_for_url(f"**/synergos/runs/{logged.path}")
     page.locator("h1", has_text="cycle 1").wait_for()

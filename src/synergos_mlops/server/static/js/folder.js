@@ -3,8 +3,8 @@ import { API, enc, getJSON, path, runHref } from "./api.js";
 import { h, link, stat } from "./dom.js";
 import { duration, fmtTime } from "./format.js";
 import { go } from "./main.js";
-import { state } from "./state.js";
-import { crumbs } from "./tree.js";
+import { crumbs, drawTree } from "./tree.js";
+import { experimentsUnder, loadPage, pageOf, shownRuns } from "./treedata.js";
 
 // ---------- overview and folder views ----------
 // Runs ticked in a runs table, compared on their own page (compare?run=c/p/e/r&run=...).
@@ -37,42 +37,52 @@ function runsTable(rows) {
       h("td", {}, fmtTime(r.start_time)),
       h("td", {}, duration(r.start_time, r.end_time) || "—"))))));
 }
-function flatRuns(ids) {
-  const rows = [];
-  for (const c of state.tree) {
-    if (ids[0] !== undefined && c.id !== ids[0]) continue;
-    for (const p of c.projects) {
-      if (ids[1] !== undefined && p.id !== ids[1]) continue;
-      for (const e of p.experiments) {
-        if (ids[2] !== undefined && e.id !== ids[2]) continue;
-        for (const r of e.runs) rows.push([c.id, p.id, e.id, r]);
-      }
-    }
-  }
-  return rows.sort((a, b) => (b[3].start_time || "").localeCompare(a[3].start_time || ""));
-}
+// A node's page counts from the tree's run counts; an experiment's page lists its runs a page at a
+// time (newest first among those read), a collaboration's or project's its experiments.
 export function renderFolder(main, ids) {
   crumbs(ids, false);
-  const rows = flatRuns(ids);
+  const rows = experimentsUnder(ids);
   const kinds = ["collaboration", "project", "experiment"];
-  if (ids.length && !rows.length && !findNode(ids)) {
+  if (rows === null) {
     main.append(h("div", { class: "error" }, kinds[ids.length - 1] + " " + JSON.stringify(ids[ids.length - 1]) + " not found"));
     return;
   }
   const title = ids.length ? ids[ids.length - 1] : "All federated runs";
-  const collabs = new Set(rows.map((r) => r[0])).size;
-  const participants = rows.reduce((n, r) => n + r[3].participant_count, 0);
+  const runs = rows.reduce((n, r) => n + (r[2].run_count || 0), 0);
   main.append(
     h("h1", {}, title),
     h("div", { class: "sub" }, ids.length ? kinds[ids.length - 1] : "Collaborations → projects → experiments → runs"),
     h("div", { class: "stats" },
-      ids.length ? null : stat(collabs, "collaboration"),
+      ids.length ? null : stat(new Set(rows.map((r) => r[0])).size, "collaboration"),
       ids.length > 1 ? null : stat(new Set(rows.map((r) => r[0] + "\u0000" + r[1])).size, "project"),
-      stat(rows.length, "run"),
-      stat(rows.filter((r) => r[3].status === "RUNNING").length, "running", "running"),
-      stat(participants, "participant run")),
+      ids.length > 2 ? null : stat(rows.length, "experiment"),
+      stat(runs, "run")),
     studiesCard(ids),
-    runsCard(rows));
+    ids.length === 3 ? experimentRunsCard(ids) : experimentsCard(rows));
+}
+function experimentsCard(rows) {
+  const body = rows.length ? h("div", { class: "scroll" }, h("table", { id: "experiments-table" },
+    h("thead", {}, h("tr", {}, ["Experiment", "Collaboration / project", "Runs"].map((t, i) => h("th", { class: i === 2 ? "num" : "" }, t)))),
+    h("tbody", {}, rows.map(([c, p, e]) => h("tr", {},
+      h("td", {}, link("c/" + path(c, p, e.id), e.id)),
+      h("td", { class: "muted" }, c + " / " + p),
+      h("td", { class: "num" }, e.run_count || 0))))))
+    : h("p", { class: "muted" }, "No runs here yet.");
+  return h("div", { class: "card" }, h("h2", {}, "Experiments"), body);
+}
+function experimentRunsCard([c, p, e]) {
+  const card = h("div", { id: "experiment-runs" }, h("p", { class: "muted" }, "Loading runs…"));
+  const fill = (page) => {
+    const runs = [...shownRuns(page)].reverse().map((r) => [c, p, e, r]);
+    const more = page.next === null ? null : h("button", { class: "btn more-runs", type: "button",
+      onclick: (ev) => { ev.target.disabled = true; loadPage(c, p, e).then((read) => { fill(read); drawTree(); }); } },
+    "Show more runs (" + (page.count - shownRuns(page).length).toLocaleString() + " more)");
+    card.replaceChildren(...[runsCard(runs), page.error ? h("p", { class: "error" }, "could not load the runs: " + page.error) : null, more]
+      .filter(Boolean));
+  };
+  const page = pageOf(c, p, e);
+  (page && !page.loading ? Promise.resolve(page) : loadPage(c, p, e)).then(fill);
+  return card;
 }
 function runsCard(rows) {
   const table = runsTable(rows);
@@ -103,14 +113,4 @@ function studiesCard(ids) {
     box.append(h("p", { class: "error" }, "could not load the studies: " + (err.message || err)));
   });
   return box;
-}
-function findNode(ids) {
-  let level = state.tree;
-  const keys = ["projects", "experiments"];
-  for (let i = 0; i < ids.length; i++) {
-    const node = level.find((n) => n.id === ids[i]);
-    if (!node) return null;
-    level = node[keys[i]] || [];
-  }
-  return true;
 }

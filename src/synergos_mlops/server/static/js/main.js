@@ -23,6 +23,7 @@ import { state } from "./state.js";
 import { renderStudy } from "./studies.js";
 import { showTab, stopTabs, tabOfUrl } from "./tabs.js";
 import { crumbs, drawTree, loadTree, NARROW, setSidebar } from "./tree.js";
+import { ensureRun } from "./treedata.js";
 
 // ---------- routing ----------
 export function route() {
@@ -72,6 +73,8 @@ async function render() {
   if (runJSON) runJSON.catch(() => {});  // its error is shown below, once awaited
   try {
     if (!state.tree) await loadTree(); else drawTree();
+    // A run's own experiment is read into the tree (its first page, and the run if further on).
+    if (view === "run") ensureRun(...ids).then(() => route().view === "run" && drawTree());
     main.replaceChildren();
     main.scrollTop = 0;
     stopCharts();
