@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synmlops-installed
 STORE ?= ./mlflow
 PORT ?= 5500
 
-.PHONY: setup run test lint legacy-ttp bench clean
+.PHONY: setup run test lint legacy-ttp frameworks bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,18 +30,23 @@ lint: setup
 legacy-ttp:
 	bash scripts/legacy-ttp.sh
 
+## .venv-fl: Flower and NVIDIA FLARE (the [flower,nvflare] extras), for the adapters' tests.
+frameworks:
+	bash scripts/frameworks-venv.sh
+
 ## Every test: lint and types, then the suite (real servers, PostgreSQL, Chromium).
-test: setup lint legacy-ttp
+test: setup lint legacy-ttp frameworks
 	bash scripts/services.sh
 	$(BIN)/python -m pytest
 
-bench: setup
+bench: setup frameworks
 	bash scripts/services.sh
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.legacy_bench
 	$(BIN)/python -m benchmarks.logs_bench
 	$(BIN)/python -m benchmarks.system_bench
 	$(BIN)/python -m benchmarks.study_bench
+	PYTHONPATH=src .venv-fl/bin/python -m benchmarks.frameworks_bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-fl build *.egg-info .pytest_cache .mypy_cache .ruff_cache
