@@ -16,9 +16,11 @@ import mlflow
 import numpy as np
 import pytest
 import requests
+from auth_support import ADMIN, ALICE, bind, create_accounts
 from conftest import Server
 from frameworks_support import SCRIPTS, run_in_frameworks_venv
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 API = "/api/synergos/v1"
 BOOKKEEPING = {"num-examples", "partition-id"}
@@ -161,3 +163,33 @@ def test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(
     data = (Path(folder) / "global_model.npz").read_bytes()
     with np.load(io.BytesIO(data)) as arrays:
         assert [arrays[k].tolist() for k in arrays.files] == federation.result["arrays"]
+
+
+def test_under_auth_an_account_bound_to_one_partition_sees_its_client_and_the_global_values(
+    server_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    server = server_factory(
+        store, extra=["--auth"], env={"MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1]}, timeout=300
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    federation = Federation(server, tmp_path)  # the ServerApp logs as admin
+    assert set(federation.runs) == {federation.run, "0", "1", "2"}
+    create_accounts(server.url, ALICE)
+    bind(store, ALICE[0], federation.collaboration, "1")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ALICE[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ALICE[1])
+    client = MlflowClient(server.url)
+    experiment = federation.parent.info.experiment_id
+    assert {r.info.run_name for r in client.search_runs([experiment])} == {federation.run, "1"}
+    own = client.get_metric_history(federation.runs["1"].info.run_id, "train/loss")
+    assert len(own) == ROUNDS
+    total = client.get_metric_history(federation.parent.info.run_id, "train/loss")
+    assert len(total) == ROUNDS
+    with pytest.raises(MlflowException):
+        client.get_metric_history(federation.runs["0"].info.run_id, "train/loss")
+    url = f"{server.url}{API}/runs/{federation.collaboration}/flower/linear/{federation.run}/logs"
+    logs = requests.get(url, auth=ALICE, timeout=60)
+    assert logs.status_code == 200 and logs.json()["records"] == []  # the failure was 2's
+    assert len(requests.get(url, auth=ADMIN, timeout=60).json()["records"]) == 1
