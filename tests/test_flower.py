@@ -28,20 +28,23 @@ ROUNDS = 3
 
 
 class Federation:
-    """One finished simulation: Flower's Result, the clients' replies and the stored run."""
+    """One finished simulation, logged into ``target`` (a server URL or a store folder):
+    Flower's Result and the clients' replies; after ``read_from(server)``, the stored run."""
 
-    def __init__(self, server: Server, folder: Path) -> None:
+    def __init__(self, folder: Path, target: str) -> None:
         self.collaboration = f"flower {uuid.uuid4().hex[:6]}"
         self.run = "simulation-1"
         out = folder / "result.json"
         replies = folder / "replies.jsonl"
         run_in_frameworks_venv(
-            [str(SCRIPTS / "flower_federation.py"), server.url, self.collaboration, self.run,
+            [str(SCRIPTS / "flower_federation.py"), target, self.collaboration, self.run,
              str(out)],
             log=folder / "flower.log", env={"FLOWER_REPLIES": str(replies)},
         )  # fmt: skip
         self.result: dict[str, Any] = json.loads(out.read_text())
         self.replies = [json.loads(line) for line in replies.read_text().splitlines()]
+
+    def read_from(self, server: Server) -> None:
         self.server = server
         self.client = MlflowClient(server.url)
         experiment = self.client.get_experiment_by_name(f"{self.collaboration}/flower/linear")
@@ -63,7 +66,9 @@ class Federation:
 def federation(
     shared_server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Federation]:
-    yield Federation(shared_server, tmp_path_factory.mktemp("flower"))
+    federation = Federation(tmp_path_factory.mktemp("flower"), shared_server.url)
+    federation.read_from(shared_server)
+    yield federation
 
 
 def test_each_client_reply_is_its_partitions_series_point_for_point(
@@ -174,7 +179,8 @@ def test_under_auth_an_account_bound_to_one_partition_sees_its_client_and_the_gl
     )
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
-    federation = Federation(server, tmp_path)  # the ServerApp logs as admin
+    federation = Federation(tmp_path, server.url)  # the ServerApp logs as admin
+    federation.read_from(server)
     assert set(federation.runs) == {federation.run, "0", "1", "2"}
     create_accounts(server.url, ALICE)
     bind(store, ALICE[0], federation.collaboration, "1")
@@ -193,3 +199,15 @@ def test_under_auth_an_account_bound_to_one_partition_sees_its_client_and_the_gl
     logs = requests.get(url, auth=ALICE, timeout=60)
     assert logs.status_code == 200 and logs.json()["records"] == []  # the failure was 2's
     assert len(requests.get(url, auth=ADMIN, timeout=60).json()["records"]) == 1
+
+
+def test_into_a_store_folder_the_same_run_is_kept_and_a_server_on_it_serves_the_model(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    federation = Federation(tmp_path, str(store))  # the ServerApp writes the folder itself
+    federation.read_from(server_factory(store))  # then a server shows it
+    assert set(federation.runs) == {federation.run, "0", "1", "2"}
+    test_each_client_reply_is_its_partitions_series_point_for_point(federation)
+    test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
+    test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(federation, tmp_path)
