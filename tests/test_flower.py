@@ -22,6 +22,10 @@ from frameworks_support import SCRIPTS, run_in_frameworks_venv
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+# Each runs a federation in another venv, on a shared 2-core machine: a server and a
+# simulation take longer than the suite's default 300 s limit allows for.
+pytestmark = pytest.mark.timeout(600)
+
 API = "/api/synergos/v1"
 BOOKKEEPING = {"num-examples", "partition-id"}
 ROUNDS = 3

@@ -15,6 +15,10 @@ from frameworks_support import ROOT, run_in_frameworks_venv
 from mlflow import MlflowClient
 from test_docs import DOCUMENTED_SERVER, code_blocks
 
+# Each runs a federation in another venv, on a shared 2-core machine: a server and a
+# simulation take longer than the suite's default 300 s limit allows for.
+pytestmark = pytest.mark.timeout(600)
+
 PAGE = ROOT / "docs" / "frameworks.md"
 
 

@@ -17,6 +17,10 @@ from conftest import Server
 from frameworks_support import SCRIPTS, run_in_frameworks_venv
 from mlflow import MlflowClient
 
+# Each runs a federation in another venv, on a shared 2-core machine: a server and a
+# simulation take longer than the suite's default 300 s limit allows for.
+pytestmark = pytest.mark.timeout(600)
+
 SITES = ("site-1", "site-2")
 
 

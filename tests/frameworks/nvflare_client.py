@@ -29,14 +29,16 @@ def main() -> None:
     x = rng.uniform(-1, 1, size=30)
     y = 2 * x + 1 + offset
     mlflow_writer, summary = MLflowWriter(), SummaryWriter()
-    params = {"lr": 0.3, "site_offset": offset}
-    mlflow_writer.log_params(params)
-    note(site, "params", params, None)
-    mlflow_writer.set_tag("hardware", f"cpu-{site}")
-    note(site, "tags", {"hardware": f"cpu-{site}"}, None)
     while flare.is_running():
         model = flare.receive()
         step = model.current_round
+        if step == 0:
+            # After the first task: the server drops events sent before its run has started.
+            params = {"lr": 0.3, "site_offset": offset}
+            mlflow_writer.log_params(params)
+            note(site, "params", params, None)
+            mlflow_writer.set_tag("hardware", f"cpu-{site}")
+            note(site, "tags", {"hardware": f"cpu-{site}"}, None)
         w, b = (float(v) for v in np.asarray(model.params["numpy_key"]).ravel())
         before = float(np.mean((w * x + b - y) ** 2))
         for _ in range(5):
