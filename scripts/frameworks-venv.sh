@@ -6,13 +6,14 @@
 # A stamp holding the checksum of pyproject.toml and of this script makes a second call
 # return at once. The interpreter is $PYTHON311, else python3.11 on PATH.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")/.."
 
 VENV=.venv-fl
 STAMP="$VENV/.frameworks-installed"
 LOG="$VENV/install.log"
 
-want="$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml "$SELF" | sha256sum | cut -d' ' -f1)"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
     exit 0
 fi
