@@ -189,7 +189,8 @@ def main() -> None:
         "| --- | ---: | ---: |",
         f"| round after the first, median | {plain * 1000:.1f} ms | {wrapped * 1000:.1f} ms |",
         f"| first round | {plain_rounds[0] * 1000:.1f} ms | {wrapped_rounds[0] * 1000:.1f} ms "
-        f"(each client's participant run created: one request per new participant) |",
+        f"(the {n} participants' runs are created then, in one request, on the wrapper's "
+        "logging thread) |",
         f"| slowest later round | {max(plain_rounds[1:]) * 1000:.1f} ms | "
         f"{max(wrapped_rounds[1:]) * 1000:.1f} ms |",
         f"| whole `start` ({args.rounds} rounds) | {plain_total:.2f} s | {wrapped_total:.2f} s "

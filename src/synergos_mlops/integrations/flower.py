@@ -44,6 +44,12 @@ id):
 
 The run ends FINISHED, or FAILED when the strategy raised. Logging never stops a federation:
 a value the tracker refuses is left out with a warning and the rounds go on.
+
+Logging stays off the round's path: each hook hands what it saw (the replies, the aggregated
+records, the durations) to one background thread of the wrapper and returns. That thread turns
+them into points in order and gives them to the tracker, which sends them in batches in its
+own background; the participants a round brings for the first time get their runs in one
+request. ``start`` waits for that thread before the model is logged and the run ends.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ import json
 import logging
 import numbers
 import os
+import queue
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -115,6 +123,76 @@ def _points(prefix: str, record: Mapping[str, Any], skip: frozenset[str]) -> Ite
             yield f"{prefix}/{key}", value
 
 
+def _metric_records(content: Any) -> list[MetricRecord]:
+    # RecordDict.metric_records builds a checked copy on each call; its values are enough.
+    return [record for record in content.values() if isinstance(record, MetricRecord)]
+
+
+class _Reply:
+    """What the logging needs of one reply (not its arrays, which may be large)."""
+
+    __slots__ = ("error", "node_id", "records")
+
+    def __init__(self, reply: Message) -> None:
+        self.node_id: int = reply.metadata.src_node_id
+        self.error = reply.error if reply.has_error() else None
+        self.records = [] if self.error is not None else _metric_records(reply.content)
+
+
+class _Worker:
+    """One daemon thread that runs the logging jobs in the order they were handed over.
+
+    A job that raises is reported (through ``report``) and the thread goes on; a thread that
+    is gone is started again on the next job."""
+
+    def __init__(self, report: Callable[[str, str], None]) -> None:
+        self._report = report
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._start_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="synergos-flower-logging", daemon=True
+                    )
+                    self._thread.start()
+        self._jobs.put(job)
+
+    def drain(self) -> None:
+        """Return once every job handed over so far has run."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self.submit(done.set)
+        while not done.wait(0.5):
+            if self._thread is None or not self._thread.is_alive():
+                self.submit(done.set)  # started again: the jobs left run, then this one
+
+    def close(self) -> None:
+        self.drain()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception as exc:  # noqa: BLE001 - one job never stops the others
+                self._report(type(exc).__name__, f"logging failed: {exc}")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def _participant_of(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
@@ -166,6 +244,9 @@ class SynergosStrategy(Strategy):
         self._round_start: dict[int, float] = {}
         self._phase_start: dict[tuple[str, int], float] = {}
         self._warned: set[str] = set()
+        self._pending_warnings: list[str] = []
+        self._warnings_lock = threading.Lock()
+        self._worker = _Worker(self._note)
 
     def __getattr__(self, name: str) -> Any:
         # Only called for what the wrapper itself lacks: the wrapped strategy's settings.
@@ -197,7 +278,7 @@ class SynergosStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
-        self._log_replies("train", server_round, replies)
+        self._hand_replies("train", server_round, replies)
         arrays, metrics = self.strategy.aggregate_train(server_round, replies)
         if metrics is not None:
             self._log_record("train", server_round, metrics, None)
@@ -216,7 +297,7 @@ class SynergosStrategy(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         replies = list(replies)
-        self._log_replies("evaluate", server_round, replies)
+        self._hand_replies("evaluate", server_round, replies)
         metrics = self.strategy.aggregate_evaluate(server_round, replies)
         if metrics is not None:
             self._log_record("evaluate", server_round, metrics, None)
@@ -253,13 +334,19 @@ class SynergosStrategy(Strategy):
                 hyperparameters=hyperparameters,
             )
             with self.federated_run as federated:
-                result = Strategy.start(
-                    self, grid, initial_arrays, num_rounds, timeout, train_config,
-                    evaluate_config, None if evaluate_fn is None else self._wrap(evaluate_fn),
-                )  # fmt: skip
+                try:
+                    result = Strategy.start(
+                        self, grid, initial_arrays, num_rounds, timeout, train_config,
+                        evaluate_config, None if evaluate_fn is None else self._wrap(evaluate_fn),
+                    )  # fmt: skip
+                finally:
+                    self._worker.drain()
+                    self._emit_warnings()
                 self._log_model(federated, result.arrays, num_rounds)
             return result
         finally:
+            self._worker.close()
+            self._emit_warnings()
             self._tracker.close()
             self._tracker = None
 
@@ -284,33 +371,50 @@ class SynergosStrategy(Strategy):
         weight = getattr(self.strategy, "weighted_by_key", None)
         return BOOKKEEPING_KEYS | ({weight} if isinstance(weight, str) else set())
 
-    def _participant(self, node_id: int, content: Any | None) -> str:
+    def _participant(self, node_id: int, records: Iterable[MetricRecord]) -> str:
         """The client's ``partition-id`` if it reports one (remembered for its node), else
         what that node was last known as, else its node id."""
-        if content is not None:
-            for record in content.metric_records.values():
-                name = _participant_of(record.get(PARTITION_KEY))
-                if name is not None:
-                    self._participants[node_id] = name
-                    break
+        for record in records:
+            name = _participant_of(record.get(PARTITION_KEY))
+            if name is not None:
+                self._participants[node_id] = name
+                break
         return self._participants.get(node_id, str(node_id))
 
-    def _log_replies(self, stage: str, server_round: int, replies: list[Message]) -> None:
-        failed = [reply for reply in replies if reply.has_error()]
-        self._log(
+    def _hand_replies(self, stage: str, server_round: int, replies: list[Message]) -> None:
+        seen = [_Reply(reply) for reply in replies]
+        stamp = _now_ms()
+        self._emit_warnings()
+        self._worker.submit(lambda: self._log_replies(stage, server_round, seen, stamp))
+
+    def _log_replies(
+        self, stage: str, server_round: int, replies: list[_Reply], stamp: int
+    ) -> None:
+        """On the logging thread: the counts, each failure, and each client's values, the
+        runs of participants new to the federation created first, in one request."""
+        failed = [reply for reply in replies if reply.error is not None]
+        self._log_now(
             {f"{stage}/clients_replied": len(replies) - len(failed),
              f"{stage}/clients_failed": len(failed)},
-            server_round,
+            server_round, None, stamp,
         )  # fmt: skip
+        for reply in failed:
+            self._log_failure(stage, server_round, reply)
+        named = [
+            (self._participant(reply.node_id, reply.records), reply)
+            for reply in replies
+            if reply.error is None
+        ]
+        run = self.federated_run
+        if run is not None and named:
+            try:
+                run.add_participants(participant for participant, _ in named)
+            except Exception as exc:  # noqa: BLE001 - each is tried again on first use
+                self._note("participants", f"could not create the participants' runs: {exc}")
         skip = self._bookkeeping()
-        for reply in replies:
-            node_id = reply.metadata.src_node_id
-            if reply.has_error():
-                self._log_failure(stage, server_round, node_id, reply)
-                continue
-            participant = self._participant(node_id, reply.content)
-            for record in reply.content.metric_records.values():
-                self._log(dict(_points(stage, record, skip)), server_round, participant)
+        for participant, reply in named:
+            for record in reply.records:
+                self._log_now(dict(_points(stage, record, skip)), server_round, participant, stamp)
 
     def _log_record(
         self, stage: str, server_round: int, record: Mapping[str, Any], participant: str | None
@@ -329,10 +433,13 @@ class SynergosStrategy(Strategy):
         if started is not None:
             self._log({"round/duration_s": time.perf_counter() - started}, server_round)
 
-    def _log_failure(self, stage: str, server_round: int, node_id: int, reply: Message) -> None:
-        participant = self._participant(node_id, None)
+    def _log_failure(self, stage: str, server_round: int, reply: _Reply) -> None:
+        node_id = reply.node_id
+        participant = self._participant(node_id, ())
         error = reply.error
         run = self.federated_run
+        if error is None:
+            return
         if run is None:
             return
         try:
@@ -348,26 +455,49 @@ class SynergosStrategy(Strategy):
             )  # fmt: skip
             handler.handle(record)
         except Exception as exc:  # noqa: BLE001 - logging never stops the federation
-            self._warn("failure", f"could not log a failed reply: {exc}")
+            self._note("failure", f"could not log a failed reply: {exc}")
 
     def _log(self, values: Mapping[str, Any], step: int, participant: str | None = None) -> None:
+        """Hand ``values`` to the logging thread (called on Flower's loop)."""
+        if not values:
+            return
+        stamp = _now_ms()
+        values = dict(values)
+        self._emit_warnings()
+        self._worker.submit(lambda: self._log_now(values, step, participant, stamp))
+
+    def _log_now(
+        self, values: Mapping[str, Any], step: int, participant: str | None, stamp: int
+    ) -> None:
         run = self.federated_run
         if run is None or not values:
             return
         try:
-            run.log_metrics(values, step=step, participant=participant)
+            run.log_metrics(values, step=step, participant=participant, timestamp=stamp)
         except InvalidValueError:
             for key, value in values.items():  # one refused value never costs the others
                 try:
-                    run.log_metrics({key: value}, step=step, participant=participant)
+                    run.log_metrics(
+                        {key: value}, step=step, participant=participant, timestamp=stamp
+                    )
                 except InvalidValueError as exc:
-                    self._warn(key, f"{exc}; left out")
+                    self._note(key, f"{exc}; left out")
         except Exception as exc:  # noqa: BLE001 - logging never stops the federation
-            self._warn(type(exc).__name__, f"could not log round {step}: {exc}")
+            self._note(type(exc).__name__, f"could not log round {step}: {exc}")
 
-    def _warn(self, what: str, message: str) -> None:
-        if what not in self._warned:
-            self._warned.add(what)
+    def _note(self, what: str, message: str) -> None:
+        """Keep a warning (once per kind) for Flower's thread to give at its next hook."""
+        with self._warnings_lock:
+            if what not in self._warned:
+                self._warned.add(what)
+                self._pending_warnings.append(message)
+
+    def _emit_warnings(self) -> None:
+        if not self._pending_warnings:
+            return
+        with self._warnings_lock:
+            pending, self._pending_warnings = self._pending_warnings, []
+        for message in pending:
             warnings.warn(f"Synergos: {message}", RuntimeWarning, stacklevel=3)
 
     def _log_model(self, run: FederatedRun, arrays: ArrayRecord, num_rounds: int) -> None:
