@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synmlops-installed
 STORE ?= ./mlflow
 PORT ?= 5500
 
-.PHONY: setup run test test-fast lint legacy-ttp bench clean
+.PHONY: setup run test test-fast lint legacy-ttp frameworks bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,15 @@ lint: setup
 legacy-ttp:
 	bash scripts/legacy-ttp.sh
 
+## .venv-fl: Flower and NVIDIA FLARE (the [flower,nvflare] extras), for the adapters' tests.
+frameworks:
+	bash scripts/frameworks-venv.sh
+
 ## Every test: lint and types, then the suite (real servers, PostgreSQL, Chromium), in
 ## parallel: each worker takes whole modules (--dist loadfile), its own ports, databases and
 ## folders. Most tests wait on servers and the browser, so 3 workers suit 2 cores.
 TEST_WORKERS ?= 3
-test: setup lint legacy-ttp
+test: setup lint legacy-ttp frameworks
 	bash scripts/services.sh
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
@@ -43,7 +47,7 @@ test-fast: setup
 	bash scripts/services.sh
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not process"
 
-bench: setup
+bench: setup frameworks
 	bash scripts/services.sh
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.legacy_bench
@@ -51,6 +55,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.system_bench
 	$(BIN)/python -m benchmarks.study_bench
 	$(BIN)/python -m benchmarks.scale_bench
+	PYTHONPATH=src .venv-fl/bin/python -m benchmarks.frameworks_bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-fl build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,24 @@ def test_points_are_sent_in_large_batches_not_one_request_per_point(tmp_path: Pa
     assert transport.requests <= 3  # 10,000 points: two full batches and a remainder
 
 
+def test_participants_added_together_take_one_request_and_later_use_takes_none(
+    tmp_path: Path,
+) -> None:
+    transport = MemoryTransport()
+    tracker = tracker_for(tmp_path, transport, flush_interval=30)
+    run = tracker.run(**IDS, run="r")
+    before = transport.resolves
+    run.add_participants(f"w{i}" for i in range(100))
+    run.add_participants(["w1", "w2"])
+    for i in range(100):
+        run.log_metrics({"train/loss": float(i)}, step=0, participant=f"w{i}")
+    assert transport.resolves - before == 1
+    tracker.close()
+    assert {run_id for run_id, _, _ in transport.points} == {
+        run.participant_run_id(f"w{i}") for i in range(100)
+    }
+
+
 def test_flush_waits_for_an_absent_destination_then_sends_everything(tmp_path: Path) -> None:
     transport = MemoryTransport()
     tracker = tracker_for(tmp_path, transport)

@@ -17,7 +17,7 @@ from conftest import Server
 from mlflow import MlflowClient
 from tracking_support import fast_config
 
-from synergos_mlops import FederatedTracker
+from synergos_mlops import FederatedTracker, InvalidIdError
 from synergos_mlops.federation import CLASS_STATISTICS
 
 HYPER = {"algorithm": "FedProx", "rounds": 3, "epochs": 2, "lr": 0.001, "mu": 0.1}
@@ -158,6 +158,30 @@ def test_a_failing_block_ends_the_runs_failed_with_everything_kept(
     assert client.get_run(run.run_id).info.status == "FAILED"
     child = client.get_run(run.participant_run_id("w1"))
     assert child.info.status == "FAILED" and child.data.metrics == {"train/loss": 9.0}
+
+
+def test_participants_added_together_are_child_runs_that_their_points_then_reach(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    names = [f"site-{i}" for i in range(30)]
+    tracker = FederatedTracker(shared_server.url, fast_config(tmp_path))
+    with tracker, tracker.run("c", "p", "together", "r", participants=["site-0"]) as run:
+        run.add_participants([*names, "site-3"])
+        assert sorted(run.participants) == sorted(names)
+        for index, name in enumerate(names):
+            run.log_metrics({"train/loss": index / 10}, step=1, participant=name)
+        with pytest.raises(InvalidIdError, match="bad/id"):
+            run.add_participants(["site-99", "bad/id"])
+        assert "site-99" not in run.participants
+    client = MlflowClient(shared_server.url)
+    found = {r.info.run_name: r for r in client.search_runs([run.experiment_id])}
+    assert sorted(found) == sorted([*names, "r"])
+    for index, name in enumerate(names):
+        child = found[name]
+        assert child.info.run_id == run.participant_run_id(name)
+        assert child.data.tags["mlflow.parentRunId"] == run.run_id
+        assert child.info.status == "FINISHED"
+        assert steps_of(client, child.info.run_id, "train/loss") == [(1, index / 10)]
 
 
 def test_threads_of_one_orchestrator_log_to_one_run_and_race_to_create_it_once(

@@ -34,6 +34,7 @@ class MemoryTransport:
         self.down = False
         self.refuse_runs: set[str] = set()
         self.requests = 0
+        self.resolves = 0
         self.points: dict[tuple[str, str, int], float] = {}
         self.params: dict[str, dict[str, str]] = {}
         self.statuses: dict[str, str] = {}
@@ -58,6 +59,7 @@ class MemoryTransport:
     ) -> Resolved:
         self._check()
         with self._lock:
+            self.resolves += 1
             parent = self.runs.setdefault((run, None), f"run-{run}")
             children = {p: self.runs.setdefault((run, p), f"run-{run}-{p}") for p in participants}
         return Resolved(

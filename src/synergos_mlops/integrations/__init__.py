@@ -7,5 +7,14 @@
   [SynergosLoggerCallback(...)])`` logs every Ray Tune trial, its results round by round, as a
   trial of a Synergos study (see docs/studies.md).
 
-Each module imports its tuner on use; none is a dependency of this package.
+Federation frameworks logging through their own extension points (see docs/frameworks.md):
+
+- ``synergos_mlops.integrations.flower.SynergosStrategy`` wraps a Flower strategy in the
+  ServerApp and logs the Flower run as a federated run (extra ``[flower]``).
+- ``synergos_mlops.integrations.nvflare.SynergosReceiver`` is an NVIDIA FLARE analytics
+  receiver on the server that logs a job as a federated run (extra ``[nvflare]``).
+- ``synergos_mlops.integrations.models`` keeps their final global model as a logged and
+  registered MLflow model of the run.
+
+Each module imports its framework on use of the module; none is a dependency of this package.
 """

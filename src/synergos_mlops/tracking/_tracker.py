@@ -442,25 +442,45 @@ class FederatedRun:
             transport=self._tracker._transport,
         )
 
+    def add_participants(self, participants: Iterable[str]) -> None:
+        """Create (or find) the runs of the participants not known yet, all in one request,
+        where each participant's first use would take a request of its own. Raises
+        InvalidIdError for a bad id before anything is created."""
+        wanted = [validate_id("participant", p) for p in participants]
+        with self._lock:
+            missing = [p for p in dict.fromkeys(wanted) if p not in self._resolved.participants]
+        if missing:
+            self._resolve_participants(missing)
+
+    def _resolve_participants(self, participants: list[str]) -> None:
+        what = (
+            f"create the run of participant {participants[0]!r}"
+            if len(participants) == 1
+            else f"create the runs of {len(participants)} participants"
+        )
+        resolved = self._tracker.retry(
+            what,
+            lambda: self._tracker._transport.resolve(
+                self.ids, self.run, participants, self._tracker._user
+            ),
+        )
+        if resolved.run_id != self.run_id:
+            raise InvalidIdError(f"run {self.run!r} resolved to another MLflow run")
+        with self._lock:
+            for participant in participants:
+                self._resolved.participants[participant] = resolved.participants[participant]
+                self._resolved.participant_artifact_uris[participant] = (
+                    resolved.participant_artifact_uris[participant]
+                )
+
     def _child(self, participant: str) -> tuple[str, str]:
         with self._lock:
             found = self._resolved.participants.get(participant)
             if found is not None:
                 return found, self._resolved.participant_artifact_uris[participant]
         validate_id("participant", participant)
-        resolved = self._tracker.retry(
-            f"create the run of participant {participant!r}",
-            lambda: self._tracker._transport.resolve(
-                self.ids, self.run, [participant], self._tracker._user
-            ),
-        )
-        if resolved.run_id != self.run_id:
-            raise InvalidIdError(f"run {self.run!r} resolved to another MLflow run")
+        self._resolve_participants([participant])
         with self._lock:
-            self._resolved.participants[participant] = resolved.participants[participant]
-            self._resolved.participant_artifact_uris[participant] = (
-                resolved.participant_artifact_uris[participant]
-            )
             return (
                 self._resolved.participants[participant],
                 self._resolved.participant_artifact_uris[participant],

@@ -1,0 +1,516 @@
+"""A Flower strategy wrapper that logs a Flower run as a Synergos federated run.
+
+::
+
+    from flwr.serverapp import ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from synergos_mlops.integrations.flower import SynergosStrategy
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context):
+        strategy = SynergosStrategy(FedAvg(), tracking_uri="http://localhost:5500",
+                                    collaboration="c", project="p", experiment="e",
+                                    run_config=context.run_config)
+        strategy.start(grid=grid, initial_arrays=arrays, num_rounds=3)
+
+The wrapper takes any Flower Message API strategy (``flwr.serverapp.strategy``: FedAvg,
+FedProx, FedAdam, ...) and is used in its place; it delegates every decision to it and only
+watches. ``start`` opens a :class:`~synergos_mlops.FederatedTracker` on ``tracking_uri`` (a
+server URL or a store folder) and logs, into the federated run ``run`` (default: Flower's run
+id):
+
+- hyperparameters: the run config (``run_config``, else what the grid's run holds: under
+  ``flwr run`` only the overrides), ``num_rounds``, and the wrapped strategy's settings as
+  ``strategy`` (its class) and ``strategy/<attribute>``;
+- per server round (the step), each client's train and evaluate ``MetricRecord`` values as
+  that participant's ``train/<key>`` and ``evaluate/<key>``; the participant is the client's
+  ``partition-id`` when it reports one in its MetricRecord, else Flower's node id. The
+  bookkeeping keys (``num-examples``, or the strategy's ``weighted_by_key``, and
+  ``partition-id``) are not logged as metrics. A list value becomes ``<key>/<index>``;
+- the aggregated train and evaluate records as global ``train/<key>`` and ``evaluate/<key>``,
+  and ``evaluate_fn``'s server-side records as global ``evaluate/server/<key>`` (round 0 is
+  the initial model);
+- ``{train,evaluate}/clients_sampled``, ``.../clients_replied``, ``.../clients_failed`` per
+  round, and each failed reply as an ERROR record of the run's central logs (the
+  participant's, when known) with Flower's error code and reason;
+- ``{train,evaluate}/duration_s`` (messages sent to aggregate done),
+  ``evaluate/server/duration_s`` and ``round/duration_s``;
+- the final arrays as ``models/global/global_model.npz`` (``numpy.savez``, one array per
+  ArrayRecord key), logged as an MLflow logged model of the run and registered as a new
+  version of ``synergos-<collaboration>-<project>-<experiment>`` (``register_model=False``
+  leaves the registry alone).
+
+The run ends FINISHED, or FAILED when the strategy raised. Logging never stops a federation:
+a value the tracker refuses is left out with a warning and the rounds go on.
+
+Logging stays off the round's path: each hook hands what it saw (the replies, the aggregated
+records, the durations) to one background thread of the wrapper and returns. That thread turns
+them into points in order and gives them to the tracker, which sends them in batches in its
+own background; the participants a round brings for the first time get their runs in one
+request. ``start`` waits for that thread before the model is logged and the run ends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import numbers
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result, Strategy
+
+from synergos_mlops.errors import InvalidValueError
+from synergos_mlops.integrations.models import register_arrays
+
+if TYPE_CHECKING:
+    from synergos_mlops.tracking import FederatedRun, FederatedTracker, TrackerConfig
+
+__all__ = ["BOOKKEEPING_KEYS", "PARTITION_KEY", "SynergosStrategy"]
+
+#: The MetricRecord key whose value names the participant.
+PARTITION_KEY = "partition-id"
+#: Keys of a client's MetricRecord that are Flower's bookkeeping, not metrics.
+BOOKKEEPING_KEYS = frozenset({"num-examples", PARTITION_KEY})
+MODEL_FILE = "global_model.npz"
+_logger = logging.getLogger(__name__)
+
+
+def _setting(value: Any) -> Any:
+    """A strategy attribute as a hyperparameter value: numbers and text as they are, a
+    function by its qualified name, anything else as its text."""
+    if value is None or isinstance(value, (str, bool, numbers.Real)):
+        return value
+    if callable(value):
+        module = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", None) or type(value).__qualname__
+        return f"{module}.{name}" if module else name
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return json.dumps(value, default=str)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def strategy_settings(strategy: Any) -> dict[str, Any]:
+    """``strategy`` (its class) and ``strategy/<attribute>`` for each public attribute."""
+    settings: dict[str, Any] = {"strategy": type(strategy).__name__}
+    for key, value in sorted(vars(strategy).items()):
+        if not key.startswith("_"):
+            settings[f"strategy/{key}"] = _setting(value)
+    return settings
+
+
+def _points(prefix: str, record: Mapping[str, Any], skip: frozenset[str]) -> Iterator[tuple]:
+    for key, value in record.items():
+        if key in skip:
+            continue
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                yield f"{prefix}/{key}/{index}", item
+        else:
+            yield f"{prefix}/{key}", value
+
+
+def _metric_records(content: Any) -> list[MetricRecord]:
+    # RecordDict.metric_records builds a checked copy on each call; its values are enough.
+    return [record for record in content.values() if isinstance(record, MetricRecord)]
+
+
+class _Reply:
+    """What the logging needs of one reply (not its arrays, which may be large)."""
+
+    __slots__ = ("error", "node_id", "records")
+
+    def __init__(self, reply: Message) -> None:
+        self.node_id: int = reply.metadata.src_node_id
+        self.error = reply.error if reply.has_error() else None
+        self.records = [] if self.error is not None else _metric_records(reply.content)
+
+
+class _Worker:
+    """One daemon thread that runs the logging jobs in the order they were handed over.
+
+    A job that raises is reported (through ``report``) and the thread goes on; a thread that
+    is gone is started again on the next job."""
+
+    def __init__(self, report: Callable[[str, str], None]) -> None:
+        self._report = report
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._start_lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="synergos-flower-logging", daemon=True
+                    )
+                    self._thread.start()
+        self._jobs.put(job)
+
+    def drain(self) -> None:
+        """Return once every job handed over so far has run."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self.submit(done.set)
+        while not done.wait(0.5):
+            if self._thread is None or not self._thread.is_alive():
+                self.submit(done.set)  # started again: the jobs left run, then this one
+
+    def close(self) -> None:
+        self.drain()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception as exc:  # noqa: BLE001 - one job never stops the others
+                self._report(type(exc).__name__, f"logging failed: {exc}")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _participant_of(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(value)
+
+
+class SynergosStrategy(Strategy):
+    """Log a Flower run, round by round, as a Synergos federated run (see the module doc).
+
+    ``strategy`` is any ``flwr.serverapp.strategy.Strategy``; every other attribute is read
+    from it, so the wrapper stands in for it everywhere. ``run`` defaults to Flower's run id;
+    ``run_config`` is the ServerApp's ``context.run_config``. ``config`` is the tracker's
+    :class:`~synergos_mlops.TrackerConfig`. After ``start``, :attr:`federated_run` is the
+    Synergos run it logged into and :attr:`model_version` the registered version (or None).
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        tracking_uri: str | os.PathLike[str] | None,
+        collaboration: str,
+        project: str,
+        experiment: str,
+        run: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        config: TrackerConfig | None = None,
+        register_model: bool = True,
+    ) -> None:
+        if not isinstance(strategy, Strategy):
+            raise InvalidValueError(
+                f"{type(strategy).__name__} is not a Flower Message API strategy "
+                "(flwr.serverapp.strategy.Strategy)"
+            )
+        from synergos_mlops.federation import ExperimentIds, validate_id
+
+        self.__dict__["strategy"] = strategy
+        self._ids = ExperimentIds(collaboration, project, experiment)
+        self._run_name = None if run is None else validate_id("run", run)
+        self._run_config = None if run_config is None else dict(run_config)
+        self._target = tracking_uri
+        self._config = config
+        self._register = register_model
+        self._tracker: FederatedTracker | None = None
+        self.federated_run: FederatedRun | None = None
+        self.model_version: str | None = None
+        self._participants: dict[int, str] = {}
+        self._round_start: dict[int, float] = {}
+        self._phase_start: dict[tuple[str, int], float] = {}
+        self._warned: set[str] = set()
+        self._pending_warnings: list[str] = []
+        self._warnings_lock = threading.Lock()
+        self._worker = _Worker(self._note)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for what the wrapper itself lacks: the wrapped strategy's settings.
+        if name.startswith("__") or "strategy" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["strategy"], name)
+
+    @property
+    def strategy(self) -> Strategy:
+        """The wrapped strategy."""
+        return self.__dict__["strategy"]  # type: ignore[no-any-return,unused-ignore]
+
+    # Flower's strategy interface, delegated ------------------------------------------------
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        now = time.perf_counter()
+        self._round_start[server_round] = now
+        self._phase_start["train", server_round] = now
+        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        self._log({"train/clients_sampled": len(messages)}, server_round)
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        self._hand_replies("train", server_round, replies)
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        if metrics is not None:
+            self._log_record("train", server_round, metrics, None)
+        self._log_duration("train", server_round)
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._phase_start["evaluate", server_round] = time.perf_counter()
+        messages = list(self.strategy.configure_evaluate(server_round, arrays, config, grid))
+        self._log({"evaluate/clients_sampled": len(messages)}, server_round)
+        return messages
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        replies = list(replies)
+        self._hand_replies("evaluate", server_round, replies)
+        metrics = self.strategy.aggregate_evaluate(server_round, replies)
+        if metrics is not None:
+            self._log_record("evaluate", server_round, metrics, None)
+        self._log_duration("evaluate", server_round)
+        self._log_round_duration(server_round)
+        return metrics
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+    ) -> Result:
+        """Run the wrapped strategy's federation (Flower's own loop) and log it."""
+        from synergos_mlops.tracking import FederatedTracker
+
+        run_config = self._run_config
+        if run_config is None:
+            run_config = dict(getattr(grid.run, "override_config", None) or {})
+        run_name = self._run_name or str(grid.run.run_id)
+        hyperparameters = {**run_config, "num_rounds": num_rounds}
+        hyperparameters.update(strategy_settings(self.strategy))
+        self._tracker = FederatedTracker(self._target, self._config)
+        try:
+            self.federated_run = self._tracker.run(
+                self._ids.collaboration,
+                self._ids.project,
+                self._ids.experiment,
+                run_name,
+                hyperparameters=hyperparameters,
+            )
+            with self.federated_run as federated:
+                try:
+                    result = Strategy.start(
+                        self, grid, initial_arrays, num_rounds, timeout, train_config,
+                        evaluate_config, None if evaluate_fn is None else self._wrap(evaluate_fn),
+                    )  # fmt: skip
+                finally:
+                    self._worker.drain()
+                    self._emit_warnings()
+                self._log_model(federated, result.arrays, num_rounds)
+            return result
+        finally:
+            self._worker.close()
+            self._emit_warnings()
+            self._tracker.close()
+            self._tracker = None
+
+    # Logging -------------------------------------------------------------------------------
+
+    def _wrap(
+        self, evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None]
+    ) -> Callable[[int, ArrayRecord], MetricRecord | None]:
+        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+            started = time.perf_counter()
+            record = evaluate_fn(server_round, arrays)
+            values: dict[str, Any] = {"evaluate/server/duration_s": time.perf_counter() - started}
+            if record is not None:
+                values.update(_points("evaluate/server", record, frozenset()))
+            self._log(values, server_round)
+            self._log_round_duration(server_round)
+            return record
+
+        return evaluate
+
+    def _bookkeeping(self) -> frozenset[str]:
+        weight = getattr(self.strategy, "weighted_by_key", None)
+        return BOOKKEEPING_KEYS | ({weight} if isinstance(weight, str) else set())
+
+    def _participant(self, node_id: int, records: Iterable[MetricRecord]) -> str:
+        """The client's ``partition-id`` if it reports one (remembered for its node), else
+        what that node was last known as, else its node id."""
+        for record in records:
+            name = _participant_of(record.get(PARTITION_KEY))
+            if name is not None:
+                self._participants[node_id] = name
+                break
+        return self._participants.get(node_id, str(node_id))
+
+    def _hand_replies(self, stage: str, server_round: int, replies: list[Message]) -> None:
+        seen = [_Reply(reply) for reply in replies]
+        stamp = _now_ms()
+        self._emit_warnings()
+        self._worker.submit(lambda: self._log_replies(stage, server_round, seen, stamp))
+
+    def _log_replies(
+        self, stage: str, server_round: int, replies: list[_Reply], stamp: int
+    ) -> None:
+        """On the logging thread: the counts, each failure, and each client's values, the
+        runs of participants new to the federation created first, in one request."""
+        failed = [reply for reply in replies if reply.error is not None]
+        self._log_now(
+            {f"{stage}/clients_replied": len(replies) - len(failed),
+             f"{stage}/clients_failed": len(failed)},
+            server_round, None, stamp,
+        )  # fmt: skip
+        for reply in failed:
+            self._log_failure(stage, server_round, reply)
+        named = [
+            (self._participant(reply.node_id, reply.records), reply)
+            for reply in replies
+            if reply.error is None
+        ]
+        run = self.federated_run
+        if run is not None and named:
+            try:
+                run.add_participants(participant for participant, _ in named)
+            except Exception as exc:  # noqa: BLE001 - each is tried again on first use
+                self._note("participants", f"could not create the participants' runs: {exc}")
+        skip = self._bookkeeping()
+        for participant, reply in named:
+            for record in reply.records:
+                self._log_now(dict(_points(stage, record, skip)), server_round, participant, stamp)
+
+    def _log_record(
+        self, stage: str, server_round: int, record: Mapping[str, Any], participant: str | None
+    ) -> None:
+        self._log(dict(_points(stage, record, self._bookkeeping())), server_round, participant)
+
+    def _log_duration(self, stage: str, server_round: int) -> None:
+        started = self._phase_start.pop((stage, server_round), None)
+        if started is not None:
+            self._log({f"{stage}/duration_s": time.perf_counter() - started}, server_round)
+
+    def _log_round_duration(self, server_round: int) -> None:
+        # Logged after the clients' evaluation and again after evaluate_fn: the later point
+        # replaces the earlier at the same step.
+        started = self._round_start.get(server_round)
+        if started is not None:
+            self._log({"round/duration_s": time.perf_counter() - started}, server_round)
+
+    def _log_failure(self, stage: str, server_round: int, reply: _Reply) -> None:
+        node_id = reply.node_id
+        participant = self._participant(node_id, ())
+        error = reply.error
+        run = self.federated_run
+        if error is None:
+            return
+        if run is None:
+            return
+        try:
+            handler = run.log_handler(participant)
+            record = logging.LogRecord(
+                __name__, logging.ERROR, __file__, 0,
+                "round %d %s: participant %s (node %d) failed: %s (code %s)",
+                (server_round, stage, participant, node_id, error.reason, error.code), None,
+            )  # fmt: skip
+            record.__dict__.update(
+                round=server_round, stage=stage, node_id=node_id, error_code=error.code,
+                error_reason=error.reason,
+            )  # fmt: skip
+            handler.handle(record)
+        except Exception as exc:  # noqa: BLE001 - logging never stops the federation
+            self._note("failure", f"could not log a failed reply: {exc}")
+
+    def _log(self, values: Mapping[str, Any], step: int, participant: str | None = None) -> None:
+        """Hand ``values`` to the logging thread (called on Flower's loop)."""
+        if not values:
+            return
+        stamp = _now_ms()
+        values = dict(values)
+        self._emit_warnings()
+        self._worker.submit(lambda: self._log_now(values, step, participant, stamp))
+
+    def _log_now(
+        self, values: Mapping[str, Any], step: int, participant: str | None, stamp: int
+    ) -> None:
+        run = self.federated_run
+        if run is None or not values:
+            return
+        try:
+            run.log_metrics(values, step=step, participant=participant, timestamp=stamp)
+        except InvalidValueError:
+            for key, value in values.items():  # one refused value never costs the others
+                try:
+                    run.log_metrics(
+                        {key: value}, step=step, participant=participant, timestamp=stamp
+                    )
+                except InvalidValueError as exc:
+                    self._note(key, f"{exc}; left out")
+        except Exception as exc:  # noqa: BLE001 - logging never stops the federation
+            self._note(type(exc).__name__, f"could not log round {step}: {exc}")
+
+    def _note(self, what: str, message: str) -> None:
+        """Keep a warning (once per kind) for Flower's thread to give at its next hook."""
+        with self._warnings_lock:
+            if what not in self._warned:
+                self._warned.add(what)
+                self._pending_warnings.append(message)
+
+    def _emit_warnings(self) -> None:
+        if not self._pending_warnings:
+            return
+        with self._warnings_lock:
+            pending, self._pending_warnings = self._pending_warnings, []
+        for message in pending:
+            warnings.warn(f"Synergos: {message}", RuntimeWarning, stacklevel=3)
+
+    def _log_model(self, run: FederatedRun, arrays: ArrayRecord, num_rounds: int) -> None:
+        if not len(arrays):
+            return
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **dict(zip(arrays.keys(), arrays.to_numpy_ndarrays(), strict=True)))
+        data = buffer.getvalue()
+        run.log_model(data, name=MODEL_FILE)
+        if self._register:
+            run.flush()
+            self.model_version = register_arrays(
+                run, data, MODEL_FILE, step=num_rounds, model_type="flower-arrayrecord"
+            )
