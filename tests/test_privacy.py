@@ -35,7 +35,8 @@ HOSPITAL_A = ("hospital-a-owner", "hospital-a-password-1")  # bound to hospital-
 HOSPITAL_B = ("hospital-b-owner", "hospital-b-password-1")  # bound to hospital-b
 API = "/api/synergos/v1"
 PREFIXES = ("/api", "/ajax-api")
-#: MLflow serves this one under /api without the slash after the version.
+#: MLflow serves this one under /api without the slash after the version (and its basic-auth
+#: then lets only admins through: no permission check of its own knows the path).
 _ODD_PATHS = {
     "/api/2.0/mlflow/experiments/search-datasets": "/api/2.0mlflow/experiments/search-datasets"
 }
@@ -233,7 +234,9 @@ def test_a_hospital_sees_no_other_hospitals_models_datasets_or_traces_on_mlflow_
                 response = call(fed, method, full, account, params=params, body=body)
                 assert response.status_code in (200, 403, 404), (where, response.text[:300])
                 assert_hides(response, fed, other, where)
-                if shows is not None:
+                if full in _ODD_PATHS.values():
+                    assert response.status_code == 403, where
+                elif shows is not None:
                     assert response.status_code == 200, (where, response.text[:300])
                     assert shows in response.text, where
                 if response.status_code >= 400 and "json" in response.headers["content-type"]:
@@ -241,7 +244,7 @@ def test_a_hospital_sees_no_other_hospitals_models_datasets_or_traces_on_mlflow_
                         "RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED"
                     ), where  # fmt: skip
                 # The admin still gets the other hospital's things on the same route.
-                if shows is not None:
+                if shows is not None and full not in _ODD_PATHS.values():
                     admin = call(fed, method, full, ADMIN, params=params, body=body)
                     assert admin.ok, where
     # Traces are refused to bound accounts with a 403; the admin reads them.
