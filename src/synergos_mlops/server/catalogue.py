@@ -139,6 +139,8 @@ def model_lineage(
             resolve_run(backend, experiment.collaboration, experiment.project,
                         experiment.experiment, run_id)
         )  # fmt: skip
+        if views.version_left_out(backend, found, described):  # another participant's model
+            raise NotFoundError(f"model {name!r} has no version {version}")
         return views.model_lineage(backend, found, described, _root(request))
 
     return _answer(work)

@@ -28,6 +28,7 @@ __all__ = [
     "model_lineage",
     "run_datasets",
     "run_lineage",
+    "version_left_out",
 ]
 
 Sees = Callable[[str, str], bool]
@@ -343,15 +344,32 @@ def _version_json(version: store.ModelVersionRow) -> dict[str, Any]:
     }
 
 
+def version_left_out(backend: Backend, run: FederatedRun, version: dict[str, Any]) -> bool:
+    """Whether a model version (as :func:`_version_json` shows it) comes from a participant
+    run of ``run`` that the account does not see: its run, or its logged model's source run,
+    is a participant of the federated run that ``run`` (narrowed by the account) left out."""
+    sources = [version.get("run_id")]
+    if version.get("model_id"):
+        model = store.logged_model(backend.session_maker, version["model_id"])
+        sources.append(model.source_run_id if model is not None else None)
+    wanted = [s for s in sources if s and s not in run.run_uuids]
+    tags = store.run_lineage_tags(backend.session_maker, wanted)
+    return any(tags[s].get(PARENT_TAG) == run.parent.run_uuid for s in wanted)
+
+
 def run_lineage(backend: Backend, run: FederatedRun, root: str) -> dict[str, Any]:
     """Datasets → participant runs → the federated run → logged models → model versions."""
     uses = _place(backend, store.dataset_uses(
         backend.session_maker, run_uuids=[p.run_uuid for p in run.participants]
     ))  # fmt: skip
     models = store.logged_models(backend.session_maker, run.run_uuids)
-    versions = store.model_versions(
-        backend.session_maker, run.run_uuids, [m.model_id for m in models]
-    )
+    versions = [
+        v
+        for v in store.model_versions(
+            backend.session_maker, run.run_uuids, [m.model_id for m in models]
+        )
+        if not version_left_out(backend, run, _version_json(v))
+    ]
     run_node = f"run:{run.parent.run_uuid}"
     nodes: list[dict[str, Any]] = [{"id": run_node, "type": "federated_run", "label": run.run_id}]
     edges: list[list[str]] = []

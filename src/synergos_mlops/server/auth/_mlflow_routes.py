@@ -1,46 +1,58 @@
 """Participant scoping on MLflow's own routes, for accounts bound to participants.
 
 MLflow's basic-auth hooks run first and decide who is asking and what each experiment allows;
-these run after them and only ever narrow, for a non-admin account with bindings:
+these run after them and only ever narrow, for a non-admin account with bindings. Each route
+MLflow serves is classified in ``_route_classes`` (allowed / filtered / refused; a route not
+classified is refused):
 
-- any Flask route (REST, ajax-api, graphql, get-artifact, metric histories) whose path, query
-  or JSON/form body names the run id of a participant the account is not bound to answers
-  404 ``RESOURCE_DOES_NOT_EXIST``, as if the run did not exist;
-- run searches (``runs/search`` on ``/api`` and ``/ajax-api``, ``mlflowSearchRuns`` on
-  ``/graphql``) and artifact listings of the proxy leave such runs out of their answers;
-- the FastAPI-native artifact proxy (``/api/2.0/mlflow-artifacts/artifacts/<exp>/<run>/...``
-  and its ``/ajax-api`` twin) answers 404 for such runs' files.
+- a refused route answers 403 ``PERMISSION_DENIED``;
+- a filtered route answers 404 ``RESOURCE_DOES_NOT_EXIST``, as if it did not exist, when its
+  path, query or body names another participant's run or logged model, or a model version or
+  registered model that comes from one (``_visibility``), or an artifact proxy folder of one;
+- a filtered route's JSON answer loses what comes from another participant's runs
+  (``_answers``), or is a 404 when it is about such a thing.
+
+Flask routes (MLflow's REST API, ajax-api, graphql, get-artifact) are guarded by
+before/after-request hooks; MLflow's FastAPI-native routes (the artifact proxy, the gateway,
+jobs, OpenTelemetry ingestion...) by a middleware.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-import re
 from typing import Any
-from urllib.parse import unquote_plus
 
-from synergos_mlops.server.auth._viewer import RunVisibility, Viewer, viewer_for
+from synergos_mlops.server.auth._answers import Hidden, prune
+from synergos_mlops.server.auth._route_classes import (
+    ALLOWED,
+    REFUSED,
+    native_routes,
+    route_class,
+)
+from synergos_mlops.server.auth._viewer import Viewer, viewer_for
+from synergos_mlops.server.auth._visibility import Visibility
 
 __all__ = ["install"]
 
-#: MLflow run ids are 32 lower-case hex digits (uuid4().hex).
-_RUN_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
-_SEARCH_SUFFIX = "/mlflow/runs/search"
-_ARTIFACT_LIST = re.compile(r"^/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/?$")
-_ARTIFACT_PROXY = re.compile(r"^/(?:ajax-)?api/2\.0/mlflow-artifacts/artifacts/")
 _MAX_SCANNED_BODY = 16 * 1024 * 1024
+#: Routes answering a file's bytes: checked before, never parsed after.
+_FILE_ROUTE_ENDS = ("get-artifact", "/artifacts/files", "<path:artifact_path>")
+#: Paths served by Synergos routers, which scope by themselves (auth/_viewer.py).
+_SYNERGOS_PATHS = ("/api/synergos/", "/synergos/", "/synergos")
 
 
-def _run_ids(*texts: str) -> list[str]:
-    """Every run id named in ``texts``, percent-encoded or not (``path=1%2F<run>``)."""
-    found: list[str] = []
-    for text in texts:
-        found += _RUN_ID.findall(unquote_plus(text).lower())
-    return found
+def _not_found(what: str) -> dict[str, str]:
+    return {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"{what} not found."}
 
 
-def _not_found(run_id: str) -> dict[str, str]:
-    return {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run '{run_id}' not found."}
+def _refused(viewer: Viewer, reason: str) -> dict[str, str]:
+    return {
+        "error_code": "PERMISSION_DENIED",
+        "message": f"account {viewer.username!r} is bound to participants and may not use "
+        f"this route ({reason})",
+    }
 
 
 def _scoped_viewer(username: str | None) -> Viewer | None:
@@ -57,127 +69,162 @@ def _scoped_viewer(username: str | None) -> Viewer | None:
     return viewer if viewer.scoped else None
 
 
+def _registry_hidden(visibility: Visibility, rule: str, fields: dict[str, Any]) -> str | None:
+    """A model version (name and version) or a registered model (name) named by a registry
+    route, when it comes from another participant's runs."""
+    if "model-versions" not in rule and "registered-models" not in rule:
+        return None
+    name, version = fields.get("name"), fields.get("version")
+    if not isinstance(name, str) or not name:
+        return None
+    if version is not None and visibility.version_hidden(name, str(version)):
+        return f"Model version '{name}' version {version}"
+    if visibility.registered_model_hidden(name):
+        return f"Registered model '{name}'"
+    return None
+
+
 # --- Flask (MLflow's REST API, ajax-api, graphql, get-artifact) --------------------------
 
 
+def _flask_hidden(visibility: Visibility, rule: str) -> str | None:
+    from flask import request
+
+    texts = [request.path, request.query_string.decode("latin-1")]
+    body: Any = None
+    if (request.content_length or 0) <= _MAX_SCANNED_BODY and request.method != "GET":
+        texts.append(request.get_data(cache=True, as_text=True))
+        body = request.get_json(silent=True, cache=True)
+    found = visibility.named_hidden(*texts)
+    if found is None and "mlflow-artifacts" in rule:
+        view_args = request.view_args or {}
+        artifact_path = view_args.get("artifact_path") or request.args.get("path") or ""
+        found = visibility.artifact_path_hidden(str(artifact_path))
+    if found is None:
+        fields = {**(body if isinstance(body, dict) else {}), **request.args.to_dict()}
+        found = _registry_hidden(visibility, rule, fields)
+    return found
+
+
 def _flask_before_request() -> Any:
-    from flask import g, request
+    from flask import g, jsonify, request
     from mlflow.server.auth import is_unprotected_route
 
     if is_unprotected_route(request.path) or request.authorization is None:
         return None
+    if request.url_rule is None:  # Flask answers 404 itself
+        return None
     viewer = _scoped_viewer(request.authorization.username)
     if viewer is None:
         return None
-    visibility = RunVisibility(viewer)
+    rule = request.url_rule.rule
+    method = "GET" if request.method == "HEAD" else request.method
+    kind, reason = route_class(method, rule)
+    if kind == ALLOWED:
+        return None
+    if kind == REFUSED:
+        response = jsonify(_refused(viewer, reason))
+        response.status_code = 403
+        return response
+    visibility = Visibility(viewer)
     g.synergos_visibility = visibility
-    texts = [request.path, request.query_string.decode("latin-1")]
-    if (request.content_length or 0) <= _MAX_SCANNED_BODY and request.method != "GET":
-        texts.append(request.get_data(cache=True, as_text=True))
-    hidden = visibility.any_hidden(_run_ids(*texts))
+    hidden = _flask_hidden(visibility, rule)
     if hidden is None:
         return None
-    from flask import jsonify
-
     response = jsonify(_not_found(hidden))
     response.status_code = 404
     return response
 
 
-def _run_id_of(item: Any) -> str | None:
-    if not isinstance(item, dict):
-        return None
-    for holder in (item.get("info"), item):
-        if isinstance(holder, dict):
-            for key in ("run_id", "run_uuid", "runId", "runUuid"):
-                if isinstance(holder.get(key), str):
-                    return str(holder[key])
-    return None
-
-
-def _tags_of(item: dict[str, Any]) -> dict[str, str] | None:
-    data = item.get("data")
-    tags = data.get("tags") if isinstance(data, dict) else None
-    if not isinstance(tags, list):
-        return None
-    return {str(t.get("key")): str(t.get("value")) for t in tags if isinstance(t, dict)}
-
-
-def _hidden_item(visibility: RunVisibility, item: Any) -> bool:
-    run_id = _run_id_of(item)
-    if run_id is None:
-        return False
-    info = item.get("info") if isinstance(item.get("info"), dict) else {}
-    experiment_id = info.get("experiment_id") or info.get("experimentId")
-    tags = _tags_of(item)
-    if experiment_id is not None and tags is not None:
-        return visibility.hidden_by_tags(str(experiment_id), tags)
-    return visibility.hidden(run_id)
-
-
-def _prune(visibility: RunVisibility, node: Any) -> Any:
-    """Drop, from every list in a JSON answer, the runs (and artifact folders) hidden from
-    the account."""
-    if isinstance(node, dict):
-        return {key: _prune(visibility, value) for key, value in node.items()}
-    if isinstance(node, list):
-        kept = []
-        for item in node:
-            if _hidden_item(visibility, item):
-                continue
-            path = item.get("path") if isinstance(item, dict) else None
-            if isinstance(path, str) and visibility.any_hidden(_run_ids(path)):
-                continue
-            kept.append(_prune(visibility, item))
-        return kept
-    return node
-
-
 def _flask_after_request(response: Any) -> Any:
     from flask import g, request
 
-    visibility: RunVisibility | None = g.get("synergos_visibility")
+    visibility: Visibility | None = g.get("synergos_visibility")
     if visibility is None or response.status_code >= 400 or response.direct_passthrough:
         return response
-    path = request.path
-    if not (
-        path.endswith(_SEARCH_SUFFIX) or path.endswith("/graphql") or _ARTIFACT_LIST.match(path)
-    ):
+    rule = request.url_rule.rule if request.url_rule is not None else ""
+    if rule.endswith(_FILE_ROUTE_ENDS) or response.mimetype != "application/json":
         return response
     try:
         body = json.loads(response.get_data())
     except ValueError:
         return response
-    response.set_data(json.dumps(_prune(visibility, body)))
+    registry = "registered-models" in rule or rule == "/graphql"
+    try:
+        response.set_data(json.dumps(prune(visibility, body, registry=registry)))
+    except Hidden as hidden:
+        response.set_data(json.dumps(_not_found(hidden.what)))
+        response.status_code = 404
     return response
 
 
-# --- FastAPI (MLflow's native artifact proxy) --------------------------------------------
+# --- FastAPI (MLflow's native routes: the artifact proxy, gateway, jobs, OTel, ...) ------
 
 
-async def _artifact_proxy_guard(request: Any, call_next: Any) -> Any:
-    from fastapi.responses import JSONResponse
-    from starlette.concurrency import run_in_threadpool
+def _basic_username(request: Any) -> str | None:
+    header = request.headers.get("authorization") or ""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(encoded).decode("utf-8").partition(":")[0] or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
 
-    path = request.url.path
-    username = getattr(request.state, "username", None)
-    if not _ARTIFACT_PROXY.match(path) or not username:
+
+def _native_route(routes: list[Any], scope: dict[str, Any]) -> tuple[Any, dict[str, Any]] | None:
+    """The native route answering ``scope``, and its path parameters."""
+    from starlette.routing import Match
+
+    for route in routes:
+        match, child = route.matches(scope)
+        if match == Match.FULL:
+            return route, dict(child.get("path_params") or {})
+    return None
+
+
+def _fastapi_guard(routes: list[Any]) -> Any:
+    async def guard(request: Any, call_next: Any) -> Any:
+        from fastapi.responses import JSONResponse
+        from starlette.concurrency import run_in_threadpool
+
+        path = request.url.path
+        if path.startswith(_SYNERGOS_PATHS):
+            return await call_next(request)
+        matched = _native_route(routes, request.scope)
+        if matched is None:  # MLflow's Flask app answers it, behind the hooks above
+            return await call_next(request)
+        route, path_params = matched
+        username = getattr(request.state, "username", None) or _basic_username(request)
+
+        def decide() -> tuple[int, dict[str, str]] | None:
+            viewer = _scoped_viewer(username)
+            if viewer is None:
+                return None
+            method = "GET" if request.method == "HEAD" else request.method
+            kind, reason = route_class(method, route.path)
+            if kind == ALLOWED:
+                return None
+            if kind == REFUSED:
+                return 403, _refused(viewer, reason)
+            visibility = Visibility(viewer)
+            artifact_path = path_params.get("artifact_path") or ""
+            found = visibility.named_hidden(path, request.url.query) or (
+                visibility.artifact_path_hidden(str(artifact_path))
+            )
+            return None if found is None else (404, _not_found(found))
+
+        decided = await run_in_threadpool(decide)
+        if decided is not None:
+            return JSONResponse(decided[1], status_code=decided[0])
         return await call_next(request)
 
-    def hidden() -> str | None:
-        viewer = _scoped_viewer(username)
-        if viewer is None:
-            return None
-        return RunVisibility(viewer).any_hidden(_run_ids(path, request.url.query))
-
-    run_id = await run_in_threadpool(hidden)
-    if run_id is not None:
-        return JSONResponse(_not_found(run_id), status_code=404)
-    return await call_next(request)
+    return guard
 
 
 def install(flask_app: Any, fastapi_app: Any) -> None:
-    """Add the hooks after MLflow's basic-auth ones (its app must be set up already)."""
+    """Add the hooks after MLflow's basic-auth ones (its app must be set up already, and the
+    Synergos routers not included yet)."""
     from starlette.middleware import Middleware
     from starlette.middleware.base import BaseHTTPMiddleware
 
@@ -185,5 +232,5 @@ def install(flask_app: Any, fastapi_app: Any) -> None:
     flask_app.after_request(_flask_after_request)
     # Innermost: runs after MLflow's permission middleware has authenticated the request.
     fastapi_app.user_middleware.append(
-        Middleware(BaseHTTPMiddleware, dispatch=_artifact_proxy_guard)
+        Middleware(BaseHTTPMiddleware, dispatch=_fastapi_guard(native_routes(fastapi_app)))
     )
