@@ -426,3 +426,55 @@ def test_serve_refuses_bad_gelf_security_settings_in_one_line(tmp_path: Path) ->
         assert result.returncode == 1, result.stderr
         assert said in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# Supervision ---------------------------------------------------------------------------
+
+
+def test_a_writer_that_stops_turns_health_503_with_the_reason_and_is_restarted(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    """A real failure: the log table disappears under the running server (a restore of an
+    old database, a hand's DROP). The writer cannot go on, stops, and /health says so until
+    the table is back; then the restarted writer stores everything that waited."""
+    from sqlalchemy import create_engine
+
+    from synergos_mlops.storage.schema import logs
+
+    port = free_port()
+    server = server_factory(extra=["--gelf-port", str(port)])
+    with FederatedTracker(server.url, TrackerConfig(spool_dir=tmp_path / "spool")) as tracker:
+        tracker.run("c", "p", "e", "down", participants=["w1"]).end()
+    send_tcp(port, frame("before", "down"))
+    wait_for(lambda: len(records(server, "down")) == 1)
+    engine = create_engine(f"sqlite:///{server.store / 'mlflow.db'}")
+    try:
+        logs.drop(engine)
+        send_tcp(port, *(frame(f"while down {n}", "down") for n in range(50)))
+
+        def unhealthy() -> dict[str, Any] | None:
+            """The 503 answer once all 50 records wait (the writer may stop more than once
+            while they arrive)."""
+            response = requests.get(f"{server.url}/health", timeout=10)
+            if response.status_code != 503 or response.json()["gelf"]["backlog"] != 50:
+                return None
+            return dict(response.json())
+
+        answer = wait_for(unhealthy)
+        assert answer, "health never said 503"
+        assert answer["status"] == "unavailable"  # type: ignore[index]
+        assert "writer thread stopped" in answer["reason"]  # type: ignore[index]
+        assert "synergos_logs" in answer["reason"]  # type: ignore[index]
+        logs.create(engine)  # the table is back
+    finally:
+        engine.dispose()
+    wait_for(lambda: requests.get(f"{server.url}/health", timeout=10).status_code == 200)
+    status = gelf_status(server)
+    assert status["down"] == {} and status["restarts"]["writer"] >= 1
+    wait_for(lambda: len(records(server, "down")) == 50)
+    assert sorted(r["message"] for r in records(server, "down")) == sorted(
+        f"while down {n}" for n in range(50)
+    )
+    assert gelf_status(server)["rejected"] == {}
+    assert server.output().count("gelf: the writer thread stopped") >= 1
+    assert "gelf: the writer thread is running again" in server.output()

@@ -57,6 +57,7 @@ __all__ = [
     "GelfInput",
     "GelfSecurity",
     "LogRetention",
+    "LogTableMissingError",
     "gelf_health_problem",
     "read_status",
 ]
@@ -140,8 +141,9 @@ class _Connection:
         self.handshaking = handshaking
 
 
-class _WorkerDown(Exception):
-    """Raised inside a worker loop when it must stop (memory exhausted)."""
+class LogTableMissingError(RuntimeError):
+    """The database answers but has no ``synergos_logs`` table: the writer cannot go on
+    (it stops, ``/health`` says 503, and it is started again until the table is back)."""
 
 
 class GelfInput:
@@ -191,7 +193,8 @@ class GelfInput:
         self._retry_at: dict[str, float] = {}
         self._pause: dict[str, float] = {}
         self.restarts: dict[str, int] = {}
-        self._in_hand = 0  # records the writer holds (counted if it dies holding them)
+        self._in_hand = 0  # records the writer holds
+        self._hand: deque[list[LogRecord]] = deque()  # and the parts they are in
         self._supervisor: threading.Thread | None = None
 
     # Life ---------------------------------------------------------------------------------
@@ -253,16 +256,16 @@ class GelfInput:
                 reason = f"{type(exc).__name__}: {exc}".rstrip(": ")[:300]
                 with self._lock:
                     self._down[name] = reason
-                    lost = 0
-                    if name == "writer":
-                        lost, self._in_hand = max(0, self._in_hand), 0
-                    if lost:
-                        self.rejected["worker_died"] = self.rejected.get("worker_died", 0) + lost
+                    kept = 0
+                    if name == "writer":  # what it held waits again, first in line
+                        held = [r for part in self._hand for r in part]
+                        self._queue.extendleft(reversed(held))
+                        self._hand, self._in_hand, kept = deque(), 0, len(held)
                     pause = min(30.0, self._pause.get(name, 0.5) * 2)
                     self._pause[name] = pause
                     self._retry_at[name] = time.monotonic() + pause
                 self._say(f"gelf: the {name} thread stopped ({reason}); restarting in {pause:g} s"
-                          + (f", {lost} records it held are lost" if lost else ""))  # fmt: skip
+                          + (f"; the {kept} records it held wait" if kept else ""))  # fmt: skip
 
         thread = threading.Thread(target=guarded, name=f"synmlops-gelf-{name}", daemon=True)
         thread.start()
@@ -270,9 +273,17 @@ class GelfInput:
 
     def supervise(self) -> None:
         """Start again every worker thread that stopped, once its pause is over (called
-        every half second by the status thread, and by ``serve`` in case that one stops)."""
+        every half second by the status thread, and by ``serve``, which also starts the status
+        thread again if it stopped)."""
         if self._stop.is_set():
             return
+        if self._supervisor is not None and threading.current_thread() is not self._supervisor:
+            if not self._supervisor.is_alive():
+                self._say("gelf: the status thread stopped; restarting it")
+                self._supervisor = threading.Thread(
+                    target=self._supervise_loop, name="synmlops-gelf-status", daemon=True
+                )
+                self._supervisor.start()
         with self._lock:
             for name, thread in list(self._threads.items()):
                 if thread.is_alive() or time.monotonic() < self._retry_at.get(name, 0.0):
@@ -292,9 +303,6 @@ class GelfInput:
         with self._lock:
             if self._down.pop(name, None) is not None:
                 self._say(f"gelf: the {name} thread is running again")
-
-    def _supervisor_alive(self) -> bool:
-        return self._supervisor is not None and self._supervisor.is_alive()
 
     def _supervise_loop(self) -> None:
         last = 0.0
@@ -542,22 +550,33 @@ class GelfInput:
 
     @staticmethod
     def _answers(engine: Any) -> bool:
-        """Whether the database answers at all (a row it refuses is that row's fault)."""
+        """Whether the database answers at all (then a row it refuses is that row's fault);
+        LogTableMissingError when it answers without the log table."""
         from sqlalchemy import text
 
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except MemoryError:
+            raise
+        except Exception:  # noqa: BLE001 - away, locked, refusing connections
+            return False
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1 FROM synergos_logs WHERE 1 = 0"))
         except MemoryError:
             raise
-        except Exception:  # noqa: BLE001 - away, locked, or the table is missing
-            return False
+        except Exception as exc:  # noqa: BLE001 - judged: the table is not there
+            first = str(getattr(exc, "orig", exc)).strip().splitlines()
+            raise LogTableMissingError(
+                f"the database has no usable synergos_logs table ({first[0] if first else exc!r})"
+            ) from None
         return True
 
     def _store(self, engine: Any, batch: list[LogRecord]) -> None:
         """Write ``batch``; a part the database refuses is split until its bad rows are found
         (each counted and named); while the database does not answer, wait and keep it."""
-        parts: deque[list[LogRecord]] = deque([batch])
+        parts = self._hand = deque([batch])
         waiting = False
         while parts:
             part = parts[0]
@@ -570,6 +589,7 @@ class GelfInput:
                     if self._stop.is_set():
                         left = sum(len(p) for p in parts)
                         self._reject("database", left, "the database is away at shutdown")
+                        parts.clear()
                         self._in_hand = 0
                         return
                     if not waiting:
@@ -662,8 +682,9 @@ class GelfInput:
         from sqlalchemy import create_engine
 
         engine = create_engine(self.backend_uri, pool_pre_ping=True)
-        self._alive("writer")
         try:
+            self._answers(engine)  # a missing table stops it here, before it says it runs
+            self._alive("writer")
             while True:
                 batch = self._next_batch()
                 if batch is None:
