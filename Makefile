@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synmlops-installed
 STORE ?= ./mlflow
 PORT ?= 5500
 
-.PHONY: setup run test lint legacy-ttp bench clean
+.PHONY: setup run test lint legacy-ttp bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: setup
 	$(BIN)/python -m benchmarks.logs_bench
 	$(BIN)/python -m benchmarks.system_bench
 	$(BIN)/python -m benchmarks.study_bench
+
+## Property-based campaigns with their long profile (HYPOTHESIS_PROFILE=fuzz), one line each.
+fuzz: setup
+	bash scripts/services.sh
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider -q -s tests/test_gelf_fuzz.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
