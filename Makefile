@@ -46,7 +46,7 @@ bench: setup
 ## Property-based campaigns with their long profile (HYPOTHESIS_PROFILE=fuzz), one line each.
 fuzz: setup
 	bash scripts/services.sh
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider -q -s tests/test_gelf_fuzz.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider -q -s --timeout 3600 tests/test_gelf_fuzz.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

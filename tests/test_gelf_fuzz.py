@@ -22,7 +22,6 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -47,12 +46,19 @@ FIGURES: Counter[str] = Counter()
 _EXAMPLE = itertools.count()
 
 
-@dataclass(frozen=True, repr=False)
 class Item:
-    transport: str  # tcp, udp, zlib, gzip, chunked
-    payload: bytes  # the GELF message (before compression or chunking)
-    marker: str | None  # a good record's marker, in its message
-    reason: str | None  # a bad one's reason
+    """One message to send (a plain class: Hypothesis prints a failing example through
+    ``__repr__``, which keeps it short)."""
+
+    __slots__ = ("marker", "payload", "reason", "transport")
+
+    def __init__(
+        self, transport: str, payload: bytes, marker: str | None, reason: str | None
+    ) -> None:
+        self.transport = transport  # tcp, udp, zlib, gzip, chunked, raw
+        self.payload = payload  # the GELF message (before compression or chunking)
+        self.marker = marker  # a good record's marker, in its message
+        self.reason = reason  # a bad one's reason
 
     def __repr__(self) -> str:  # short: a failing example is printed
         head = self.payload[:300] + (b"..." if len(self.payload) > 300 else b"")
