@@ -277,13 +277,14 @@ class GelfInput:
         thread again if it stopped)."""
         if self._stop.is_set():
             return
-        if self._supervisor is not None and threading.current_thread() is not self._supervisor:
-            if not self._supervisor.is_alive():
-                self._say("gelf: the status thread stopped; restarting it")
-                self._supervisor = threading.Thread(
-                    target=self._supervise_loop, name="synmlops-gelf-status", daemon=True
-                )
-                self._supervisor.start()
+        status = self._supervisor
+        here = threading.current_thread()
+        if status is not None and status is not here and not status.is_alive():
+            self._say("gelf: the status thread stopped; restarting it")
+            self._supervisor = threading.Thread(
+                target=self._supervise_loop, name="synmlops-gelf-status", daemon=True
+            )
+            self._supervisor.start()
         with self._lock:
             for name, thread in list(self._threads.items()):
                 if thread.is_alive() or time.monotonic() < self._retry_at.get(name, 0.0):
@@ -358,13 +359,14 @@ class GelfInput:
             self._reject("unreadable", detail=f"{type(exc).__name__}: {exc}"[:200])
             return
         with self._lock:
-            if len(self._queue) >= self.max_backlog:
-                self.rejected["backlog_full"] = self.rejected.get("backlog_full", 0) + 1
-                return
-            self._queue.append(record)
-            self.accepted += 1
-            if len(self._queue) >= _BATCH:
-                self._wake.notify_all()
+            full = len(self._queue) >= self.max_backlog
+            if not full:
+                self._queue.append(record)
+                self.accepted += 1
+                if len(self._queue) >= _BATCH:
+                    self._wake.notify_all()
+        if full:
+            self._reject("backlog_full", detail=f"{self.max_backlog} records wait already")
 
     # The network thread -------------------------------------------------------------------
 
