@@ -250,6 +250,7 @@ class GelfInput:
         loop = self._workers[name]
 
         def guarded() -> None:
+            started = time.monotonic()
             try:
                 loop()
             except BaseException as exc:  # noqa: BLE001 - recorded; the supervisor restarts it
@@ -261,6 +262,8 @@ class GelfInput:
                         held = [r for part in self._hand for r in part]
                         self._queue.extendleft(reversed(held))
                         self._hand, self._in_hand, kept = deque(), 0, len(held)
+                    if time.monotonic() - started > 60:  # it had worked: start over at 1 s
+                        self._pause.pop(name, None)
                     pause = min(30.0, self._pause.get(name, 0.5) * 2)
                     self._pause[name] = pause
                     self._retry_at[name] = time.monotonic() + pause
