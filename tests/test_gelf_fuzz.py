@@ -258,7 +258,15 @@ def test_good_records_are_stored_once_and_bad_ones_counted_by_reason(
         accepted = now["accepted"] - before["accepted"]
         return accepted + rejected >= len(items) and now["stored"] == now["accepted"]
 
-    assert wait_for(settled, timeout=120), (gelf_status(server), before)
+    if not wait_for(settled, timeout=120):
+        now = gelf_status(server)
+        sent = [(i.transport, i.marker or i.reason, len(i.payload)) for i in items]
+        raise AssertionError(
+            f"not all accounted for: accepted {now['accepted'] - before['accepted']} of "
+            f"{len(goods)} good, stored {now['stored'] - before['stored']}, rejected "
+            f"{ {k: v - before['rejected'].get(k, 0) for k, v in now['rejected'].items()} } "
+            f"for {dict(expected)}; sent {sent}"
+        )
     after = gelf_status(server)
     rejected = Counter({k: v - before["rejected"].get(k, 0) for k, v in after["rejected"].items()})
     assert +rejected == expected
