@@ -17,7 +17,6 @@ import json
 import os
 import random
 import socket
-import struct
 import time
 import zlib
 from collections import Counter
@@ -198,7 +197,7 @@ def examples(draw: st.DrawFn) -> list[Item]:
 
 def _chunks(payload: bytes, size: int) -> list[bytes]:
     pieces = [payload[i : i + size] for i in range(0, len(payload), size)]
-    head = b"\x1e\x0f" + struct.pack(">Q", random.getrandbits(64))
+    head = b"\x1e\x0f" + os.urandom(8)  # unique: Hypothesis seeds `random` per example
     chunks = [head + bytes([n, len(pieces)]) + piece for n, piece in enumerate(pieces)]
     last = chunks.pop()
     random.shuffle(chunks)
