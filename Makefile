@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synmlops-installed
 STORE ?= ./mlflow
 PORT ?= 5500
 
-.PHONY: setup run test test-fast lint legacy-ttp frameworks bench clean
+.PHONY: setup run test test-fast lint legacy-ttp frameworks bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ bench: setup frameworks
 	$(BIN)/python -m benchmarks.study_bench
 	$(BIN)/python -m benchmarks.scale_bench
 	PYTHONPATH=src .venv-fl/bin/python -m benchmarks.frameworks_bench
+
+## Property-based campaigns with their long profile (HYPOTHESIS_PROFILE=fuzz), one line each.
+fuzz: setup
+	bash scripts/services.sh
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider -q -s --timeout 3600 tests/test_gelf_fuzz.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider -q --timeout 3600 tests/test_catalog_fuzz.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider -q --timeout 3600 tests/test_study_types.py -k scalar
 
 clean:
 	rm -rf $(VENV) .venv-fl build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -162,6 +162,11 @@ def main() -> None:
 @_option("cors_allowed_origins", "--cors-allowed-origins", type=str)
 @_option("auth", "--auth", is_flag=True)
 @_option("gelf_port", "--gelf-port", type=click.IntRange(1, 65535))
+@_option("gelf_host", "--gelf-host", type=str)
+@_option("gelf_allow", "--gelf-allow", type=str, multiple=True)
+@_option("gelf_certfile", "--gelf-certfile", type=click.Path(path_type=Path))
+@_option("gelf_keyfile", "--gelf-keyfile", type=click.Path(path_type=Path))
+@_option("gelf_client_ca", "--gelf-client-ca", type=click.Path(path_type=Path))
 @_option("log_retention_days", "--log-retention-days", type=click.FloatRange(min=0, min_open=True))
 @click.option(
     "--watch", "watch_outputs", type=click.Path(path_type=Path), default=None,
@@ -185,6 +190,11 @@ def serve(
     cors_allowed_origins: str | None,
     auth: bool,
     gelf_port: int | None,
+    gelf_host: str,
+    gelf_allow: tuple[str, ...],
+    gelf_certfile: Path | None,
+    gelf_keyfile: Path | None,
+    gelf_client_ca: Path | None,
     log_retention_days: float | None,
     watch_outputs: Path | None,
     worker_outputs: tuple[str, ...],
@@ -232,6 +242,11 @@ def serve(
         cors_allowed_origins=cors_allowed_origins,
         auth=bool(auth),
         gelf_port=gelf_port,
+        gelf_host=gelf_host,
+        gelf_allow=tuple(gelf_allow),
+        gelf_certfile=gelf_certfile,
+        gelf_keyfile=gelf_keyfile,
+        gelf_client_ca=gelf_client_ca,
         log_retention_days=log_retention_days,
     )
     on_ready = None

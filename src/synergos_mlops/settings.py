@@ -78,6 +78,31 @@ SETTINGS: tuple[Setting, ...] = (
         "synergos_logger sends through graypy), into the runs' central logs.",
     ),
     Setting(
+        "gelf_host", "SYNMLOPS_GELF_HOST", "127.0.0.1",
+        "Address the GELF input listens on (loopback by default: only this machine may send; "
+        "0.0.0.0 for every interface, then restrict senders with --gelf-allow or TLS).",
+    ),
+    Setting(
+        "gelf_allow", "SYNMLOPS_GELF_ALLOW", None,
+        "Networks (CIDR, e.g. 10.0.0.0/8) whose senders the GELF input takes, comma-separated "
+        "or repeated; others are refused and counted in /health (default: every sender that "
+        "reaches --gelf-host).",
+    ),
+    Setting(
+        "gelf_certfile", "SYNMLOPS_GELF_CERTFILE", None,
+        "TLS certificate (PEM) for GELF over TCP (graypy's GELFTLSHandler); needs "
+        "--gelf-keyfile. With TLS, GELF over UDP is off.",
+    ),
+    Setting(
+        "gelf_keyfile", "SYNMLOPS_GELF_KEYFILE", None,
+        "Private key (PEM) of --gelf-certfile.",
+    ),
+    Setting(
+        "gelf_client_ca", "SYNMLOPS_GELF_CLIENT_CA", None,
+        "CA certificates (PEM) that GELF senders' client certificates must be signed by; "
+        "needs --gelf-certfile. Senders without one are refused and counted in /health.",
+    ),
+    Setting(
         "log_retention_days", "SYNMLOPS_LOG_RETENTION_DAYS", None,
         "Delete central log records older than this many days (checked hourly; default: "
         "keep them all).",

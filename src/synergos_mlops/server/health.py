@@ -61,9 +61,16 @@ def health() -> JSONResponse:
         ):
             body["file_store"] = sync
     from synergos_mlops.server.log_service import STATUS_ENV as GELF_STATUS_ENV
+    from synergos_mlops.server.log_service import gelf_health_problem
     from synergos_mlops.server.log_service import read_status as read_gelf_status
 
     gelf_path = os.environ.get(GELF_STATUS_ENV)
     if gelf_path:
-        body["gelf"] = read_gelf_status(gelf_path) or {"accepted": 0, "rejected": {}}
+        gelf = read_gelf_status(gelf_path) or {"accepted": 0, "rejected": {}}
+        body["gelf"] = gelf
+        problem = gelf_health_problem(gelf)
+        if problem is not None:  # a GELF thread stopped: never "ok" while records are lost
+            return JSONResponse(
+                status_code=503, content={**body, "status": "unavailable", "reason": problem}
+            )
     return JSONResponse(content={**body, "status": "ok"})

@@ -54,6 +54,8 @@ read_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
 
 #: Largest accepted body, compressed or not.
 MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Highest level number (what a stored record may hold).
+_MAX_LEVEL = 100
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 
 
@@ -122,13 +124,15 @@ async def write_logs(request: Request) -> dict[str, int]:
 def _level(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if raw.isdigit():
+    # ASCII digits only: "²" is a digit to str.isdigit, not to int().
+    if raw.isascii() and raw.isdigit() and len(raw) <= 4 and int(raw) <= _MAX_LEVEL:
         return int(raw)
     found = _LEVELS.get(raw.upper())
     if found is None:
         raise ApiError(
             400, "BAD_REQUEST",
-            f"level {raw[:40]!r} must be a number or one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+            f"level {raw[:40]!r} must be a number from 0 to {_MAX_LEVEL} or one of DEBUG, "
+            "INFO, WARNING, ERROR, CRITICAL",
         )  # fmt: skip
     return found
 

@@ -100,6 +100,11 @@ class ServeConfig:
     cors_allowed_origins: str | None = None
     auth: bool = False
     gelf_port: int | None = None
+    gelf_host: str = "127.0.0.1"
+    gelf_allow: tuple[str, ...] = ()
+    gelf_certfile: Path | None = None
+    gelf_keyfile: Path | None = None
+    gelf_client_ca: Path | None = None
     log_retention_days: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -108,16 +113,19 @@ class ServeConfig:
         return "https" if self.certfile is not None else "http"
 
 
-def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
+def check_tls(
+    certfile: Path | None,
+    keyfile: Path | None,
+    flags: tuple[str, str] = ("--certfile", "--keyfile"),
+) -> None:
     """Both or neither; both readable PEM files that belong together."""
     if certfile is None and keyfile is None:
         return
+    cert_flag, key_flag = flags
     if certfile is None or keyfile is None:
-        given, missing = (
-            ("--certfile", "--keyfile") if keyfile is None else ("--keyfile", "--certfile")
-        )
-        raise ServeError(f"{given} needs {missing}: HTTPS takes a certificate and its key")
-    for flag, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        given, missing = (cert_flag, key_flag) if keyfile is None else (key_flag, cert_flag)
+        raise ServeError(f"{given} needs {missing}: TLS takes a certificate and its key")
+    for flag, path in ((cert_flag, certfile), (key_flag, keyfile)):
         if not path.is_file():
             raise ServeError(f"{flag} {path} is not a file")
         if not os.access(path, os.R_OK):
@@ -129,9 +137,44 @@ def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
     except (ssl.SSLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or str(exc)
         raise ServeError(
-            f"--certfile {certfile} and --keyfile {keyfile} are not a PEM certificate and its "
+            f"{cert_flag} {certfile} and {key_flag} {keyfile} are not a PEM certificate and its "
             f"unencrypted private key ({reason})"
         ) from None
+
+
+def gelf_security(config: ServeConfig) -> Any:
+    """The GELF input's :class:`~synergos_mlops.server.log_service.GelfSecurity`, its
+    settings checked (ServeError naming the bad one)."""
+    import ipaddress
+
+    from synergos_mlops.server.log_service import GelfSecurity
+
+    networks = []
+    for item in config.gelf_allow:
+        for text in item.replace(",", " ").split():
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                raise ServeError(
+                    f"--gelf-allow {text!r} is not a network (CIDR such as 10.0.0.0/8 or an "
+                    "address)"
+                ) from None
+    check_tls(config.gelf_certfile, config.gelf_keyfile, ("--gelf-certfile", "--gelf-keyfile"))
+    ca = config.gelf_client_ca
+    if ca is not None:
+        if config.gelf_certfile is None:
+            raise ServeError("--gelf-client-ca needs --gelf-certfile: client certificates need TLS")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_verify_locations(ca)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ServeError(
+                f"--gelf-client-ca {ca} is not a PEM file of CA certificates ({reason})"
+            ) from None
+    return GelfSecurity(
+        tuple(networks), config.gelf_certfile, config.gelf_keyfile, config.gelf_client_ca
+    )
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -275,6 +318,7 @@ def prepare(
     if config.gelf_port is not None:
         if config.gelf_port == config.port:
             raise ServeError(f"--gelf-port {config.gelf_port} is the server's own --port")
+        gelf_security(config)
         env[GELF_STATUS_ENV] = str(_gelf_status_path(config))
     env.update(auth_env)
     env.update(config.extra_env)
@@ -342,7 +386,14 @@ def serve(
         echo(f"  Command Station: {url}/synergos/   MLflow UI: {url}/")
         if on_ready is not None:
             on_ready(url)
-        return process.wait()
+        while True:
+            try:
+                return process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                for service in logs:  # in case a service's own supervisor stopped
+                    supervise = getattr(service, "supervise", None)
+                    if supervise is not None:
+                        supervise()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -373,17 +424,29 @@ def _start_log_services(
 
     services: list[Any] = []
     if config.gelf_port is not None:
-        gelf = GelfInput(backend, config.host, config.gelf_port, _gelf_status_path(config),
-                         echo=echo)  # fmt: skip
+        security = gelf_security(config)
+        host = config.gelf_host
+        gelf = GelfInput(backend, host, config.gelf_port, _gelf_status_path(config),
+                         security=security, echo=echo)  # fmt: skip
         try:
             gelf.bind()
         except OSError as exc:
             raise ServeError(
-                f"cannot take GELF on {config.host}:{config.gelf_port}: {exc.strerror}"
+                f"cannot take GELF on {host}:{config.gelf_port}: {exc.strerror}"
             ) from None
         gelf.start()
         services.append(gelf)
-        echo(f"  GELF log input: {config.host}:{config.gelf_port} (TCP and UDP)")
+        how = "TCP with TLS" if security.tls else "TCP and UDP"
+        if security.client_ca is not None:
+            how += ", client certificates required"
+        if security.allow:
+            how += ", from " + ", ".join(str(n) for n in security.allow)
+        echo(f"  GELF log input: {host}:{config.gelf_port} ({how})")
+        if not _is_loopback(host) and not security.allow and security.client_ca is None:
+            echo(
+                f"  warning: GELF on {host} takes records from anyone who reaches it; "
+                "restrict senders with --gelf-allow or --gelf-client-ca"
+            )
     if config.log_retention_days is not None:
         retention = LogRetention(backend, config.log_retention_days, echo=echo)
         retention.start()
@@ -425,6 +488,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _loopback(host: str) -> str:

@@ -30,7 +30,16 @@ from synergos_mlops.storage.batch import (
     read_document,
 )
 
-__all__ = ["FORMAT", "SampleBatch", "decode_samples", "encode_samples", "split_target", "target"]
+__all__ = [
+    "FORMAT",
+    "SampleBatch",
+    "any_target",
+    "decode_samples",
+    "encode_samples",
+    "split_any_target",
+    "split_target",
+    "target",
+]
 
 FORMAT = "synergos.system/1"
 #: Longest text of one fact; longer ones are cut (MLflow allows 8,000 characters per tag).
@@ -43,6 +52,21 @@ def target(collaboration: str, participant: str) -> str:
     validate_id("collaboration", collaboration)
     validate_id("participant", participant)
     return f"{collaboration}/{participant}"
+
+
+def any_target(participant: str) -> str:
+    """A participant of whichever collaboration holds its runs (``"/<participant>"``): for
+    hardware samples that name no collaboration (the original SysmetricLogger's, over GELF).
+    Never on the wire: :func:`decode_samples` refuses it."""
+    validate_id("participant", participant)
+    return f"/{participant}"
+
+
+def split_any_target(name: str) -> tuple[str | None, str]:
+    """:func:`split_target`, with None for the collaboration of an :func:`any_target`."""
+    if name.startswith("/"):
+        return None, validate_id("participant", name[1:])
+    return split_target(name)
 
 
 def split_target(name: str) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from synergos_mlops.federation import (
     TAG_ROLE,
 )
 from synergos_mlops.storage.batch import MetricBatch
-from synergos_mlops.storage.samples import SampleBatch, split_target
+from synergos_mlops.storage.samples import SampleBatch, split_any_target, split_target
 
 __all__ = [
     "CPU_COUNT_TAG",
@@ -94,10 +94,10 @@ class AttachResult:
 
 
 def candidate_runs(
-    engine: Engine, collaboration: str, participant: str, earliest: int, latest: int
+    engine: Engine, collaboration: str | None, participant: str, earliest: int, latest: int
 ) -> list[CandidateRun]:
-    """The participant runs of ``participant`` in ``collaboration`` whose interval meets
-    ``[earliest, latest]`` (milliseconds)."""
+    """The participant runs of ``participant`` in ``collaboration`` (None: in any) whose
+    interval meets ``[earliest, latest]`` (milliseconds)."""
     from mlflow.store.tracking.dbmodels.models import (
         SqlExperiment,
         SqlExperimentTag,
@@ -115,7 +115,9 @@ def candidate_runs(
         select(r.run_uuid, r.experiment_id, r.start_time, r.end_time)
         .select_from(runs)
         .join(experiments, e.experiment_id == r.experiment_id)
-        .join(
+    )
+    if collaboration is not None:
+        query = query.join(
             experiment_tags,
             and_(
                 et.experiment_id == r.experiment_id,
@@ -123,7 +125,8 @@ def candidate_runs(
                 et.value == collaboration,
             ),
         )
-        .join(
+    query = (
+        query.join(
             who,
             and_(
                 who.c.run_uuid == r.run_uuid,
@@ -201,10 +204,12 @@ def attach_samples(
     *,
     may_write: Callable[[CandidateRun], bool] | None = None,
     write: Callable[[Engine, MetricBatch], Any] | None = None,
+    any_collaboration: bool = False,
 ) -> AttachResult:
     """Write a sample batch into the runs its samples were taken during (see the module
     docstring). ``may_write`` leaves out runs the writer may not touch: their samples count
-    as unmatched when no other run holds them."""
+    as unmatched when no other run holds them. With ``any_collaboration``, a target of
+    ``samples.any_target`` goes to its participant's runs in any collaboration."""
     from synergos_mlops.storage.metrics import write_metrics
 
     points = batch.points
@@ -216,7 +221,8 @@ def attach_samples(
     facts_for: dict[str, list[str]] = {}
     touched: set[str] = set()
     for name, positions in by_target.items():
-        collaboration, participant = split_target(name)
+        found = split_any_target(name) if any_collaboration else split_target(name)
+        collaboration, participant = found
         stamps = [points.timestamps[i] for i in positions]
         runs = candidate_runs(engine, collaboration, participant, min(stamps), max(stamps))
         if may_write is not None:
