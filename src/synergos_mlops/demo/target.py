@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import quote
 
 from synergos_mlops.errors import ServerUnavailableError
 from synergos_mlops.federation import ExperimentIds
+from synergos_mlops.model_registry import store_folder_of
 
 __all__ = ["check_reachable", "holds_runs", "is_server", "run_links", "store_folder_of"]
 
@@ -32,14 +32,6 @@ def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
         raise ServerUnavailableError(
             f"the tracking server at {tracking_uri} cannot be reached ({reason})"
         ) from None
-
-
-def store_folder_of(tracking_uri: str) -> Path | None:
-    """The store folder behind a ``sqlite:///<store>/mlflow.db`` URI, else None."""
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix):
-        return Path(tracking_uri[len(prefix) :]).parent
-    return None
 
 
 def holds_runs(tracking_uri: str) -> bool:
