@@ -15,7 +15,12 @@ from synergos_mlops.legacy._mirror import (
     PassReport,
     legacy_participant_of_artifact,
 )
-from synergos_mlops.legacy._sync import STATUS_ENV, FileStoreSync, read_status
+from synergos_mlops.legacy._sync import (
+    STATUS_ENV,
+    FileStoreSync,
+    file_store_health_problem,
+    read_status,
+)
 
 __all__ = [
     "SOURCE_FILE_STORE",
@@ -27,6 +32,7 @@ __all__ = [
     "FileStoreSync",
     "MetricCursor",
     "PassReport",
+    "file_store_health_problem",
     "legacy_participant_of_artifact",
     "read_status",
 ]

@@ -1,5 +1,10 @@
 """The mirror's loop beside the server: a pass every second, its state in a small JSON file
-that every server worker's ``/health`` reads, new problems printed once to the server log."""
+that every server worker's ``/health`` reads, new problems printed once to the server log.
+
+The loop is supervised: a pass that fails is reported and the next one runs; a thread that
+stops anyway (its store cannot be opened, anything a pass did not catch) writes ``down`` with
+the reason into the status, so ``/health`` answers 503, and :meth:`FileStoreSync.supervise`
+(called by ``serve`` every second) starts it again after a pause that doubles up to 30 s."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Any
 
 from synergos_mlops.legacy._mirror import FileStoreMirror, PassReport
 
-__all__ = ["STATUS_ENV", "FileStoreSync", "read_status"]
+__all__ = ["STATUS_ENV", "FileStoreSync", "file_store_health_problem", "read_status"]
 
 #: Where the serve process tells its workers the sync status file is.
 STATUS_ENV = "SYNMLOPS_SYNC_STATUS"
@@ -28,6 +33,14 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return None
+
+
+def file_store_health_problem(status: dict[str, Any]) -> str | None:
+    """Why ``/health`` must say 503 for this mirror status, or None while it works."""
+    down = status.get("down")
+    if down:
+        return f"the file-store mirror stopped ({down}); it is being restarted"
+    return None
 
 
 class FileStoreSync:
@@ -54,10 +67,59 @@ class FileStoreSync:
         self._events_shown = 0
         self._written: tuple[Any, float] | None = None
         self._progress_written = 0.0
+        self.restarts = 0
+        self._down: str | None = None
+        self._pause = 0.5
+        self._retry_at = 0.0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="synmlops-file-store", daemon=True)
+        self._thread = threading.Thread(
+            target=self._guarded, name="synmlops-file-store", daemon=True
+        )
         self._thread.start()
+
+    def supervise(self) -> None:
+        """Start the mirror's thread again if it stopped (once its pause is over)."""
+        thread = self._thread
+        if self.stop_event.is_set() or thread is None or thread.is_alive():
+            return
+        if self._down is None:  # ended without saying why
+            self._mark_down("the thread ended")
+        if time.monotonic() < self._retry_at:
+            return
+        self.restarts += 1
+        self.start()
+
+    def _guarded(self) -> None:
+        started = time.monotonic()
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - reported in /health, restarted by supervise
+            if time.monotonic() - started > 60:  # it had worked: start over at a short pause
+                self._pause = 0.5
+            self._pause = min(30.0, self._pause * 2)
+            self._retry_at = time.monotonic() + self._pause
+            self._mark_down(f"{type(exc).__name__}: {exc}"[:300])
+            self._forget_engine()
+            self.echo(
+                f"file store: the mirror stopped ({self._down}); restarting in {self._pause:g} s"
+            )
+
+    def _forget_engine(self) -> None:
+        """MLflow's store keeps one engine per database URI for the process: drop ours, so a
+        restart connects afresh instead of reusing a pooled connection to what failed."""
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        with SqlAlchemyStore._engine_map_lock:
+            engine = SqlAlchemyStore._engine_map.pop(self.backend_uri, None)
+        if engine is not None:
+            engine.dispose()
+
+    def _mark_down(self, reason: str) -> None:
+        self._down = reason
+        document = read_status(self.status_path) or {"root": str(self.root)}
+        self._write({**document, "down": reason})
+        self._written = None
 
     def stop(self, timeout: float = 10) -> None:
         self.stop_event.set()
@@ -78,6 +140,10 @@ class FileStoreSync:
             except Exception as exc:  # noqa: BLE001 - the loop reports and keeps going
                 report = PassReport(problems={str(self.root): f"pass failed: {exc}"})
             first = False
+            if self._down is not None:
+                self.echo("file store: the mirror is running again")
+                self._down = None
+                self._written = None
             self._report(mirror, report)
             self.stop_event.wait(self.interval)
 

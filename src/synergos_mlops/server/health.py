@@ -51,15 +51,21 @@ def health() -> JSONResponse:
         return JSONResponse(
             status_code=503, content={**body, "status": "unavailable", "reason": reason}
         )
-    from synergos_mlops.legacy import STATUS_ENV, read_status
+    from synergos_mlops.legacy import STATUS_ENV, file_store_health_problem, read_status
 
     status_path = os.environ.get(STATUS_ENV)
     if status_path:
         sync = read_status(status_path)
         if sync is not None and (
             sync.get("experiments") or sync.get("skipped") or sync.get("reading")
-        ):
+            or sync.get("down")
+        ):  # fmt: skip
             body["file_store"] = sync
+            problem = file_store_health_problem(sync)
+            if problem is not None:  # the mirror stopped: never "ok" while the TTP's runs wait
+                return JSONResponse(
+                    status_code=503, content={**body, "status": "unavailable", "reason": problem}
+                )
     from synergos_mlops.server.log_service import STATUS_ENV as GELF_STATUS_ENV
     from synergos_mlops.server.log_service import gelf_health_problem
     from synergos_mlops.server.log_service import read_status as read_gelf_status

@@ -759,6 +759,12 @@ class LogRetention:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def supervise(self) -> None:
+        """Start the retention thread again if it stopped (``serve`` calls this every second)."""
+        if not self._stop.is_set() and self._thread is not None and not self._thread.is_alive():
+            self.echo("logs: the retention thread stopped; restarting it")
+            self.start()
+
     def run_once(self) -> int:
         from sqlalchemy import create_engine
 

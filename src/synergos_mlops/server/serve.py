@@ -390,6 +390,8 @@ def serve(
             try:
                 return process.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
+                if sync is not None:  # the file-store mirror, started again if it stopped
+                    sync.supervise()
                 for service in logs:  # in case a service's own supervisor stopped
                     supervise = getattr(service, "supervise", None)
                     if supervise is not None:
