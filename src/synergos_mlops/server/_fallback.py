@@ -7,8 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.routing import Match
 
-from synergos_mlops.server._errors import ApiError
-from synergos_mlops.server.app import API_PREFIX
+from synergos_mlops.server.http import API_PREFIX, ApiError
 
 __all__ = ["router"]
 

@@ -6,17 +6,13 @@ parameters 400. ``/api/synergos/v1/openapi.json`` documents just these routes.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
-from typing import Annotated, Any, TypeVar
+from collections.abc import Iterator
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from synergos_mlops.errors import InvalidIdError, StoreError, SynergosError
-from synergos_mlops.server._errors import ApiError
-from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import (
     current_viewer,
     visible_participants,
@@ -24,7 +20,6 @@ from synergos_mlops.server.auth._viewer import (
     visible_tree,
 )
 from synergos_mlops.server.bundle import (
-    UnsafePathError,
     bundle_entries,
     bundle_time,
     content_type,
@@ -36,7 +31,6 @@ from synergos_mlops.server.bundle import (
 from synergos_mlops.server.federated_runs import (
     Backend,
     FederatedRun,
-    NotFoundError,
     TreeQuery,
     collaboration_tree,
     resolve_run,
@@ -44,54 +38,23 @@ from synergos_mlops.server.federated_runs import (
     run_series,
     tree_part,
 )
+from synergos_mlops.server.http import (
+    API_PREFIX,
+    ERRORS,
+    RUN,
+    ApiError,
+    Collaboration,
+    Experiment,
+    Participant,
+    Project,
+    RunId,
+    answer,
+    parse_keys,
+)
 
-__all__ = ["openapi_document", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
-
-T = TypeVar("T")
-
-Collaboration = Annotated[str, Path(description="Collaboration id")]
-Project = Annotated[str, Path(description="Project id")]
-Experiment = Annotated[str, Path(description="Experiment id")]
-RunId = Annotated[str, Path(description="Run id (one federated cycle)")]
-Participant = Annotated[str, Path(description="Participant id")]
-RUN = "/runs/{collaboration}/{project}/{experiment}/{run}"
-
-#: MLflow accepts metric keys of letters, digits, ``_ - . / :`` and spaces.
-_METRIC_KEY = re.compile(r"^[\w\-./: ]+$")
-MAX_KEYS = 200
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": description,
-        "content": {"application/json": {"example": {"error": {"code": name, "message": "..."}}}},
-    }
-    for code, name, description in (
-        (400, "BAD_REQUEST", "A malformed id or parameter"),
-        (404, "NOT_FOUND", "The collaboration, project, experiment, run, participant, metric "
-         "or artifact named in the message is not there"),
-        (503, "UNAVAILABLE", "The stores cannot be read"),
-    )
-}  # fmt: skip
-
-
-def _answer(work: Callable[[], T]) -> T:
-    """Run ``work`` and turn domain errors into the API's JSON errors."""
-    try:
-        return work()
-    except (InvalidIdError, UnsafePathError) as exc:
-        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
-    except NotFoundError as exc:
-        raise ApiError(404, "NOT_FOUND", str(exc)) from None
-    except StoreError as exc:
-        raise ApiError(503, "UNAVAILABLE", str(exc)) from None
-    except SynergosError as exc:
-        raise ApiError(400, "BAD_REQUEST", str(exc)) from None
-
-
-def _run(collaboration: str, project: str, experiment: str, run: str) -> FederatedRun:
-    return visible_run(resolve_run(Backend.of_server(), collaboration, project, experiment, run))
 
 
 def _run_base(request: Request, run: FederatedRun) -> str:
@@ -138,7 +101,7 @@ def _scoped_tree(answer: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-@router.get("/collaborations", responses=_ERRORS)
+@router.get("/collaborations", responses=ERRORS)
 def collaborations(
     collaboration: Annotated[str | None, Query(description="Only this collaboration")] = None,
     project: Annotated[str | None, Query(description="Only this project")] = None,
@@ -175,7 +138,7 @@ def collaborations(
                       limit, offset)  # fmt: skip
     if query.whole:
         return {
-            "collaborations": _answer(lambda: visible_tree(collaboration_tree(Backend.of_server())))
+            "collaborations": answer(lambda: visible_tree(collaboration_tree(Backend.of_server())))
         }
 
     def work() -> dict[str, Any]:
@@ -184,10 +147,10 @@ def collaborations(
         answer = tree_part(Backend.of_server(), query, readable)
         return _scoped_tree(answer) if viewer is not None and viewer.scoped else answer
 
-    return _answer(work)
+    return answer(work)
 
 
-@router.get(RUN, responses=_ERRORS)
+@router.get(RUN, responses=ERRORS)
 def run_view(
     request: Request,
     collaboration: Collaboration,
@@ -217,28 +180,10 @@ def run_view(
             participant["mlflow_url"] = root + participant["mlflow_url"]
         return body
 
-    return _answer(work)
+    return answer(work)
 
 
-def _parse_keys(raw: list[str] | None) -> list[str] | None:
-    if raw is None:
-        return None
-    keys: list[str] = []
-    for item in raw:
-        for key in item.split(","):
-            key = key.strip()
-            if not key:
-                raise ApiError(400, "BAD_REQUEST", "keys must not hold an empty metric key")
-            if len(key) > 250 or not _METRIC_KEY.match(key):
-                raise ApiError(400, "BAD_REQUEST", f"metric key {key[:80]!r} is malformed")
-            if key not in keys:
-                keys.append(key)
-    if len(keys) > MAX_KEYS:
-        raise ApiError(400, "BAD_REQUEST", f"at most {MAX_KEYS} metric keys per request")
-    return keys
-
-
-@router.get(f"{RUN}/metrics", responses=_ERRORS, response_class=JSONResponse)
+@router.get(f"{RUN}/metrics", responses=ERRORS, response_class=JSONResponse)
 def run_metrics(
     collaboration: Collaboration,
     project: Project,
@@ -254,7 +199,7 @@ def run_metrics(
     ] = None,
 ) -> JSONResponse:
     """The series of the chosen metrics for the global run and every participant."""
-    chosen = _parse_keys(keys)
+    chosen = parse_keys(keys)
 
     def work() -> JSONResponse:
         backend = Backend.of_server()
@@ -265,7 +210,7 @@ def run_metrics(
         # Plain lists of numbers: rendered as they are, without FastAPI's per-value encoder.
         return JSONResponse(run_series(backend, found, wanted))
 
-    return _answer(work)
+    return answer(work)
 
 
 def _zip_response(chunks: Iterator[bytes], filename: str) -> StreamingResponse:
@@ -288,7 +233,7 @@ def _bundle_name(run: FederatedRun, participant: str | None = None) -> str:
 
 @router.get(
     f"{RUN}/bundle.zip",
-    responses={**_ERRORS, 200: {"content": {"application/zip": {}}}},
+    responses={**ERRORS, 200: {"content": {"application/zip": {}}}},
     response_class=StreamingResponse,
 )
 def run_bundle(
@@ -304,12 +249,12 @@ def run_bundle(
         entries = bundle_entries(backend, found, visible=visible)  # logs.jsonl included
         return _zip_response(iter_zip(entries, bundle_time(found)), _bundle_name(found))
 
-    return _answer(work)
+    return answer(work)
 
 
 @router.get(
     f"{RUN}/participants/{{participant}}/bundle.zip",
-    responses={**_ERRORS, 200: {"content": {"application/zip": {}}}},
+    responses={**ERRORS, 200: {"content": {"application/zip": {}}}},
     response_class=StreamingResponse,
 )
 def participant_bundle(
@@ -331,7 +276,7 @@ def participant_bundle(
             iter_zip(entries, bundle_time(found)), _bundle_name(found, participant)
         )
 
-    return _answer(work)
+    return answer(work)
 
 
 def _file_response(backend: Backend, row: Any, path: str, owner: str) -> StreamingResponse:
@@ -345,7 +290,7 @@ def _file_response(backend: Backend, row: Any, path: str, owner: str) -> Streami
 
 @router.get(
     f"{RUN}/artifacts/{{path:path}}",
-    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}}},
     response_class=StreamingResponse,
 )
 def run_artifact(
@@ -362,12 +307,12 @@ def run_artifact(
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         return _file_response(backend, found.parent, path, f"run {found.run_id!r}")
 
-    return _answer(work)
+    return answer(work)
 
 
 @router.get(
     f"{RUN}/participants/{{participant}}/artifacts/{{path:path}}",
-    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
+    responses={**ERRORS, 200: {"content": {"application/octet-stream": {}}}},
     response_class=StreamingResponse,
 )
 def participant_artifact(
@@ -386,47 +331,7 @@ def participant_artifact(
         row = found.participant(participant)
         return _file_response(backend, row, path, f"participant {participant!r}")
 
-    return _answer(work)
-
-
-_openapi_cache: dict[str, Any] = {}
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document of the Synergos API alone."""
-    if not _openapi_cache:
-        from fastapi import FastAPI
-
-        from synergos_mlops import __version__
-
-        holder = FastAPI(
-            title="Synergos MLOps API",
-            version=__version__,
-            description="Federated runs (collaborations, projects, experiments, runs and "
-            'participants) kept in MLflow. Every error is {"error": {"code", "message"}}.',
-        )
-        holder.include_router(router)
-        from synergos_mlops.server.logs import read_router
-
-        holder.include_router(read_router)
-
-        from synergos_mlops.server.system import read_router as system_router
-
-        holder.include_router(system_router)
-
-        from synergos_mlops.server.studies import read_router as studies_router
-
-        holder.include_router(studies_router)
-        from synergos_mlops.server.catalogue import router as catalogue_router
-
-        holder.include_router(catalogue_router)
-        _openapi_cache.update(holder.openapi())
-    return _openapi_cache
-
-
-@router.get("/openapi.json", include_in_schema=False)
-def openapi() -> JSONResponse:
-    return JSONResponse(openapi_document())
+    return answer(work)
 
 
 def _unknown_route(request: Request) -> JSONResponse:

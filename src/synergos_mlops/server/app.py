@@ -19,9 +19,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI, Request
     from flask import Flask
 
-__all__ = ["API_PREFIX", "OPEN_ROUTER_MODULES", "ROUTER_MODULES", "create_app"]
-
-API_PREFIX = "/api/synergos/v1"
+__all__ = ["OPEN_ROUTER_MODULES", "ROUTER_MODULES", "create_app"]
 
 #: Modules whose ``router`` (a FastAPI APIRouter) is mounted, in this order.
 ROUTER_MODULES: tuple[str, ...] = (
@@ -31,6 +29,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "synergos_mlops.server.system",  # before api: its /runs/... catch-all answers 404
     "synergos_mlops.server.catalogue",  # before api too: {run}/datasets
     "synergos_mlops.server.api",
+    "synergos_mlops.server.openapi",
     "synergos_mlops.server.studies",
     "synergos_mlops.server.station",
     "synergos_mlops.server.mlflow_ui",
@@ -64,7 +63,7 @@ def _install_error_handlers(fastapi_app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from synergos_mlops.server._errors import ApiError, error_response
+    from synergos_mlops.server.http import API_PREFIX, ApiError, error_response
 
     async def api_error(_request: Request, exc: Exception) -> Any:
         assert isinstance(exc, ApiError)

@@ -24,13 +24,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError
-from synergos_mlops.server._errors import ApiError, bounded_body
-from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import (
     authorize_metric_writes,
     authorize_resolve,
     grant_creator,
 )
+from synergos_mlops.server.http import API_PREFIX, ApiError, bounded_body
 
 __all__ = ["router"]
 

@@ -17,11 +17,18 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Request
 
-from synergos_mlops.server.api import _ERRORS as ERRORS
-from synergos_mlops.server.api import RUN, Collaboration, Experiment, Project, RunId, _answer
-from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import current_viewer, visible_run
 from synergos_mlops.server.federated_runs import Backend, NotFoundError, resolve_run
+from synergos_mlops.server.http import (
+    API_PREFIX,
+    ERRORS,
+    RUN,
+    Collaboration,
+    Experiment,
+    Project,
+    RunId,
+    answer,
+)
 
 __all__ = ["router"]
 
@@ -67,7 +74,7 @@ def catalogue(request: Request) -> dict[str, Any]:
     types, digest, and the first and last run that used it."""
     from synergos_mlops.server import catalogue_views as views
 
-    return _answer(
+    return answer(
         lambda: views.catalogue(Backend.of_server(), _sees(), _readable(), _root(request))
     )
 
@@ -79,7 +86,7 @@ def dataset_profile(
     """One dataset: source, schema, profile (the participant's summary) and the runs using it."""
     from synergos_mlops.server import catalogue_views as views
 
-    return _dataset_answer(views.dataset_profile, request, collaboration, participant, digest)
+    return _datasetanswer(views.dataset_profile, request, collaboration, participant, digest)
 
 
 @router.get(f"{RUN}/datasets", responses=ERRORS)
@@ -96,7 +103,7 @@ def run_datasets(
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         return views.run_datasets(backend, found, _root(request))
 
-    return _answer(work)
+    return answer(work)
 
 
 @router.get("/lineage/runs/{collaboration}/{project}/{experiment}/{run}", responses=ERRORS)
@@ -113,7 +120,7 @@ def run_lineage(
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         return views.run_lineage(backend, found, _root(request))
 
-    return _answer(work)
+    return answer(work)
 
 
 @router.get("/lineage/models/{name}/{version}", responses=ERRORS)
@@ -143,7 +150,7 @@ def model_lineage(
             raise NotFoundError(f"model {name!r} has no version {version}")
         return views.model_lineage(backend, found, described, _root(request))
 
-    return _answer(work)
+    return answer(work)
 
 
 @router.get("/lineage/datasets/{collaboration}/{participant}/{digest}", responses=ERRORS)
@@ -153,10 +160,10 @@ def dataset_lineage(
     """Which runs, logged models and model versions a participant's dataset reached."""
     from synergos_mlops.server import catalogue_views as views
 
-    return _dataset_answer(views.dataset_lineage, request, collaboration, participant, digest)
+    return _datasetanswer(views.dataset_lineage, request, collaboration, participant, digest)
 
 
-def _dataset_answer(
+def _datasetanswer(
     view: Callable[..., dict[str, Any]],
     request: Request,
     collaboration: str,
@@ -165,7 +172,7 @@ def _dataset_answer(
 ) -> dict[str, Any]:
     """One participant's dataset answered by ``view`` (its profile, or its lineage), for the
     accounts that may see that participant."""
-    return _answer(
+    return answer(
         lambda: view(
             _checked(collaboration, participant, digest),
             collaboration,

@@ -22,23 +22,25 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidValueError
-from synergos_mlops.server._errors import ApiError, bounded_body
-from synergos_mlops.server.api import (
-    _ERRORS,
-    RUN,
-    Collaboration,
-    Experiment,
-    Project,
-    RunId,
-    _answer,
-    _run,
-)
-from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import (
     RunVisibility,
     authorize_metric_writes,
     current_viewer,
     visible_participants,
+    visible_run,
+)
+from synergos_mlops.server.federated_runs import Backend, resolve_run
+from synergos_mlops.server.http import (
+    API_PREFIX,
+    ERRORS,
+    RUN,
+    ApiError,
+    Collaboration,
+    Experiment,
+    Project,
+    RunId,
+    answer,
+    bounded_body,
 )
 
 __all__ = ["bundle_log_entries", "read_router", "router", "write_router"]
@@ -143,7 +145,7 @@ def _participants(raw: list[str] | None) -> list[str] | None:
     return [p.strip() for item in raw for p in item.split(",") if p.strip()] or None
 
 
-@read_router.get(f"{RUN}/logs", responses=_ERRORS)
+@read_router.get(f"{RUN}/logs", responses=ERRORS)
 def run_logs(
     collaboration: Collaboration,
     project: Project,
@@ -199,7 +201,9 @@ def run_logs(
     chosen = _participants(participant)
 
     def work() -> dict[str, Any]:
-        found = _run(collaboration, project, experiment, run)
+        found = visible_run(
+            resolve_run(Backend.of_server(), collaboration, project, experiment, run)
+        )
         visible = visible_participants(found.ids.collaboration)
         if visible is not None and chosen is not None:
             hidden = [p for p in chosen if p not in visible]
@@ -217,7 +221,7 @@ def run_logs(
         last = records[-1]["id"] if records else (after or 0)
         return {"run": found.run_id, "records": records, "more": more, "last_id": last}
 
-    return _answer(work)
+    return answer(work)
 
 
 #: What ``server/app.py`` mounts.

@@ -18,10 +18,6 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.federation import ExperimentIds
-from synergos_mlops.server._errors import ApiError
-from synergos_mlops.server.api import _ERRORS, _parse_keys
-from synergos_mlops.server.api import _answer as api_answer
-from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import (
     authorize_resolve,
     current_viewer,
@@ -29,6 +25,8 @@ from synergos_mlops.server.auth._viewer import (
     visible_run,
 )
 from synergos_mlops.server.federated_runs import Backend, NotFoundError, resolve_run
+from synergos_mlops.server.http import API_PREFIX, ERRORS, ApiError, parse_keys
+from synergos_mlops.server.http import answer as api_answer
 
 __all__ = ["MAX_COMPARED", "read_router", "router"]
 
@@ -41,7 +39,7 @@ STUDY = "/studies/{collaboration}/{project}/{experiment}/{study}"
 
 
 def _answer(work: Callable[[], T]) -> T:
-    """The API's error mapping (``api._answer``), plus the study's own: an undefined study is
+    """The API's error mapping (``http.answer``), plus the study's own: an undefined study is
     a 404, a redefinition a 409, a name or value beyond MLflow's limits a 400."""
     from mlflow.exceptions import MlflowException
 
@@ -79,7 +77,7 @@ def _readable(experiment_id: str) -> bool:
     return viewer is None or viewer.can_read(experiment_id)
 
 
-@read_router.get("/studies", responses=_ERRORS)
+@read_router.get("/studies", responses=ERRORS)
 def studies(
     collaboration: Annotated[str | None, Query(description="Only this collaboration")] = None,
     project: Annotated[str | None, Query(description="Only this project")] = None,
@@ -103,7 +101,7 @@ def studies(
     return _answer(work)
 
 
-@read_router.get(STUDY, responses=_ERRORS)
+@read_router.get(STUDY, responses=ERRORS)
 def study(
     collaboration: Annotated[str, Path(description="Collaboration id")],
     project: Annotated[str, Path(description="Project id")],
@@ -118,7 +116,7 @@ def study(
     parameter importance."""
     from synergos_mlops.server.study_views import study_detail
 
-    parsed = _parse_keys([metric]) if metric is not None else None
+    parsed = parse_keys([metric]) if metric is not None else None
     chosen = parsed[0] if parsed else None
 
     def work() -> dict[str, Any]:
@@ -145,7 +143,7 @@ def _parse_ref(ref: str) -> tuple[str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3]
 
 
-@read_router.get("/compare", responses=_ERRORS)
+@read_router.get("/compare", responses=ERRORS)
 def compare(
     request: Request,
     run: Annotated[
@@ -172,7 +170,7 @@ def compare(
     refs = [_parse_ref(r) for r in run]
     if len(set(refs)) != len(refs):
         raise ApiError(400, "BAD_REQUEST", "a run is named twice")
-    chosen = _parse_keys(keys)
+    chosen = parse_keys(keys)
 
     def work() -> dict[str, Any]:
         backend = Backend.of_server()
@@ -261,7 +259,7 @@ def _trial(request: TrialRequest) -> dict[str, Any]:
     return _answer(work)
 
 
-@write_router.post("/studies/define", responses=_ERRORS)
+@write_router.post("/studies/define", responses=ERRORS)
 async def define(request: DefineRequest) -> Response:
     """Define a study (the tracker's ``tracker.study``); defining it again with the same
     search is a no-op, with another 409; with ``extend`` the stored space takes in the
@@ -271,7 +269,7 @@ async def define(request: DefineRequest) -> Response:
     return Response(json.dumps(answer), media_type="application/json")
 
 
-@write_router.post("/studies/trials/resolve", responses=_ERRORS)
+@write_router.post("/studies/trials/resolve", responses=ERRORS)
 async def trial(request: TrialRequest) -> dict[str, Any]:
     """Number and find or create a trial's federated run (the tracker's ``study.trial``)."""
     return await run_in_threadpool(_trial, request)

@@ -32,9 +32,6 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError
-from synergos_mlops.server._errors import ApiError, bounded_body
-from synergos_mlops.server.api import _ERRORS, _answer
-from synergos_mlops.server.app import API_PREFIX
 from synergos_mlops.server.auth._viewer import current_viewer, visible_run
 from synergos_mlops.server.federated_runs import (
     Backend,
@@ -42,6 +39,7 @@ from synergos_mlops.server.federated_runs import (
     iso_time,
     resolve_run,
 )
+from synergos_mlops.server.http import API_PREFIX, ERRORS, ApiError, answer, bounded_body
 from synergos_mlops.storage import reads
 from synergos_mlops.storage.system import CPU_KEY, MEMORY_KEY, PROCESS_CPU_KEY, PROCESS_MEMORY_KEY
 
@@ -277,7 +275,7 @@ def system_view(backend: Backend, run: FederatedRun) -> dict[str, Any]:
 
 @read_router.get(
     "/runs/{collaboration}/{project}/{experiment}/{run}/system",
-    responses=_ERRORS,
+    responses=ERRORS,
     response_class=JSONResponse,
 )
 def run_system(
@@ -295,7 +293,7 @@ def run_system(
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         return JSONResponse(system_view(backend, found))
 
-    return _answer(work)
+    return answer(work)
 
 
 router.include_router(read_router)

@@ -13,13 +13,13 @@ def authenticated_app(flask_app: Any) -> tuple[Any, list[Any]]:
     from fastapi import Depends, Request
     from mlflow.server import auth as mlflow_auth
 
-    from synergos_mlops.server._errors import error_response
     from synergos_mlops.server.auth import _mlflow_routes
     from synergos_mlops.server.auth._viewer import (
         Unauthenticated,
         require_authentication,
         require_viewer,
     )
+    from synergos_mlops.server.http import error_response
 
     fastapi_app = mlflow_auth.create_app(flask_app)  # under uvicorn: MLflow's FastAPI app
     _mlflow_routes.install(flask_app, fastapi_app)

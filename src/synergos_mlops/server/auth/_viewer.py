@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from synergos_mlops.server._errors import ApiError
+from synergos_mlops.server.http import ApiError
 
 __all__ = [
     "RunVisibility",
