@@ -18,15 +18,11 @@ from __future__ import annotations
 
 from synergos_mlops.tracking._config import TrackerConfig, default_spool_dir
 from synergos_mlops.tracking._logs import FederatedLogHandler
+from synergos_mlops.tracking._run import FederatedRun
 from synergos_mlops.tracking._sender import BatchRejectedError
 from synergos_mlops.tracking._study import QueuedTrial, Study, TrialRun
 from synergos_mlops.tracking._system import MonitorSummary, Sampler, SystemMonitor
-from synergos_mlops.tracking._tracker import (
-    GLOBAL,
-    PARAM_VALUE_LIMIT,
-    FederatedRun,
-    FederatedTracker,
-)
+from synergos_mlops.tracking._tracker import GLOBAL, PARAM_VALUE_LIMIT, FederatedTracker
 from synergos_mlops.tracking._transport import (
     FolderTransport,
     HttpTransport,

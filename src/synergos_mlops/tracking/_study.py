@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from synergos_mlops.errors import InvalidValueError
 from synergos_mlops.federation import ExperimentIds, validate_id
 from synergos_mlops.studies import StudyDefinition, outside_space, param_types, types_tag
-from synergos_mlops.tracking._tracker import FederatedRun
+from synergos_mlops.tracking._run import FederatedRun
 from synergos_mlops.tracking._transport import Resolved
 
 if TYPE_CHECKING:
