@@ -14,9 +14,9 @@ import requests
 from federated_data import LoggedRun, log_federated_run
 from mlflow import MlflowClient
 
-from synergos_mlops.server.federated_runs import Backend, resolve_run
-from synergos_mlops.server.run_data import DATA_FILES
 from synergos_mlops.storage import reads
+from synergos_mlops.views.federated_runs import Backend, resolve_run
+from synergos_mlops.views.run_data import DATA_FILES
 
 API = "/api/synergos/v1"
 
@@ -247,7 +247,7 @@ def test_bundle_streams_in_chunks_without_holding_the_run_in_memory(tmp_path: Pa
 
     from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
-    from synergos_mlops.server.bundle import ArtifactFile, iter_zip
+    from synergos_mlops.views.bundle import ArtifactFile, iter_zip
 
     root = tmp_path / "artifacts"
     root.mkdir()

@@ -19,7 +19,7 @@ from federated_data import LoggedRun, log_federated_run
 from mlflow import MlflowClient
 
 from synergos_mlops.cli import main
-from synergos_mlops.server.run_data import DATA_FILES
+from synergos_mlops.views.run_data import DATA_FILES
 
 
 @pytest.fixture(scope="module")

@@ -243,7 +243,7 @@ def test_bundle_entry_names_never_leave_the_zip_root(hostile: Hostile) -> None:
     response = requests.get(f"{hostile.server.url}{API}/runs/slip/p/e/r/bundle.zip", timeout=60)
     assert response.status_code == 200
     names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
-    from synergos_mlops.server.run_data import DATA_FILES
+    from synergos_mlops.views.run_data import DATA_FILES
 
     assert len([n for n in names if n not in DATA_FILES]) == 4  # the four participants' files
     for name in names:

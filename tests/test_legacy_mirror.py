@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from synergos_mlops.federation import ExperimentIds
 from synergos_mlops.legacy import FileStoreMirror
-from synergos_mlops.server.federated_runs import Backend, resolve_run, run_detail
 from synergos_mlops.storage.runs import resolve_run as resolve_tracked_run
+from synergos_mlops.views.federated_runs import Backend, resolve_run, run_detail
 
 LOSSES = {
     "global_train_loss": [(1000 + r, 1 / (r + 1), r) for r in range(3)],

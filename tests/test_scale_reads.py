@@ -11,18 +11,18 @@ import pytest
 from sqlalchemy import inspect, text
 
 from synergos_mlops.federation import ExperimentIds
-from synergos_mlops.server.federated_runs import (
-    Backend,
-    TreeQuery,
-    collaboration_tree,
-    tree_part,
-)
 from synergos_mlops.storage import reads
 from synergos_mlops.storage import studies as stored
 from synergos_mlops.storage.batch import MetricBatch
 from synergos_mlops.storage.metrics import write_metrics
 from synergos_mlops.storage.runs import resolve_run
 from synergos_mlops.storage.schema import our_schema, upgrade_ours
+from synergos_mlops.views.federated_runs import (
+    Backend,
+    TreeQuery,
+    collaboration_tree,
+    tree_part,
+)
 
 OUR_INDEXES = {
     "runs": "synergos_runs_experiment",

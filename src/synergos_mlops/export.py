@@ -207,8 +207,8 @@ def _store_folder(uri: str) -> Path | None:
 
 
 def _write_local(folder: Path, request: ExportRequest, output: Path, show: bool) -> int:
-    from synergos_mlops.server.bundle import bundle_entries, bundle_time, iter_zip
-    from synergos_mlops.server.federated_runs import Backend, NotFoundError, resolve_run
+    from synergos_mlops.views.bundle import bundle_entries, bundle_time, iter_zip
+    from synergos_mlops.views.federated_runs import Backend, NotFoundError, resolve_run
 
     if not folder.is_dir():
         raise StoreError(f"store folder {folder} does not exist")

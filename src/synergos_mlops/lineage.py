@@ -74,9 +74,9 @@ def fetch_lineage(target: str, ids: ExperimentIds, run: str) -> dict[str, Any]:
             )
         answer: dict[str, Any] = response.json()
         return answer
-    from synergos_mlops.server.catalogue_views import run_lineage
-    from synergos_mlops.server.federated_runs import Backend, NotFoundError, resolve_run
     from synergos_mlops.store import StoreFolder
+    from synergos_mlops.views.catalogue import run_lineage
+    from synergos_mlops.views.federated_runs import Backend, NotFoundError, resolve_run
 
     folder = StoreFolder.at(target.removeprefix("sqlite:///").removesuffix("/mlflow.db"))
     backend = Backend.of_store_folder(folder.path)

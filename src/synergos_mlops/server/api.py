@@ -19,25 +19,6 @@ from synergos_mlops.server.auth._viewer import (
     visible_run,
     visible_tree,
 )
-from synergos_mlops.server.bundle import (
-    bundle_entries,
-    bundle_time,
-    content_type,
-    find_artifact,
-    iter_file,
-    iter_zip,
-    owned_artifacts,
-)
-from synergos_mlops.server.federated_runs import (
-    Backend,
-    FederatedRun,
-    TreeQuery,
-    collaboration_tree,
-    resolve_run,
-    run_detail,
-    run_series,
-    tree_part,
-)
 from synergos_mlops.server.http import (
     API_PREFIX,
     ERRORS,
@@ -50,6 +31,25 @@ from synergos_mlops.server.http import (
     RunId,
     answer,
     parse_keys,
+)
+from synergos_mlops.views.bundle import (
+    bundle_entries,
+    bundle_time,
+    content_type,
+    find_artifact,
+    iter_file,
+    iter_zip,
+    owned_artifacts,
+)
+from synergos_mlops.views.federated_runs import (
+    Backend,
+    FederatedRun,
+    TreeQuery,
+    collaboration_tree,
+    resolve_run,
+    run_detail,
+    run_series,
+    tree_part,
 )
 
 __all__ = ["router"]

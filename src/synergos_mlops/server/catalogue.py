@@ -18,7 +18,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Path, Request
 
 from synergos_mlops.server.auth._viewer import current_viewer, visible_run
-from synergos_mlops.server.federated_runs import Backend, NotFoundError, resolve_run
 from synergos_mlops.server.http import (
     API_PREFIX,
     ERRORS,
@@ -29,6 +28,7 @@ from synergos_mlops.server.http import (
     RunId,
     answer,
 )
+from synergos_mlops.views.federated_runs import Backend, NotFoundError, resolve_run
 
 __all__ = ["router"]
 
@@ -72,7 +72,7 @@ def _root(request: Request) -> str:
 def catalogue(request: Request) -> dict[str, Any]:
     """Every dataset, by collaboration → participant → split: kind, row count, columns and
     types, digest, and the first and last run that used it."""
-    from synergos_mlops.server import catalogue_views as views
+    from synergos_mlops.views import catalogue as views
 
     return answer(
         lambda: views.catalogue(Backend.of_server(), _sees(), _readable(), _root(request))
@@ -84,7 +84,7 @@ def dataset_profile(
     request: Request, collaboration: Collaboration, participant: ParticipantId, digest: Digest
 ) -> dict[str, Any]:
     """One dataset: source, schema, profile (the participant's summary) and the runs using it."""
-    from synergos_mlops.server import catalogue_views as views
+    from synergos_mlops.views import catalogue as views
 
     return _datasetanswer(views.dataset_profile, request, collaboration, participant, digest)
 
@@ -96,7 +96,7 @@ def run_datasets(
 ) -> dict[str, Any]:  # fmt: skip
     """The datasets of the run's participants, and drift: a participant whose dataset differs
     from the project's previous or next run, with the columns that changed."""
-    from synergos_mlops.server import catalogue_views as views
+    from synergos_mlops.views import catalogue as views
 
     def work() -> dict[str, Any]:
         backend = Backend.of_server()
@@ -113,7 +113,7 @@ def run_lineage(
 ) -> dict[str, Any]:  # fmt: skip
     """Datasets → participant runs → the federated run → logged models → registered model
     versions, as lists and as a graph (nodes, edges)."""
-    from synergos_mlops.server import catalogue_views as views
+    from synergos_mlops.views import catalogue as views
 
     def work() -> dict[str, Any]:
         backend = Backend.of_server()
@@ -130,7 +130,7 @@ def model_lineage(
     version: Annotated[int, Path(description="Model version", ge=1, le=2_147_483_647)],
 ) -> dict[str, Any]:
     """Which data trained this model version: the lineage of the run it came from."""
-    from synergos_mlops.server import catalogue_views as views
+    from synergos_mlops.views import catalogue as views
 
     def work() -> dict[str, Any]:
         backend = Backend.of_server()
@@ -158,7 +158,7 @@ def dataset_lineage(
     request: Request, collaboration: Collaboration, participant: ParticipantId, digest: Digest
 ) -> dict[str, Any]:
     """Which runs, logged models and model versions a participant's dataset reached."""
-    from synergos_mlops.server import catalogue_views as views
+    from synergos_mlops.views import catalogue as views
 
     return _datasetanswer(views.dataset_lineage, request, collaboration, participant, digest)
 

@@ -11,8 +11,8 @@ from fastapi import HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 
 from synergos_mlops.errors import InvalidIdError, StoreError, SynergosError
-from synergos_mlops.server.bundle import UnsafePathError
-from synergos_mlops.server.federated_runs import NotFoundError
+from synergos_mlops.views.bundle import UnsafePathError
+from synergos_mlops.views.federated_runs import NotFoundError
 
 __all__ = [
     "API_PREFIX",

@@ -24,9 +24,9 @@ from synergos_mlops.server.auth._viewer import (
     grant_creator,
     visible_run,
 )
-from synergos_mlops.server.federated_runs import Backend, NotFoundError, resolve_run
 from synergos_mlops.server.http import API_PREFIX, ERRORS, ApiError, parse_keys
 from synergos_mlops.server.http import answer as api_answer
+from synergos_mlops.views.federated_runs import Backend, NotFoundError, resolve_run
 
 __all__ = ["MAX_COMPARED", "read_router", "router"]
 
@@ -84,8 +84,8 @@ def studies(
     experiment: Annotated[str | None, Query(description="Only this experiment")] = None,
 ) -> dict[str, Any]:
     """Every study, per experiment: its metric, direction, trial count and counts by state."""
-    from synergos_mlops.server.study_views import list_studies
     from synergos_mlops.storage import reads
+    from synergos_mlops.views.studies import list_studies
 
     def work() -> dict[str, Any]:
         backend = Backend.of_server()
@@ -114,7 +114,7 @@ def study(
     """One study: definition, trials (state, hyperparameters, value, participant spread,
     wall time, outside-space flag), counts by state, best trial, optimization history and
     parameter importance."""
-    from synergos_mlops.server.study_views import study_detail
+    from synergos_mlops.views.studies import study_detail
 
     parsed = parse_keys([metric]) if metric is not None else None
     chosen = parsed[0] if parsed else None
@@ -163,7 +163,7 @@ def compare(
 ) -> dict[str, Any]:
     """Runs side by side: the hyperparameters that differ (and the common ones apart), final
     metrics (global and per participant) and series for overlaid charts."""
-    from synergos_mlops.server.study_views import compare_runs
+    from synergos_mlops.views.studies import compare_runs
 
     if not MAX_COMPARED >= len(run) >= 2:
         raise ApiError(400, "BAD_REQUEST", f"compare 2 to {MAX_COMPARED} runs, not {len(run)}")

@@ -182,7 +182,7 @@ def visible_participants(collaboration: str) -> list[str] | None:
 def visible_run(run: Any) -> Any:
     """A resolved FederatedRun as the account may see it: NotFoundError when its experiment
     is not readable; only the bound participants when the account is scoped."""
-    from synergos_mlops.server.federated_runs import NotFoundError
+    from synergos_mlops.views.federated_runs import NotFoundError
 
     viewer = current_viewer()
     if viewer is None or viewer.is_admin:

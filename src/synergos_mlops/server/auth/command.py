@@ -66,8 +66,8 @@ class AuthAdmin:
             raise AuthCommandError(exc.message.splitlines()[0]) from None
 
     def _collaboration_experiments(self, collaboration: str) -> list[str]:
-        from synergos_mlops.server.federated_runs import Backend
         from synergos_mlops.storage import reads
+        from synergos_mlops.views.federated_runs import Backend
 
         if self.backend_store_uri:
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore

@@ -8,7 +8,7 @@ the server's artifacts destination (or of the run's own artifact URI).
 Layout of a run's bundle::
 
     hyperparameters.json                        the run's data, written from the stores
-    metrics.csv                                 (see :mod:`synergos_mlops.server.run_data`)
+    metrics.csv                                 (see :mod:`synergos_mlops.views.run_data`)
     statistics.csv
     model_versions.json
     global/<artifact path>                      the federation (parent) run's artifacts
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import quote
 
-from synergos_mlops.server.federated_runs import Backend, FederatedRun, NotFoundError
-from synergos_mlops.server.run_data import DataFile, data_files
 from synergos_mlops.storage.reads import RunRow
+from synergos_mlops.views.federated_runs import Backend, FederatedRun, NotFoundError
+from synergos_mlops.views.run_data import DataFile, data_files
 
 __all__ = [
     "ArtifactFile",
@@ -238,7 +238,7 @@ def bundle_entries(
     """``(name in the ZIP, file)`` for a whole run (its data files, every artifact, the
     hardware series and the log records), or for one participant (its own). ``visible``:
     the participants whose log records the reader may see (None: every one)."""
-    from synergos_mlops.server.logs import bundle_log_entries
+    from synergos_mlops.views.logs import bundle_log_entries
 
     files = owned_artifacts(backend, run)
     if participant is not None:
@@ -263,7 +263,7 @@ def _system_entries(
     backend: Backend, run: FederatedRun, participant: str | None = None
 ) -> list[tuple[str, BundleItem]]:
     """``system.csv``: the participants' hardware series, when there are any."""
-    from synergos_mlops.server.system import system_csv_entries
+    from synergos_mlops.views.system import system_csv_entries
 
     return system_csv_entries(backend, run, participant)
 

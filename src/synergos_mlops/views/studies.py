@@ -12,14 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from synergos_mlops.federation import ExperimentIds
-from synergos_mlops.server.federated_runs import (
-    Backend,
-    FederatedRun,
-    NotFoundError,
-    _missing_level,
-    iso_time,
-    run_series,
-)
 from synergos_mlops.storage import reads
 from synergos_mlops.storage import studies as stored
 from synergos_mlops.studies import (
@@ -32,6 +24,14 @@ from synergos_mlops.studies import (
     read_types,
     same_value,
     validate_study_name,
+)
+from synergos_mlops.views.federated_runs import (
+    Backend,
+    FederatedRun,
+    NotFoundError,
+    _missing_level,
+    iso_time,
+    run_series,
 )
 
 __all__ = ["STATES", "compare_runs", "list_studies", "param_importance", "study_detail"]

@@ -16,10 +16,10 @@ from typing import Any
 
 from synergos_mlops.catalogue import column_changes
 from synergos_mlops.federation import TAG_PARTICIPANT, TAG_RUN
-from synergos_mlops.server.federated_runs import Backend, FederatedRun, NotFoundError, iso_time
 from synergos_mlops.storage import catalogue as store
 from synergos_mlops.storage import reads
 from synergos_mlops.storage.reads import PARENT_TAG, ExperimentRow
+from synergos_mlops.views.federated_runs import Backend, FederatedRun, NotFoundError, iso_time
 
 __all__ = [
     "catalogue",

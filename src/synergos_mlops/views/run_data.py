@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from synergos_mlops.server.federated_runs import Backend, FederatedRun, iso_time
 from synergos_mlops.storage import reads
+from synergos_mlops.views.federated_runs import Backend, FederatedRun, iso_time
 
 __all__ = [
     "DATA_FILES",
