@@ -166,7 +166,7 @@ def _error_message(response: object) -> str:
 def _download(url: str, request: ExportRequest, output: Path, show: bool) -> int:
     import requests
 
-    from synergos_mlops.tracking._transport import tls_options
+    from synergos_mlops.tracking.tls import tls_options
 
     target = url.rstrip("/") + request.api_path
     try:

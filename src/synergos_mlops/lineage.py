@@ -46,7 +46,7 @@ def fetch_lineage(target: str, ids: ExperimentIds, run: str) -> dict[str, Any]:
     if target.startswith(("http://", "https://")):
         import requests
 
-        from synergos_mlops.tracking._transport import tls_options
+        from synergos_mlops.tracking.tls import tls_options
 
         url = f"{target.rstrip('/')}{API_PREFIX}/lineage/runs/" + "/".join(
             quote(p, safe="") for p in parts

@@ -372,7 +372,7 @@ class StudyDefinition:
         created: int | None = None,
     ) -> StudyDefinition:  # fmt: skip
         """Check every field; raise InvalidIdError / InvalidValueError naming the problem."""
-        from synergos_mlops.tracking._validate import check_metric_key
+        from synergos_mlops.validate import check_metric_key
 
         name = validate_study_name(name)
         space = validate_search_space(search_space)

@@ -28,6 +28,7 @@ from synergos_mlops.ingest._ingest import (
     ProgressSink,
     RunOutcome,
 )
+from synergos_mlops.ingest._progress import RichProgress
 from synergos_mlops.ingest._scan import (
     Problem,
     RunFolder,
@@ -47,6 +48,7 @@ __all__ = [
     "Problem",
     "ProgressSink",
     "RunFolder",
+    "RichProgress",
     "RunOutcome",
     "Scan",
     "Watcher",

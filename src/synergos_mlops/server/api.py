@@ -13,7 +13,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from synergos_mlops.server.auth._viewer import (
+from synergos_mlops.server.auth.viewer import (
     current_viewer,
     visible_participants,
     visible_run,

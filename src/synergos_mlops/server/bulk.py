@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError
-from synergos_mlops.server.auth._viewer import (
+from synergos_mlops.server.auth.viewer import (
     authorize_metric_writes,
     authorize_resolve,
     grant_creator,
@@ -39,7 +39,7 @@ router = APIRouter(prefix=API_PREFIX)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-def _sql_store() -> Any:
+def sql_store() -> Any:
     from mlflow.server.handlers import _get_tracking_store
 
     store = _get_tracking_store()
@@ -55,7 +55,7 @@ def _write(body: bytes) -> dict[str, int]:
     try:
         batch = decode_batch(body)
         authorize_metric_writes(batch.run_ids)
-        result = write_metrics(_sql_store().engine, batch)
+        result = write_metrics(sql_store().engine, batch)
     except BatchTooLargeError as exc:
         raise ApiError(413, "TOO_LARGE", str(exc)) from None
     except InvalidValueError as exc:
@@ -88,7 +88,7 @@ def _resolve(request: ResolveRequest) -> dict[str, Any]:
 
     try:
         ids = ExperimentIds(request.collaboration, request.project, request.experiment)
-        store = _sql_store()
+        store = sql_store()
         created = authorize_resolve(store, ids.name)
         resolved = resolve_run(store, ids, request.run, request.participants, user=request.user)
     except InvalidIdError as exc:

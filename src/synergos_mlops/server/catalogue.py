@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Request
 
-from synergos_mlops.server.auth._viewer import current_viewer, visible_run
+from synergos_mlops.server.auth.viewer import current_viewer, visible_run
 from synergos_mlops.server.http import (
     API_PREFIX,
     ERRORS,

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidValueError
-from synergos_mlops.server.auth._viewer import (
+from synergos_mlops.server.auth.viewer import (
     RunVisibility,
     authorize_metric_writes,
     current_viewer,

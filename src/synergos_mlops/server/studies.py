@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.federation import ExperimentIds
-from synergos_mlops.server.auth._viewer import (
+from synergos_mlops.server.auth.viewer import (
     authorize_resolve,
     current_viewer,
     grant_creator,
@@ -218,9 +218,9 @@ class TrialRequest(BaseModel):
 
 
 def _store() -> Any:
-    from synergos_mlops.server.bulk import _sql_store
+    from synergos_mlops.server.bulk import sql_store
 
-    return _sql_store()
+    return sql_store()
 
 
 def _define(request: DefineRequest) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError
-from synergos_mlops.server.auth._viewer import current_viewer, visible_run
+from synergos_mlops.server.auth.viewer import current_viewer, visible_run
 from synergos_mlops.server.http import API_PREFIX, ERRORS, ApiError, answer, bounded_body
 from synergos_mlops.views.federated_runs import (
     Backend,

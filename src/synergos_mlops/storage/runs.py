@@ -168,7 +168,7 @@ def _get_or_create_run(
     return run.info.run_id, run.info.artifact_uri
 
 
-def _get_or_create_experiment(store: Any, ids: ExperimentIds) -> str:
+def get_or_create_experiment(store: Any, ids: ExperimentIds) -> str:
     experiment = store.get_experiment_by_name(ids.name)
     if experiment is None:
         tags = [ExperimentTag(key, value) for key, value in ids.tags.items()]
@@ -216,7 +216,7 @@ def resolve_run_locked(
 ) -> ResolvedRun:
     """:func:`resolve_run` for a caller that already holds :data:`resolution_lock` (a study's
     trial is numbered and resolved under one lock, see ``storage.studies``)."""
-    experiment_id = _get_or_create_experiment(store, ids)
+    experiment_id = get_or_create_experiment(store, ids)
     parent_tags = {TAG_RUN: run, TAG_ROLE: ROLE_FEDERATION}
     run_id, artifact_uri = _get_or_create_run(store, experiment_id, run, parent_tags, user, reopen)
     resolved = ResolvedRun(experiment_id, run_id, artifact_uri)

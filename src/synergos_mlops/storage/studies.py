@@ -97,10 +97,10 @@ def define_study(
     takes in the parameters it lacks, and the union is returned."""
     from mlflow.entities import ExperimentTag
 
-    from synergos_mlops.storage.runs import _get_or_create_experiment, resolution_lock
+    from synergos_mlops.storage.runs import get_or_create_experiment, resolution_lock
 
     with resolution_lock(store.engine):
-        experiment_id = _get_or_create_experiment(store, ids)
+        experiment_id = get_or_create_experiment(store, ids)
         tags = store.get_experiment(experiment_id).tags
         stored = tags.get(definition.tag_key)
         created = replace(definition, created=definition.created or _now_ms())

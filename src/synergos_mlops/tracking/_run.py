@@ -27,7 +27,7 @@ from synergos_mlops.federation import (
 from synergos_mlops.storage.batch import MetricBatch
 from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._transport import Resolved
-from synergos_mlops.tracking._validate import (
+from synergos_mlops.validate import (
     as_step,
     metric_items,
     safe_relative_path,

@@ -26,7 +26,7 @@ from synergos_mlops.tracking._run import FederatedRun
 from synergos_mlops.tracking._sender import LOGS, Sender
 from synergos_mlops.tracking._spool import Spool
 from synergos_mlops.tracking._transport import Resolved, Transport, transport_for
-from synergos_mlops.tracking._validate import (
+from synergos_mlops.validate import (
     as_step,
     check_param_key,
 )

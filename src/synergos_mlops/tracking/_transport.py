@@ -30,13 +30,13 @@ from synergos_mlops.errors import (
     SynergosError,
 )
 from synergos_mlops.federation import ExperimentIds
+from synergos_mlops.tracking.tls import tls_options
 
 __all__ = [
     "FolderTransport",
     "HttpTransport",
     "Resolved",
     "Transport",
-    "tls_options",
     "transport_for",
 ]
 
@@ -100,28 +100,6 @@ class Transport(Protocol):
         ``ResolvedTrial.to_json()``."""
 
     def close(self) -> None: ...
-
-
-def tls_options() -> dict[str, Any]:
-    """``verify``/``cert`` for requests, from the variables MLflow's own client reads:
-    ``MLFLOW_TRACKING_INSECURE_TLS=true`` skips verification, ``MLFLOW_TRACKING_SERVER_CERT_PATH``
-    names the CA bundle (or self-signed certificate) to trust, ``MLFLOW_TRACKING_CLIENT_CERT_PATH``
-    a client certificate. Neither set: requests' default (``REQUESTS_CA_BUNDLE`` or certifi)."""
-    options: dict[str, Any] = {}
-    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in ("true", "1")
-    server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
-    if insecure and server_cert:
-        raise StoreError(
-            "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH cannot both be set"
-        )
-    if insecure:
-        options["verify"] = False
-    elif server_cert:
-        options["verify"] = server_cert
-    client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
-    if client_cert:
-        options["cert"] = client_cert
-    return options
 
 
 def _ids_json(ids: ExperimentIds) -> dict[str, str]:

@@ -367,7 +367,7 @@ def tree_part(
     return {"collaborations": collaborations, **answer}
 
 
-def _missing_level(backend: Backend, ids: ExperimentIds) -> str:
+def missing_level(backend: Backend, ids: ExperimentIds) -> str:
     known = reads.synergos_experiments(backend.session_maker)
     if not any(e.collaboration == ids.collaboration for e in known):
         return f"collaboration {ids.collaboration!r} not found"
@@ -387,7 +387,7 @@ def resolve_run(
     validate_id("run", run)
     experiment_id = reads.find_experiment(backend.session_maker, ids.name)
     if experiment_id is None:
-        raise NotFoundError(_missing_level(backend, ids))
+        raise NotFoundError(missing_level(backend, ids))
     parent = reads.find_federation_run(backend.session_maker, experiment_id, run)
     if parent is None:
         raise NotFoundError(f"run {run!r} not found in experiment {ids.name!r}")

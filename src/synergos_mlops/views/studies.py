@@ -29,8 +29,8 @@ from synergos_mlops.views.federated_runs import (
     Backend,
     FederatedRun,
     NotFoundError,
-    _missing_level,
     iso_time,
+    missing_level,
     run_series,
 )
 
@@ -52,7 +52,7 @@ def _everyone(_collaboration: str, _participant: str) -> bool:
 def _experiment(backend: Backend, ids: ExperimentIds) -> str:
     experiment_id = reads.find_experiment(backend.session_maker, ids.name)
     if experiment_id is None:
-        raise NotFoundError(_missing_level(backend, ids))
+        raise NotFoundError(missing_level(backend, ids))
     return experiment_id
 
 

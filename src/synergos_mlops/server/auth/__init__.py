@@ -9,7 +9,7 @@ bootstrap, per-experiment permissions and auth database. What it adds:
 - ``_bindings``: participant bindings, our own table in the auth database. An account bound
   to participant P of collaboration C sees the federation (global) runs of C and P's runs,
   and nothing of C's other participants.
-- ``_viewer``: who is asking (a FastAPI dependency on every Synergos route) and what that
+- ``viewer``: who is asking (a FastAPI dependency on every Synergos route) and what that
   account may see or write in the Synergos API.
 - ``_route_classes``: every route MLflow serves, classified for bound accounts: allowed,
   filtered or refused (a route not classified is refused).

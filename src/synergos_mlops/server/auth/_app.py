@@ -14,7 +14,7 @@ def authenticated_app(flask_app: Any) -> tuple[Any, list[Any]]:
     from mlflow.server import auth as mlflow_auth
 
     from synergos_mlops.server.auth import _mlflow_routes
-    from synergos_mlops.server.auth._viewer import (
+    from synergos_mlops.server.auth.viewer import (
         Unauthenticated,
         require_authentication,
         require_viewer,

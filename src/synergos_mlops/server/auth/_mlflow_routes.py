@@ -31,15 +31,15 @@ from synergos_mlops.server.auth._route_classes import (
     native_routes,
     route_class,
 )
-from synergos_mlops.server.auth._viewer import Viewer, viewer_for
 from synergos_mlops.server.auth._visibility import Visibility
+from synergos_mlops.server.auth.viewer import Viewer, viewer_for
 
 __all__ = ["install"]
 
 _MAX_SCANNED_BODY = 16 * 1024 * 1024
 #: Routes answering a file's bytes: checked before, never parsed after.
 _FILE_ROUTE_ENDS = ("get-artifact", "/artifacts/files", "<path:artifact_path>")
-#: Paths served by Synergos routers, which scope by themselves (auth/_viewer.py).
+#: Paths served by Synergos routers, which scope by themselves (auth/viewer.py).
 _SYNERGOS_PATHS = ("/api/synergos/", "/synergos/", "/synergos")
 
 

@@ -22,7 +22,7 @@ import re
 from typing import Any
 from urllib.parse import unquote_plus
 
-from synergos_mlops.server.auth._viewer import RunVisibility
+from synergos_mlops.server.auth.viewer import RunVisibility
 
 __all__ = ["Visibility", "model_ids", "run_ids"]
 
