@@ -134,7 +134,7 @@ def create_app(app: Flask | None = None) -> Any:
 
     dependencies: list[Any] = []
     if os.environ.get(AUTH_APP_ENV) == "1":  # set by `synmlops serve --auth`
-        from synergos_mlops.server.auth._app import authenticated_app
+        from synergos_mlops.server.auth.app import authenticated_app
 
         fastapi_app, dependencies = authenticated_app(flask_app)
     else:

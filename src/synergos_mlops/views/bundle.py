@@ -41,7 +41,7 @@ from urllib.parse import quote
 
 from synergos_mlops.storage.reads import RunRow
 from synergos_mlops.views.federated_runs import Backend, FederatedRun, NotFoundError
-from synergos_mlops.views.run_data import DataFile, data_files
+from synergos_mlops.views.run_data import ArtifactFile, DataFile, data_files
 
 __all__ = [
     "ArtifactFile",
@@ -65,14 +65,6 @@ ZIP64_LIMIT = (1 << 31) - 1
 
 class UnsafePathError(ValueError):
     """An artifact path that could leave the run's artifact root."""
-
-
-@dataclass(frozen=True)
-class ArtifactFile:
-    repo: Any
-    path: str  # inside the repository
-    relative: str  # inside the run's artifact root
-    size: int | None
 
 
 #: What a bundle holds: artifact files and data files written from the stores.

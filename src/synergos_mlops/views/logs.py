@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synergos_mlops.views.bundle import ArtifactFile
+from synergos_mlops.views.run_data import ArtifactFile
 
 __all__ = ["bundle_log_entries"]
 

@@ -35,6 +35,7 @@ from synergos_mlops.views.federated_runs import Backend, FederatedRun, iso_time
 
 __all__ = [
     "DATA_FILES",
+    "ArtifactFile",
     "DataFile",
     "data_files",
     "metrics_csv",
@@ -48,6 +49,17 @@ STATISTICS_HEADER = ("participant", "stage", "statistic", "class", "step", "valu
 CLASS_KEY = re.compile(r"^(?P<stage>[^/]+)/(?P<statistic>.+)/class_(?P<cls>\d+)$")
 DATA_FILES = ("hyperparameters.json", "metrics.csv", "statistics.csv", "model_versions.json")
 FLUSH_AT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """A file of a run's bundle read from an artifact repository (``repo``), or from a
+    generated one (the hardware series, the log records)."""
+
+    repo: Any
+    path: str  # inside the repository
+    relative: str  # inside the run's artifact root
+    size: int | None
 
 
 @dataclass(frozen=True)

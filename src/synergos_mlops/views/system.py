@@ -14,8 +14,8 @@ from typing import Any
 
 from synergos_mlops.storage import reads
 from synergos_mlops.storage.system import CPU_KEY, MEMORY_KEY, PROCESS_CPU_KEY, PROCESS_MEMORY_KEY
-from synergos_mlops.views.bundle import ArtifactFile
 from synergos_mlops.views.federated_runs import Backend, FederatedRun, iso_time
+from synergos_mlops.views.run_data import ArtifactFile
 
 __all__ = ["SYSTEM_CSV", "csv_text", "system_csv_entries", "system_points", "system_view"]
 
