@@ -16,7 +16,7 @@ from federated_data import LoggedRun, log_federated_run
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from synergos_mlops.server.station import STATIC
+from synergos_mlops.server.routes.station import STATIC
 from synergos_mlops.views.run_data import DATA_FILES
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "run-page.png"

@@ -1,7 +1,7 @@
 """MLflow's own UI, in headless Chromium, opens a federated experiment on its training runs.
 
 MLflow 3.17's UI ignores the experiment's ``mlflow.experimentKind`` tag and picks the page
-from a global workflow type that defaults to GenAI (see server/mlflow_ui.py); the server
+from a global workflow type that defaults to GenAI (see server/routes/mlflow_ui.py); the server
 makes "Model training" the default for a browser that has not chosen.
 """
 
@@ -15,7 +15,7 @@ import requests
 from conftest import Server
 from federated_data import LoggedRun, log_federated_run
 
-from synergos_mlops.server.mlflow_ui import BOOT_DEFAULTS, TELEMETRY_OFF_DEFAULTS
+from synergos_mlops.server.routes.mlflow_ui import BOOT_DEFAULTS, TELEMETRY_OFF_DEFAULTS
 
 
 @pytest.fixture(scope="module")

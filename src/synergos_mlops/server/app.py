@@ -24,15 +24,15 @@ __all__ = ["OPEN_ROUTER_MODULES", "ROUTER_MODULES", "create_app"]
 #: Modules whose ``router`` (a FastAPI APIRouter) is mounted, in this order.
 ROUTER_MODULES: tuple[str, ...] = (
     "synergos_mlops.server.health",
-    "synergos_mlops.server.bulk",
-    "synergos_mlops.server.logs",  # ahead of api: its catch-all answers unknown /runs/ paths
-    "synergos_mlops.server.system",  # before api: its /runs/... catch-all answers 404
-    "synergos_mlops.server.catalogue",  # before api too: {run}/datasets
-    "synergos_mlops.server.api",
-    "synergos_mlops.server.openapi",
-    "synergos_mlops.server.studies",
-    "synergos_mlops.server.station",
-    "synergos_mlops.server.mlflow_ui",
+    "synergos_mlops.server.routes.bulk",
+    "synergos_mlops.server.routes.logs",  # ahead of runs: its catch-all answers /runs/...
+    "synergos_mlops.server.routes.system",  # before runs: its /runs/... catch-all answers 404
+    "synergos_mlops.server.routes.catalogue",  # before runs too: {run}/datasets
+    "synergos_mlops.server.routes.runs",
+    "synergos_mlops.server.routes.openapi",
+    "synergos_mlops.server.routes.studies",
+    "synergos_mlops.server.routes.station",
+    "synergos_mlops.server.routes.mlflow_ui",
 )
 
 
@@ -140,9 +140,9 @@ def create_app(app: Flask | None = None) -> Any:
     else:
         fastapi_app = create_fastapi_app(flask_app)
     routers = {name: importlib.import_module(name).router for name in ROUTER_MODULES}
-    # Last: a path under the API that no route above answers (see server/_fallback.py).
-    routers["synergos_mlops.server._fallback"] = importlib.import_module(
-        "synergos_mlops.server._fallback"
+    # Last: a path under the API that no route above answers (see server/routes/fallback.py).
+    routers["synergos_mlops.server.routes.fallback"] = importlib.import_module(
+        "synergos_mlops.server.routes.fallback"
     ).router
     _include_first(fastapi_app, routers, dependencies)
     _install_error_handlers(fastapi_app)

@@ -1,6 +1,6 @@
 """Database writes shared by the server's Synergos routes and the tracker's folder mode.
 
-This package sits between the two: the server's routers (``synergos_mlops.server.bulk``) and
+This package sits between the two: the server's routers (``synergos_mlops.server.routes.bulk``) and
 the tracking library's folder transport both call it, and it imports neither of them.
 
 - :mod:`synergos_mlops.storage.batch`: the columnar metric batch and its wire form (light,

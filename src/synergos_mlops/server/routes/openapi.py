@@ -1,5 +1,5 @@
 """``/api/synergos/v1/openapi.json``: the OpenAPI document of the Synergos read routes alone
-(the routers of api, logs, system, studies and catalogue, gathered here so none imports
+(the routers of runs, logs, system, studies and catalogue, gathered here so none imports
 another)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from synergos_mlops.server import api, catalogue, logs, studies, system
 from synergos_mlops.server.http import API_PREFIX
+from synergos_mlops.server.routes import catalogue, logs, runs, studies, system
 
 __all__ = ["openapi_document", "router"]
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix=API_PREFIX)
 
 #: The routers the document describes, in this order.
 _READ_ROUTERS = (
-    api.router,
+    runs.router,
     logs.read_router,
     system.read_router,
     studies.read_router,

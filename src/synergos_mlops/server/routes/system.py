@@ -43,7 +43,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 #: Both routes (the write route, then ``read_router``'s).
 router = APIRouter(tags=["synergos"])
-#: The read route alone: in the Synergos OpenAPI document (``server.api``).
+#: The read route alone: in the Synergos OpenAPI document (``server.routes.runs``).
 read_router = APIRouter(prefix=API_PREFIX, tags=["synergos"])
 
 

@@ -218,7 +218,7 @@ class TrialRequest(BaseModel):
 
 
 def _store() -> Any:
-    from synergos_mlops.server.bulk import sql_store
+    from synergos_mlops.server.routes.bulk import sql_store
 
     return sql_store()
 

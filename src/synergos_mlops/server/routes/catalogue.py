@@ -3,7 +3,7 @@
 ``GET /catalogue``, ``GET /catalogue/{c}/{participant}/{digest}``, ``GET {run}/datasets``
 (datasets and drift), ``GET /lineage/runs/{c}/{p}/{e}/{r}``, ``GET /lineage/models/{name}/
 {version}``, ``GET /lineage/datasets/{c}/{participant}/{digest}``. Included ahead of
-``server.api``, whose ``/runs/...`` catch-all would answer ``{run}/datasets`` first.
+``server.routes.runs``, whose ``/runs/...`` catch-all would answer ``{run}/datasets`` first.
 
 With authentication on, an account sees datasets of experiments it may read, and an account
 bound to participants only its own participants' datasets and profiles; the lineage of a run
