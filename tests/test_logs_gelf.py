@@ -23,7 +23,7 @@ import requests
 from conftest import Server, free_port, start_server
 
 from synergos_mlops import FederatedTracker, TrackerConfig
-from synergos_mlops.server.gelf import (
+from synergos_mlops.server.services.gelf import (
     ChunkAssembler,
     GelfRejected,
     decode_payload,

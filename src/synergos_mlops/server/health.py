@@ -66,9 +66,9 @@ def health() -> JSONResponse:
                 return JSONResponse(
                     status_code=503, content={**body, "status": "unavailable", "reason": problem}
                 )
-    from synergos_mlops.server.log_service import STATUS_ENV as GELF_STATUS_ENV
-    from synergos_mlops.server.log_service import gelf_health_problem
-    from synergos_mlops.server.log_service import read_status as read_gelf_status
+    from synergos_mlops.server.services.log_service import STATUS_ENV as GELF_STATUS_ENV
+    from synergos_mlops.server.services.log_service import gelf_health_problem
+    from synergos_mlops.server.services.log_service import read_status as read_gelf_status
 
     gelf_path = os.environ.get(GELF_STATUS_ENV)
     if gelf_path:

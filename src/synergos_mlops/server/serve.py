@@ -143,11 +143,11 @@ def check_tls(
 
 
 def gelf_security(config: ServeConfig) -> Any:
-    """The GELF input's :class:`~synergos_mlops.server.log_service.GelfSecurity`, its
+    """The GELF input's :class:`~synergos_mlops.server.services.log_service.GelfSecurity`, its
     settings checked (ServeError naming the bad one)."""
     import ipaddress
 
-    from synergos_mlops.server.log_service import GelfSecurity
+    from synergos_mlops.server.services.log_service import GelfSecurity
 
     networks = []
     for item in config.gelf_allow:
@@ -312,7 +312,7 @@ def prepare(
     from synergos_mlops.server.auth import AUTH_APP_ENV
 
     env.pop(AUTH_APP_ENV, None)
-    from synergos_mlops.server.log_service import STATUS_ENV as GELF_STATUS_ENV
+    from synergos_mlops.server.services.log_service import STATUS_ENV as GELF_STATUS_ENV
 
     env.pop(GELF_STATUS_ENV, None)
     if config.gelf_port is not None:
@@ -422,7 +422,7 @@ def _start_log_services(
 ) -> list[Any]:
     """The GELF input (``--gelf-port``) and the retention of log records
     (``--log-retention-days``), threads of this process beside the server."""
-    from synergos_mlops.server.log_service import GelfInput, LogRetention
+    from synergos_mlops.server.services.log_service import GelfInput, LogRetention
 
     services: list[Any] = []
     if config.gelf_port is not None:

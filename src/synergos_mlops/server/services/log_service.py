@@ -6,7 +6,7 @@ certificate) and UDP (plain, zlib or gzip, chunked; not with TLS), in one thread
 (``selectors``); parsed records wait in a bounded queue that a second thread writes to the
 database in batches. Memory is bounded everywhere: a TCP message longer than 1 MiB is skipped
 up to its end without being kept, chunked UDP is held within
-:class:`~synergos_mlops.server.gelf.ChunkAssembler`'s bounds, the queue holds at most
+:class:`~synergos_mlops.server.services.gelf.ChunkAssembler`'s bounds, the queue holds at most
 ``max_backlog`` records (beyond: ``backlog_full``), connections are capped. Senders outside
 ``allow`` (CIDR networks) and TLS handshakes that fail are refused and counted.
 
@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from synergos_mlops.server.gelf import (
+from synergos_mlops.server.services.gelf import (
     CHUNK_MAGIC,
     MAX_MESSAGE_BYTES,
     ChunkAssembler,
