@@ -307,7 +307,7 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
     if unchanged is not None:
         _echo_report(unchanged, outputs)
         return
-    from synergos_mlops.ingest import RichProgress
+    from synergos_mlops.ingest.progress import RichProgress
 
     announce = _new_store_notice(target)
     ingester = Ingester(target)

@@ -12,7 +12,7 @@ Layers, each importing only the ones above it::
     _ingest    compare with the manifest a run keeps, log what changed through the tracker
     _watch     poll, wait for files to settle, ingest again
     _unchanged whether a whole tree is already in a store folder, read without MLflow
-    _progress  the rich progress bar of the CLI
+    progress   the rich progress bar of the CLI (public: the CLI imports it)
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from synergos_mlops.ingest._ingest import (
     ProgressSink,
     RunOutcome,
 )
-from synergos_mlops.ingest._progress import RichProgress
 from synergos_mlops.ingest._scan import (
     Problem,
     RunFolder,
@@ -48,7 +47,6 @@ __all__ = [
     "Problem",
     "ProgressSink",
     "RunFolder",
-    "RichProgress",
     "RunOutcome",
     "Scan",
     "Watcher",
