@@ -159,6 +159,30 @@ def test_unauthenticated_answer_is_the_api_error_shape_with_a_basic_challenge(
     assert get(server, "/synergos/static/js/main.js", ALICE).status_code == 200
 
 
+def test_verified_passwords_are_cached_but_a_wrong_or_changed_one_never_passes(
+    served: tuple[Server, LoggedRun],
+) -> None:
+    server, _ = served
+    written = (server.store / "basic_auth.ini").read_text()
+    assert "auth_cache_ttl_seconds = 30" in written
+    dave = ("dave", "dave-password-123")
+    create_accounts(server.url, dave)
+    for _ in range(4):  # both workers have verified and cached dave's password
+        assert get(server, "/api/2.0/mlflow/experiments/search?max_results=1", dave).ok
+    for wrong in ("dave-password-124", "", "dave-password-123 ", "DAVE-PASSWORD-123"):
+        refused = get(server, "/api/2.0/mlflow/experiments/search?max_results=1", ("dave", wrong))
+        assert refused.status_code == 401, wrong
+    assert get(server, f"{API}/collaborations", ("nobody", dave[1])).status_code == 401
+    # A new password is checked against the store, never answered from the cache.
+    changed = requests.patch(
+        f"{server.url}/api/2.0/mlflow/users/update-password",
+        json={"username": "dave", "password": "dave-new-password-456"}, auth=ADMIN, timeout=60,
+    )  # fmt: skip
+    assert changed.status_code == 200, changed.text
+    for _ in range(4):
+        assert get(server, f"{API}/collaborations", ("dave", "dave-new-password-456")).ok
+
+
 # --- per-experiment permissions in the Synergos API --------------------------------------
 
 

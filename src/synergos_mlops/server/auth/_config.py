@@ -26,6 +26,8 @@ __all__ = ["AUTH_APP_ENV", "AUTH_INI", "AuthSetup", "auth_setup", "prepare_auth"
 #: Set by ``serve`` in the server's environment: the factory then turns authentication on.
 AUTH_APP_ENV = "_SYNMLOPS_AUTH_APP"
 AUTH_INI = "basic_auth.ini"
+# How long a verified password stays verified in a worker (MLflow's auth_cache_ttl_seconds).
+AUTH_CACHE_SECONDS = 30
 AUTH_DB = "basic_auth.db"
 DEFAULT_PERMISSION = "NO_PERMISSIONS"
 
@@ -70,6 +72,9 @@ def auth_setup(
             "database_uri": _default_database_uri(folder, backend_store_uri),
             "admin_username": "admin",
             "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+            # MLflow's credential cache: a password is hashed (scrypt, ~0.1 s of CPU) once
+            # per account and window, not on every request a page or a tracker sends.
+            "auth_cache_ttl_seconds": str(AUTH_CACHE_SECONDS),
         }
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
             out.write(
