@@ -134,6 +134,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
+def die_with_pytest() -> None:
+    """``preexec_fn`` of a test's server: Linux sends it SIGTERM when this pytest process dies,
+    even by SIGKILL, and ``synmlops serve`` then stops its whole process group."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 def start_server(
     store: Path,
     *,
@@ -161,8 +169,9 @@ def start_server(
     inherited = {k: v for k, v in os.environ.items() if k not in drop_env}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, env={**inherited, **(env or {})}
-        )
+            args, stdout=out, stderr=subprocess.STDOUT, env={**inherited, **(env or {})},
+            preexec_fn=die_with_pytest,
+        )  # fmt: skip
     server = Server(url or f"http://127.0.0.1:{port}", port, store, process, log, args)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -194,7 +203,7 @@ def start_server_command(
     with log.open("wb") as out:
         process = subprocess.Popen(
             [executable, *command[1:]], stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
+            env={**os.environ, **env}, preexec_fn=die_with_pytest,
         )  # fmt: skip
     server = Server(f"http://127.0.0.1:{port}", port, store, process, log, command)
     deadline = time.monotonic() + timeout

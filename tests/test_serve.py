@@ -271,6 +271,33 @@ def test_sigkill_of_serve_takes_mlflow_uvicorn_and_every_worker_with_it(tmp_path
     assert wait_for(lambda: _port_free(server.port), timeout=10)
 
 
+_TEST_SESSION = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from conftest import start_server
+from pathlib import Path
+server = start_server(Path(sys.argv[2]))
+print(server.process.pid, server.port, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_test_server_stops_when_the_pytest_that_started_it_is_killed(tmp_path: Path) -> None:
+    from conftest import wait_for
+
+    session = subprocess.Popen(
+        [sys.executable, "-c", _TEST_SESSION, str(Path(__file__).parent), str(tmp_path / "s")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert session.stdout is not None
+    serve_pid, port = (int(word) for word in session.stdout.readline().split())
+    descendants = [serve_pid, *_descendants(serve_pid)]
+    session.kill()  # as a SIGKILLed pytest: no fixture teardown runs
+    session.wait()
+    assert wait_for(lambda: _gone(descendants), timeout=60), "the server outlived its pytest"
+    assert wait_for(lambda: _port_free(port), timeout=10)
+
+
 def test_port_held_by_an_orphaned_server_of_ours_is_named_in_one_line(tmp_path: Path) -> None:
     import psutil
     from conftest import wait_for
