@@ -72,5 +72,52 @@ def test_serve_with_log_retention_days_deletes_older_records_and_keeps_recent_on
             f"{len(messages(server))} records left; serve said: {server.output()[-2000:]}"
         )
         assert wait_for(lambda: "logs: deleted 12003 records older than 30 days" in server.output())
+        health = requests.get(f"{server.url}/health", timeout=30).json()
+        assert health["status"] == "ok"
+        assert health["log_retention"]["deleted"] == 12_003
+        assert health["log_retention"]["last_error"] is None
     finally:
         server.stop()
+
+
+def test_a_failing_retention_pass_is_said_in_health_and_tried_again_until_it_works(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    from synergos_mlops.server.database import upgrade
+    from synergos_mlops.server.services.log_service import (
+        LogRetention,
+        read_status,
+        retention_health_problem,
+    )
+    from synergos_mlops.storage.log_batch import decode_log_batch
+    from synergos_mlops.storage.logs import count_records, insert_records
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    upgrade(uri)
+    engine = create_engine(uri)
+    old = [wire(n, 40) for n in range(30)] + [wire(100, 1)]
+    insert_records(engine, decode_log_batch(encode_log_batch(old)))
+    with engine.begin() as connection:  # the table is gone: every pass fails
+        connection.execute(text("ALTER TABLE synergos_logs RENAME TO moved_away"))
+    said: list[str] = []
+    status_path = tmp_path / "retention.json"
+    retention = LogRetention(uri, 30, retry=0.2, status_path=status_path, echo=said.append)
+    retention.start()
+    try:
+        assert wait_for(lambda: (read_status(status_path) or {}).get("failed_passes", 0) >= 2)
+        failing = read_status(status_path)
+        assert failing is not None and "synergos_logs" in failing["last_error"]
+        problem = retention_health_problem(failing)
+        assert problem is not None and problem.startswith("log retention failed (")
+        assert any("retention pass failed" in line for line in said)
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE moved_away RENAME TO synergos_logs"))
+        assert wait_for(lambda: (read_status(status_path) or {}).get("last_error", 1) is None)
+    finally:
+        retention.stop()
+    recovered = read_status(status_path)
+    assert recovered is not None and retention_health_problem(recovered) is None
+    assert recovered["deleted"] == 30 and count_records(engine) == 1
+    engine.dispose()

@@ -68,15 +68,30 @@ def health() -> JSONResponse:
                 )
     from synergos_mlops.server.services.log_service import STATUS_ENV as GELF_STATUS_ENV
     from synergos_mlops.server.services.log_service import gelf_health_problem
-    from synergos_mlops.server.services.log_service import read_status as read_gelf_status
+    from synergos_mlops.server.services.log_service import read_status as read_service_status
 
     gelf_path = os.environ.get(GELF_STATUS_ENV)
     if gelf_path:
-        gelf = read_gelf_status(gelf_path) or {"accepted": 0, "rejected": {}}
+        gelf = read_service_status(gelf_path) or {"accepted": 0, "rejected": {}}
         body["gelf"] = gelf
         problem = gelf_health_problem(gelf)
         if problem is not None:  # a GELF thread stopped: never "ok" while records are lost
             return JSONResponse(
                 status_code=503, content={**body, "status": "unavailable", "reason": problem}
             )
+    from synergos_mlops.server.services.log_service import (
+        RETENTION_STATUS_ENV,
+        retention_health_problem,
+    )
+
+    retention_path = os.environ.get(RETENTION_STATUS_ENV)
+    if retention_path:
+        retention = read_service_status(retention_path)
+        if retention is not None:
+            body["log_retention"] = retention
+            problem = retention_health_problem(retention)
+            if problem is not None:  # old records pile up: never "ok" while it fails
+                return JSONResponse(
+                    status_code=503, content={**body, "status": "unavailable", "reason": problem}
+                )
     return JSONResponse(content={**body, "status": "ok"})

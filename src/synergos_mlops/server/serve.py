@@ -320,6 +320,11 @@ def prepare(
             raise ServeError(f"--gelf-port {config.gelf_port} is the server's own --port")
         gelf_security(config)
         env[GELF_STATUS_ENV] = str(_gelf_status_path(config))
+    from synergos_mlops.server.services.log_service import RETENTION_STATUS_ENV
+
+    env.pop(RETENTION_STATUS_ENV, None)
+    if config.log_retention_days is not None:
+        env[RETENTION_STATUS_ENV] = str(_status_path(config, "retention"))
     env.update(auth_env)
     env.update(config.extra_env)
     return command, env
@@ -407,14 +412,18 @@ def serve(
 
 
 def _gelf_status_path(config: ServeConfig) -> Path:
-    """Beside the file-store sync's status, in the store folder (a temporary folder when the
-    server keeps nothing there)."""
+    return _status_path(config, "gelf")
+
+
+def _status_path(config: ServeConfig, service: str) -> Path:
+    """A service's status file, beside the file-store sync's status in the store folder (a
+    temporary folder when the server keeps nothing there)."""
     import tempfile
 
     folder = StoreFolder.at(config.store)
     if folder.path.is_dir():
-        return folder.path / "synergos-mlops-gelf.json"
-    return Path(tempfile.gettempdir()) / f"synergos-mlops-gelf-{config.port}.json"
+        return folder.path / f"synergos-mlops-{service}.json"
+    return Path(tempfile.gettempdir()) / f"synergos-mlops-{service}-{config.port}.json"
 
 
 def _start_log_services(
@@ -450,7 +459,11 @@ def _start_log_services(
                 "restrict senders with --gelf-allow or --gelf-client-ca"
             )
     if config.log_retention_days is not None:
-        retention = LogRetention(backend, config.log_retention_days, echo=echo)
+        status_path = _status_path(config, "retention")
+        status_path.unlink(missing_ok=True)  # a past server's outcome is not this one's
+        retention = LogRetention(
+            backend, config.log_retention_days, status_path=status_path, echo=echo
+        )
         retention.start()
         services.append(retention)
     return services

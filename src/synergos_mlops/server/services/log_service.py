@@ -58,12 +58,16 @@ __all__ = [
     "GelfSecurity",
     "LogRetention",
     "LogTableMissingError",
+    "RETENTION_STATUS_ENV",
     "gelf_health_problem",
+    "retention_health_problem",
     "read_status",
 ]
 
 #: Where the serve process tells its workers the GELF status file is.
 STATUS_ENV = "SYNMLOPS_GELF_STATUS"
+#: Where the serve process tells its workers the log retention's status file is.
+RETENTION_STATUS_ENV = "SYNMLOPS_RETENTION_STATUS"
 #: A status file older than this (seconds) means the GELF input is stuck: /health says 503.
 STALE_AFTER = 15.0
 _RECV = 256 * 1024
@@ -731,7 +735,11 @@ class GelfInput:
 
 
 class LogRetention:
-    """Delete log records older than ``days`` days, at start and every ``interval`` seconds."""
+    """Delete log records older than ``days`` days, at start and every ``interval`` seconds.
+
+    A pass that fails is tried again after ``retry`` seconds. Each pass writes its outcome to
+    ``status_path`` (when given), where ``/health`` reads it: while the last pass failed,
+    ``/health`` says 503 with the reason (:func:`retention_health_problem`)."""
 
     def __init__(
         self,
@@ -739,13 +747,20 @@ class LogRetention:
         days: float,
         *,
         interval: float = 3600.0,
+        retry: float = 60.0,
+        status_path: Path | None = None,
         echo: Callable[[str], None] = print,
     ) -> None:
         self.backend_uri = backend_uri
         self.days = days
         self.interval = interval
+        self.retry = min(retry, interval)
+        self.status_path = status_path
         self.echo = echo
         self.deleted = 0
+        self.passes = 0
+        self.failed_passes = 0
+        self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -781,10 +796,46 @@ class LogRetention:
             self.echo(f"logs: deleted {count} records older than {self.days:g} days")
         return count
 
+    def status(self) -> dict[str, Any]:
+        return {
+            "days": self.days, "passes": self.passes, "deleted": self.deleted,
+            "failed_passes": self.failed_passes, "last_error": self.last_error,
+            "retry_seconds": self.retry, "updated": time.time(),
+        }  # fmt: skip
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self.passes += 1
             try:
                 self.run_once()
-            except Exception as exc:  # noqa: BLE001 - try again at the next interval
-                self.echo(f"logs: retention pass failed: {exc}")
-            self._stop.wait(self.interval)
+                self.last_error = None
+            except Exception as exc:  # noqa: BLE001 - said in /health; tried again soon
+                self.failed_passes += 1
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.last_error = first[:300]
+                self.echo(f"logs: retention pass failed ({self.last_error}); "
+                          f"trying again in {self.retry:g} s")  # fmt: skip
+            self._write_status()
+            self._stop.wait(self.interval if self.last_error is None else self.retry)
+
+    def _write_status(self) -> None:
+        if self.status_path is None:
+            return
+        temporary = self.status_path.with_name(self.status_path.name + ".tmp")
+        try:
+            temporary.write_text(json.dumps(self.status()), encoding="utf-8")
+            os.replace(temporary, self.status_path)
+        except OSError as exc:
+            self.echo(f"logs: cannot write {self.status_path}: {exc.strerror}")
+
+
+def retention_health_problem(status: dict[str, Any]) -> str | None:
+    """Why ``/health`` must say 503 for this retention status, or None when its last pass
+    worked."""
+    error = status.get("last_error")
+    if not error:
+        return None
+    return (
+        f"log retention failed ({error}); records older than {status.get('days')} days are "
+        f"kept until a pass works, tried every {status.get('retry_seconds')} s"
+    )
