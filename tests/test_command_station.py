@@ -447,3 +447,41 @@ def test_a_run_without_per_class_statistics_says_so(
     note.wait_for()
     assert "No per-class statistics logged" in note.inner_text()
     page.close()
+
+
+def test_overview_lists_the_latest_runs_newest_first_and_counts_the_running_ones(
+    shared_server, browser, tmp_path: Path
+) -> None:
+    from synergos_mlops import FederatedTracker, TrackerConfig
+
+    url, api = shared_server.url, f"{shared_server.url}/api/synergos/v1"
+    collaboration = f"Latest {uuid.uuid4().hex[:6]}"
+    log_federated_run(url, collaboration=collaboration, run="older", rounds=1, epochs=1,
+                      artifacts=False)  # fmt: skip
+    with FederatedTracker(url, TrackerConfig(spool_dir=tmp_path / "spool")) as tracker:
+        tracker.run(collaboration, "p", "e", "newest", participants=["w1", "w2"])  # not ended
+    body = requests.get(f"{api}/runs", params={"limit": 2}, timeout=60).json()
+    assert [(r["collaboration"], r["id"]) for r in body["runs"]] == [
+        (collaboration, "newest"), (collaboration, "older")
+    ]  # fmt: skip
+    assert body["runs"][0]["status"] == "RUNNING" and body["runs"][0]["participant_count"] == 2
+    assert body["runs"][0]["project"] == "p" and body["runs"][1]["experiment"] == "exp-1"
+    tree = requests.get(f"{api}/collaborations", timeout=60).json()["collaborations"]
+    every = [
+        run for c in tree for p in c["projects"] for e in p["experiments"] for run in e["runs"]
+    ]
+    assert body["run_count"] == len(every)
+    assert body["running"] == sum(run["status"] == "RUNNING" for run in every) >= 1
+    for bad in ("0", "1001", "ten"):
+        refused = requests.get(f"{api}/runs", params={"limit": bad}, timeout=60)
+        assert refused.status_code == 400 and "limit" in refused.json()["error"]["message"], bad
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(f"{url}/synergos/")
+    first = page.locator("#latest-runs #runs-table tbody tr").first
+    first.wait_for()
+    assert first.locator("a").inner_text() == "newest"
+    assert collaboration in first.inner_text() and "RUNNING" in first.inner_text()
+    counted = page.locator("#running-count").inner_text()
+    assert counted == f"{body['running']:,} running of {body['run_count']:,}"
+    page.close()

@@ -367,6 +367,38 @@ def tree_part(
     return {"collaborations": collaborations, **answer}
 
 
+def newest_runs(
+    backend: Backend, limit: int, readable: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
+    """The ``limit`` newest federation runs of every experiment ``readable`` lets through,
+    newest first, each with its collaboration, project and experiment; and how many runs
+    there are, and how many of them are running. One read of the runs' rows, whatever the
+    limit; participants are counted for the runs listed only."""
+    if limit < 1:
+        raise SynergosError("limit must be at least 1")
+    experiments = {
+        e.experiment_id: e for e in reads.synergos_experiments(backend.session_maker)
+        if readable is None or readable(e.experiment_id)
+    }  # fmt: skip
+    rows = reads.federation_runs(backend.session_maker, list(experiments), counted=False)
+    newest = sorted(rows, key=lambda r: (r.start_time or 0, r.synergos_id), reverse=True)
+    newest = newest[:limit]
+    counts = reads.participant_counts(backend.session_maker, [r.run_uuid for r in newest])
+    listed = []
+    for row in newest:
+        experiment = experiments[row.experiment_id]
+        listed.append({
+            "collaboration": experiment.collaboration, "project": experiment.project,
+            "experiment": experiment.experiment,
+            **_run_summary(replace(row, participants=counts.get(row.run_uuid, 0))),
+        })  # fmt: skip
+    return {
+        "runs": listed,
+        "run_count": len(rows),
+        "running": sum(1 for r in rows if r.status == "RUNNING"),
+    }
+
+
 def missing_level(backend: Backend, ids: ExperimentIds) -> str:
     known = reads.synergos_experiments(backend.session_maker)
     if not any(e.collaboration == ids.collaboration for e in known):

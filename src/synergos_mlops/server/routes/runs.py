@@ -46,6 +46,7 @@ from synergos_mlops.views.federated_runs import (
     FederatedRun,
     TreeQuery,
     collaboration_tree,
+    newest_runs,
     resolve_run,
     run_detail,
     run_series,
@@ -146,6 +147,26 @@ def collaborations(
         readable = None if viewer is None or viewer.is_admin else viewer.can_read
         answer = tree_part(Backend.of_server(), query, readable)
         return _scoped_tree(answer) if viewer is not None and viewer.scoped else answer
+
+    return answer(work)
+
+
+@router.get("/runs", responses=ERRORS)
+def runs_newest_first(
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many runs (newest first)")] = 10,
+) -> dict[str, Any]:
+    """The newest federated runs of every experiment the account may read, newest first (each
+    with its collaboration, project and experiment), with `run_count` (all of them) and
+    `running` (how many are running): the overview page's "latest runs"."""
+
+    def work() -> dict[str, Any]:
+        viewer = current_viewer()
+        readable = None if viewer is None or viewer.is_admin else viewer.can_read
+        found = newest_runs(Backend.of_server(), limit, readable)
+        if viewer is not None and viewer.scoped:  # no participant counts, as in the tree
+            for run in found["runs"]:
+                run["participant_count"] = None
+        return found
 
     return answer(work)
 

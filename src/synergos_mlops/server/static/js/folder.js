@@ -58,7 +58,24 @@ export function renderFolder(main, ids) {
       ids.length > 2 ? null : stat(rows.length, "experiment"),
       stat(runs, "run")),
     studiesCard(ids),
+    ids.length ? null : latestRunsCard(),
     ids.length === 3 ? experimentRunsCard(ids) : experimentsCard(rows));
+}
+// The overview's newest runs of every experiment, and how many run now (GET /runs).
+const LATEST = 10;
+function latestRunsCard() {
+  const card = h("div", { id: "latest-runs" }, h("p", { class: "muted" }, "Loading the latest runs…"));
+  getJSON(new URL("runs?limit=" + LATEST, API)).then((body) => {
+    const rows = body.runs.map((r) => [r.collaboration, r.project, r.experiment, r]);
+    const table = runsTable(rows);
+    const running = h("span", { class: "muted small", id: "running-count" },
+      body.running.toLocaleString() + " running of " + body.run_count.toLocaleString());
+    card.replaceChildren(h("div", { class: "card" }, h("div", { class: "card-head" },
+      h("h2", {}, "Latest runs"), running, rows.length > 1 ? compareButton(table) : null), table));
+  }).catch((err) => {
+    card.replaceChildren(h("p", { class: "error" }, "could not load the latest runs: " + (err.message || err)));
+  });
+  return card;
 }
 function experimentsCard(rows) {
   const body = rows.length ? h("div", { class: "scroll" }, h("table", { id: "experiments-table" },
