@@ -66,7 +66,7 @@ class _Worker(Protocol):
     def participant(self) -> str | None: ...
 
     @property
-    def path(self) -> Path: ...
+    def root(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Roots:
     def of(cls, outputs: Path, workers: Sequence[_Worker] = ()) -> Roots:
         return cls(
             os.path.realpath(outputs),
-            tuple((w.participant, os.path.realpath(w.path)) for w in workers),
+            tuple((w.participant, os.path.realpath(w.root)) for w in workers),
         )
 
     def folders(self) -> list[str]:
