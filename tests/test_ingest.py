@@ -286,7 +286,9 @@ def test_cli_ingest_prints_a_summary_with_each_skip_and_its_reason(
     assert lines[0] == "runs: 1 new, 0 updated, 0 unchanged, 1 skipped"
     assert f"  skipped run {c}/p/e/hollow: run folder holds no known files" in lines
     again = run_cli("ingest", str(tmp_path), "--tracking-uri", shared_server.url)
-    assert again.stdout.splitlines()[0] == "runs: 0 new, 0 updated, 1 unchanged, 1 skipped"
+    assert again.stdout.splitlines() == [
+        "runs: 0 new, 0 updated, 1 unchanged, 1 skipped; nothing changed since the last ingest"
+    ]
 
 
 def test_watch_does_not_take_a_file_still_being_written(

@@ -50,6 +50,8 @@ def _option(name: str, *flags: str, **kwargs: Any) -> Callable[[F], F]:
 
 
 def _worker_outputs(values: tuple[str, ...]) -> list[Any]:
+    if not values:
+        return []
     from synergos_mlops.ingest import parse_worker_outputs
 
     return [parse_worker_outputs(value) for value in values]
@@ -102,11 +104,15 @@ def _start_watcher(outputs: Path, workers: list[Any]) -> Callable[[str], None]:
     return on_ready
 
 
+def _target_of(tracking_uri: str | None) -> str:
+    return tracking_uri or setting("store").get() or "./mlflow"
+
+
 def _tracking_target(tracking_uri: str | None, *, reading: bool = False) -> str:
     """Where a client command goes: --tracking-uri, else MLFLOW_TRACKING_URI (click reads it),
     else the store folder (SYNMLOPS_STORE, else ./mlflow). One rule and one set of messages
     for demo, ingest, watch and export."""
-    target = tracking_uri or setting("store").get() or "./mlflow"
+    target = _target_of(tracking_uri)
     if target.startswith(("http://", "https://")):
         import requests
 
@@ -294,18 +300,29 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
     nothing. OUTPUTS without any run folder is not an error: the summary says what was looked
     for. Exit code 1 when a run could not be logged.
     """
-    from synergos_mlops.ingest import Ingester, IngestReport, scan, unchanged_report
+    from synergos_mlops.ingest import noop  # the standard library only
 
     workers = _worker_outputs(worker_outputs)
+    # A tree unchanged since the last pass into this target, which still holds it: known from
+    # a small manifest before anything heavy is loaded (docs/ingest.md, "Running it again").
+    roots = noop.Roots.of(outputs, workers)
+    said = noop.check(_target_of(tracking_uri), roots)
+    if said is not None:
+        click.echo(said)
+        return
+    tree = noop.tree_digest(roots)  # before the scan: a file that moves meanwhile shows later
+    from synergos_mlops.ingest import Ingester, IngestReport, scan, unchanged_report
+
     found = scan(outputs, workers)
     target = _tracking_target(tracking_uri)  # a server that cannot be reached is said anyway
     if not found.runs:  # nothing to write: no store is opened, none is created
         _echo_report(IngestReport.of_scan(found), outputs)
         return
-    # A tree already in a store folder, untouched: known without loading MLflow (seconds).
+    # A tree already in a store folder, untouched, with no manifest yet: read from mlflow.db.
     unchanged = unchanged_report(found, target)
     if unchanged is not None:
-        _echo_report(unchanged, outputs)
+        _echo_report(unchanged.report, outputs)
+        noop.remember_pass(target, roots, tree, found, unchanged.report, unchanged.stored)
         return
     from synergos_mlops.ingest.progress import RichProgress
 
@@ -317,6 +334,7 @@ def ingest(outputs: Path, tracking_uri: str | None, worker_outputs: tuple[str, .
             report = ingester.ingest(found, progress)
     finally:
         ingester.close()
+    noop.remember_pass(target, roots, tree, found, report, ingester.stored(found.runs))
     _echo_report(report, outputs)
     if report.failed:
         raise SystemExit(1)

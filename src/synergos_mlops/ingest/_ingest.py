@@ -41,6 +41,7 @@ from synergos_mlops.ingest._parse import (
     sha256_of,
 )
 from synergos_mlops.ingest._scan import FileEntry, Kind, Problem, RunFolder, Scan, files_digest
+from synergos_mlops.ingest._tags import DIGEST_TAG, MANIFEST_PATH
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -54,8 +55,6 @@ __all__ = [
     "RunOutcome",
 ]
 
-DIGEST_TAG = "synergos.ingest.digest"
-MANIFEST_PATH = "ingest/manifest.json"
 STATUSES = ("new", "updated", "unchanged", "skipped", "failed")
 
 
@@ -189,6 +188,7 @@ class Ingester:
         self.tracking_uri: str = self.tracker.tracking_uri
         self.client: MlflowClient = MlflowClient(self.tracking_uri)
         self._known: dict[str, dict[str, tuple[str, str | None]]] = {}
+        self._experiment_ids: dict[str, str] = {}
 
     def close(self) -> None:
         """Send what is left and stop the tracker's sender."""
@@ -204,6 +204,7 @@ class Ingester:
         found: dict[str, tuple[str, str | None]] = {}
         experiment = self.client.get_experiment_by_name(ids.name)
         if experiment is not None:
+            self._experiment_ids[ids.name] = experiment.experiment_id
             token: str | None = None
             while True:
                 page = self.client.search_runs(
@@ -233,6 +234,26 @@ class Ingester:
             }
         except Exception:  # no manifest yet, or an unreadable one: compare nothing
             return {}
+
+    def stored(self, runs: Iterable[RunFolder]) -> dict[str, tuple[str, str, str]]:
+        """What this ingester knows the tracker holds for ``runs`` (those it looked up or
+        logged): label -> (experiment id, parent run id, digest tag)."""
+        found: dict[str, tuple[str, str, str]] = {}
+        for run in runs:
+            name = ExperimentIds(run.collaboration, run.project, run.experiment).name
+            run_id, digest = self._known.get(name, {}).get(run.run, (None, None))
+            if run_id is None or digest is None:
+                continue
+            if name not in self._experiment_ids:
+                try:
+                    experiment = self.client.get_experiment_by_name(name)
+                except Exception:  # not known, then: the next pass takes the ordinary way
+                    continue
+                if experiment is None:
+                    continue
+                self._experiment_ids[name] = experiment.experiment_id
+            found[run.label] = (self._experiment_ids[name], run_id, digest)
+        return found
 
     # One pass -----------------------------------------------------------------------------
 
@@ -295,6 +316,9 @@ class Ingester:
         if not changed:
             if existing is not None:
                 self._record(existing[0], kept, outcome)
+                self._known[ids.name][run.run] = (existing[0], files_digest(
+                    (name, r.size, r.mtime_ns) for name, r in kept.items()
+                ))  # fmt: skip
                 outcome.status = "unchanged"
                 return outcome
             outcome.status = "skipped"

@@ -8,6 +8,9 @@ standard library's ``sqlite3``, read-only: when every run of the scan has them a
 pass is a no-op and its report is known without loading MLflow. Anything else (a run not
 there, a digest that differs, a run logged twice, a database that cannot be read, a server
 URL) answers None, and the ordinary pass decides, as it always did.
+
+This is the way in when the tree has no manifest of :mod:`synergos_mlops.ingest.noop` yet
+(ingested by ``watch``, or a manifest lost): its answer carries what the manifest needs.
 """
 
 from __future__ import annotations
@@ -15,15 +18,18 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 from synergos_mlops.federation import ROLE_FEDERATION, TAG_ROLE, TAG_RUN
-from synergos_mlops.ingest._ingest import DIGEST_TAG, IngestReport, RunOutcome
+from synergos_mlops.ingest._ingest import IngestReport, RunOutcome
 from synergos_mlops.ingest._scan import Scan
+from synergos_mlops.ingest._tags import DIGEST_TAG
+from synergos_mlops.ingest.noop import store_database
 
-__all__ = ["unchanged_report"]
+__all__ = ["Unchanged", "unchanged_report"]
 
 _QUERY = f"""
-SELECT e.name, run_tag.value, digest.value
+SELECT e.name, run_tag.value, digest.value, e.experiment_id, r.run_uuid
 FROM runs r
 JOIN experiments e ON e.experiment_id = r.experiment_id
 JOIN tags role ON role.run_uuid = r.run_uuid AND role.key = '{TAG_ROLE}'
@@ -34,27 +40,25 @@ WHERE r.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active'
 """
 
 
-def _database(target: str) -> Path | None:
-    """The SQLite file of a store-folder target; None for a server or a database URI."""
-    if target.startswith(("http://", "https://")):
-        return None
-    if target.startswith("file:"):
-        target = target.removeprefix("file:").removeprefix("//")
-    elif "://" in target:
-        return None
-    path = Path(target) / "mlflow.db"
-    return path if path.is_file() else None
+class Unchanged(NamedTuple):
+    """A no-op pass: its report, and label -> (experiment id, run id, digest) of its runs."""
+
+    report: IngestReport
+    stored: dict[str, tuple[str, str, str]]
 
 
-def _digests(database: Path) -> dict[tuple[str, str], list[str | None]] | None:
+_Found = dict[tuple[str, str], list[tuple[str | None, str, str]]]
+
+
+def _digests(database: Path) -> _Found | None:
     try:
         connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:
         return None
     try:
-        found: dict[tuple[str, str], list[str | None]] = defaultdict(list)
-        for experiment, run, digest in connection.execute(_QUERY):
-            found[(experiment, run)].append(digest)
+        found: _Found = defaultdict(list)
+        for experiment, run, digest, experiment_id, run_id in connection.execute(_QUERY):
+            found[(experiment, run)].append((digest, str(experiment_id), run_id))
         return found
     except sqlite3.Error:  # no such table (a store no one wrote yet), locked, unreadable
         return None
@@ -62,10 +66,10 @@ def _digests(database: Path) -> dict[tuple[str, str], list[str | None]] | None:
         connection.close()
 
 
-def unchanged_report(scan: Scan, target: str) -> IngestReport | None:
+def unchanged_report(scan: Scan, target: str) -> Unchanged | None:
     """The report of ingesting ``scan`` into ``target`` when it would change nothing (every
     run unchanged), read without MLflow; None when the ordinary pass must decide."""
-    database = _database(target)
+    database = store_database(target)
     if database is None or not scan.runs:
         return None
     stored = _digests(database)
@@ -74,9 +78,13 @@ def unchanged_report(scan: Scan, target: str) -> IngestReport | None:
     report = IngestReport(problems=list(scan.problems))
     for skipped in scan.skipped:
         report.outcomes.append(RunOutcome(skipped.where, "skipped", skipped.reason))
+    runs: dict[str, tuple[str, str, str]] = {}
     for run in scan.runs:
         name = f"{run.collaboration}/{run.project}/{run.experiment}"
-        if stored.get((name, run.run)) != [run.digest()]:
+        found = stored.get((name, run.run), [])
+        digest = run.digest()
+        if len(found) != 1 or found[0][0] != digest:
             return None
+        runs[run.label] = (found[0][1], found[0][2], digest)
         report.outcomes.append(RunOutcome(run.label, "unchanged"))
-    return report
+    return Unchanged(report, runs)
