@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ import requests
 from hypothesis import settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# What commands keep in the user's cache (ingest's no-op manifests for URLs) stays in the run's
+# own folder, never the real ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="synmlops-tests-cache-")
 # Hypothesis: bounded in the test suite; HYPOTHESIS_PROFILE=fuzz searches far longer.
 settings.register_profile("default", max_examples=25, deadline=None)
 settings.register_profile("fuzz", max_examples=2000, deadline=None)
