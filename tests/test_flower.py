@@ -40,6 +40,8 @@ class Federation:
     def __init__(self, folder: Path, target: str, env: dict[str, str] | None = None) -> None:
         self.collaboration = f"flower {uuid.uuid4().hex[:6]}"
         self.run = "simulation-1"
+        bad = (env or {}).get("FLOWER_BAD_KEY")
+        self.refused = set() if bad is None else {bad}
         out = folder / "result.json"
         replies = folder / "replies.jsonl"
         run_in_frameworks_venv(
@@ -83,7 +85,7 @@ def test_each_client_reply_is_its_partitions_series_point_for_point(
     expected: dict[tuple[str, str], dict[int, float]] = {}
     for reply in federation.replies:
         for key, value in reply["values"].items():
-            if key not in BOOKKEEPING:
+            if key not in BOOKKEEPING | federation.refused:
                 participant = str(reply["partition"])
                 expected.setdefault((participant, f"{reply['stage']}/{key}"), {})[
                     reply["round"]
@@ -109,7 +111,8 @@ def test_aggregated_and_server_side_records_equal_flowers_own_result(
         ("evaluate", "evaluate"),
         ("server", "evaluate/server"),
     ):
-        keys = {k for record in result[stage].values() for k in record} - BOOKKEEPING
+        keys = {k for record in result[stage].values() for k in record}
+        keys -= BOOKKEEPING | federation.refused
         assert keys, stage
         for key in keys:
             wanted = {int(r): record[key] for r, record in result[stage].items()}
@@ -268,3 +271,25 @@ def test_a_server_restarted_mid_federation_loses_nothing_the_spool_carries_what_
     test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(federation, tmp_path)
     assert federation.parent.info.status == "FINISHED"
     assert all(federation.runs[p].info.status == "FINISHED" for p in ("0", "1", "2"))
+
+
+def test_a_key_mlflow_refuses_between_good_ones_is_counted_in_health_and_costs_no_other_value(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server = server_factory(tmp_path / "store")
+    bad = "top@5"  # MLflow's names hold no "@"
+    federation = Federation(tmp_path, server.url, {"FLOWER_BAD_KEY": bad})
+    federation.read_from(server)
+    sent = [reply for reply in federation.replies if bad in reply["values"]]
+    assert len(sent) == 3 * ROUNDS  # every client's every evaluation, between loss and mae
+    assert all(bad in record for record in federation.result["evaluate"].values())
+    test_each_client_reply_is_its_partitions_series_point_for_point(federation)
+    test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
+    for run in federation.runs.values():
+        assert f"evaluate/{bad}" not in run.data.metrics
+    # 9 client points and the 3 rounds' aggregates: counted, by reason, none silently dropped.
+    health = requests.get(f"{server.url}/health", timeout=60).json()
+    assert health["refused"] == {"metrics": {"metric key MLflow refuses": 3 * ROUNDS + ROUNDS}}
+    named = [line for line in server.output().splitlines() if "not stored" in line]
+    assert len(named) == 1 and f"evaluate/{bad}" in named[0], named
+    assert federation.parent.info.status == "FINISHED"

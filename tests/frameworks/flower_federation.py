@@ -9,7 +9,8 @@ returned to ``$FLOWER_REPLIES`` (one JSON line per reply); the ServerApp writes 
 
 With ``$FLOWER_GATES`` (a folder), partition 0 holds each round's training from round 2 on:
 it writes ``<folder>/round-<r>`` and waits for ``<folder>/go-<r>``, so a test can act between
-rounds (stop the tracking server, start it again).
+rounds (stop the tracking server, start it again). With ``$FLOWER_BAD_KEY``, every client's
+evaluation also reports that key (one MLflow refuses) between its good ones.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ def evaluate(msg: Message, context: Context) -> Message:
     loss = loss_of(w, b, x, y)
     values = {
         "loss": loss,
+        **(
+            {os.environ["FLOWER_BAD_KEY"]: 0.5 + partition}
+            if "FLOWER_BAD_KEY" in os.environ
+            else {}
+        ),
         "mae": float(np.mean(np.abs(w * x + b - y))),
         "num-examples": int(x.size),
         "partition-id": partition,

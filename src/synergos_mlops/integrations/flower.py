@@ -42,8 +42,11 @@ id):
   version of ``synergos-<collaboration>-<project>-<experiment>`` (``register_model=False``
   leaves the registry alone).
 
-The run ends FINISHED, or FAILED when the strategy raised. Logging never stops a federation:
-a value the tracker refuses is left out with a warning and the rounds go on.
+The run ends FINISHED, or FAILED when the strategy raised. Logging never stops a federation,
+and one refused value never costs another: a key MLflow refuses (say ``top@5``) is sent as the
+client named it, and the destination stores the record's other values and counts that one by
+reason (a server's ``/health`` ``refused.metrics``, named once in its log); a value that is no
+number (an int beyond a float) is left out with a warning, and the rounds go on.
 
 Logging stays off the round's path: each hook hands what it saw (the replies, the aggregated
 records, the durations) to one background thread of the wrapper and returns. That thread turns
@@ -473,13 +476,16 @@ class SynergosStrategy(Strategy):
         if run is None or not values:
             return
         try:
-            run.log_metrics(values, step=step, participant=participant, timestamp=stamp)
+            run.log_metrics(
+                values, step=step, participant=participant, timestamp=stamp, check_keys=False
+            )
         except InvalidValueError:
             for key, value in values.items():  # one refused value never costs the others
                 try:
                     run.log_metrics(
-                        {key: value}, step=step, participant=participant, timestamp=stamp
-                    )
+                        {key: value}, step=step, participant=participant, timestamp=stamp,
+                        check_keys=False,
+                    )  # fmt: skip
                 except InvalidValueError as exc:
                     self._note(key, f"{exc}; left out")
         except Exception as exc:  # noqa: BLE001 - logging never stops the federation

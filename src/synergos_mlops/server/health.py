@@ -79,4 +79,7 @@ def health() -> JSONResponse:
             return JSONResponse(
                 status_code=503, content={**body, "status": "unavailable", "reason": problem}
             )
+    from synergos_mlops.server.intake import refused_counts
+
+    body["refused"] = refused_counts()
     return JSONResponse(content={**body, "status": "ok"})

@@ -30,6 +30,7 @@ from synergos_mlops.tracking._transport import Resolved
 from synergos_mlops.validate import (
     as_step,
     metric_items,
+    metric_values,
     safe_relative_path,
 )
 
@@ -192,12 +193,16 @@ class FederatedRun:
         step: int,
         participant: str | None = None,
         timestamp: int | None = None,
+        check_keys: bool = True,
     ) -> None:
         """Log round-level values at ``step`` (the round): the global value, or a
         participant's local value under the same key. A point logged again at the same
         (run, participant, key, step) replaces the earlier one. ``timestamp`` in ms since
-        the epoch (default: now)."""
-        items = metric_items(metrics)
+        the epoch (default: now). ``check_keys=False`` is for keys that come from elsewhere
+        (a framework's clients): they are sent as they are, and the destination stores the
+        points of the keys MLflow accepts and counts the others by reason (a server's
+        ``/health``) instead of this call raising InvalidValueError."""
+        items = metric_items(metrics) if check_keys else metric_values(metrics)
         step = as_step("step", step)
         stamp = self._timestamp(timestamp)
         run_id, _ = self._target(participant)

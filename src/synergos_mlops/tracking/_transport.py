@@ -110,6 +110,21 @@ def _ids_json(ids: ExperimentIds) -> dict[str, str]:
     }
 
 
+_log = logging.getLogger("synergos_mlops.tracking")
+
+
+def _say_refused(transport: Any, refused: Mapping[str, int], detail: str) -> None:
+    """Warn once per reason and destination that points were not stored (the rest were)."""
+    said: set[str] = transport.__dict__.setdefault("_refusals_said", set())
+    for reason, count in refused.items():
+        if reason not in said:
+            said.add(reason)
+            _log.warning(
+                "%d metric point(s) not stored by %s (%s): %s", count,
+                transport.tracking_uri, reason, detail,
+            )  # fmt: skip
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -208,13 +223,16 @@ class HttpTransport:
         )
 
     def write_metrics(self, body: bytes) -> None:
-        self._call(
+        answer = self._call(
             "POST",
             f"{API_PREFIX}/metrics/bulk",
             what="metric batch",
             data=body,
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
+        refused = answer.get("refused") if isinstance(answer, dict) else None
+        if refused:
+            _say_refused(self, refused, f"see {self.url}/health")
 
     def write_logs(self, body: bytes) -> None:
         self._call(
@@ -347,9 +365,13 @@ class FolderTransport:
     def write_metrics(self, body: bytes) -> None:
         from synergos_mlops.storage.batch import decode_batch
         from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+        from synergos_mlops.storage.screen import screen_keys
 
+        screened = screen_keys(decode_batch(body))
+        if screened.refused:
+            _say_refused(self, screened.refused, "; ".join(screened.named.values()))
         try:
-            write_metrics(self.store.engine, decode_batch(body))
+            write_metrics(self.store.engine, screened.batch)
         except RunNotActiveError as exc:
             raise InvalidValueError(str(exc)) from None
         except SynergosError:

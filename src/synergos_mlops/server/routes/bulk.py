@@ -3,7 +3,9 @@
 ``POST /api/synergos/v1/metrics/bulk``
     Body: a columnar metric batch (``synergos_mlops.storage.batch``), gzip-compressed
     (``Content-Encoding: gzip``) or plain JSON. Points at a (run, key, step) already stored are
-    replaced, so sending a batch twice stores it once. Answer: ``{"stored": n, "replaced": m}``.
+    replaced, so sending a batch twice stores it once. A point whose key MLflow refuses is left
+    out and counted by reason in ``/health`` (``metrics``); the batch's other points are stored.
+    Answer: ``{"stored": n, "replaced": m, "refused": {reason: count}}``.
 
 ``POST /api/synergos/v1/runs/resolve``
     Body: ``{"collaboration", "project", "experiment", "run", "participants": [...],
@@ -48,25 +50,29 @@ def sql_store() -> Any:
     return store
 
 
-def _write(body: bytes) -> dict[str, int]:
+def _write(body: bytes) -> dict[str, Any]:
+    from synergos_mlops.server.intake import count_refused
     from synergos_mlops.storage.batch import BatchTooLargeError, decode_batch
     from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+    from synergos_mlops.storage.screen import screen_keys
 
     try:
-        batch = decode_batch(body)
-        authorize_metric_writes(batch.run_ids)
-        result = write_metrics(sql_store().engine, batch)
+        decoded = decode_batch(body)
+        authorize_metric_writes(decoded.run_ids)
+        screened = screen_keys(decoded)
+        count_refused("metrics", screened.refused, screened.named)
+        result = write_metrics(sql_store().engine, screened.batch)
     except BatchTooLargeError as exc:
         raise ApiError(413, "TOO_LARGE", str(exc)) from None
     except InvalidValueError as exc:
         raise ApiError(400, "INVALID_VALUE", str(exc)) from None
     except RunNotActiveError as exc:
         raise ApiError(404, "RUN_NOT_FOUND", str(exc)) from None
-    return {"stored": result.stored, "replaced": result.replaced}
+    return {"stored": result.stored, "replaced": result.replaced, "refused": screened.refused}
 
 
 @router.post("/metrics/bulk")
-async def bulk_metrics(request: Request) -> dict[str, int]:
+async def bulk_metrics(request: Request) -> dict[str, Any]:
     body = await bounded_body(request, MAX_BODY_BYTES, "a metric batch")
     return await run_in_threadpool(_write, body)
 
