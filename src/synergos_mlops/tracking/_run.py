@@ -448,7 +448,18 @@ class FederatedRun:
         with self._lock:
             run_ids = [*self._resolved.participants.values(), self._resolved.run_id]
         try:
-            for run_id in run_ids:
+            if hasattr(transport, "end_runs"):  # one request for the run and its participants
+                missing = self._tracker.retry(
+                    "end the run", functools.partial(transport.end_runs, run_ids, status, end_time)
+                )
+                if missing:
+                    warnings.warn(
+                        f"run {self.run!r}: {len(missing)} of its runs no longer exist "
+                        f"(deleted?) and were not ended: {', '.join(missing[:5])}",
+                        RuntimeWarning, stacklevel=2,
+                    )  # fmt: skip
+                return
+            for run_id in run_ids:  # a transport of one's own without end_runs
                 self._tracker.retry(
                     "end the run", functools.partial(transport.set_status, run_id, status, end_time)
                 )

@@ -83,6 +83,10 @@ class Transport(Protocol):
 
     def set_status(self, run_id: str, status: str, end_time: int) -> None: ...
 
+    def end_runs(self, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
+        """End runs in one request (a federated run and its participants'); answer the ids
+        not ended because no active run has them."""
+
     def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
         """Record datasets as the run's inputs (MLflow's ``DatasetInput`` as JSON:
         ``{"dataset": {name, digest, source_type, source, schema, profile}, "tags": [...]}``)."""
@@ -280,6 +284,19 @@ class HttpTransport:
             json_body={"run_id": run_id, "status": status, "end_time": end_time},
         )
 
+    def end_runs(self, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
+        body = {"run_ids": list(run_ids), "status": status, "end_time": end_time}
+        try:
+            answer = self._call("POST", f"{API_PREFIX}/runs/end", what="end runs", json_body=body)
+        except StoreError as exc:
+            # A server from before runs/end: no such route (its /runs/... catch-all says 405).
+            if "no end runs route" not in str(exc) and "(405 " not in str(exc):
+                raise
+            for run_id in run_ids:
+                self.set_status(run_id, status, end_time)
+            return []
+        return [str(run_id) for run_id in answer.get("missing", [])]
+
     def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
         prefix = "mlflow-artifacts:/"
         if not artifact_uri.startswith(prefix):
@@ -445,6 +462,14 @@ class FolderTransport:
         from mlflow.entities import RunStatus
 
         self.store.update_run_info(run_id, RunStatus.from_string(status), end_time, None)
+
+    def end_runs(self, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
+        from synergos_mlops.storage.runs import end_runs
+
+        try:
+            return end_runs(self.store.engine, run_ids, status, end_time)
+        except Exception as exc:  # the database is locked or away: try again later
+            raise ServerUnavailableError(f"store {self.folder.path}: {exc}") from None
 
     def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
         prefix = "mlflow-artifacts:/"

@@ -13,7 +13,15 @@
     runs, serialized in the database (``synergos_mlops.storage.runs``), so two trackers racing
     to create the same run get the same ids. Answer: ``ResolvedRun.to_json()``.
 
-Both write through the server's own tracking store (``_get_tracking_store()``), so they work
+``POST /api/synergos/v1/runs/end``
+    Body: ``{"run_ids": [...], "status": "FINISHED" | "FAILED" | "KILLED", "end_time": ms}``.
+    Ends a federated run and all its participants' runs in one request and one transaction
+    (MLflow's ``runs/update`` takes one run per request); ending again is harmless. A run that
+    does not exist or is deleted costs the others nothing: it is named in the answer,
+    ``{"ended": n, "missing": [...]}``. Needs what ``metrics/bulk`` needs (EDIT on each run's
+    experiment).
+
+All three write through the server's own tracking store (``_get_tracking_store()``), so they work
 on every SQL backend the server runs on (SQLite and PostgreSQL are tested).
 """
 
@@ -113,3 +121,35 @@ def _resolve(request: ResolveRequest) -> dict[str, Any]:
 @router.post("/runs/resolve")
 async def resolve_runs(request: ResolveRequest) -> dict[str, Any]:
     return await run_in_threadpool(_resolve, request)
+
+
+#: Runs one ``runs/end`` may end (a federation and its participants).
+MAX_END_RUNS = 100_000
+
+
+class EndRequest(BaseModel):
+    run_ids: list[str]
+    status: str
+    end_time: int
+
+
+def _end(request: EndRequest) -> dict[str, Any]:
+    from synergos_mlops.storage.runs import RUN_END_STATUSES, end_runs
+
+    if request.status not in RUN_END_STATUSES:
+        raise ApiError(
+            400, "INVALID_VALUE",
+            f"status {request.status!r} must be one of {', '.join(RUN_END_STATUSES)}",
+        )  # fmt: skip
+    if not 0 <= request.end_time < 2**63:
+        raise ApiError(400, "INVALID_VALUE", f"end_time {request.end_time} is not a time in ms")
+    if len(request.run_ids) > MAX_END_RUNS:
+        raise ApiError(413, "TOO_LARGE", f"runs/end takes at most {MAX_END_RUNS} runs")
+    authorize_metric_writes(request.run_ids)
+    missing = end_runs(sql_store().engine, request.run_ids, request.status, request.end_time)
+    return {"ended": len(set(request.run_ids)) - len(missing), "missing": missing}
+
+
+@router.post("/runs/end")
+async def end_runs_route(request: EndRequest) -> dict[str, Any]:
+    return await run_in_threadpool(_end, request)
