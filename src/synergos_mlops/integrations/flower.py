@@ -131,6 +131,18 @@ def _metric_records(content: Any) -> list[MetricRecord]:
     return [record for record in content.values() if isinstance(record, MetricRecord)]
 
 
+class _Names(dict[str, str]):
+    """``<stage>/<key>`` of each key, made once."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def __missing__(self, key: str) -> str:
+        name = self[key] = f"{self.stage}/{key}"
+        return name
+
+
 class _Reply:
     """What the logging needs of one reply (not its arrays, which may be large)."""
 
@@ -414,10 +426,35 @@ class SynergosStrategy(Strategy):
                 run.add_participants(participant for participant, _ in named)
             except Exception as exc:  # noqa: BLE001 - each is tried again on first use
                 self._note("participants", f"could not create the participants' runs: {exc}")
+        if run is None or not named:
+            return
         skip = self._bookkeeping()
-        for participant, reply in named:
+        names = _Names(stage)
+        participants: list[str | None] = []
+        keys: list[str] = []
+        values: list[Any] = []
+        for participant, reply in named:  # columns straight from the records, no loop per value
             for record in reply.records:
-                self._log_now(dict(_points(stage, record, skip)), server_round, participant, stamp)
+                data = dict(record.items())
+                for key in skip:
+                    data.pop(key, None)
+                if list in set(map(type, data.values())):
+                    points = dict(_points(stage, data, frozenset()))
+                    keys.extend(points)
+                    values.extend(points.values())
+                else:
+                    keys.extend(map(names.__getitem__, data))
+                    values.extend(data.values())
+                participants.extend([participant] * (len(keys) - len(participants)))
+        try:
+            run.log_metric_columns(
+                participants, keys, values, step=server_round, timestamp=stamp, check_keys=False
+            )
+        except InvalidValueError:  # a value that is no number: the others go one by one
+            for participant, reply in named:
+                for record in reply.records:
+                    points = dict(_points(stage, record, skip))
+                    self._log_now(points, server_round, participant, stamp)
 
     def _log_record(
         self, stage: str, server_round: int, record: Mapping[str, Any], participant: str | None

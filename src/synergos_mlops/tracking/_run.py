@@ -3,6 +3,7 @@ runs, logged to through the tracker's transport and sender."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -29,6 +30,8 @@ from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._transport import Resolved
 from synergos_mlops.validate import (
     as_step,
+    as_value,
+    check_metric_key,
     metric_items,
     metric_values,
     safe_relative_path,
@@ -207,6 +210,48 @@ class FederatedRun:
         stamp = self._timestamp(timestamp)
         run_id, _ = self._target(participant)
         self._add(run_id, items, step, stamp)
+
+    def log_metric_columns(
+        self,
+        participants: Sequence[str | None],
+        keys: Sequence[str],
+        values: Sequence[Any],
+        *,
+        step: int,
+        timestamp: int | None = None,
+        check_keys: bool = True,
+    ) -> None:
+        """Log many points at one ``step`` in one call, as columns with one entry per point:
+        the participant (None: the global value), the key, the value. For a round's replies
+        of many participants: no mapping per participant, each distinct participant and key
+        checked once. Raises InvalidValueError (nothing logged) as ``log_metrics`` would, for
+        any point; ``check_keys`` as there."""
+        count = len(keys)
+        if len(participants) != count or len(values) != count:
+            raise InvalidValueError(
+                f"metric columns differ in length: {len(participants)} participants, "
+                f"{count} keys, {len(values)} values"
+            )
+        step = as_step("step", step)
+        stamp = self._timestamp(timestamp)
+        for key in set(keys):
+            if check_keys:
+                check_metric_key(key)
+            elif not isinstance(key, str):
+                raise InvalidValueError(f"metric key {key!r} must be a string")
+        floats: list[float] | None = None
+        if set(map(type, values)) <= {float, int}:  # the usual case, without a loop in Python
+            with contextlib.suppress(OverflowError):
+                floats = list(map(float, values))
+        if floats is None:
+            floats = [as_value(key, value) for key, value in zip(keys, values, strict=True)]
+        run_of = {participant: self._target(participant)[0] for participant in set(participants)}
+        self._tracker._check_open()
+        batch = MetricBatch(
+            list(map(run_of.__getitem__, participants)), list(keys), [step] * count, floats,
+            [stamp] * count,
+        )  # fmt: skip
+        self._tracker._sender.add(batch)
 
     def log_statistics(
         self,
