@@ -369,7 +369,9 @@ def serve(
     command, env = prepare(config, echo=echo)
     backend = command[command.index("--backend-store-uri") + 1]
     logs = _start_log_services(config, backend, echo)  # before the child: a taken port stops here
-    _intake_status_path(config).unlink(missing_ok=True)  # counts of this server's life
+    from synergos_mlops.server.intake import STATUS_ENV as INTAKE_STATUS_ENV
+
+    Path(env[INTAKE_STATUS_ENV]).unlink(missing_ok=True)  # counts of this server's life
     process = subprocess.Popen(guarded_command(command), env=env)
     sync = None
 
