@@ -57,6 +57,10 @@ class SyntheticGrid(Grid):
         self._metrics = metrics
         self._run = Run.create_empty(RUN_ID)
         self.train_sends: list[float] = []
+        self.train_cpu: list[float] = []  # this process's CPU time (every thread) at each send
+        self.server: Any = None  # ServerCPU, when a server is watched
+        self.server_cpu: list[float] = []  # its CPU time at each send
+        self.logging_cpu: list[float] = []  # the logging and sending threads' CPU time, each send
         rng = np.random.default_rng(0)
         self._values = rng.random((clients, metrics))
 
@@ -88,6 +92,10 @@ class SyntheticGrid(Grid):
             kind = message.metadata.message_type
             if kind.startswith("train") and not replies:
                 self.train_sends.append(time.perf_counter())
+                self.train_cpu.append(time.process_time())
+                self.logging_cpu.append(logging_threads_cpu())
+                if self.server is not None:
+                    self.server_cpu.append(self.server.seconds())
             values: dict[str, Any] = {
                 f"m{k}": float(self._values[index, k]) for k in range(self._metrics)
             }
@@ -146,14 +154,70 @@ def timed(strategy: Any, spent: list[float]) -> None:
         setattr(strategy, name, call)
 
 
-def federate(strategy: Any, clients: int, metrics: int, rounds: int) -> tuple[list[float], float]:
-    """Per-round times (s) and the whole ``start`` (s)."""
+def federate(
+    strategy: Any, clients: int, metrics: int, rounds: int, server: ServerCPU | None = None
+) -> tuple[list[float], list[float], float, float, float]:
+    """Per-round times (s), this process's CPU time per round (s, every thread), the whole
+    ``start`` (s), and the server's and the logging threads' CPU seconds a round from round 2
+    on (means: their work comes in batches, a flush interval apart)."""
     grid = SyntheticGrid(clients, metrics)
+    grid.server = server
     began = time.perf_counter()
     strategy.start(grid=grid, initial_arrays=ArrayRecord([np.zeros(10)]), num_rounds=rounds)
     total = time.perf_counter() - began
-    sends = grid.train_sends
-    return [b - a for a, b in zip(sends, sends[1:], strict=False)], total
+    sends, cpu = grid.train_sends, grid.train_cpu
+    if server is not None:  # what asking the server's CPU cost this process, a round
+        cpu = [c - server.own * i / len(cpu) for i, c in enumerate(cpu)]
+
+    def mean(samples: list[float]) -> float:
+        return (samples[-1] - samples[1]) / (len(samples) - 2)
+
+    return (
+        [b - a for a, b in zip(sends, sends[1:], strict=False)],
+        [b - a for a, b in zip(cpu, cpu[1:], strict=False)],
+        total,
+        mean(grid.server_cpu) if server else 0.0,
+        mean(grid.logging_cpu),
+    )
+
+
+def logging_threads_cpu() -> float:
+    """CPU seconds so far of this process's logging threads: the wrapper's logging thread
+    and the tracker's senders (their names start with ``synergos``)."""
+    import threading
+
+    total = 0.0
+    for thread in threading.enumerate():
+        if thread.name.startswith("synergos") and thread.ident is not None:
+            try:
+                total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except OSError:  # it ended meanwhile
+                continue
+    return total
+
+
+class ServerCPU:
+    """CPU seconds (user + system) of the server's process tree so far; the time this process
+    spends asking is kept apart (``own``), so it is not counted as logging's."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        root = psutil.Process(pid)
+        self._processes = [root, *root.children(recursive=True)]
+        self.own = 0.0
+
+    def seconds(self) -> float:
+        began = time.process_time()
+        total = 0.0
+        for process in self._processes:
+            try:
+                times = process.cpu_times()
+            except Exception:  # noqa: BLE001 - a worker gone: its time is no longer counted
+                continue
+            total += times.user + times.system
+        self.own += time.process_time() - began
+        return total
 
 
 def main() -> None:
@@ -176,7 +240,9 @@ def main() -> None:
     fedavg = {"min_train_nodes": n, "min_evaluate_nodes": n, "min_available_nodes": n}
     load_before = os.getloadavg()[0]
 
-    plain_rounds, plain_total = federate(FedAvg(**fedavg), n, args.metrics, args.rounds)
+    plain_rounds, plain_cpu, plain_total, _, _ = federate(
+        FedAvg(**fedavg), n, args.metrics, args.rounds
+    )
 
     folder = Path(tempfile.mkdtemp(prefix="synmlops-frameworks-bench-"))
     process, url = start_server(folder)
@@ -189,7 +255,9 @@ def main() -> None:
         inner_spent, hooks_spent = [0.0, 0.0], [0.0, 0.0]
         timed(inner, inner_spent)
         timed(strategy, hooks_spent)
-        wrapped_rounds, wrapped_total = federate(strategy, n, args.metrics, args.rounds)
+        wrapped_rounds, wrapped_cpu, wrapped_total, server_cpu, threads_cpu = federate(
+            strategy, n, args.metrics, args.rounds, ServerCPU(process.pid)
+        )
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -201,6 +269,10 @@ def main() -> None:
     hand_off_cpu = (hooks_spent[1] - inner_spent[1]) / args.rounds
     plain = statistics.median(plain_rounds[1:])
     wrapped = statistics.median(wrapped_rounds[1:])
+    # Means from round 2 on: the sender's work comes in batches, a flush interval apart.
+    plain_round_cpu = statistics.mean(plain_cpu[1:])
+    client_cpu = hand_off_cpu + threads_cpu
+    logging_cpu = client_cpu + server_cpu
     lines = [
         "# Flower strategy wrapper: logging overhead",
         "",
@@ -228,6 +300,20 @@ def main() -> None:
         f"| whole `start` ({args.rounds} rounds) | {plain_total:.2f} s | {wrapped_total:.2f} s "
         "(with the run's creation, the end that waits for every point, the model's "
         "registration) |",
+        f"| CPU a round, mean from round 2 on: this process (every thread) | "
+        f"{plain_round_cpu * 1000:.1f} ms | {statistics.mean(wrapped_cpu[1:]) * 1000:.1f} ms |",
+        f"| logging's CPU a round: the orchestrator's process (hooks' hand-off + the logging "
+        f"thread and senders, by their thread clocks) | | {client_cpu * 1000:.1f} ms "
+        f"({hand_off_cpu * 1000:.1f} + {threads_cpu * 1000:.1f}) |",
+        f"| logging's CPU a round: the server (every worker; a mean from round 2 on) | | "
+        f"{server_cpu * 1000:.1f} ms |",
+        "",
+        f"In CPU time, less noisy than wall time on a shared machine: logging costs "
+        f"**{logging_cpu * 1000:.1f} ms of CPU a round**, {client_cpu * 1000:.1f} ms in the "
+        f"orchestrator's process (**{client_cpu / plain_round_cpu * 100:.1f} %** of the round's "
+        f"own {plain_round_cpu * 1000:.1f} ms of CPU) and {server_cpu * 1000:.1f} ms in the "
+        "server, which decodes and inserts "
+        f"{2 * n * args.metrics:,} points a round into SQLite.",
         "",
         f"The hand-off holds Flower's loop **{hand_off * 1000:.1f} ms** a round "
         f"(**{hand_off / wrapped * 100:.1f} %** of the median round), of which "

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,15 +37,17 @@ class Federation:
     """One finished simulation, logged into ``target`` (a server URL or a store folder):
     Flower's Result and the clients' replies; after ``read_from(server)``, the stored run."""
 
-    def __init__(self, folder: Path, target: str) -> None:
+    def __init__(self, folder: Path, target: str, env: dict[str, str] | None = None) -> None:
         self.collaboration = f"flower {uuid.uuid4().hex[:6]}"
         self.run = "simulation-1"
+        bad = (env or {}).get("FLOWER_BAD_KEY")
+        self.refused = set() if bad is None else {bad}
         out = folder / "result.json"
         replies = folder / "replies.jsonl"
         run_in_frameworks_venv(
             [str(SCRIPTS / "flower_federation.py"), target, self.collaboration, self.run,
              str(out)],
-            log=folder / "flower.log", env={"FLOWER_REPLIES": str(replies)},
+            log=folder / "flower.log", env={"FLOWER_REPLIES": str(replies), **(env or {})},
         )  # fmt: skip
         self.result: dict[str, Any] = json.loads(out.read_text())
         self.replies = [json.loads(line) for line in replies.read_text().splitlines()]
@@ -81,7 +85,7 @@ def test_each_client_reply_is_its_partitions_series_point_for_point(
     expected: dict[tuple[str, str], dict[int, float]] = {}
     for reply in federation.replies:
         for key, value in reply["values"].items():
-            if key not in BOOKKEEPING:
+            if key not in BOOKKEEPING | federation.refused:
                 participant = str(reply["partition"])
                 expected.setdefault((participant, f"{reply['stage']}/{key}"), {})[
                     reply["round"]
@@ -107,7 +111,8 @@ def test_aggregated_and_server_side_records_equal_flowers_own_result(
         ("evaluate", "evaluate"),
         ("server", "evaluate/server"),
     ):
-        keys = {k for record in result[stage].values() for k in record} - BOOKKEEPING
+        keys = {k for record in result[stage].values() for k in record}
+        keys -= BOOKKEEPING | federation.refused
         assert keys, stage
         for key in keys:
             wanted = {int(r): record[key] for r, record in result[stage].items()}
@@ -215,3 +220,76 @@ def test_into_a_store_folder_the_same_run_is_kept_and_a_server_on_it_serves_the_
     test_each_client_reply_is_its_partitions_series_point_for_point(federation)
     test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
     test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(federation, tmp_path)
+
+
+def _wait_for(what: str, found: Any, running: threading.Thread, timeout: float = 480) -> None:
+    deadline = time.monotonic() + timeout
+    while not found():
+        assert running.is_alive(), f"the federation ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def test_a_server_restarted_mid_federation_loses_nothing_the_spool_carries_what_it_missed(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    server = server_factory(store)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    finished: list[Federation] = []
+    failed: list[BaseException] = []
+
+    def federate() -> None:
+        try:
+            finished.append(Federation(tmp_path, server.url, {"FLOWER_GATES": str(gates)}))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failed.append(exc)
+
+    running = threading.Thread(target=federate, daemon=True)
+    running.start()
+    _wait_for("round 2", (gates / "round-2").exists, running)
+    server.stop()  # round 1 done; rounds 2's values have nowhere to go
+    (gates / "go-2").touch()
+    _wait_for("round 3", (gates / "round-3").exists, running)
+    spool = tmp_path / "spool"
+    _wait_for("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
+    server = server_factory(store, port=server.port)  # the same store, the same address
+    (gates / "go-3").touch()
+    running.join(timeout=540)
+    assert not failed, failed
+    assert finished, "the federation did not finish"
+    federation = finished[0]
+    federation.read_from(server)
+    assert set(federation.runs) == {federation.run, "0", "1", "2"}
+    assert not any(spool.rglob("*.batch"))  # every batch was sent, none refused
+    test_each_client_reply_is_its_partitions_series_point_for_point(federation)
+    test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
+    test_clients_sampled_replied_and_failed_are_counted_per_round_and_the_failure_is_an_event(
+        federation
+    )
+    test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(federation, tmp_path)
+    assert federation.parent.info.status == "FINISHED"
+    assert all(federation.runs[p].info.status == "FINISHED" for p in ("0", "1", "2"))
+
+
+def test_a_key_mlflow_refuses_between_good_ones_is_counted_in_health_and_costs_no_other_value(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server = server_factory(tmp_path / "store")
+    bad = "top@5"  # MLflow's names hold no "@"
+    federation = Federation(tmp_path, server.url, {"FLOWER_BAD_KEY": bad})
+    federation.read_from(server)
+    sent = [reply for reply in federation.replies if bad in reply["values"]]
+    assert len(sent) == 3 * ROUNDS  # every client's every evaluation, between loss and mae
+    assert all(bad in record for record in federation.result["evaluate"].values())
+    test_each_client_reply_is_its_partitions_series_point_for_point(federation)
+    test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
+    for run in federation.runs.values():
+        assert f"evaluate/{bad}" not in run.data.metrics
+    # 9 client points and the 3 rounds' aggregates: counted, by reason, none silently dropped.
+    health = requests.get(f"{server.url}/health", timeout=60).json()
+    assert health["refused"] == {"metrics": {"metric key MLflow refuses": 3 * ROUNDS + ROUNDS}}
+    named = [line for line in server.output().splitlines() if "not stored" in line]
+    assert len(named) == 1 and f"evaluate/{bad}" in named[0], named
+    assert federation.parent.info.status == "FINISHED"

@@ -6,6 +6,8 @@ with what each site logged."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ SITES = ("site-1", "site-2")
 class Job:
     """One finished simulator job: what the sites logged and what the server stored."""
 
-    def __init__(self, server: Server, folder: Path) -> None:
+    def __init__(self, server: Server, folder: Path, env: dict[str, str] | None = None) -> None:
         self.collaboration = f"nvflare {uuid.uuid4().hex[:6]}"
         self.run = "job-1"
         self.workspace = folder / "workspace"
@@ -35,11 +37,14 @@ class Job:
         run_in_frameworks_venv(
             [str(SCRIPTS / "nvflare_job.py"), server.url, self.collaboration, self.run,
              str(self.workspace)],
-            log=folder / "nvflare.log", env={"FLARE_LOGGED": str(logged)},
+            log=folder / "nvflare.log", env={"FLARE_LOGGED": str(logged), **(env or {})},
         )  # fmt: skip
         self.logged: list[dict[str, Any]] = [
             json.loads(line) for line in logged.read_text().splitlines()
         ]
+        self.read_from(server)
+
+    def read_from(self, server: Server) -> None:
         self.client = MlflowClient(server.url)
         experiment = self.client.get_experiment_by_name(f"{self.collaboration}/nvflare/linear")
         assert experiment is not None
@@ -113,3 +118,50 @@ def test_the_persisted_global_model_is_the_runs_model_and_a_registered_version(
     name = f"synergos-{job.collaboration.replace(' ', '-')}-nvflare-linear"
     versions = job.client.search_model_versions(f"name = '{name}'")
     assert [(v.version, v.run_id) for v in versions] == [("1", job.parent.info.run_id)]
+
+
+def _wait_for(what: str, found: Any, running: threading.Thread, timeout: float = 480) -> None:
+    deadline = time.monotonic() + timeout
+    while not found():
+        assert running.is_alive(), f"the job ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def test_a_server_restarted_mid_job_loses_nothing_the_spool_carries_what_it_missed(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    server = server_factory(store)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    spool = tmp_path / "spool"
+    finished: list[Job] = []
+    failed: list[BaseException] = []
+
+    def run_job() -> None:
+        try:
+            env = {"FLARE_GATES": str(gates), "SYNMLOPS_SPOOL": str(spool)}
+            finished.append(Job(server, tmp_path, env))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failed.append(exc)
+
+    running = threading.Thread(target=run_job, daemon=True)
+    running.start()
+    _wait_for("round 1", (gates / "round-1").exists, running)
+    server.stop()  # round 0 done; round 1's values have nowhere to go
+    (gates / "go-1").touch()
+    _wait_for("round 2", (gates / "round-2").exists, running)
+    _wait_for("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
+    server = server_factory(store, port=server.port)  # the same store, the same address
+    (gates / "go-2").touch()
+    running.join(timeout=540)
+    assert not failed, failed
+    assert finished, "the job did not finish"
+    job = finished[0]
+    job.read_from(server)
+    assert not any(spool.rglob("*.batch"))  # every batch was sent, none refused
+    test_each_sites_tracking_calls_are_its_participants_series_point_for_point(job)
+    test_each_sites_params_and_tags_go_onto_its_participant_run(job)
+    test_the_jobs_meta_are_hyperparameters_and_the_run_finishes(job)
+    test_the_persisted_global_model_is_the_runs_model_and_a_registered_version(job, tmp_path)

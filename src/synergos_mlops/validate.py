@@ -10,7 +10,15 @@ from typing import Any
 
 from synergos_mlops.errors import InvalidValueError
 
-__all__ = ["as_step", "as_value", "check_metric_key", "check_param_key", "safe_relative_path"]
+__all__ = [
+    "as_step",
+    "as_value",
+    "check_metric_key",
+    "check_param_key",
+    "metric_items",
+    "metric_values",
+    "safe_relative_path",
+]
 
 _MAX_KEY_LENGTH = 250
 _INT64 = 2**63
@@ -82,6 +90,18 @@ def metric_items(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
     if not isinstance(metrics, Mapping):
         raise InvalidValueError(f"metrics must be a mapping of key to value, not {metrics!r}")
     return [(check_metric_key(key), as_value(key, value)) for key, value in metrics.items()]
+
+
+def metric_values(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """As :func:`metric_items`, the keys left for the destination to check (text only)."""
+    if not isinstance(metrics, Mapping):
+        raise InvalidValueError(f"metrics must be a mapping of key to value, not {metrics!r}")
+    items = []
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            raise InvalidValueError(f"metric key {key!r} must be a string")
+        items.append((key, as_value(key, value)))
+    return items
 
 
 def safe_relative_path(kind: str, value: str) -> str:

@@ -6,6 +6,11 @@ Three clients fit a numpy linear model (y = 2x + 1 plus each partition's own off
 three rounds; partition 2 raises in round 2's training. Every client appends what it
 returned to ``$FLOWER_REPLIES`` (one JSON line per reply); the ServerApp writes Flower's own
 ``Result`` and the ids it logged to OUT_JSON.
+
+With ``$FLOWER_GATES`` (a folder), partition 0 holds each round's training from round 2 on:
+it writes ``<folder>/round-<r>`` and waits for ``<folder>/go-<r>``, so a test can act between
+rounds (stop the tracking server, start it again). With ``$FLOWER_BAD_KEY``, every client's
+evaluation also reports that key (one MLflow refuses) between its good ones.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +51,18 @@ def record(partition: int, stage: str, server_round: int, values: dict[str, floa
         out.write(json.dumps(line) + "\n")
 
 
+def gate(partition: int, server_round: int) -> None:
+    folder = os.environ.get("FLOWER_GATES")
+    if not folder or partition != 0 or server_round < 2:
+        return
+    (Path(folder) / f"round-{server_round}").touch()
+    deadline = time.monotonic() + 400
+    while not (Path(folder) / f"go-{server_round}").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"round {server_round} was never let go")
+        time.sleep(0.1)
+
+
 client = ClientApp()
 
 
@@ -54,6 +72,7 @@ def train(msg: Message, context: Context) -> Message:
     server_round = int(msg.content["config"]["server-round"])
     if (partition, "train", server_round) == FAILING:
         raise RuntimeError(f"partition {partition} lost its data in round {server_round}")
+    gate(partition, server_round)
     w, b = (float(a[0]) for a in msg.content["arrays"].to_numpy_ndarrays())
     x, y = data(partition)
     for _ in range(5):
@@ -80,6 +99,11 @@ def evaluate(msg: Message, context: Context) -> Message:
     loss = loss_of(w, b, x, y)
     values = {
         "loss": loss,
+        **(
+            {os.environ["FLOWER_BAD_KEY"]: 0.5 + partition}
+            if "FLOWER_BAD_KEY" in os.environ
+            else {}
+        ),
         "mae": float(np.mean(np.abs(w * x + b - y))),
         "num-examples": int(x.size),
         "partition-id": partition,

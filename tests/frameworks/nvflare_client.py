@@ -1,13 +1,17 @@
 """An NVFlare client script: a two-weight linear model, logged through nvflare.client.tracking.
 
 Each site appends what it logged to ``$FLARE_LOGGED`` (one JSON line per call), so the test
-can compare it with what the server stored.
+can compare it with what the server stored. With ``$FLARE_GATES`` (a folder), site-1 holds each
+round from round 1 on: it writes ``<folder>/round-<r>`` and waits for ``<folder>/go-<r>``, so a
+test can act between rounds (stop the tracking server, start it again).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from pathlib import Path
 
 import numpy as np
 import nvflare.client as flare
@@ -21,6 +25,18 @@ def note(site: str, kind: str, values: dict, step: int | None) -> None:
         out.write(json.dumps(line) + "\n")
 
 
+def gate(site: str, step: int) -> None:
+    folder = os.environ.get("FLARE_GATES")
+    if not folder or site != "site-1" or step < 1:
+        return
+    (Path(folder) / f"round-{step}").touch()
+    deadline = time.monotonic() + 400
+    while not (Path(folder) / f"go-{step}").exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"round {step} was never let go")
+        time.sleep(0.1)
+
+
 def main() -> None:
     flare.init()
     site = flare.get_site_name()
@@ -32,6 +48,7 @@ def main() -> None:
     while flare.is_running():
         model = flare.receive()
         step = model.current_round
+        gate(site, step)
         if step == 0:
             # After the first task: the server drops events sent before its run has started.
             params = {"lr": 0.3, "site_offset": offset}

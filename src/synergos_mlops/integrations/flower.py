@@ -42,8 +42,11 @@ id):
   version of ``synergos-<collaboration>-<project>-<experiment>`` (``register_model=False``
   leaves the registry alone).
 
-The run ends FINISHED, or FAILED when the strategy raised. Logging never stops a federation:
-a value the tracker refuses is left out with a warning and the rounds go on.
+The run ends FINISHED, or FAILED when the strategy raised. Logging never stops a federation,
+and one refused value never costs another: a key MLflow refuses (say ``top@5``) is sent as the
+client named it, and the destination stores the record's other values and counts that one by
+reason (a server's ``/health`` ``refused.metrics``, named once in its log); a value that is no
+number (an int beyond a float) is left out with a warning, and the rounds go on.
 
 Logging stays off the round's path: each hook hands what it saw (the replies, the aggregated
 records, the durations) to one background thread of the wrapper and returns. That thread turns
@@ -126,6 +129,18 @@ def _points(prefix: str, record: Mapping[str, Any], skip: frozenset[str]) -> Ite
 def _metric_records(content: Any) -> list[MetricRecord]:
     # RecordDict.metric_records builds a checked copy on each call; its values are enough.
     return [record for record in content.values() if isinstance(record, MetricRecord)]
+
+
+class _Names(dict[str, str]):
+    """``<stage>/<key>`` of each key, made once."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def __missing__(self, key: str) -> str:
+        name = self[key] = f"{self.stage}/{key}"
+        return name
 
 
 class _Reply:
@@ -411,10 +426,35 @@ class SynergosStrategy(Strategy):
                 run.add_participants(participant for participant, _ in named)
             except Exception as exc:  # noqa: BLE001 - each is tried again on first use
                 self._note("participants", f"could not create the participants' runs: {exc}")
+        if run is None or not named:
+            return
         skip = self._bookkeeping()
-        for participant, reply in named:
+        names = _Names(stage)
+        participants: list[str | None] = []
+        keys: list[str] = []
+        values: list[Any] = []
+        for participant, reply in named:  # columns straight from the records, no loop per value
             for record in reply.records:
-                self._log_now(dict(_points(stage, record, skip)), server_round, participant, stamp)
+                data = dict(record.items())
+                for key in skip:
+                    data.pop(key, None)
+                if list in set(map(type, data.values())):
+                    points = dict(_points(stage, data, frozenset()))
+                    keys.extend(points)
+                    values.extend(points.values())
+                else:
+                    keys.extend(map(names.__getitem__, data))
+                    values.extend(data.values())
+                participants.extend([participant] * (len(keys) - len(participants)))
+        try:
+            run.log_metric_columns(
+                participants, keys, values, step=server_round, timestamp=stamp, check_keys=False
+            )
+        except InvalidValueError:  # a value that is no number: the others go one by one
+            for participant, reply in named:
+                for record in reply.records:
+                    points = dict(_points(stage, record, skip))
+                    self._log_now(points, server_round, participant, stamp)
 
     def _log_record(
         self, stage: str, server_round: int, record: Mapping[str, Any], participant: str | None
@@ -473,13 +513,16 @@ class SynergosStrategy(Strategy):
         if run is None or not values:
             return
         try:
-            run.log_metrics(values, step=step, participant=participant, timestamp=stamp)
+            run.log_metrics(
+                values, step=step, participant=participant, timestamp=stamp, check_keys=False
+            )
         except InvalidValueError:
             for key, value in values.items():  # one refused value never costs the others
                 try:
                     run.log_metrics(
-                        {key: value}, step=step, participant=participant, timestamp=stamp
-                    )
+                        {key: value}, step=step, participant=participant, timestamp=stamp,
+                        check_keys=False,
+                    )  # fmt: skip
                 except InvalidValueError as exc:
                     self._note(key, f"{exc}; left out")
         except Exception as exc:  # noqa: BLE001 - logging never stops the federation

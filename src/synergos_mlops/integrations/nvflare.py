@@ -27,11 +27,13 @@ log with ``nvflare.client.tracking`` (``MLflowWriter``'s ``log_metric(s)``, ``lo
   registered as a model version of the run (see :mod:`synergos_mlops.integrations.models`).
 
 NVFlare catches what a receiver raises and goes on, so a job succeeds even when nothing was
-stored: a value the tracker refuses is left out with a warning in the server log, the others
-are kept. ``FedJob`` saves a component as its class and the ``__init__`` arguments it finds
-as attributes of the same name, so each argument is kept under its own name here. The
-receiver's module is imported from the installed package at every site: a job that adds it
-must not copy it into ``custom/`` (``add_synergos_tracking`` calls ``set_app_packages``).
+stored: a key MLflow refuses is sent as the site named it and counted by reason by the
+destination (a server's ``/health``), a value that is no number is left out with a warning in
+NVFlare's server log; the others are kept. ``FedJob`` saves a component as its class and the
+``__init__`` arguments it finds as attributes of the same name, so each argument is kept under
+its own name here. The receiver's module is imported from the installed package at every
+site: a job that adds it must not copy it into ``custom/`` (``add_synergos_tracking`` calls
+``set_app_packages``).
 """
 
 from __future__ import annotations
@@ -184,11 +186,11 @@ class SynergosReceiver(AnalyticsReceiver):  # type: ignore[misc,unused-ignore]
         self, fl_ctx: FLContext, run: FederatedRun, site: str, values: Mapping[str, Any], step: int
     ) -> None:
         try:
-            run.log_metrics(values, step=step, participant=site)
+            run.log_metrics(values, step=step, participant=site, check_keys=False)
         except InvalidValueError:
             for key, value in values.items():
                 try:
-                    run.log_metrics({key: value}, step=step, participant=site)
+                    run.log_metrics({key: value}, step=step, participant=site, check_keys=False)
                 except InvalidValueError as exc:
                     self._warn(fl_ctx, key, f"{exc}; left out")
 

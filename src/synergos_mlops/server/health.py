@@ -79,6 +79,9 @@ def health() -> JSONResponse:
             return JSONResponse(
                 status_code=503, content={**body, "status": "unavailable", "reason": problem}
             )
+    from synergos_mlops.server.intake import refused_counts
+
+    body["refused"] = refused_counts()
     from synergos_mlops.server.services.log_service import (
         RETENTION_STATUS_ENV,
         retention_health_problem,

@@ -309,6 +309,9 @@ def prepare(
     from synergos_mlops.legacy import STATUS_ENV
 
     env[STATUS_ENV] = str(folder.sync_status_path)
+    from synergos_mlops.server.intake import STATUS_ENV as INTAKE_STATUS_ENV
+
+    env[INTAKE_STATUS_ENV] = str(_intake_status_path(config))
     from synergos_mlops.server.auth import AUTH_APP_ENV
 
     env.pop(AUTH_APP_ENV, None)
@@ -371,6 +374,9 @@ def serve(
     command, env = prepare(config, echo=echo)
     backend = command[command.index("--backend-store-uri") + 1]
     logs = _start_log_services(config, backend, echo)  # before the child: a taken port stops here
+    from synergos_mlops.server.intake import STATUS_ENV as INTAKE_STATUS_ENV
+
+    Path(env[INTAKE_STATUS_ENV]).unlink(missing_ok=True)  # counts of this server's life
     process = subprocess.Popen(guarded_command(command), env=env)
     sync = None
 
@@ -409,6 +415,12 @@ def serve(
             sync.stop()
         for service in logs:
             service.stop()
+
+
+def _intake_status_path(config: ServeConfig) -> Path:
+    """The intake's counts (server/intake.py), beside the GELF status."""
+    gelf = _gelf_status_path(config)
+    return gelf.with_name(gelf.name.replace("-gelf", "-intake"))
 
 
 def _gelf_status_path(config: ServeConfig) -> Path:

@@ -3,6 +3,7 @@ runs, logged to through the tracker's transport and sender."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -29,7 +30,10 @@ from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._transport import Resolved
 from synergos_mlops.validate import (
     as_step,
+    as_value,
+    check_metric_key,
     metric_items,
+    metric_values,
     safe_relative_path,
 )
 
@@ -192,16 +196,62 @@ class FederatedRun:
         step: int,
         participant: str | None = None,
         timestamp: int | None = None,
+        check_keys: bool = True,
     ) -> None:
         """Log round-level values at ``step`` (the round): the global value, or a
         participant's local value under the same key. A point logged again at the same
         (run, participant, key, step) replaces the earlier one. ``timestamp`` in ms since
-        the epoch (default: now)."""
-        items = metric_items(metrics)
+        the epoch (default: now). ``check_keys=False`` is for keys that come from elsewhere
+        (a framework's clients): they are sent as they are, and the destination stores the
+        points of the keys MLflow accepts and counts the others by reason (a server's
+        ``/health``) instead of this call raising InvalidValueError."""
+        items = metric_items(metrics) if check_keys else metric_values(metrics)
         step = as_step("step", step)
         stamp = self._timestamp(timestamp)
         run_id, _ = self._target(participant)
         self._add(run_id, items, step, stamp)
+
+    def log_metric_columns(
+        self,
+        participants: Sequence[str | None],
+        keys: Sequence[str],
+        values: Sequence[Any],
+        *,
+        step: int,
+        timestamp: int | None = None,
+        check_keys: bool = True,
+    ) -> None:
+        """Log many points at one ``step`` in one call, as columns with one entry per point:
+        the participant (None: the global value), the key, the value. For a round's replies
+        of many participants: no mapping per participant, each distinct participant and key
+        checked once. Raises InvalidValueError (nothing logged) as ``log_metrics`` would, for
+        any point; ``check_keys`` as there."""
+        count = len(keys)
+        if len(participants) != count or len(values) != count:
+            raise InvalidValueError(
+                f"metric columns differ in length: {len(participants)} participants, "
+                f"{count} keys, {len(values)} values"
+            )
+        step = as_step("step", step)
+        stamp = self._timestamp(timestamp)
+        for key in set(keys):
+            if check_keys:
+                check_metric_key(key)
+            elif not isinstance(key, str):
+                raise InvalidValueError(f"metric key {key!r} must be a string")
+        floats: list[float] | None = None
+        if set(map(type, values)) <= {float, int}:  # the usual case, without a loop in Python
+            with contextlib.suppress(OverflowError):
+                floats = list(map(float, values))
+        if floats is None:
+            floats = [as_value(key, value) for key, value in zip(keys, values, strict=True)]
+        run_of = {participant: self._target(participant)[0] for participant in set(participants)}
+        self._tracker._check_open()
+        batch = MetricBatch(
+            list(map(run_of.__getitem__, participants)), list(keys), [step] * count, floats,
+            [stamp] * count,
+        )  # fmt: skip
+        self._tracker._sender.add(batch)
 
     def log_statistics(
         self,
@@ -443,7 +493,18 @@ class FederatedRun:
         with self._lock:
             run_ids = [*self._resolved.participants.values(), self._resolved.run_id]
         try:
-            for run_id in run_ids:
+            if hasattr(transport, "end_runs"):  # one request for the run and its participants
+                missing = self._tracker.retry(
+                    "end the run", functools.partial(transport.end_runs, run_ids, status, end_time)
+                )
+                if missing:
+                    warnings.warn(
+                        f"run {self.run!r}: {len(missing)} of its runs no longer exist "
+                        f"(deleted?) and were not ended: {', '.join(missing[:5])}",
+                        RuntimeWarning, stacklevel=2,
+                    )  # fmt: skip
+                return
+            for run_id in run_ids:  # a transport of one's own without end_runs
                 self._tracker.retry(
                     "end the run", functools.partial(transport.set_status, run_id, status, end_time)
                 )

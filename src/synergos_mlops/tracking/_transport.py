@@ -83,6 +83,10 @@ class Transport(Protocol):
 
     def set_status(self, run_id: str, status: str, end_time: int) -> None: ...
 
+    def end_runs(self, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
+        """End runs in one request (a federated run and its participants'); answer the ids
+        not ended because no active run has them."""
+
     def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
         """Record datasets as the run's inputs (MLflow's ``DatasetInput`` as JSON:
         ``{"dataset": {name, digest, source_type, source, schema, profile}, "tags": [...]}``)."""
@@ -108,6 +112,21 @@ def _ids_json(ids: ExperimentIds) -> dict[str, str]:
         "project": ids.project,
         "experiment": ids.experiment,
     }
+
+
+_log = logging.getLogger("synergos_mlops.tracking")
+
+
+def _say_refused(transport: Any, refused: Mapping[str, int], detail: str) -> None:
+    """Warn once per reason and destination that points were not stored (the rest were)."""
+    said: set[str] = transport.__dict__.setdefault("_refusals_said", set())
+    for reason, count in refused.items():
+        if reason not in said:
+            said.add(reason)
+            _log.warning(
+                "%d metric point(s) not stored by %s (%s): %s", count,
+                transport.tracking_uri, reason, detail,
+            )  # fmt: skip
 
 
 def _digest(text: str) -> str:
@@ -208,13 +227,16 @@ class HttpTransport:
         )
 
     def write_metrics(self, body: bytes) -> None:
-        self._call(
+        answer = self._call(
             "POST",
             f"{API_PREFIX}/metrics/bulk",
             what="metric batch",
             data=body,
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
+        refused = answer.get("refused") if isinstance(answer, dict) else None
+        if refused:
+            _say_refused(self, refused, f"see {self.url}/health")
 
     def write_logs(self, body: bytes) -> None:
         self._call(
@@ -261,6 +283,19 @@ class HttpTransport:
             what="run status",
             json_body={"run_id": run_id, "status": status, "end_time": end_time},
         )
+
+    def end_runs(self, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
+        body = {"run_ids": list(run_ids), "status": status, "end_time": end_time}
+        try:
+            answer = self._call("POST", f"{API_PREFIX}/runs/end", what="end runs", json_body=body)
+        except StoreError as exc:
+            # A server from before runs/end: no such route (its /runs/... catch-all says 405).
+            if "no end runs route" not in str(exc) and "(405 " not in str(exc):
+                raise
+            for run_id in run_ids:
+                self.set_status(run_id, status, end_time)
+            return []
+        return [str(run_id) for run_id in answer.get("missing", [])]
 
     def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
         prefix = "mlflow-artifacts:/"
@@ -347,9 +382,13 @@ class FolderTransport:
     def write_metrics(self, body: bytes) -> None:
         from synergos_mlops.storage.batch import decode_batch
         from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+        from synergos_mlops.storage.screen import screen_keys
 
+        screened = screen_keys(decode_batch(body))
+        if screened.refused:
+            _say_refused(self, screened.refused, "; ".join(screened.named.values()))
         try:
-            write_metrics(self.store.engine, decode_batch(body))
+            write_metrics(self.store.engine, screened.batch)
         except RunNotActiveError as exc:
             raise InvalidValueError(str(exc)) from None
         except SynergosError:
@@ -423,6 +462,14 @@ class FolderTransport:
         from mlflow.entities import RunStatus
 
         self.store.update_run_info(run_id, RunStatus.from_string(status), end_time, None)
+
+    def end_runs(self, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
+        from synergos_mlops.storage.runs import end_runs
+
+        try:
+            return end_runs(self.store.engine, run_ids, status, end_time)
+        except Exception as exc:  # the database is locked or away: try again later
+            raise ServerUnavailableError(f"store {self.folder.path}: {exc}") from None
 
     def log_artifact(self, artifact_uri: str, local_path: Path, artifact_path: str) -> None:
         prefix = "mlflow-artifacts:/"

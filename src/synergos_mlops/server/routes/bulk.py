@@ -3,7 +3,9 @@
 ``POST /api/synergos/v1/metrics/bulk``
     Body: a columnar metric batch (``synergos_mlops.storage.batch``), gzip-compressed
     (``Content-Encoding: gzip``) or plain JSON. Points at a (run, key, step) already stored are
-    replaced, so sending a batch twice stores it once. Answer: ``{"stored": n, "replaced": m}``.
+    replaced, so sending a batch twice stores it once. A point whose key MLflow refuses is left
+    out and counted by reason in ``/health`` (``metrics``); the batch's other points are stored.
+    Answer: ``{"stored": n, "replaced": m, "refused": {reason: count}}``.
 
 ``POST /api/synergos/v1/runs/resolve``
     Body: ``{"collaboration", "project", "experiment", "run", "participants": [...],
@@ -11,7 +13,15 @@
     runs, serialized in the database (``synergos_mlops.storage.runs``), so two trackers racing
     to create the same run get the same ids. Answer: ``ResolvedRun.to_json()``.
 
-Both write through the server's own tracking store (``_get_tracking_store()``), so they work
+``POST /api/synergos/v1/runs/end``
+    Body: ``{"run_ids": [...], "status": "FINISHED" | "FAILED" | "KILLED", "end_time": ms}``.
+    Ends a federated run and all its participants' runs in one request and one transaction
+    (MLflow's ``runs/update`` takes one run per request); ending again is harmless. A run that
+    does not exist or is deleted costs the others nothing: it is named in the answer,
+    ``{"ended": n, "missing": [...]}``. Needs what ``metrics/bulk`` needs (EDIT on each run's
+    experiment).
+
+All three write through the server's own tracking store (``_get_tracking_store()``), so they work
 on every SQL backend the server runs on (SQLite and PostgreSQL are tested).
 """
 
@@ -48,25 +58,29 @@ def sql_store() -> Any:
     return store
 
 
-def _write(body: bytes) -> dict[str, int]:
+def _write(body: bytes) -> dict[str, Any]:
+    from synergos_mlops.server.intake import count_refused
     from synergos_mlops.storage.batch import BatchTooLargeError, decode_batch
     from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+    from synergos_mlops.storage.screen import screen_keys
 
     try:
-        batch = decode_batch(body)
-        authorize_metric_writes(batch.run_ids)
-        result = write_metrics(sql_store().engine, batch)
+        decoded = decode_batch(body)
+        authorize_metric_writes(decoded.run_ids)
+        screened = screen_keys(decoded)
+        count_refused("metrics", screened.refused, screened.named)
+        result = write_metrics(sql_store().engine, screened.batch)
     except BatchTooLargeError as exc:
         raise ApiError(413, "TOO_LARGE", str(exc)) from None
     except InvalidValueError as exc:
         raise ApiError(400, "INVALID_VALUE", str(exc)) from None
     except RunNotActiveError as exc:
         raise ApiError(404, "RUN_NOT_FOUND", str(exc)) from None
-    return {"stored": result.stored, "replaced": result.replaced}
+    return {"stored": result.stored, "replaced": result.replaced, "refused": screened.refused}
 
 
 @router.post("/metrics/bulk")
-async def bulk_metrics(request: Request) -> dict[str, int]:
+async def bulk_metrics(request: Request) -> dict[str, Any]:
     body = await bounded_body(request, MAX_BODY_BYTES, "a metric batch")
     return await run_in_threadpool(_write, body)
 
@@ -107,3 +121,35 @@ def _resolve(request: ResolveRequest) -> dict[str, Any]:
 @router.post("/runs/resolve")
 async def resolve_runs(request: ResolveRequest) -> dict[str, Any]:
     return await run_in_threadpool(_resolve, request)
+
+
+#: Runs one ``runs/end`` may end (a federation and its participants).
+MAX_END_RUNS = 100_000
+
+
+class EndRequest(BaseModel):
+    run_ids: list[str]
+    status: str
+    end_time: int
+
+
+def _end(request: EndRequest) -> dict[str, Any]:
+    from synergos_mlops.storage.runs import RUN_END_STATUSES, end_runs
+
+    if request.status not in RUN_END_STATUSES:
+        raise ApiError(
+            400, "INVALID_VALUE",
+            f"status {request.status!r} must be one of {', '.join(RUN_END_STATUSES)}",
+        )  # fmt: skip
+    if not 0 <= request.end_time < 2**63:
+        raise ApiError(400, "INVALID_VALUE", f"end_time {request.end_time} is not a time in ms")
+    if len(request.run_ids) > MAX_END_RUNS:
+        raise ApiError(413, "TOO_LARGE", f"runs/end takes at most {MAX_END_RUNS} runs")
+    authorize_metric_writes(request.run_ids)
+    missing = end_runs(sql_store().engine, request.run_ids, request.status, request.end_time)
+    return {"ended": len(set(request.run_ids)) - len(missing), "missing": missing}
+
+
+@router.post("/runs/end")
+async def end_runs_route(request: EndRequest) -> dict[str, Any]:
+    return await run_in_threadpool(_end, request)

@@ -1,0 +1,101 @@
+"""A metric batch holding keys MLflow refuses: the bulk route stores every other point, counts
+the refused ones by reason in /health (the same whichever worker answers) and names each
+reason once in the server's log; a store folder leaves them out the same way."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+from mlflow import MlflowClient
+
+from synergos_mlops.storage.batch import MetricBatch, encode_batch
+from synergos_mlops.storage.screen import KEY_LENGTH, KEY_NAME, KEY_TEXT, screen_keys
+from synergos_mlops.tracking import FederatedTracker
+
+API = "/api/synergos/v1"
+GOOD = ["train/loss", "evaluate/a b", "x:y"]
+BAD = {"top@5": KEY_NAME, "evaluate/../loss": KEY_NAME, "k" * 251: KEY_LENGTH, "a\tb": KEY_TEXT}
+
+
+@given(st.lists(st.sampled_from([*GOOD, *BAD]), max_size=40))
+def test_screening_keeps_each_good_point_in_order_and_counts_each_bad_one_by_reason(
+    keys: list[str],
+) -> None:
+    batch = MetricBatch()
+    for position, key in enumerate(keys):
+        batch.append("run", key, position, float(position), 1000 + position)
+    screened = screen_keys(batch)
+    assert screened.batch.keys == [k for k in keys if k in GOOD]
+    assert screened.batch.steps == [p for p, k in enumerate(keys) if k in GOOD]
+    assert screened.batch.values == [float(p) for p, k in enumerate(keys) if k in GOOD]
+    wanted: dict[str, int] = {}
+    for key in keys:
+        if key in BAD:
+            wanted[BAD[key]] = wanted.get(BAD[key], 0) + 1
+    assert screened.refused == wanted
+    assert set(screened.named) == set(wanted)
+
+
+def _batch(run_id: str) -> MetricBatch:
+    batch = MetricBatch()
+    for step, key in enumerate(["train/loss", "top@5", "evaluate/loss", "k" * 251, "top@5"]):
+        batch.append(run_id, key, step, 0.5 + step, 1000 + step)
+    return batch
+
+
+def test_the_bulk_route_stores_the_good_points_around_refused_keys_and_counts_them_in_health(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    server = server_factory(tmp_path / "store", workers=2)
+    with FederatedTracker(server.url) as tracker:
+        run = tracker.run("c", "p", "e", "r")
+        run_id = run.run_id
+        run.end()
+    for _ in range(2):  # twice, so both workers may answer
+        response = requests.post(
+            f"{server.url}{API}/metrics/bulk", data=encode_batch(_batch(run_id)),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}, timeout=60,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "stored": 2, "replaced": response.json()["replaced"],
+            "refused": {KEY_NAME: 2, KEY_LENGTH: 1},
+        }  # fmt: skip
+    client = MlflowClient(server.url)
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")] == [
+        (0, 0.5)
+    ]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "evaluate/loss")] == [
+        (2, 2.5)
+    ]
+    for _ in range(4):
+        health = requests.get(f"{server.url}/health", timeout=60).json()
+        assert health["refused"] == {"metrics": {KEY_NAME: 4, KEY_LENGTH: 2}}
+    named = [line for line in server.output().splitlines() if "not stored" in line]
+    assert len(named) == 2, named
+    assert any("top@5" in line for line in named) and any(KEY_LENGTH in line for line in named)
+
+
+def test_into_a_store_folder_a_refused_key_is_left_out_with_one_warning_and_the_rest_stored(
+    tmp_path: Path, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, "synergos_mlops.tracking")
+    with FederatedTracker(tmp_path / "store") as tracker, tracker.run("c", "p", "e", "r") as run:
+        for step in range(3):
+            run.log_metrics(
+                {"train/loss": step, "top@5": 1, "evaluate/loss": -step}, step=step,
+                participant="w1", check_keys=False,
+            )  # fmt: skip
+            run.flush()
+        child = run.participant_run_id("w1")
+        uri = run.tracking_uri
+    client = MlflowClient(uri)
+    assert set(client.get_run(child).data.metrics) == {"train/loss", "evaluate/loss"}
+    assert [m.value for m in client.get_metric_history(child, "evaluate/loss")] == [0, -1, -2]
+    warned = [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()]
+    assert len(warned) == 1 and "top@5" in warned[0], warned
