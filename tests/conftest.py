@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -107,10 +108,60 @@ def _starts_processes(item: pytest.Item) -> bool:
     return False
 
 
+#: Seconds each scheduling group took in a recorded run (SYNMLOPS_RECORD_DURATIONS): make test
+#: starts the longest first, so that no long module is left to run alone at the end.
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def schedule_group(item: pytest.Item) -> str:
+    """What one pytest-xdist worker runs whole (``--dist loadgroup``): the test's
+    ``xdist_group`` (test_docs.py gives each documentation page one), else its module."""
+    mark = item.get_closest_marker("xdist_group")
+    if mark is not None:
+        return str(mark.args[0] if mark.args else mark.kwargs["name"])
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _starts_processes(item):
             item.add_marker(pytest.mark.process)
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        group = schedule_group(item)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        groups.setdefault(group, []).append(item)
+    try:
+        known = {str(k): float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        known = {}
+    unknown = sorted(known.values())[len(known) // 2] if known else 0.0  # a new module: median
+    order = sorted(groups, key=lambda group: -known.get(group, unknown))  # stable: ties keep order
+    items[:] = [item for group in order for item in groups[group]]
+
+
+_RECORDED: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With SYNMLOPS_RECORD_DURATIONS set, add each test's time to its group's."""
+    if os.environ.get("SYNMLOPS_RECORD_DURATIONS"):
+        nodeid = report.nodeid
+        at = nodeid.rfind("@")
+        group = nodeid[at + 1 :] if at > nodeid.rfind("]") else nodeid.split("::", 1)[0]
+        _RECORDED[group] = _RECORDED.get(group, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """With SYNMLOPS_RECORD_DURATIONS=FILE, write the groups' times there (in the controller,
+    which sees every worker's reports)."""
+    target = os.environ.get("SYNMLOPS_RECORD_DURATIONS")
+    if target and _RECORDED and not hasattr(session.config, "workerinput"):
+        ordered = dict(sorted(((k, round(v, 1)) for k, v in _RECORDED.items()),
+                              key=lambda kv: -kv[1]))  # fmt: skip
+        Path(target).write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 @dataclass
