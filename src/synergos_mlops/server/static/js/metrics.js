@@ -1,8 +1,8 @@
 // A run's metric charts: one per key, a line per participant and the global one, loaded when in view.
-import { getJSON } from "./api.js";
 import { CHART_HEIGHT, chartAxes, color, emptyNotice, GLOBAL, linePoints, resizer, setChartState, showTip, xScale } from "./charts.js";
 import { h } from "./dom.js";
 import { isClassKey, isEpochKey, isSystemKey } from "./run.js";
+import { chartData, fetchSeries, zoomHooks } from "./series.js";
 import { state } from "./state.js";
 
 // ---------- charts ----------
@@ -55,15 +55,16 @@ function request(key, el) {
   setTimeout(() => {
     const batch = [...queue];
     queue = new Map();
-    if (view === state.chartView) fetchSeries(batch, view);
+    if (view === state.chartView) load(batch, view);
   }, 0);
 }
-async function fetchSeries(batch, view) {
-  const url = new URL(state.base.href + "/metrics");
-  url.searchParams.set("keys", batch.map(([k]) => k).join(","));
+// A chart's width in CSS pixels: the series are asked for at two points per pixel column.
+const plotWidth = (el) => Math.floor(el.querySelector(".plot").clientWidth) || 420;
+async function load(batch, view) {
   let series;
   try {
-    series = (await getJSON(url)).series;
+    const points = Math.max(...batch.map(([, chartEl]) => plotWidth(chartEl)));
+    series = await fetchSeries(state.base.href, batch.map(([k]) => k), { points });
   } catch (err) {
     if (view !== state.chartView) return;
     for (const [k, chartEl] of batch) {
@@ -129,19 +130,18 @@ function plot(el, key) {
     setChartState(el, "empty", "no points logged for this key");
     return;
   }
-  const xs = [...new Set(lines.flatMap((l) => l.steps))].sort((a, b) => a - b);
-  const index = new Map(xs.map((x, i) => [x, i]));
-  const data = [xs, ...lines.map((l) => {
-    const ys = new Array(xs.length).fill(null);
-    l.steps.forEach((st, i) => { ys[index.get(st)] = l.values[i]; });
-    return ys;
-  })];
+  const data = chartData(lines);
+  const xs = data[0];
+  const chart = { key, names, el, lines: byName, overview: data, decimated: s.decimated, overviewDecimated: s.decimated };
+  const lineOf = (found, n) => (n === GLOBAL ? found.global : found.participants[n]) || null;
+  const zoom = zoomHooks(chart, state.base.href, lineOf);
   const tip = h("div", { class: "tip" });
   const axisName = s.axis === "epoch" ? "epoch" : "round";
   const opts = {
     width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
     legend: { show: false },
-    cursor: { points: { size: 6 }, focus: { prox: 24 } },
+    cursor: { points: { size: 6 }, focus: { prox: 24 },
+      bind: { dblclick: () => () => { zoom.reset(); return null; } } },
     focus: { alpha: 0.35 },
     scales: { x: xScale(true) },
     axes: chartAxes(axisName, true),
@@ -151,7 +151,8 @@ function plot(el, key) {
       points: linePoints(byName[n] ? byName[n].steps.length : 0, xs.length < 40 && names.length < 12),
     }))],
     hooks: {
-      setCursor: [(u) => showTip(u, tip, axisName)],
+      setCursor: [(u) => showTip(u, tip, axisName, chart.decimated)],
+      setScale: [zoom.setScale],
       draw: [() => {
         if (el.dataset.state === "drawn") return;
         const t = state.timings;
@@ -166,7 +167,9 @@ function plot(el, key) {
   };
   const u = new uPlot(opts, data, holder);
   u.over.append(tip);
-  state.charts[key] = { u, names, el, lines: byName };
+  chart.u = u;
+  state.charts[key] = chart;
+  el.dataset.decimated = String(!!s.decimated);
   el.dataset.lines = String(names.length);
   holder.__chart = state.charts[key];
   resizer.observe(holder);
