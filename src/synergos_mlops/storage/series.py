@@ -41,15 +41,17 @@ class Line:
         return len(self.steps)
 
 
-#: One row as read: its series (run index × keys + key index), step, timestamp, value, NaN.
-_ROW = np.dtype([("owner", "<i8"), ("step", "<i8"), ("time", "<i8"), ("value", "<f8"),
-                 ("nan", "?")])  # fmt: skip
-
+#: One row as read: its code (the series, run index × keys + key index, times two, plus one
+#: for NaN), step and value; and its timestamp, read only when a step is stored twice.
+_ROW = np.dtype([("code", "<i8"), ("step", "<i8"), ("value", "<f8")])
+_TIMED_ROW = np.dtype([("code", "<i8"), ("step", "<i8"), ("value", "<f8"), ("time", "<i8")])
 
 Window = tuple[int | None, int | None]  # the first and last step asked for (None: any)
 
 
-def _sqlite_query(run_uuids: list[str], keys: list[str], window: Window) -> tuple[str, Any]:
+def _sqlite_query(
+    run_uuids: list[str], keys: list[str], window: Window, timed: bool
+) -> tuple[str, Any]:
     """SQLite's query (and its parameters): the rows found through MLflow's index, read in
     the table's order (see the module's docstring)."""
 
@@ -68,35 +70,35 @@ def _sqlite_query(run_uuids: list[str], keys: list[str], window: Window) -> tupl
         if bound is not None:
             where += f" AND step {operator} ?"
             params.append(bound)
+    code = f"({numbered('run_uuid', run_uuids)} * {len(keys)} + {numbered('key', keys)}) * 2"
     sql = (
-        f"SELECT {numbered('run_uuid', run_uuids)} * {len(keys)} + {numbered('key', keys)}, "
-        "step, timestamp, value, is_nan FROM metrics WHERE rowid IN "
-        f"(SELECT rowid FROM metrics INDEXED BY {_METRICS_BY_RUN} WHERE {where})"
+        f"SELECT {code} + is_nan, step, value{', timestamp' if timed else ''} FROM metrics "
+        f"WHERE rowid IN (SELECT rowid FROM metrics INDEXED BY {_METRICS_BY_RUN} WHERE {where})"
     )
     return sql, tuple(params)
 
 
 def _rows(
-    session: Any, run_uuids: list[str], keys: list[str], window: Window
+    session: Any, run_uuids: list[str], keys: list[str], window: Window, timed: bool
 ) -> np.ndarray[Any, Any]:
-    """The points asked for, unordered, as a structured array (:data:`_ROW`): each row's
-    run and key are numbered by the database (``CASE``), so no text is fetched per point,
-    and the driver's rows go straight into the array (no SQLAlchemy ``Row`` per point)."""
+    """The points asked for, unordered, as a structured array (:data:`_ROW`, or
+    :data:`_TIMED_ROW` when ``timed``): each row's run and key are numbered by the database
+    (``CASE``), so no text is fetched per point, and the driver's rows go straight into the
+    array (no SQLAlchemy ``Row`` per point, as few columns as will do)."""
     from mlflow.store.tracking.dbmodels.models import SqlMetric
-    from sqlalchemy import case, select
+    from sqlalchemy import Integer, case, cast, select
 
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         # Through SQLAlchemy all the same, so that its events fire.
-        result = connection.exec_driver_sql(*_sqlite_query(run_uuids, keys, window))
+        result = connection.exec_driver_sql(*_sqlite_query(run_uuids, keys, window, timed))
     else:
         m = SqlMetric.__table__.c
-        owner = case({run: i for i, run in enumerate(run_uuids)}, value=m.run_uuid) * len(
-            keys
-        ) + case({key: i for i, key in enumerate(keys)}, value=m.key)
-        query = select(owner, m.step, m.timestamp, m.value, m.is_nan).where(
-            m.run_uuid.in_(run_uuids), m.key.in_(keys)
-        )
+        runs = case({run: i for i, run in enumerate(run_uuids)}, value=m.run_uuid)
+        named = case({key: i for i, key in enumerate(keys)}, value=m.key)
+        code = (runs * len(keys) + named) * 2 + cast(m.is_nan, Integer)
+        columns = [code, m.step, m.value, *([m.timestamp] if timed else [])]
+        query = select(*columns).where(m.run_uuid.in_(run_uuids), m.key.in_(keys))
         first, last = window
         if first is not None:
             query = query.where(m.step >= first)
@@ -104,9 +106,14 @@ def _rows(
             query = query.where(m.step <= last)
         result = connection.execute(query)
     try:
-        return np.fromiter(result.cursor, dtype=_ROW)
+        return np.array(result.cursor.fetchall(), dtype=_TIMED_ROW if timed else _ROW)
     finally:
         result.close()
+
+
+def _repeats(owner: np.ndarray[Any, Any], steps: np.ndarray[Any, Any]) -> bool:
+    """Whether a (series, step) comes twice in rows sorted by series and step."""
+    return bool(np.any((owner[1:] == owner[:-1]) & (steps[1:] == steps[:-1])))
 
 
 def metric_lines(
@@ -120,18 +127,25 @@ def metric_lines(
     """Every point of these keys for these runs (steps from ``first`` to ``last``, both
     included, when given), in one query: ``{key: {run_uuid: Line}}``, series without a point
     left out. A step stored more than once keeps its latest point by timestamp (of equal
-    timestamps, the one stored last), as MLflow's own history ends."""
+    timestamps, the one stored last), as MLflow's own history ends: only then are the points
+    read a second time, with their timestamps (the tracker replaces a step it logs again;
+    stock ``log_batch`` appends)."""
     runs, wanted = list(dict.fromkeys(run_uuids)), list(dict.fromkeys(keys))
     if not runs or not wanted:
         return {}
     with session_maker() as session:
-        rows = _rows(session, runs, wanted, (first, last))
+        rows = _rows(session, runs, wanted, (first, last), timed=False)
+        owner = rows["code"] >> 1
+        order = np.lexsort((rows["step"], owner))
+        if _repeats(owner[order], rows["step"][order]):
+            rows = _rows(session, runs, wanted, (first, last), timed=True)
+            owner = rows["code"] >> 1
+            # Stable: of equal (series, step, timestamp), the row read later is last.
+            order = np.lexsort((rows["time"], rows["step"], owner))
     if not len(rows):
         return {}
-    # Stable: of equal (series, step, timestamp), the row read later (stored later) is last.
-    order = np.lexsort((rows["time"], rows["step"], rows["owner"]))
-    owner, steps = rows["owner"][order], rows["step"][order]
-    values = np.where(rows["nan"], np.nan, rows["value"])[order]
+    owner, steps = owner[order], rows["step"][order]
+    values = np.where(rows["code"] & 1, np.nan, rows["value"])[order]
     keep = np.ones(len(order), dtype=bool)
     keep[:-1] = (owner[1:] != owner[:-1]) | (steps[1:] != steps[:-1])
     owner, steps, values = owner[keep], steps[keep], values[keep]

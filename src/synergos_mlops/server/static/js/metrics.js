@@ -100,8 +100,9 @@ export function drawCharts() {
   }
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) {
-      if (!entry.isIntersecting) continue;
+      if (!entry.isIntersecting || entry.target.dataset.asked) continue;
       observer.unobserve(entry.target);
+      entry.target.dataset.asked = "true";
       const key = entry.target.dataset.metric;
       if (state.series[key]) plot(entry.target, key); else request(key, entry.target);
     }
@@ -114,6 +115,19 @@ export function drawCharts() {
     box.append(el);
     observer.observe(el);
   }
+  // The charts already in view are asked for at once, once the run's view is built (its tab
+  // shown), before the requests the rest of the page makes: the observer's first report
+  // comes a frame later.
+  const view = state.chartView;
+  queueMicrotask(() => {
+    if (view !== state.chartView) return;
+    const reach = window.innerHeight + 400;  // as the observer's margin
+    const batch = [...box.children].filter((el) => {
+      const r = el.getBoundingClientRect();
+      return r.height > 0 && r.top < reach && r.bottom > -400;
+    }).map((el) => { observer.unobserve(el); el.dataset.asked = "true"; return [el.dataset.metric, el]; });
+    if (batch.length) load(batch, view);
+  });
 }
 
 function plot(el, key) {
