@@ -4,9 +4,11 @@
 
 Starts `synmlops serve` on a free port with a temporary store, logs one federated run
 (the global run and N participants, round- and epoch-level metrics) straight into the
-store, then reads the series of a few keys for every run twice: with one
-`GET .../metrics?keys=...` (one SQL query) and with one `MlflowClient.get_metric_history`
-call per run and key, and prints both timings and the ratio.
+store, then reads the series of a few keys for every run, every point of each, three ways:
+with one `GET .../metrics?keys=...` answered as JSON lists, the same with `format=typed`
+(base64 int64 steps and float64 values, decoded here with numpy), and with one
+`MlflowClient.get_metric_history` call per run and key; it prints the timings (medians)
+and the ratios.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import base64  # noqa: E402
+
+import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from conftest import start_server  # noqa: E402
 from federated_data import log_federated_run  # noqa: E402
@@ -51,7 +56,7 @@ def main() -> None:
             url = f"{server.url}/api/synergos/v1/runs/{logged.path}/metrics"
             client = MlflowClient(server.url)
             run_ids = [logged.parent_run_id, *logged.participants.values()]
-            ours, stock = [], []
+            ours, typed, stock = [], [], []
             for _ in range(args.repeat):
                 t = time.perf_counter()
                 response = requests.get(url, params={"keys": ",".join(KEYS)}, timeout=600)
@@ -63,18 +68,29 @@ def main() -> None:
                 )
                 ours.append(time.perf_counter() - t)
                 t = time.perf_counter()
+                response = requests.get(
+                    url, params={"keys": ",".join(KEYS), "format": "typed"}, timeout=600
+                )
+                response.raise_for_status()
+                typed_points = sum(
+                    len(np.frombuffer(base64.b64decode(line["values"]), dtype="<f8"))
+                    for entry in response.json()["series"].values()
+                    for line in [entry["global"], *entry["participants"].values()]
+                )
+                typed.append(time.perf_counter() - t)
+                t = time.perf_counter()
                 stock_points = sum(
                     len(client.get_metric_history(run_id, key))
                     for run_id in run_ids
                     for key in KEYS
                 )
                 stock.append(time.perf_counter() - t)
-                assert points == stock_points, (points, stock_points)
-            a, b = statistics.median(ours), statistics.median(stock)
+                assert points == typed_points == stock_points, (points, typed_points, stock_points)
+            a, c, b = statistics.median(ours), statistics.median(typed), statistics.median(stock)
             print(f"{points} points of {len(KEYS)} keys × {len(run_ids)} runs")
-            print(f"Synergos API, one request:        {a:.3f} s")
+            print(f"Synergos API, one request (lists):  {a:.3f} s  ratio {b / a:.1f}×")
+            print(f"Synergos API, one request (typed):  {c:.3f} s  ratio {b / c:.1f}×")
             print(f"get_metric_history, {len(run_ids) * len(KEYS)} calls: {b:.3f} s")
-            print(f"ratio: {b / a:.1f}×")
         finally:
             server.stop()
 

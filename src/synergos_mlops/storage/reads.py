@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
 from synergos_mlops.federation import (
@@ -432,49 +430,24 @@ def _plain_rows(session: Any, query: Any) -> list[tuple[Any, ...]]:
         result.close()
 
 
-def _line(points: list[Any]) -> tuple[list[int], list[float | None]]:
-    """One series from its rows ``(run, key, step, timestamp, value, is_nan)``, in step
-    order; a step stored more than once keeps its latest point by timestamp."""
-    steps = [point[2] for point in points]
-    if len(set(steps)) < len(steps):
-        latest: dict[int, Any] = {}
-        for point in points:
-            kept = latest.get(point[2])
-            if kept is None or point[3] >= kept[3]:
-                latest[point[2]] = point
-        points = list(latest.values())
-        steps = [point[2] for point in points]
-    return steps, [None if point[5] else point[4] for point in points]
-
-
 def metric_series(
     session_maker: SessionMaker, run_uuids: Sequence[str], keys: Sequence[str]
 ) -> dict[str, dict[str, tuple[list[int], list[float | None]]]]:
     """Every point of these keys for these runs, in one query.
 
-    Returns ``{key: {run_uuid: (steps, values)}}``, steps ascending; a step logged more
-    than once keeps its latest value (by timestamp), as MLflow's own history does last.
-    The query is SQLAlchemy Core, not the ORM, and asks for the order of MLflow's
-    ``(run_uuid, key, step)`` index, so the database sorts nothing and Python builds no
-    object per point (see :func:`_plain_rows`).
+    Returns ``{key: {run_uuid: (steps, values)}}``, steps ascending, NaN as None; a step
+    logged more than once keeps its latest value (by timestamp), as MLflow's own history
+    does last. The points are read as typed columns (:func:`series.metric_lines`).
     """
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
-    from sqlalchemy import select
+    from synergos_mlops.storage.series import metric_lines
 
-    result: dict[str, dict[str, tuple[list[int], list[float | None]]]] = {}
-    if not run_uuids or not keys:
-        return result
-    m = SqlMetric.__table__.c
-    query = (
-        select(m.run_uuid, m.key, m.step, m.timestamp, m.value, m.is_nan)
-        .where(m.run_uuid.in_(list(run_uuids)), m.key.in_(list(keys)))
-        .order_by(m.run_uuid, m.key, m.step)
-    )
-    with session_maker() as session:
-        rows = by_run_index(session, query)
-    for (run, key), points in groupby(rows, key=itemgetter(0, 1)):
-        result.setdefault(key, {})[run] = _line(list(points))
-    return result
+    return {
+        key: {
+            run: (line.steps.tolist(), [None if v != v else v for v in line.values.tolist()])
+            for run, line in per_run.items()
+        }
+        for key, per_run in metric_lines(session_maker, run_uuids, keys).items()
+    }
 
 
 def metric_points(session_maker: SessionMaker, run_uuid: str) -> list[MetricPoint]:

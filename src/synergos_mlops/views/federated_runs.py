@@ -18,6 +18,14 @@ from synergos_mlops.errors import StoreError, SynergosError
 from synergos_mlops.federation import ExperimentIds, validate_id
 from synergos_mlops.storage import reads
 from synergos_mlops.storage.reads import RunRow
+from synergos_mlops.storage.series import metric_lines
+from synergos_mlops.views.series import (
+    TYPED_FORMAT,
+    SeriesQuery,
+    line_answer,
+    series_axis,
+    shaped_lines,
+)
 
 __all__ = [
     "Backend",
@@ -515,10 +523,23 @@ def run_detail(backend: Backend, run: FederatedRun) -> dict[str, Any]:
     }
 
 
-def run_series(backend: Backend, run: FederatedRun, keys: Sequence[str]) -> dict[str, Any]:
-    """The series of ``keys`` for the global run and every participant, in one query."""
-    series = reads.metric_series(backend.session_maker, run.run_uuids, keys)
+def run_series(
+    backend: Backend,
+    run: FederatedRun,
+    keys: Sequence[str],
+    query: SeriesQuery | None = None,
+) -> dict[str, Any]:
+    """The series of ``keys`` for the global run and every participant, in one query: as
+    JSON lists, or typed columns, cut to a step window and decimated as ``query`` asks
+    (:mod:`synergos_mlops.views.series`)."""
+    query = query or SeriesQuery()
+    series = metric_lines(
+        backend.session_maker, run.run_uuids, keys, first=query.first, last=query.last
+    )
     missing = [key for key in keys if key not in series]
+    if missing and query.windowed:  # a key may have no point in the window
+        logged = {p.key for p in reads.latest_metrics(backend.session_maker, run.run_uuids)}
+        missing = [key for key in missing if key not in logged]
     if missing:
         raise NotFoundError(
             f"metric {missing[0]!r} not found in run {run.run_id!r}"
@@ -527,22 +548,21 @@ def run_series(backend: Backend, run: FederatedRun, keys: Sequence[str]) -> dict
     order = {uuid: index for index, uuid in enumerate(run.run_uuids)}
     out: dict[str, Any] = {}
     for key in keys:
-        per_run = series[key]
-        entry: dict[str, Any] = {
-            "axis": "seconds"
-            if key.startswith("system/")  # hardware: seconds since start
-            else "epoch"
-            if "/epoch/" in f"/{key}"
-            else "round",
-            "global": None,
-            "participants": {},
-        }
-        for run_uuid, (steps, values) in sorted(per_run.items(), key=lambda i: order[i[0]]):
-            line = {"steps": steps, "values": values}
+        per_run = shaped_lines(series.get(key, {}), query)
+        entry: dict[str, Any] = {"axis": series_axis(key), "global": None, "participants": {}}
+        if not query.plain:
+            entry["decimated"] = any(line.decimated for line in per_run.values())
+        for run_uuid, line in sorted(per_run.items(), key=lambda i: order[i[0]]):
+            answer = line_answer(line, query)
             owner = run.owner_of(run_uuid)
             if owner is None:
-                entry["global"] = line
+                entry["global"] = answer
             else:
-                entry["participants"][owner] = line
+                entry["participants"][owner] = answer
         out[key] = entry
-    return {"run": run.run_id, "keys": list(keys), "series": out}
+    body: dict[str, Any] = {"run": run.run_id, "keys": list(keys), "series": out}
+    if query.format == "typed":
+        body["format"] = TYPED_FORMAT
+    if not query.plain:
+        body.update(points=query.points, min_step=query.first, max_step=query.last)
+    return body

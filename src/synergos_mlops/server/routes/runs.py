@@ -52,6 +52,7 @@ from synergos_mlops.views.federated_runs import (
     run_series,
     tree_part,
 )
+from synergos_mlops.views.series import MAX_POINTS, SeriesQuery
 
 __all__ = ["router"]
 
@@ -218,18 +219,40 @@ def run_metrics(
             "(train/epoch/loss) by epoch across rounds."
         ),
     ] = None,
+    format: Annotated[
+        str,
+        Query(
+            description="`lists`: steps and values as JSON lists (the default); `typed`: "
+            "each as base64 of little-endian int64 and float64, with its `count`"
+        ),
+    ] = "lists",
+    points: Annotated[
+        int | None,
+        Query(
+            description="A chart's width in pixel columns: a series with more than twice as "
+            f"many points keeps each column's lowest and highest point and its first and "
+            f"last (`decimated`); 1 to {MAX_POINTS}"
+        ),
+    ] = None,
+    min_step: Annotated[
+        int | None, Query(description="Only points from this step on (a zoomed chart)")
+    ] = None,
+    max_step: Annotated[int | None, Query(description="Only points up to this step")] = None,
 ) -> JSONResponse:
-    """The series of the chosen metrics for the global run and every participant."""
+    """The series of the chosen metrics for the global run and every participant: every
+    point, or a step window, decimated to a chart's width when `points` is given."""
     chosen = parse_keys(keys)
 
     def work() -> JSONResponse:
+        query = SeriesQuery(points, min_step, max_step, format)
         backend = Backend.of_server()
         found = visible_run(resolve_run(backend, collaboration, project, experiment, run))
         wanted = chosen
         if wanted is None:
             wanted = run_detail(backend, found)["metric_keys"]
-        # Plain lists of numbers: rendered as they are, without FastAPI's per-value encoder.
-        return JSONResponse(run_series(backend, found, wanted))
+        # Plain lists of numbers or base64 text: rendered as they are, without FastAPI's
+        # per-value encoder.
+        return JSONResponse(run_series(backend, found, wanted, query))
 
     return answer(work)
 

@@ -27,7 +27,16 @@ _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=ut
 
 @lru_cache(maxsize=1)
 def _index() -> str:
-    return (STATIC / "index.html").read_text(encoding="utf-8")
+    """``index.html``, with every module of ``static/js/`` named for preloading: the browser
+    then fetches them side by side at once, instead of one level of imports after another
+    (main.js, then what it imports, then what those import) before the page can ask for its
+    data."""
+    preload = "".join(
+        f'<link rel="modulepreload" href="static/js/{module.name}">\n'
+        for module in sorted((STATIC / "js").glob("*.js"))
+    )
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    return html.replace("</head>", preload + "</head>", 1)
 
 
 def _page(request: Request) -> HTMLResponse:

@@ -85,7 +85,9 @@ export const resizer = new ResizeObserver((entries) => {
 });
 export const CHART_HEIGHT = 240;
 
-export function showTip(u, tip, axisName) {
+// The values under the cursor; each row's exact value is its title (and data-value). A
+// decimated chart (two points per pixel column) says that zooming shows every point.
+export function showTip(u, tip, axisName, decimated) {
   const idx = u.cursor.idx;
   if (idx === null || idx === undefined || u.cursor.left < 0) { tip.style.display = "none"; return; }
   const rows = [];
@@ -100,8 +102,9 @@ export function showTip(u, tip, axisName) {
   const more = rows.length - shown.length;
   tip.replaceChildren(...[
     h("div", { class: "muted", style: "color:#c9d6f5" }, axisName + " " + u.data[0][idx]),
+    decimated ? h("div", { class: "muted", style: "color:#c9d6f5" }, "lowest and highest per pixel: zoom for every point") : null,
     ...shown.map(([label, v, c]) => h("div", { class: "row" },
-      h("span", { class: "sw", style: "background:" + c }), label, h("b", {}, fmtNum(v)))),
+      h("span", { class: "sw", style: "background:" + c }), label, h("b", { title: String(v), dataset: { value: String(v) } }, fmtNum(v)))),
     more > 0 ? h("div", { class: "muted", style: "color:#c9d6f5" }, "+ " + more + " more") : null,
   ].filter(Boolean));
   tip.style.display = "block";

@@ -1,8 +1,8 @@
 // A run's metric charts: one per key, a line per participant and the global one, loaded when in view.
-import { getJSON } from "./api.js";
 import { CHART_HEIGHT, chartAxes, color, emptyNotice, GLOBAL, linePoints, resizer, setChartState, showTip, xScale } from "./charts.js";
 import { h } from "./dom.js";
 import { isClassKey, isEpochKey, isSystemKey } from "./run.js";
+import { chartData, fetchSeries, zoomHooks } from "./series.js";
 import { state } from "./state.js";
 
 // ---------- charts ----------
@@ -55,15 +55,16 @@ function request(key, el) {
   setTimeout(() => {
     const batch = [...queue];
     queue = new Map();
-    if (view === state.chartView) fetchSeries(batch, view);
+    if (view === state.chartView) load(batch, view);
   }, 0);
 }
-async function fetchSeries(batch, view) {
-  const url = new URL(state.base.href + "/metrics");
-  url.searchParams.set("keys", batch.map(([k]) => k).join(","));
+// A chart's width in CSS pixels: the series are asked for at two points per pixel column.
+const plotWidth = (el) => Math.floor(el.querySelector(".plot").clientWidth) || 420;
+async function load(batch, view) {
   let series;
   try {
-    series = (await getJSON(url)).series;
+    const points = Math.max(...batch.map(([, chartEl]) => plotWidth(chartEl)));
+    series = await fetchSeries(state.base.href, batch.map(([k]) => k), { points });
   } catch (err) {
     if (view !== state.chartView) return;
     for (const [k, chartEl] of batch) {
@@ -99,8 +100,9 @@ export function drawCharts() {
   }
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) {
-      if (!entry.isIntersecting) continue;
+      if (!entry.isIntersecting || entry.target.dataset.asked) continue;
       observer.unobserve(entry.target);
+      entry.target.dataset.asked = "true";
       const key = entry.target.dataset.metric;
       if (state.series[key]) plot(entry.target, key); else request(key, entry.target);
     }
@@ -113,6 +115,19 @@ export function drawCharts() {
     box.append(el);
     observer.observe(el);
   }
+  // The charts already in view are asked for at once, once the run's view is built (its tab
+  // shown), before the requests the rest of the page makes: the observer's first report
+  // comes a frame later.
+  const view = state.chartView;
+  queueMicrotask(() => {
+    if (view !== state.chartView) return;
+    const reach = window.innerHeight + 400;  // as the observer's margin
+    const batch = [...box.children].filter((el) => {
+      const r = el.getBoundingClientRect();
+      return r.height > 0 && r.top < reach && r.bottom > -400;
+    }).map((el) => { observer.unobserve(el); el.dataset.asked = "true"; return [el.dataset.metric, el]; });
+    if (batch.length) load(batch, view);
+  });
 }
 
 function plot(el, key) {
@@ -129,19 +144,18 @@ function plot(el, key) {
     setChartState(el, "empty", "no points logged for this key");
     return;
   }
-  const xs = [...new Set(lines.flatMap((l) => l.steps))].sort((a, b) => a - b);
-  const index = new Map(xs.map((x, i) => [x, i]));
-  const data = [xs, ...lines.map((l) => {
-    const ys = new Array(xs.length).fill(null);
-    l.steps.forEach((st, i) => { ys[index.get(st)] = l.values[i]; });
-    return ys;
-  })];
+  const data = chartData(lines);
+  const xs = data[0];
+  const chart = { key, names, el, lines: byName, overview: data, decimated: s.decimated, overviewDecimated: s.decimated };
+  const lineOf = (found, n) => (n === GLOBAL ? found.global : found.participants[n]) || null;
+  const zoom = zoomHooks(chart, state.base.href, lineOf);
   const tip = h("div", { class: "tip" });
   const axisName = s.axis === "epoch" ? "epoch" : "round";
   const opts = {
     width: Math.max(120, Math.floor(holder.clientWidth) || 420), height: CHART_HEIGHT,
     legend: { show: false },
-    cursor: { points: { size: 6 }, focus: { prox: 24 } },
+    cursor: { points: { size: 6 }, focus: { prox: 24 },
+      bind: { dblclick: () => () => { zoom.reset(); return null; } } },
     focus: { alpha: 0.35 },
     scales: { x: xScale(true) },
     axes: chartAxes(axisName, true),
@@ -151,7 +165,8 @@ function plot(el, key) {
       points: linePoints(byName[n] ? byName[n].steps.length : 0, xs.length < 40 && names.length < 12),
     }))],
     hooks: {
-      setCursor: [(u) => showTip(u, tip, axisName)],
+      setCursor: [(u) => showTip(u, tip, axisName, chart.decimated)],
+      setScale: [zoom.setScale],
       draw: [() => {
         if (el.dataset.state === "drawn") return;
         const t = state.timings;
@@ -166,7 +181,9 @@ function plot(el, key) {
   };
   const u = new uPlot(opts, data, holder);
   u.over.append(tip);
-  state.charts[key] = { u, names, el, lines: byName };
+  chart.u = u;
+  state.charts[key] = chart;
+  el.dataset.decimated = String(!!s.decimated);
   el.dataset.lines = String(names.length);
   holder.__chart = state.charts[key];
   resizer.observe(holder);
