@@ -283,7 +283,7 @@ def main() -> None:
     cycle = Workload(args.cycle_participants, args.cycle_rounds, args.cycle_keys)
     narrow = Workload(args.narrow_participants, args.narrow_rounds, args.narrow_keys)
     cycles = 0 if args.no_concurrent else args.cycles
-    report = Report(Machine.now(), workload, cycle, cycles, long)
+    report = Report(Machine.now(), workload, cycle, cycles, long, narrow=narrow)
     started = time.monotonic()
     stores: list[str] = ["SQLite"]
     if not args.no_postgres:

@@ -15,9 +15,9 @@ participant has its own child run). Writing a batch:
 
 All of it runs in one transaction. On PostgreSQL, concurrent writers to the same run are
 serialized by transaction-level advisory locks taken in run-id order. On SQLite, where one
-writer at a time holds the database anyway, bulk writers queue on an exclusive ``flock`` of
-``<database>.bulk-lock`` (across threads and server workers): a waiting writer starts the
-moment the one before commits, instead of polling SQLite's lock in growing sleeps, and
+writer at a time holds the database anyway, bulk writers queue on an exclusive ``flock``
+of ``<database>.synergos-bulk.lock`` (across threads and server workers): a waiting writer
+starts the moment the one before commits, instead of polling SQLite's lock in growing sleeps;
 everything that needs no database (decoding, keeping the last point of each step, sorting,
 choosing each series' latest point) is done before queuing. Inside, a first (empty) write
 statement takes the database's write lock, so the reads that follow see every committed write
@@ -317,7 +317,7 @@ def _bulk_writer_turn(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not database or database.startswith(":memory:"):
         yield
         return
-    with open(f"{database}.bulk-lock", "a+b") as handle:
+    with open(f"{database}.synergos-bulk.lock", "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
