@@ -18,6 +18,7 @@ from typing import TypeVar
 from benchmarks._concurrent import run_concurrent
 from benchmarks._report import Machine, Report, Row
 from benchmarks._servers import (
+    Server,
     count_points,
     postgres_available,
     postgres_database,
@@ -33,6 +34,7 @@ from benchmarks._workload import (
     log_stock,
     log_tracker,
     open_tracker,
+    raw_sqlite_ceiling,
     read_stock,
     read_synergos,
 )
@@ -50,10 +52,12 @@ def _timed(call: Callable[[], T]) -> tuple[float, T]:
 
 def single_cycle(
     tmp: Path, store: str, backends: tuple[str | None, str | None], workload: Workload,
-    workers: int, repeat: int, long: Workload,
+    workers: int, repeat: int, long: Workload, narrow: Workload,
 ) -> list[Row]:  # fmt: skip
     """One federated cycle written and read both ways, then a run of long series read both
-    ways; three rows (write, read, read long series)."""
+    ways, then a cycle logged a few keys per call written both ways (and, on SQLite, straight
+    into the table: the ceiling); four rows, five on SQLite (write, read, read long series,
+    write a few keys per call, its share of the ceiling)."""
     ids = Ids("bench", "speed", "mlp", "run-1")
     keys = workload.key_names()
     values = workload.values(seed=1)
@@ -105,6 +109,8 @@ def single_cycle(
         ]
         assert {long_points, *(n for _, n in ours_longs)} == {long.points}
 
+        narrow_rows = narrow_write(store, stock, ours, narrow)
+
     ours_read = min(t for t, _ in ours_reads)
     ours_long = min(t for t, _ in ours_longs)
     print(f"  {store}: write {stock_write:.1f} s vs {ours_write:.2f} s, "
@@ -131,7 +137,82 @@ def single_cycle(
             stock_how=f"get_metric_history × {long_series}",
             ours_how="GET …/metrics?keys=… × 1", stored=f"best of {repeat} requests",
         ),
+        *narrow_rows,
     ]  # fmt: skip
+
+
+def narrow_write(store: str, stock: Server, ours: Server, workload: Workload) -> list[Row]:
+    """A cycle logged ``workload.keys`` keys per call, written both ways into fresh runs
+    (Synergos: best of two runs, as the first request of a run pays for warming its pages);
+    on SQLite, also the same points inserted straight into the Synergos store's ``metrics``
+    table (``raw_sqlite_ceiling``) while the server idles, as many rows into a table that
+    holds as many, so both paths meet the same indexes."""
+    label = f"write one cycle, {workload.keys} keys per call"
+    print(f"  {store}: {label}: stock log_batch ...", flush=True)
+    values = workload.values(seed=3)
+    stock_run = create_stock_run(
+        stock.url, Ids("bench", "speed", "mlp", "run-narrow"), workload.participant_ids()
+    )
+    before = count_points(stock.backend_uri)
+    stock_write, (sent, failed) = _timed(lambda: log_stock(stock_run, workload, values))
+    stock_stored = count_points(stock.backend_uri) - before
+    assert (sent, failed, stock_stored) == (workload.points, 0, workload.points)
+    print(f"  {store}: {label}: FederatedTracker ...", flush=True)
+    times: list[float] = []
+    requests: list[int] = []
+    ours_stored: list[int] = []
+    for attempt in range(2):
+        before = count_points(ours.backend_uri)
+        ids = Ids("bench", "speed", "mlp", f"run-narrow-{attempt}")
+        with ExitStack() as stack:
+            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="synmlops-spool-"))
+            tracker, transport = open_tracker(ours.url, Path(spool))
+            stack.callback(tracker.close)
+            federated = tracker.run(*ids.parts, participants=workload.participant_ids())
+            seconds, logged = _timed(lambda run=federated: log_tracker(run, workload, values))
+            federated.end()
+            assert logged == workload.points
+            times.append(seconds)
+            requests.append(transport.sent)
+        ours_stored.append(count_points(ours.backend_uri) - before)
+    assert ours_stored == [workload.points] * 2, ours_stored
+    ours_write = min(times)
+    rows = [
+        Row(
+            label, store, workload.points, stock_write, ours_write,
+            goal=20 if store == "SQLite" else 10,
+            stock_how=f"log_batch, {STOCK_BATCH:,} points/request",
+            ours_how=f"FederatedTracker, {requests[times.index(ours_write)]} requests, "
+            "best of 2 runs",
+            stored=f"{stock_stored:,} / {ours_stored[0]:,} and {ours_stored[1]:,}",
+        ),
+    ]  # fmt: skip
+    print(f"  {store}: {label}: {stock_write:.1f} s vs {ours_write:.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in times)})", flush=True)  # fmt: skip
+    if store == "SQLite":
+        with ExitStack() as stack:
+            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="synmlops-spool-"))
+            tracker, _ = open_tracker(ours.url, Path(spool))
+            stack.callback(tracker.close)
+            ids = Ids("bench", "speed", "mlp", "run-ceiling")
+            federated = tracker.run(*ids.parts, participants=workload.participant_ids())
+            run_ids = [federated.run_id, *map(federated.participant_run_id,
+                                              workload.participant_ids())]  # fmt: skip
+        database = Path(ours.backend_uri.removeprefix("sqlite:///"))
+        before = count_points(ours.backend_uri)
+        ceiling = raw_sqlite_ceiling(database, run_ids, workload, values)
+        raw = count_points(ours.backend_uri) - before
+        print(f"  {store}: raw insert ceiling {ceiling:.2f} s", flush=True)
+        rows.append(
+            Row(
+                f"{label}: share of the raw insert ceiling", store, workload.points,
+                ceiling, ours_write, goal=0.75,
+                stock_how="no MLflow: sqlite3 executemany into `metrics`, commit per 10,000 rows",
+                ours_how="FederatedTracker, as above",
+                stored=f"{raw:,} inserted raw",
+            )
+        )  # fmt: skip
+    return rows
 
 
 def concurrent(
@@ -167,6 +248,9 @@ def main() -> None:
     parser.add_argument("--long-participants", type=int, default=2)
     parser.add_argument("--long-steps", type=int, default=5000, help="points per long series")
     parser.add_argument("--long-keys", type=int, default=10)
+    parser.add_argument("--narrow-participants", type=int, default=10)
+    parser.add_argument("--narrow-rounds", type=int, default=1250)
+    parser.add_argument("--narrow-keys", type=int, default=8, help="keys per logging call")
     parser.add_argument("--cycles", type=int, default=8, help="concurrent federated cycles")
     parser.add_argument("--cycle-participants", type=int, default=5)
     parser.add_argument("--cycle-rounds", type=int, default=50)
@@ -180,8 +264,9 @@ def main() -> None:
     parser.add_argument("--page-loads", type=int, default=3, help="page loads, median of")
     parser.add_argument("--no-page", action="store_true", help="skip the run page scenario")
     parser.add_argument(
-        "--only", choices=["page"], help="run one scenario alone (its table is printed, and "
-        "written only to an explicit --output)",
+        "--only", choices=["page", "write"], help="run the page scenario alone, or only the "
+        "write scenarios (a few keys per call, the ceiling, concurrent cycles); the table is "
+        "printed, and written only to an explicit --output",
     )  # fmt: skip
     parser.add_argument("--output", type=Path, default=None, help=f"Markdown table ({RESULTS})")
     args = parser.parse_args()
@@ -190,13 +275,15 @@ def main() -> None:
     if args.only == "page":
         only_page(page, args)
         return
-    output = args.output or RESULTS
+    write_only = args.only == "write"
+    output = args.output or (None if write_only else RESULTS)
 
     workload = Workload(args.participants, args.rounds, args.keys)
     long = Workload(args.long_participants, args.long_steps, args.long_keys)
     cycle = Workload(args.cycle_participants, args.cycle_rounds, args.cycle_keys)
+    narrow = Workload(args.narrow_participants, args.narrow_rounds, args.narrow_keys)
     cycles = 0 if args.no_concurrent else args.cycles
-    report = Report(Machine.now(), workload, cycle, cycles, long)
+    report = Report(Machine.now(), workload, cycle, cycles, long, narrow=narrow)
     started = time.monotonic()
     stores: list[str] = ["SQLite"]
     if not args.no_postgres:
@@ -217,15 +304,19 @@ def main() -> None:
                     ours = stack.enter_context(postgres_database("synmlops_bench_ours"))
                     return stock, ours
 
-                print(f"{store}: {workload.describe()}", flush=True)
-                rows = single_cycle(tmp, store, backends(), workload, args.workers,
-                                    args.read_repeat, long)  # fmt: skip
+                if write_only:
+                    print(f"{store}: {narrow.describe()}", flush=True)
+                    rows = write_cycle(tmp, store, backends(), narrow, args.workers)
+                else:
+                    print(f"{store}: {workload.describe()}", flush=True)
+                    rows = single_cycle(tmp, store, backends(), workload, args.workers,
+                                        args.read_repeat, long, narrow)  # fmt: skip
                 if not args.no_concurrent:
                     print(f"{store}: {args.cycles} × {cycle.describe()}", flush=True)
                     rows.append(concurrent(tmp, store, backends(), cycle, args.cycles,
                                            args.cluster_workers))  # fmt: skip
                 report.rows += rows
-        if not args.no_page:
+        if not args.no_page and not write_only:
             reason = chromium_available()
             if reason is None:
                 print(f"Run page: {page.describe()}", flush=True)
@@ -235,8 +326,21 @@ def main() -> None:
     report.machine = report.machine.finished()
     report.seconds = time.monotonic() - started
     report.print()
-    output.write_text(report.markdown())
-    print(f"written to {output}")
+    if output is not None:
+        output.write_text(report.markdown())
+        print(f"written to {output}")
+
+
+def write_cycle(
+    tmp: Path, store: str, backends: tuple[str | None, str | None], narrow: Workload,
+    workers: int,
+) -> list[Row]:  # fmt: skip
+    """``--only write``: the cycle logged a few keys per call (and its ceiling) alone."""
+    with running(
+        lambda: start_stock(tmp / f"stock-write-{store}", backends[0], workers),
+        lambda: start_synergos(tmp / f"synergos-write-{store}", backends[1], workers),
+    ) as (stock, ours):
+        return narrow_write(store, stock, ours, narrow)
 
 
 def only_page(page: ChartWorkload, args: argparse.Namespace) -> None:

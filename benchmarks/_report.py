@@ -113,6 +113,7 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     seconds: float = 0.0
     page_rows: list[PageRow] = field(default_factory=list)
+    narrow: Workload | None = None
 
     def workloads(self) -> list[str]:
         page = [
@@ -138,6 +139,18 @@ class Report:
             "back the same two ways, so the stock calls' fixed cost is spread over "
             f"{self.long.rounds:,} points each.",
         ]
+        if self.narrow is not None:
+            lines.append(
+                f"A few keys per call: {self.narrow.describe()}, each run's {self.narrow.keys} "
+                "keys of a round in one logging call (stock: the same `log_batch` requests of "
+                f"{STOCK_BATCH:,} points; Synergos: best of two runs, the first request of a "
+                "run warming its pages). The ceiling: the same points inserted into the "
+                "Synergos store's `metrics` table (holding the same rows already) with "
+                "Python's `sqlite3`, one prepared `executemany` per 10,000 rows in primary-key "
+                "order, each its own transaction, with the bulk write's connection settings "
+                "(`PRAGMA` cache_size) — no HTTP, no MLflow, no `latest_metrics`; "
+                "its ratio is Synergos' rate over the ceiling's."
+            )
         if self.cycles:
             lines.append(
                 f"Concurrent: {self.cycles} federated cycles at once (one process each), each "

@@ -6,6 +6,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -218,3 +219,47 @@ def read_synergos(url: str, ids: Ids, keys: list[str]) -> int:
         for line in [entry["global"], *entry["participants"].values()]
         if line is not None
     )
+
+
+def raw_sqlite_ceiling(
+    database: Path, run_ids: list[str], workload: Workload, values: list[list[float]],
+    commit_every: int = 10_000,
+) -> float:  # fmt: skip
+    """Seconds to insert ``workload``'s points for ``run_ids`` (global first, as
+    ``Workload.values`` orders them) straight into MLflow's ``metrics`` table with the
+    ``sqlite3`` module: one prepared ``executemany`` per ``commit_every`` rows, each chunk in
+    primary-key order, with the connection settings the bulk write uses. No HTTP, no MLflow,
+    no ``latest_metrics``: what the database alone takes, the ceiling of any write path."""
+    import sqlite3
+
+    from synergos_mlops.storage.metrics import SQLITE_WRITE_SETTINGS
+
+    keys = workload.key_names()
+    stamp = int(time.time() * 1000)
+    rows = []
+    flat = iter(values)
+    for step in range(workload.rounds):
+        for run_id in run_ids:
+            row = next(flat)
+            rows += [
+                (key, 0.0 if v != v else v, stamp, run_id, step, v != v)
+                for key, v in zip(keys, row, strict=True)
+            ]
+    statement = (
+        "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    connection = sqlite3.connect(database, isolation_level=None)
+    try:
+        connection.execute("PRAGMA foreign_keys = ON")
+        for name, value in SQLITE_WRITE_SETTINGS.items():
+            connection.execute(f"PRAGMA {name} = {value}")
+        started = time.perf_counter()
+        for start in range(0, len(rows), commit_every):
+            chunk = sorted(rows[start : start + commit_every], key=itemgetter(0, 2, 4, 3))
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(statement, chunk)
+            connection.execute("COMMIT")
+        return time.perf_counter() - started
+    finally:
+        connection.close()

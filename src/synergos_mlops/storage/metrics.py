@@ -14,13 +14,21 @@ participant has its own child run). Writing a batch:
    point that was the latest, the latest is recomputed from the stored points.
 
 All of it runs in one transaction. On PostgreSQL, concurrent writers to the same run are
-serialized by transaction-level advisory locks taken in run-id order; on SQLite a first
-(empty) write statement takes the database's write lock, so the reads that follow see every
-committed write and nothing changes them before the commit.
+serialized by transaction-level advisory locks taken in run-id order. On SQLite, where one
+writer at a time holds the database anyway, bulk writers queue on an exclusive ``flock``
+of ``<database>.synergos-bulk.lock`` (across threads and server workers): a waiting writer
+starts the moment the one before commits, instead of polling SQLite's lock in growing sleeps;
+everything that needs no database (decoding, keeping the last point of each step, sorting,
+choosing each series' latest point) is done before queuing. Inside, a first (empty) write
+statement takes the database's write lock, so the reads that follow see every committed write
+and nothing changes them before the commit. Every commit is flushed to the disk before the
+writer is answered (SQLite's default ``synchronous``, never lowered here): a tracker drops
+from its spool only what a power cut cannot take back.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +44,7 @@ from synergos_mlops.errors import InvalidValueError, SynergosError
 from synergos_mlops.storage.batch import MetricBatch
 
 __all__ = [
+    "SQLITE_WRITE_SETTINGS",
     "RunNotActiveError",
     "WriteResult",
     "append_metrics",
@@ -80,6 +89,7 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
 #: A point as stored: a ``metrics`` row, these columns in this order.
 _COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
 _KEY, _VALUE, _TIMESTAMP, _RUN, _STEP = range(5)
+_PRIMARY_KEY = itemgetter(_KEY, _TIMESTAMP, _STEP, _RUN)
 Point = tuple[str, float, int, str, int, bool]
 #: A ``latest_metrics`` entry of a (run, key): (step, timestamp, stored value, is_nan).
 Latest = tuple[int, int, float, bool]
@@ -87,8 +97,9 @@ Latest = tuple[int, int, float, bool]
 
 def _rows(batch: MetricBatch) -> list[Point]:
     """The batch as ``metrics`` rows, values stored as MLflow stores them, the last point of
-    each (run, key, step) kept. Column-wise, so no Python work per point beyond building
-    its tuple."""
+    each (run, key, step) kept, in the primary key's order (key, timestamp, step, run), so
+    the insert touches index pages once. Column-wise, so no Python work per point beyond
+    building its tuple."""
     longest = max(map(len, set(batch.keys)), default=0)
     if longest > _MAX_KEY_LENGTH:
         key = next(k for k in batch.keys if len(k) == longest)
@@ -103,7 +114,8 @@ def _rows(batch: MetricBatch) -> list[Point]:
     # A later position overwrites an earlier one.
     last = dict(zip(identities, range(len(rows)), strict=True))
     if len(last) < len(rows):
-        rows = [rows[position] for position in sorted(last.values())]
+        rows = [rows[position] for position in last.values()]
+    rows.sort(key=_PRIMARY_KEY)
     return rows
 
 
@@ -174,17 +186,19 @@ def _delete_stored(
     return len(candidates)
 
 
-#: SQLite page cache for a bulk write (KiB, as ``PRAGMA cache_size`` takes it when negative):
-#: the metrics table's three indexes no longer spill out of the default 2 MiB mid-batch.
-_SQLITE_CACHE_KIB = 65536
+#: SQLite settings of a bulk write, restored afterwards: a 64 MiB page cache (negative:
+#: KiB), so the metrics table's three indexes no longer spill out of the default 2 MiB
+#: mid-batch. ``synchronous`` stays as it is: ``NORMAL`` would answer a writer before its
+#: commit is on the disk, and a power cut could then take back points the tracker has
+#: already dropped from its spool.
+SQLITE_WRITE_SETTINGS: dict[str, int] = {"cache_size": -65536}
 
 
-def _insert_points(connection: Connection, rows: list[Point]) -> None:
-    """Insert the batch's points into ``metrics`` below the ORM and SQL compiler: PostgreSQL's
-    ``COPY`` through psycopg, else one prepared ``INSERT`` run by the driver's ``executemany``
-    (the compiler's per-row parameter handling costs more than the insert itself). Points go
-    in the primary key's order (key, timestamp, step, run), so index pages are touched once."""
-    ordered = sorted(rows, key=itemgetter(_KEY, _TIMESTAMP, _STEP, _RUN))
+def _insert_points(connection: Connection, ordered: list[Point]) -> None:
+    """Insert points, given in the primary key's order, into ``metrics`` below the ORM and SQL
+    compiler: PostgreSQL's ``COPY`` through psycopg, else one prepared ``INSERT`` run by the
+    driver's ``executemany`` (the compiler's per-row parameter handling costs more than the
+    insert itself)."""
     names = ", ".join(_COLUMNS)
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
@@ -194,15 +208,7 @@ def _insert_points(connection: Connection, rows: list[Point]) -> None:
                 copy.write_row(values)
         return
     statement = f"INSERT INTO metrics ({names}) VALUES ({_marks(connection, len(_COLUMNS))})"
-    if dialect.name != "sqlite":
-        connection.exec_driver_sql(statement, ordered)
-        return
-    cache = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
-    connection.exec_driver_sql(f"PRAGMA cache_size = {-_SQLITE_CACHE_KIB}")
-    try:
-        connection.exec_driver_sql(statement, ordered)
-    finally:
-        connection.exec_driver_sql(f"PRAGMA cache_size = {cache}")
+    connection.exec_driver_sql(statement, ordered)
 
 
 def _recompute(
@@ -221,9 +227,9 @@ def _recompute(
     return recomputed
 
 
-def _update_latest(
-    connection: Connection, rows: list[Point], existing: dict[tuple[str, str], Latest]
-) -> None:
+def _best_points(rows: list[Point]) -> dict[tuple[str, str], Latest]:
+    """The latest point of each (run, key) among ``rows``: the largest (step, timestamp,
+    value), as MLflow chooses it."""
     candidates: dict[tuple[str, str], Latest] = {}
     for key, value, stamp, run_id, step, is_nan in rows:
         pair = (run_id, key)
@@ -231,6 +237,14 @@ def _update_latest(
         best = candidates.get(pair)
         if best is None or entry[:3] > best[:3]:
             candidates[pair] = entry
+    return candidates
+
+
+def _update_latest(
+    connection: Connection,
+    candidates: dict[tuple[str, str], Latest],
+    existing: dict[tuple[str, str], Latest],
+) -> None:
 
     # The stored latest point was replaced by a point at its own step: the latest is the
     # best stored point at the largest step, which now includes the batch's points.
@@ -296,6 +310,46 @@ def _write_latest(
 
 
 @contextmanager
+def _bulk_writer_turn(engine: Engine) -> Iterator[None]:
+    """Wait for this SQLite database's bulk writers before this one (across threads and
+    processes: an exclusive ``flock``, released by the kernel if its holder dies)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database.startswith(":memory:"):
+        yield
+        return
+    with open(f"{database}.synergos-bulk.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _sqlite_settings(connection: Connection) -> Iterator[None]:
+    """SQLITE_WRITE_SETTINGS on ``connection`` (outside a transaction), restored afterwards
+    for the pool's other users."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = {
+        name: int(connection.exec_driver_sql(f"PRAGMA {name}").scalar_one())
+        for name in SQLITE_WRITE_SETTINGS
+    }
+    for name, value in SQLITE_WRITE_SETTINGS.items():
+        connection.exec_driver_sql(f"PRAGMA {name} = {value}")
+    connection.commit()  # SQLAlchemy's autobegun transaction; SQLite began none
+    try:
+        yield
+    finally:
+        if connection.in_transaction():  # the commit failed; end the transaction first
+            connection.rollback()
+        for name, value in before.items():
+            connection.exec_driver_sql(f"PRAGMA {name} = {value}")
+        connection.commit()
+
+
+@contextmanager
 def _locked(
     engine: Engine, batch: MetricBatch
 ) -> Iterator[tuple[Connection, dict[tuple[str, str], Latest]]]:
@@ -304,7 +358,12 @@ def _locked(
     a missing or deleted run."""
     run_ids = sorted(set(batch.run_ids))
     pairs = set(zip(batch.run_ids, batch.keys, strict=True))
-    with engine.begin() as connection:
+    with (
+        _bulk_writer_turn(engine),
+        engine.connect() as connection,
+        _sqlite_settings(connection),
+        connection.begin(),
+    ):
         if connection.dialect.name == "sqlite":
             # As MLflow's own sessions; then take the write lock before reading anything, so
             # what is read below cannot change before this transaction commits.
@@ -325,10 +384,11 @@ def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
     if not len(batch):
         return WriteResult(0, 0)
     rows = _rows(batch)
+    best = _best_points(rows)
     with _locked(engine, batch) as (connection, existing):
         replaced = _delete_stored(connection, rows, existing)
         _insert_points(connection, rows)
-        _update_latest(connection, rows, existing)
+        _update_latest(connection, best, existing)
     return WriteResult(stored=len(rows), replaced=replaced)
 
 
@@ -347,7 +407,7 @@ def _insert_new_points(connection: Connection, rows: list[Point]) -> list[Point]
             stored.update(tuple(found) for found in connection.execute(query))
     fresh = [row for row in dict.fromkeys(rows) if row[:5] not in stored]
     if fresh:
-        _insert_points(connection, fresh)
+        _insert_points(connection, sorted(fresh, key=_PRIMARY_KEY))
     return fresh
 
 
@@ -370,5 +430,6 @@ def append_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
         fresh = _insert_new_points(connection, rows)
         if fresh:
             touched = {(row[_RUN], row[_KEY]) for row in fresh}
-            _update_latest(connection, fresh, {p: v for p, v in existing.items() if p in touched})
+            latest = {p: v for p, v in existing.items() if p in touched}
+            _update_latest(connection, _best_points(fresh), latest)
     return WriteResult(stored=len(fresh), replaced=0)
