@@ -70,6 +70,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.server.strategy import Strategy as LegacyStrategy
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Result, Strategy
 
@@ -79,7 +80,7 @@ from synergos_mlops.integrations.models import register_arrays
 if TYPE_CHECKING:
     from synergos_mlops.tracking import FederatedRun, FederatedTracker, TrackerConfig
 
-__all__ = ["BOOKKEEPING_KEYS", "PARTITION_KEY", "SynergosStrategy"]
+__all__ = ["BOOKKEEPING_KEYS", "PARTITION_KEY", "SynergosLegacyStrategy", "SynergosStrategy"]
 
 #: The MetricRecord key whose value names the participant.
 PARTITION_KEY = "partition-id"
@@ -215,7 +216,77 @@ def _participant_of(value: Any) -> str | None:
     return str(int(number)) if number.is_integer() else str(value)
 
 
-class SynergosStrategy(Strategy):
+class _RunLogging:
+    """What both wrappers keep while a federation runs: its Synergos run, the participant each
+    Flower node is, and one background thread that logs in the order values were seen."""
+
+    def _start_logging(self) -> None:
+        self.federated_run: FederatedRun | None = None
+        self.model_version: str | None = None
+        self._participants: dict[int | str, str] = {}
+        self._warned: set[str] = set()
+        self._pending_warnings: list[str] = []
+        self._warnings_lock = threading.Lock()
+        self._worker = _Worker(self._note)
+
+    def _participant(self, node_id: int | str, records: Iterable[Mapping[str, Any]]) -> str:
+        """The client's ``partition-id`` if it reports one (remembered for its node), else
+        what that node was last known as, else its node id."""
+        for record in records:
+            name = _participant_of(record.get(PARTITION_KEY))
+            if name is not None:
+                self._participants[node_id] = name
+                break
+        return self._participants.get(node_id, str(node_id))
+
+    def _log(self, values: Mapping[str, Any], step: int, participant: str | None = None) -> None:
+        """Hand ``values`` to the logging thread (called on Flower's loop)."""
+        if not values:
+            return
+        stamp = _now_ms()
+        values = dict(values)
+        self._emit_warnings()
+        self._worker.submit(lambda: self._log_now(values, step, participant, stamp))
+
+    def _log_now(
+        self, values: Mapping[str, Any], step: int, participant: str | None, stamp: int
+    ) -> None:
+        run = self.federated_run
+        if run is None or not values:
+            return
+        try:
+            run.log_metrics(
+                values, step=step, participant=participant, timestamp=stamp, check_keys=False
+            )
+        except InvalidValueError:
+            for key, value in values.items():  # one refused value never costs the others
+                try:
+                    run.log_metrics(
+                        {key: value}, step=step, participant=participant, timestamp=stamp,
+                        check_keys=False,
+                    )  # fmt: skip
+                except InvalidValueError as exc:
+                    self._note(key, f"{exc}; left out")
+        except Exception as exc:  # noqa: BLE001 - logging never stops the federation
+            self._note(type(exc).__name__, f"could not log round {step}: {exc}")
+
+    def _note(self, what: str, message: str) -> None:
+        """Keep a warning (once per kind) for Flower's thread to give at its next hook."""
+        with self._warnings_lock:
+            if what not in self._warned:
+                self._warned.add(what)
+                self._pending_warnings.append(message)
+
+    def _emit_warnings(self) -> None:
+        if not self._pending_warnings:
+            return
+        with self._warnings_lock:
+            pending, self._pending_warnings = self._pending_warnings, []
+        for message in pending:
+            warnings.warn(f"Synergos: {message}", RuntimeWarning, stacklevel=3)
+
+
+class SynergosStrategy(_RunLogging, Strategy):
     """Log a Flower run, round by round, as a Synergos federated run (see the module doc).
 
     ``strategy`` is any ``flwr.serverapp.strategy.Strategy``; every other attribute is read
@@ -253,15 +324,9 @@ class SynergosStrategy(Strategy):
         self._config = config
         self._register = register_model
         self._tracker: FederatedTracker | None = None
-        self.federated_run: FederatedRun | None = None
-        self.model_version: str | None = None
-        self._participants: dict[int, str] = {}
         self._round_start: dict[int, float] = {}
         self._phase_start: dict[tuple[str, int], float] = {}
-        self._warned: set[str] = set()
-        self._pending_warnings: list[str] = []
-        self._warnings_lock = threading.Lock()
-        self._worker = _Worker(self._note)
+        self._start_logging()
 
     def __getattr__(self, name: str) -> Any:
         # Only called for what the wrapper itself lacks: the wrapped strategy's settings.
@@ -386,16 +451,6 @@ class SynergosStrategy(Strategy):
         weight = getattr(self.strategy, "weighted_by_key", None)
         return BOOKKEEPING_KEYS | ({weight} if isinstance(weight, str) else set())
 
-    def _participant(self, node_id: int, records: Iterable[MetricRecord]) -> str:
-        """The client's ``partition-id`` if it reports one (remembered for its node), else
-        what that node was last known as, else its node id."""
-        for record in records:
-            name = _participant_of(record.get(PARTITION_KEY))
-            if name is not None:
-                self._participants[node_id] = name
-                break
-        return self._participants.get(node_id, str(node_id))
-
     def _hand_replies(self, stage: str, server_round: int, replies: list[Message]) -> None:
         seen = [_Reply(reply) for reply in replies]
         stamp = _now_ms()
@@ -497,52 +552,6 @@ class SynergosStrategy(Strategy):
         except Exception as exc:  # noqa: BLE001 - logging never stops the federation
             self._note("failure", f"could not log a failed reply: {exc}")
 
-    def _log(self, values: Mapping[str, Any], step: int, participant: str | None = None) -> None:
-        """Hand ``values`` to the logging thread (called on Flower's loop)."""
-        if not values:
-            return
-        stamp = _now_ms()
-        values = dict(values)
-        self._emit_warnings()
-        self._worker.submit(lambda: self._log_now(values, step, participant, stamp))
-
-    def _log_now(
-        self, values: Mapping[str, Any], step: int, participant: str | None, stamp: int
-    ) -> None:
-        run = self.federated_run
-        if run is None or not values:
-            return
-        try:
-            run.log_metrics(
-                values, step=step, participant=participant, timestamp=stamp, check_keys=False
-            )
-        except InvalidValueError:
-            for key, value in values.items():  # one refused value never costs the others
-                try:
-                    run.log_metrics(
-                        {key: value}, step=step, participant=participant, timestamp=stamp,
-                        check_keys=False,
-                    )  # fmt: skip
-                except InvalidValueError as exc:
-                    self._note(key, f"{exc}; left out")
-        except Exception as exc:  # noqa: BLE001 - logging never stops the federation
-            self._note(type(exc).__name__, f"could not log round {step}: {exc}")
-
-    def _note(self, what: str, message: str) -> None:
-        """Keep a warning (once per kind) for Flower's thread to give at its next hook."""
-        with self._warnings_lock:
-            if what not in self._warned:
-                self._warned.add(what)
-                self._pending_warnings.append(message)
-
-    def _emit_warnings(self) -> None:
-        if not self._pending_warnings:
-            return
-        with self._warnings_lock:
-            pending, self._pending_warnings = self._pending_warnings, []
-        for message in pending:
-            warnings.warn(f"Synergos: {message}", RuntimeWarning, stacklevel=3)
-
     def _log_model(self, run: FederatedRun, arrays: ArrayRecord, num_rounds: int) -> None:
         if not len(arrays):
             return
@@ -556,4 +565,214 @@ class SynergosStrategy(Strategy):
             run.flush()
             self.model_version = register_arrays(
                 run, data, MODEL_FILE, step=num_rounds, model_type="flower-arrayrecord"
+            )
+
+
+class SynergosLegacyStrategy(_RunLogging, LegacyStrategy):
+    """The same logging for a strategy of Flower's older API (``flwr.server.strategy``:
+    FedAvg, FedProx, ... given to ``ServerApp(strategy=..., config=ServerConfig(...))`` or
+    ``start_server``), which Flower 1.42 still ships.
+
+    That API has no hook after the last round, so the wrapper takes ``num_rounds`` (the
+    ``ServerConfig``'s): it opens the run at ``initialize_parameters`` and ends it FINISHED
+    once the last round's evaluation is done (or skipped), logging the final parameters as
+    the global model. :meth:`close` ends it early (FAILED by default) when the federation
+    stops before that. Per round: each client's
+    ``FitRes.metrics`` as ``train/<key>``, its ``EvaluateRes`` loss and metrics as
+    ``evaluate/loss`` and ``evaluate/<key>``; the aggregated ones as global series; the
+    strategy's centralized ``evaluate`` as ``evaluate/server/loss`` and
+    ``evaluate/server/<key>`` (round 0: the initial parameters); clients sampled, replied
+    and failed; each failure as an ERROR record. The participant is the client's
+    ``partition-id`` metric, else Flower's client id (``ClientProxy.cid``).
+    """
+
+    def __init__(
+        self,
+        strategy: LegacyStrategy,
+        *,
+        tracking_uri: str | os.PathLike[str] | None,
+        collaboration: str,
+        project: str,
+        experiment: str,
+        num_rounds: int,
+        run: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        config: TrackerConfig | None = None,
+        register_model: bool = True,
+    ) -> None:
+        if not isinstance(strategy, LegacyStrategy):
+            raise InvalidValueError(
+                f"{type(strategy).__name__} is not a strategy of Flower's older API "
+                "(flwr.server.strategy.Strategy); wrap Message API strategies in "
+                "SynergosStrategy"
+            )
+        if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
+            raise InvalidValueError(f"num_rounds must be a whole number ≥ 1, not {num_rounds!r}")
+        from synergos_mlops.federation import ExperimentIds, validate_id
+
+        self.strategy = strategy
+        self.num_rounds = num_rounds
+        self._ids = ExperimentIds(collaboration, project, experiment)
+        self._run_name = None if run is None else validate_id("run", run)
+        self._run_config = {} if run_config is None else dict(run_config)
+        self._target = tracking_uri
+        self._config = config
+        self._register = register_model
+        self._tracker: FederatedTracker | None = None
+        #: The last global parameters the wrapper saw (Flower's ``Parameters``).
+        self.parameters: Any = None
+        self._start_logging()
+
+    # Flower's older strategy interface, delegated ----------------------------------------
+
+    def initialize_parameters(self, client_manager: Any) -> Any:
+        self._open()
+        self.parameters = self.strategy.initialize_parameters(client_manager)
+        return self.parameters
+
+    def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
+        self.parameters = parameters
+        instructions = list(self.strategy.configure_fit(server_round, parameters, client_manager))
+        self._log({"train/clients_sampled": len(instructions)}, server_round)
+        return instructions
+
+    def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
+        self._hand_results("train", server_round, list(results), list(failures))
+        parameters, metrics = self.strategy.aggregate_fit(server_round, results, failures)
+        if parameters is not None:
+            self.parameters = parameters
+        if metrics:
+            self._log(dict(_points("train", metrics, BOOKKEEPING_KEYS)), server_round)
+        return parameters, metrics
+
+    def configure_evaluate(self, server_round: int, parameters: Any, client_manager: Any) -> Any:
+        self.parameters = parameters
+        instructions = list(
+            self.strategy.configure_evaluate(server_round, parameters, client_manager)
+        )
+        self._log({"evaluate/clients_sampled": len(instructions)}, server_round)
+        if not instructions and server_round >= self.num_rounds:
+            self.close("FINISHED")  # Flower skips the evaluation: the federation is over
+        return instructions
+
+    def aggregate_evaluate(self, server_round: int, results: Any, failures: Any) -> Any:
+        self._hand_results("evaluate", server_round, list(results), list(failures))
+        loss, metrics = self.strategy.aggregate_evaluate(server_round, results, failures)
+        values = dict(_points("evaluate", metrics or {}, BOOKKEEPING_KEYS))
+        if loss is not None:
+            values["evaluate/loss"] = loss
+        self._log(values, server_round)
+        if server_round >= self.num_rounds:
+            self.close("FINISHED")
+        return loss, metrics
+
+    def evaluate(self, server_round: int, parameters: Any) -> Any:
+        answer = self.strategy.evaluate(server_round, parameters)
+        if answer is not None:
+            loss, metrics = answer
+            values = dict(_points("evaluate/server", metrics or {}, frozenset()))
+            if loss is not None:
+                values["evaluate/server/loss"] = loss
+            self._log(values, server_round)
+        return answer
+
+    # The run -------------------------------------------------------------------------------
+
+    def close(self, status: str = "FAILED") -> None:
+        """Log the last parameters as the global model (when FINISHED), end the run with
+        ``status`` and close the tracker; nothing when no run is open."""
+        tracker, run = self._tracker, self.federated_run
+        if tracker is None or run is None:
+            return
+        self._tracker = None
+        try:
+            self._worker.close()
+            self._emit_warnings()
+            if status == "FINISHED" and self.parameters is not None:
+                self._log_parameters(run)
+            run.end(status)
+        finally:
+            tracker.close()
+
+    def _open(self) -> None:
+        if self._tracker is not None:
+            return
+        from synergos_mlops.tracking import FederatedTracker
+
+        hyperparameters = {**self._run_config, "num_rounds": self.num_rounds}
+        hyperparameters.update(strategy_settings(self.strategy))
+        self._tracker = FederatedTracker(self._target, self._config)
+        self.federated_run = self._tracker.run(
+            self._ids.collaboration, self._ids.project, self._ids.experiment,
+            self._run_name or time.strftime("flower-%Y%m%d-%H%M%S"),
+            hyperparameters=hyperparameters,
+        )  # fmt: skip
+
+    def _hand_results(
+        self, stage: str, server_round: int, results: list[Any], failures: list[Any]
+    ) -> None:
+        """Each client's values, and each failure, handed to the logging thread."""
+        stamp = _now_ms()
+        replied: list[tuple[str, dict[str, Any]]] = []
+        for proxy, result in results:
+            values = dict(getattr(result, "metrics", None) or {})
+            participant = self._participant(str(proxy.cid), [values])
+            points = dict(_points(stage, values, BOOKKEEPING_KEYS))
+            if stage == "evaluate" and getattr(result, "loss", None) is not None:
+                points["evaluate/loss"] = result.loss
+            replied.append((participant, points))
+        failed: list[tuple[str | None, Any]] = [
+            (None, failure) if isinstance(failure, BaseException)
+            else (self._participant(str(failure[0].cid), ()), failure[1])
+            for failure in failures
+        ]  # fmt: skip
+        counts = {f"{stage}/clients_replied": len(results), f"{stage}/clients_failed": len(failed)}
+
+        def log() -> None:
+            self._log_now(counts, server_round, None, stamp)
+            run = self.federated_run
+            if run is None:
+                return
+            if replied:
+                run.add_participants(participant for participant, _ in replied)
+            for name, points in replied:
+                self._log_now(points, server_round, name, stamp)
+            for who, failure in failed:
+                self._log_legacy_failure(run, stage, server_round, who, failure)
+
+        self._emit_warnings()
+        self._worker.submit(log)
+
+    def _log_legacy_failure(
+        self, run: FederatedRun, stage: str, server_round: int, participant: str | None,
+        failure: Any,
+    ) -> None:  # fmt: skip
+        status = getattr(failure, "status", None)
+        reason = (
+            f"{type(failure).__name__}: {failure}" if isinstance(failure, BaseException)
+            else f"{getattr(status, 'code', '?')}: {getattr(status, 'message', failure)}"
+        )  # fmt: skip
+        handler = run.log_handler(participant)
+        record = logging.LogRecord(
+            __name__, logging.ERROR, __file__, 0, "round %d %s: participant %s failed: %s",
+            (server_round, stage, participant or "(unknown)", reason), None,
+        )  # fmt: skip
+        record.__dict__.update(round=server_round, stage=stage, error_reason=reason)
+        handler.handle(record)
+
+    def _log_parameters(self, run: FederatedRun) -> None:
+        import numpy as np
+        from flwr.common import parameters_to_ndarrays
+
+        arrays = parameters_to_ndarrays(self.parameters)
+        if not arrays:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, *arrays)
+        data = buffer.getvalue()
+        run.log_model(data, name=MODEL_FILE)
+        if self._register:
+            run.flush()
+            self.model_version = register_arrays(
+                run, data, MODEL_FILE, step=self.num_rounds, model_type="flower-parameters"
             )
