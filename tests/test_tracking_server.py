@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -295,3 +296,32 @@ def test_a_new_tracker_sends_what_a_dead_orchestrator_left_in_the_spool(
     assert len(client.get_metric_history(child_run_id, "train/acc")) == 1000
     assert client.get_run(run_id).info.status == "RUNNING"
     assert not list(spool.glob("*/*/*.batch"))
+
+
+def test_an_end_that_finds_the_server_away_waits_in_the_spool_and_ends_the_runs_later(
+    server_factory: Callable[..., Server], tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    server = server_factory(store)
+    config = fast_config(tmp_path, connect_timeout=2.0, flush_timeout=2.0)
+    tracker = FederatedTracker(server.url, config)
+    run = tracker.run("c", "p", "e", "ended-late", participants=["w1", "w2"])
+    assert tracker.flush() is True
+    ids = [run.run_id, *(run.participant_run_id(p) for p in ("w1", "w2"))]
+    server.stop(signal.SIGTERM)
+    for step in range(50):  # points the server never saw, then the end
+        run.log_metrics({"train/loss": float(step)}, step=step, participant="w1")
+    with warnings.catch_warnings(record=True) as said:  # points unsent, then the end
+        warnings.simplefilter("always")
+        run.end("FINISHED")
+        tracker.close(timeout=1.0)
+    assert any("its end waits in the spool with its points" in str(w.message) for w in said)
+    assert len(list(config.spool_dir.glob("*/*/*.batch"))) >= 2  # points, then the end
+
+    server = server_factory(store, port=server.port)
+    with FederatedTracker(server.url, fast_config(tmp_path)) as again:
+        assert again.flush() is True
+    client = MlflowClient(server.url)
+    assert [client.get_run(i).info.status for i in ids] == ["FINISHED"] * 3
+    assert steps_of(client, ids[1], "train/loss") == [(s, float(s)) for s in range(50)]
+    assert not list(config.spool_dir.glob("*/*/*.batch"))

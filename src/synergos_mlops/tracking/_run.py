@@ -27,6 +27,7 @@ from synergos_mlops.federation import (
 )
 from synergos_mlops.storage.batch import MetricBatch
 from synergos_mlops.tracking._logs import FederatedLogHandler
+from synergos_mlops.tracking._sender import end_body
 from synergos_mlops.tracking._transport import Resolved
 from synergos_mlops.validate import (
     as_step,
@@ -509,7 +510,13 @@ class FederatedRun:
                     "end the run", functools.partial(transport.set_status, run_id, status, end_time)
                 )
         except ServerUnavailableError as exc:
-            warnings.warn(f"run {self.run!r} stays RUNNING: {exc}", RuntimeWarning, stacklevel=2)
+            # The end waits in the spool behind the run's points: sent when the destination
+            # is back, by this tracker or the next one started on this spool.
+            self._tracker._sender.defer(end_body(run_ids, status, end_time))
+            warnings.warn(
+                f"run {self.run!r} stays RUNNING until the destination is back ({exc}); its "
+                "end waits in the spool with its points", RuntimeWarning, stacklevel=2,
+            )  # fmt: skip
 
     def __enter__(self) -> FederatedRun:
         return self

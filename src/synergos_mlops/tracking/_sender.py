@@ -15,6 +15,7 @@ run was deleted meanwhile) is moved to ``rejected/`` and reported by the next ``
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -29,7 +30,16 @@ from synergos_mlops.tracking._config import TrackerConfig
 from synergos_mlops.tracking._spool import Spool, SpoolFolder
 from synergos_mlops.tracking._transport import Transport
 
-__all__ = ["LOGS", "METRICS", "BatchKind", "BatchRejectedError", "MetricsKind", "Sender"]
+__all__ = [
+    "END_MARK",
+    "LOGS",
+    "METRICS",
+    "BatchKind",
+    "BatchRejectedError",
+    "MetricsKind",
+    "Sender",
+    "end_body",
+]
 
 _log = logging.getLogger("synergos_mlops.tracking")
 
@@ -88,7 +98,27 @@ class MetricsKind:
         return encode_batch(part)
 
     def send(self, transport: Transport, body: bytes) -> None:
+        if body.startswith(END_MARK):  # an end that found the destination away (end_body)
+            request = json.loads(body[len(END_MARK) :])
+            run_ids, status, end_time = request["run_ids"], request["status"], request["end_time"]
+            if hasattr(transport, "end_runs"):
+                transport.end_runs(run_ids, status, end_time)
+            else:  # a transport of one's own without it
+                for run_id in run_ids:
+                    transport.set_status(run_id, status, end_time)
+            return
         transport.write_metrics(body)
+
+
+#: The first line of a spool file that ends runs instead of holding points: written after the
+#: run's last points, so it is sent after them, by this tracker or the next one.
+END_MARK = b"synergos-end-runs\n"
+
+
+def end_body(run_ids: list[str], status: str, end_time: int) -> bytes:
+    """A spool file's content that ends ``run_ids`` with ``status`` once sent."""
+    request = {"run_ids": run_ids, "status": status, "end_time": end_time}
+    return END_MARK + json.dumps(request).encode()
 
 
 class _Logs:
@@ -175,6 +205,16 @@ class Sender:
                 path = self._spool.write(body)
                 with self._lock:
                     self._queue.append((path, count))
+
+    def defer(self, body: bytes) -> None:
+        """Spool ``body`` after everything logged so far, to be sent in its turn (by the next
+        tracker of this spool if this one closes first)."""
+        self.persist()
+        with self._disk:
+            path = self._spool.write(body)
+            with self._lock:
+                self._queue.append((path, 0))
+                self._changed.notify_all()
 
     def flush(self, timeout: float) -> int:
         """Wait until every point logged so far is stored; return how many are not (0 when
