@@ -35,19 +35,19 @@ frameworks:
 	bash scripts/frameworks-venv.sh
 
 ## Every test: lint and types, then the suite (real servers, PostgreSQL, Chromium), in
-## parallel: each worker takes whole modules (--dist loadgroup; conftest.py makes each module
-## a group, and each documentation page's code blocks one), longest first as timed in
-## tests/durations.json, with its own ports, databases and folders. Most tests wait on servers
-## and the browser, so 3 workers suit 2 cores.
+## parallel: each worker takes whole modules (--dist loadfile), longest first as timed in
+## tests/durations.json (conftest.py orders them; --no-loadscope-reorder keeps that order), with
+## its own ports, databases and folders. Most tests wait on servers and the browser, so 3
+## workers suit 2 cores.
 TEST_WORKERS ?= 3
 test: setup lint legacy-ttp frameworks
 	bash scripts/services.sh
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## The inner loop: the tests that start no process (no server, CLI, browser), in a few minutes.
 test-fast: setup
 	bash scripts/services.sh
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -m "not process"
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not process"
 
 bench: setup frameworks
 	bash scripts/services.sh

@@ -108,54 +108,46 @@ def _starts_processes(item: pytest.Item) -> bool:
     return False
 
 
-#: Seconds each scheduling group took in a recorded run (SYNMLOPS_RECORD_DURATIONS): make test
+#: Seconds each test module took in a recorded run (SYNMLOPS_RECORD_DURATIONS): make test
 #: starts the longest first, so that no long module is left to run alone at the end.
 DURATIONS = Path(__file__).with_name("durations.json")
 
 
-def schedule_group(item: pytest.Item) -> str:
-    """What one pytest-xdist worker runs whole (``--dist loadgroup``): the test's
-    ``xdist_group`` (test_docs.py gives each documentation page one), else its module."""
-    mark = item.get_closest_marker("xdist_group")
-    if mark is not None:
-        return str(mark.args[0] if mark.args else mark.kwargs["name"])
-    return item.nodeid.split("::", 1)[0]
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that start processes, and order the modules longest first: pytest-xdist
+    (``--dist loadfile --no-loadscope-reorder``) hands whole modules out in this order."""
     for item in items:
         if _starts_processes(item):
             item.add_marker(pytest.mark.process)
-    groups: dict[str, list[pytest.Item]] = {}
+    modules: dict[str, list[pytest.Item]] = {}
     for item in items:
-        group = schedule_group(item)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
-        groups.setdefault(group, []).append(item)
+        modules.setdefault(_module(item.nodeid), []).append(item)
     try:
         known = {str(k): float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
     except (OSError, ValueError, AttributeError):
         known = {}
     unknown = sorted(known.values())[len(known) // 2] if known else 0.0  # a new module: median
-    order = sorted(groups, key=lambda group: -known.get(group, unknown))  # stable: ties keep order
-    items[:] = [item for group in order for item in groups[group]]
+    order = sorted(modules, key=lambda module: -known.get(module, unknown))  # stable
+    items[:] = [item for module in order for item in modules[module]]
 
 
 _RECORDED: dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """With SYNMLOPS_RECORD_DURATIONS set, add each test's time to its group's."""
+    """With SYNMLOPS_RECORD_DURATIONS set, add each test's time to its module's."""
     if os.environ.get("SYNMLOPS_RECORD_DURATIONS"):
-        nodeid = report.nodeid
-        at = nodeid.rfind("@")
-        group = nodeid[at + 1 :] if at > nodeid.rfind("]") else nodeid.split("::", 1)[0]
-        _RECORDED[group] = _RECORDED.get(group, 0.0) + report.duration
+        module = _module(report.nodeid)
+        _RECORDED[module] = _RECORDED.get(module, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """With SYNMLOPS_RECORD_DURATIONS=FILE, write the groups' times there (in the controller,
+    """With SYNMLOPS_RECORD_DURATIONS=FILE, write the modules' times there (in the controller,
     which sees every worker's reports)."""
     target = os.environ.get("SYNMLOPS_RECORD_DURATIONS")
     if target and _RECORDED and not hasattr(session.config, "workerinput"):

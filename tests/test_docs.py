@@ -81,7 +81,7 @@ ALL_BLOCKS = [
 RUN_BLOCKS = [b for b in ALL_BLOCKS if b.language in RUN_LANGUAGES and b.not_run is None]
 
 
-@pytest.fixture(scope="session")  # a worker may run several pages' groups, at any time
+@pytest.fixture(scope="module")
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real server holding the demo run, as `make run` leaves it."""
     folder = tmp_path_factory.mktemp("docs")
@@ -100,14 +100,7 @@ def test_blocks_marked_not_run_say_why_and_the_readme_snippet_runs() -> None:
     assert any(b.language == "bash" for b in RUN_BLOCKS)
 
 
-def _page_group(block: Block) -> pytest.MarkDecorator:
-    """One page's blocks run in order on one pytest-xdist worker; the pages spread out."""
-    return pytest.mark.xdist_group("docs:" + block.where.rsplit(":", 1)[0])
-
-
-@pytest.mark.parametrize(
-    "block", [pytest.param(b, id=b.where, marks=_page_group(b)) for b in RUN_BLOCKS]
-)
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=lambda b: b.where)
 def test_every_code_block_that_claims_to_run_runs(
     block: Block, docs_server: Server, tmp_path: Path
 ) -> None:
