@@ -8,7 +8,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -73,3 +75,15 @@ def run_in_frameworks_venv(
         f"{args[0]} exited {code} (None: still running after {timeout:.0f} s):\n{output[-4000:]}"
     )
     return output
+
+
+def wait_while_running(
+    what: str, found: Callable[[], object], running: threading.Thread, timeout: float = 480
+) -> None:
+    """Wait until ``found()`` while the federation's thread ``running`` still runs; fail
+    naming ``what`` when it ended first or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not found():
+        assert running.is_alive(), f"the federation ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 import requests
 from auth_support import ADMIN, ALICE, bind, create_accounts
 from conftest import Server
-from frameworks_support import SCRIPTS, run_in_frameworks_venv
+from frameworks_support import SCRIPTS, run_in_frameworks_venv, wait_while_running
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -222,14 +221,6 @@ def test_into_a_store_folder_the_same_run_is_kept_and_a_server_on_it_serves_the_
     test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(federation, tmp_path)
 
 
-def _wait_for(what: str, found: Any, running: threading.Thread, timeout: float = 480) -> None:
-    deadline = time.monotonic() + timeout
-    while not found():
-        assert running.is_alive(), f"the federation ended before {what}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
-        time.sleep(0.2)
-
-
 def test_a_server_restarted_mid_federation_loses_nothing_the_spool_carries_what_it_missed(
     server_factory: Any, tmp_path: Path
 ) -> None:
@@ -248,12 +239,12 @@ def test_a_server_restarted_mid_federation_loses_nothing_the_spool_carries_what_
 
     running = threading.Thread(target=federate, daemon=True)
     running.start()
-    _wait_for("round 2", (gates / "round-2").exists, running)
+    wait_while_running("round 2", (gates / "round-2").exists, running)
     server.stop()  # round 1 done; rounds 2's values have nowhere to go
     (gates / "go-2").touch()
-    _wait_for("round 3", (gates / "round-3").exists, running)
+    wait_while_running("round 3", (gates / "round-3").exists, running)
     spool = tmp_path / "spool"
-    _wait_for("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
+    wait_while_running("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
     server = server_factory(store, port=server.port)  # the same store, the same address
     (gates / "go-3").touch()
     running.join(timeout=540)

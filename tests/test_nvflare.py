@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import Server
-from frameworks_support import SCRIPTS, run_in_frameworks_venv
+from frameworks_support import SCRIPTS, run_in_frameworks_venv, wait_while_running
 from mlflow import MlflowClient
 
 # Each runs a federation in another venv, on a shared 2-core machine: a server and a
@@ -120,14 +119,6 @@ def test_the_persisted_global_model_is_the_runs_model_and_a_registered_version(
     assert [(v.version, v.run_id) for v in versions] == [("1", job.parent.info.run_id)]
 
 
-def _wait_for(what: str, found: Any, running: threading.Thread, timeout: float = 480) -> None:
-    deadline = time.monotonic() + timeout
-    while not found():
-        assert running.is_alive(), f"the job ended before {what}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
-        time.sleep(0.2)
-
-
 def test_a_server_restarted_mid_job_loses_nothing_the_spool_carries_what_it_missed(
     server_factory: Any, tmp_path: Path
 ) -> None:
@@ -148,11 +139,11 @@ def test_a_server_restarted_mid_job_loses_nothing_the_spool_carries_what_it_miss
 
     running = threading.Thread(target=run_job, daemon=True)
     running.start()
-    _wait_for("round 1", (gates / "round-1").exists, running)
+    wait_while_running("round 1", (gates / "round-1").exists, running)
     server.stop()  # round 0 done; round 1's values have nowhere to go
     (gates / "go-1").touch()
-    _wait_for("round 2", (gates / "round-2").exists, running)
-    _wait_for("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
+    wait_while_running("round 2", (gates / "round-2").exists, running)
+    wait_while_running("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
     server = server_factory(store, port=server.port)  # the same store, the same address
     (gates / "go-2").touch()
     running.join(timeout=540)
