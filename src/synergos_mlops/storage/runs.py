@@ -21,7 +21,7 @@ import contextlib
 import fcntl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,14 +150,17 @@ def upload_uri(experiment_id: str, run_id: str, artifact_uri: str) -> str:
 
 
 def _get_or_create_run(
-    store: Any, experiment_id: str, name: str, tags: dict[str, str], user: str | None, reopen: bool
-) -> tuple[str, str]:
+    store: Any, experiment_id: str, name: str, tags: dict[str, str], user: str | None, reopen: bool,
+    created_with: Mapping[str, str] | None = None,
+) -> tuple[str, str]:  # fmt: skip
+    """The active run with ``tags``, else a new one with them and ``created_with`` (set in the
+    same transaction as the run, so no process dying halfway leaves the run without them)."""
     found = _find_run(store, experiment_id, tags)
     if found is not None:
         if reopen:
             _reopen(store, found[0])
         return found[0], upload_uri(experiment_id, found[0], found[1])
-    run_tags = [RunTag(key, value) for key, value in tags.items()]
+    run_tags = [RunTag(key, value) for key, value in {**tags, **(created_with or {})}.items()]
     if user:
         run_tags.append(RunTag(MLFLOW_USER, user))
     run = store.create_run(
@@ -215,12 +218,16 @@ def resolve_run_locked(
     *,
     user: str | None = None,
     reopen: bool = True,
+    created_with: Mapping[str, str] | None = None,
 ) -> ResolvedRun:
     """:func:`resolve_run` for a caller that already holds :data:`resolution_lock` (a study's
-    trial is numbered and resolved under one lock, see ``storage.studies``)."""
+    trial is numbered and resolved under one lock, see ``storage.studies``). A federation run
+    made now gets the tags ``created_with`` in the transaction that makes it."""
     experiment_id = get_or_create_experiment(store, ids)
     parent_tags = {TAG_RUN: run, TAG_ROLE: ROLE_FEDERATION}
-    run_id, artifact_uri = _get_or_create_run(store, experiment_id, run, parent_tags, user, reopen)
+    run_id, artifact_uri = _get_or_create_run(
+        store, experiment_id, run, parent_tags, user, reopen, created_with
+    )
     resolved = ResolvedRun(experiment_id, run_id, artifact_uri)
     for participant in dict.fromkeys(participants):
         child_tags = {

@@ -250,7 +250,15 @@ def resolve_trial(
                     .where(SqlRun.run_uuid == existing.run_uuid)
                     .values(start_time=_now_ms())
                 )
-        resolved = resolve_run_locked(store, ids, name, participants, user=user, reopen=not queued)
+        # A new trial run is made with its study, number and request (one transaction): a
+        # replica killed right after it cannot leave a numbered run that its retried request
+        # would not find.
+        trial_tags = {TAG_STUDY: study, TAG_TRIAL: str(number)}
+        if request:
+            trial_tags[TAG_TRIAL_REQUEST] = request
+        resolved = resolve_run_locked(
+            store, ids, name, participants, user=user, reopen=not queued, created_with=trial_tags
+        )
         status = existing.status if existing is not None and queued else "RUNNING"
         if queued and existing is None:
             status = "SCHEDULED"
