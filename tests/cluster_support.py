@@ -76,7 +76,7 @@ def s3_server(tmp_path: Path, timeout: float = 120) -> Iterator[S3Server]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_pytest,
+            stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_pytest(),
         )  # fmt: skip
     server = S3Server(f"http://127.0.0.1:{port}", process, log)
     try:

@@ -181,12 +181,20 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def die_with_pytest() -> None:
-    """``preexec_fn`` of a test's server: Linux sends it SIGTERM when this pytest process dies,
-    even by SIGKILL, and ``synmlops serve`` then stops its whole process group."""
+def _die_with_pytest() -> None:
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def die_with_pytest() -> Callable[[], None] | None:
+    """``preexec_fn`` for a test's server: Linux sends it SIGTERM when this pytest process
+    dies, even by SIGKILL, and ``synmlops serve`` then stops its whole process group. Only from
+    the main thread: a ``preexec_fn`` is unsafe while other threads run (a server restarted
+    from a test's thread goes without it)."""
+    import threading
+
+    return _die_with_pytest if threading.current_thread() is threading.main_thread() else None
 
 
 def start_server(
@@ -217,7 +225,7 @@ def start_server(
     with log.open("wb") as out:
         process = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, env={**inherited, **(env or {})},
-            preexec_fn=die_with_pytest,
+            preexec_fn=die_with_pytest(),
         )  # fmt: skip
     server = Server(url or f"http://127.0.0.1:{port}", port, store, process, log, args)
     deadline = time.monotonic() + timeout
@@ -250,7 +258,7 @@ def start_server_command(
     with log.open("wb") as out:
         process = subprocess.Popen(
             [executable, *command[1:]], stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **env}, preexec_fn=die_with_pytest,
+            env={**os.environ, **env}, preexec_fn=die_with_pytest(),
         )  # fmt: skip
     server = Server(f"http://127.0.0.1:{port}", port, store, process, log, command)
     deadline = time.monotonic() + timeout
