@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -113,7 +114,7 @@ def test_sigterm_stops_the_server_and_every_worker(tmp_path: Path) -> None:
     children = subprocess.run(
         ["pgrep", "-f", "--", f"--port {server.port}"], capture_output=True, text=True
     ).stdout.split()
-    assert len(children) >= 2  # synmlops, MLflow's CLI, uvicorn and its workers
+    assert len(children) >= 2  # synmlops, its guard, uvicorn and its workers
     assert server.stop(signal.SIGTERM) is not None
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -125,6 +126,40 @@ def test_sigterm_stops_the_server_and_every_worker(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", server.port))  # nothing listens on the port any more
+
+
+def test_the_worker_environment_serve_writes_is_the_one_mlflow_server_writes() -> None:
+    """serve starts uvicorn itself with the environment `mlflow server` would hand it: the
+    names are spelled in our module, so an MLflow that renames one must fail here."""
+    import mlflow.environment_variables as mlflow_env
+    import mlflow.server as mlflow_server
+    import mlflow.server.constants as constants
+
+    from synergos_mlops.server.mlflow_server_env import (
+        APP_FACTORY,
+        MLFLOW_UVICORN_LOG_CONFIG,
+        WORKER_ENV_NAMES,
+    )
+
+    for name, value in WORKER_ENV_NAMES.items():
+        spelled = getattr(constants, name, None) or getattr(mlflow_env, name).name
+        assert spelled == value, name
+    assert MLFLOW_UVICORN_LOG_CONFIG == mlflow_server._UVICORN_LOG_CONFIG
+    assert MLFLOW_UVICORN_LOG_CONFIG.is_file()
+    assert mlflow_server._find_app("synergos") == APP_FACTORY
+    # Every variable `mlflow server` hands its workers is one of ours (or not for our set-up).
+    source = Path(mlflow_server.__file__).read_text()
+    run_server = source[source.index("def _run_server(") : source.index("server_proc = _exec_cmd(")]
+    handed = set(re.findall(r"env_map\[([A-Za-z_.]+?)(?:\.name)?\]", run_server))
+    ours = set(WORKER_ENV_NAMES)
+    not_ours = {
+        "READ_REPLICA_BACKEND_STORE_URI_ENV_VAR", "ARTIFACTS_ONLY_ENV_VAR",
+        "STATIC_PREFIX_ENV_VAR", "PROMETHEUS_EXPORTER_ENV_VAR", "SECRETS_CACHE_TTL_ENV_VAR",
+        "SECRETS_CACHE_MAX_SIZE_ENV_VAR", "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "_MLFLOW_AUTH_ADMIN_BOOTSTRAPPED", "_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN",
+        "HUEY_STORAGE_PATH_ENV_VAR",
+    }  # fmt: skip
+    assert handed - ours - not_ours == set(), "mlflow server hands its workers something new"
 
 
 def test_mlflow_server_with_app_name_synergos_serves_the_synergos_routes(tmp_path: Path) -> None:
@@ -263,8 +298,8 @@ def test_sigkill_of_serve_takes_mlflow_uvicorn_and_every_worker_with_it(tmp_path
     server = start_server(tmp_path / "store", workers=2)
     assert f"New empty store: created {tmp_path / 'store' / 'mlflow.db'}" in server.output()
     descendants = _descendants(server.process.pid)
-    # the guard, MLflow's CLI, uvicorn and its two workers
-    assert len(descendants) >= 5, descendants
+    # the guard, uvicorn, its two workers and multiprocessing's helper
+    assert len(descendants) >= 4, descendants
     server.process.kill()
     server.process.wait()
     assert wait_for(lambda: _gone(descendants), timeout=60), "server processes outlived serve"

@@ -1,7 +1,7 @@
 """Server additions mounted on MLflow's own tracking server app.
 
 ``app.create_app`` is the ``mlflow.app`` entry-point factory (``mlflow server --app-name
-synergos``); ``serve`` starts MLflow's server with it. ``http`` holds what the routes share,
+synergos``); ``serve`` starts uvicorn with it, as that command would. ``http`` holds what the routes share,
 ``routes/`` the routes (one module per resource), ``services/`` the background threads serve
 supervises, ``auth/`` accounts and visibility; ``serve``, ``guard``, ``database``, ``health``
 and ``migrate`` are process control. What the routes show is read through

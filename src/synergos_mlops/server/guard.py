@@ -4,18 +4,17 @@ with ``synmlops serve``, however it dies.
 ::
 
     synmlops serve
-     └─ python -m synergos_mlops.server.guard SERVE_PID -- mlflow server ...   (this module)
-         └─ mlflow server --app-name synergos      (a process group of its own)
-             └─ uvicorn                             (same group)
-                 └─ uvicorn workers                 (same group)
+     └─ python -m synergos_mlops.server.guard SERVE_PID -- python -m uvicorn ...  (this module)
+         └─ uvicorn, serving the synergos app      (a process group of its own)
+             └─ uvicorn workers                     (same group, when --workers > 1)
 
 ``synmlops serve`` killed with SIGKILL cannot stop its children; the guard can. It asks the
 kernel for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and also watches its
-parent's pid, then stops the whole group: SIGTERM to MLflow's CLI (which forwards it to
-uvicorn, which stops its workers), and SIGKILL to whatever of the group is left after
-:data:`GRACE` seconds. MLflow's CLI gets the same parent-death signal from the guard, so the
+parent's pid, then stops the whole group: SIGTERM to uvicorn (which stops its
+workers), and SIGKILL to whatever of the group is left after
+:data:`GRACE` seconds. uvicorn gets the same parent-death signal from the guard, so the
 server also stops should the guard itself be killed. SIGTERM and SIGINT sent to the guard are
-forwarded to MLflow's CLI; the guard exits with its exit code, once the group is gone.
+forwarded to uvicorn; the guard exits with its exit code, once the group is gone.
 
 Only the standard library is imported here: the guard starts in a few tens of milliseconds.
 """
@@ -73,7 +72,7 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _stop_group(child: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM to MLflow's CLI and its group, then SIGKILL to what is left after ``grace``."""
+    """SIGTERM to the server and its group, then SIGKILL to what is left after ``grace``."""
     pgid = child.pid
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
@@ -83,7 +82,7 @@ def _stop_group(child: subprocess.Popen[bytes], grace: float) -> None:
         if not _group_alive(pgid):
             return
         if child.returncode is not None:
-            # MLflow's CLI has gone; its uvicorn may not have heard: tell the group.
+            # The server's main process has gone; its workers may not have heard: tell the group.
             _signal_group(pgid, signal.SIGTERM)
         time.sleep(_POLL)
     _signal_group(pgid, signal.SIGKILL)

@@ -1,9 +1,11 @@
 """``synmlops serve``: check the store and the address, then run MLflow's server with the
-Synergos app (``mlflow server --app-name synergos``) as a child process.
+Synergos app as a child process: uvicorn with N workers, each serving MLflow's FastAPI app
+with our routes (what ``mlflow server --app-name synergos`` runs, without MLflow's CLI
+process in between: see ``server/mlflow_server_env.py``).
 
 Checks happen before anything starts, so a user's mistake is one clear sentence, not a
-traceback from a worker. The child is MLflow's own CLI; it runs uvicorn with N workers and
-forwards SIGTERM/SIGINT to them. We forward the same signals to it and wait. The child runs
+traceback from a worker. uvicorn forwards SIGTERM/SIGINT to its workers; we forward the same
+signals to it and wait. The child runs
 under a guard (``synergos_mlops.server.guard``) that stops every process of the server when
 ``synmlops serve`` dies, even by SIGKILL, so no orphan keeps the port. A port held by such an
 orphan all the same (a server started by an older version) is named in the refusal.
@@ -33,6 +35,15 @@ from synergos_mlops.errors import StoreError, SynergosError
 from synergos_mlops.server.artifacts import check_artifacts_destination
 from synergos_mlops.server.database import check_schema, ensure_our_tables
 from synergos_mlops.server.guard import GRACE, guarded_command
+from synergos_mlops.server.mlflow_server_env import (
+    ALLOWED_HOSTS_ENV,
+    APP_FACTORY,
+    CORS_ORIGINS_ENV,
+    FRAME_OPTIONS_ENV,
+    MLFLOW_UVICORN_LOG_CONFIG,
+    WORKER_ENV_NAMES,
+    mlflow_worker_env,
+)
 from synergos_mlops.store import StoreFolder
 
 __all__ = ["ServeConfig", "parse_gunicorn_bind", "serve"]
@@ -201,7 +212,15 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def _is_synergos_mlflow_server(cmdline: list[str]) -> bool:
-    """``python -m mlflow server ... --app-name synergos`` (or the ``mlflow`` script)."""
+    """The process that runs our app: ``python -m uvicorn ... --factory APP_FACTORY`` (what
+    ``serve`` starts), or ``mlflow server ... --app-name synergos`` (what older releases
+    started, and what a user may start by hand)."""
+    from synergos_mlops.server.guard import GUARD_MODULE
+
+    if GUARD_MODULE in cmdline:  # the guard names its child's command line
+        return False
+    if "uvicorn" in cmdline and APP_FACTORY in cmdline:
+        return True
     if "server" not in cmdline or "--app-name" not in cmdline:
         return False
     at = cmdline.index("--app-name")
@@ -233,13 +252,15 @@ def synergos_server_holding(port: int) -> tuple[int, bool] | None:
         try:
             process = psutil.Process(pid)
             lineage = [process, *process.parents()]
-            for index, candidate in enumerate(lineage):
-                if not _is_synergos_mlflow_server(candidate.cmdline()):
-                    continue
-                parent = lineage[index + 1] if index + 1 < len(lineage) else None
-                if parent is not None and GUARD_MODULE in " ".join(parent.cmdline()):
-                    return parent.ppid(), False  # synmlops serve, above its guard
-                return candidate.pid, True
+            ours = [i for i, p in enumerate(lineage) if _is_synergos_mlflow_server(p.cmdline())]
+            if not ours:
+                continue
+            # The outermost: `mlflow server` above the uvicorn it started, when started so.
+            top = max(ours)
+            parent = lineage[top + 1] if top + 1 < len(lineage) else None
+            if parent is not None and GUARD_MODULE in " ".join(parent.cmdline()):
+                return parent.ppid(), False  # synmlops serve, above its guard
+            return lineage[top].pid, True
         except psutil.Error:
             continue
     return None
@@ -278,30 +299,29 @@ def prepare(
 
         auth_env = prepare_auth(folder.path, backend, {**os.environ, **config.extra_env})
     command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--app-name", "synergos",
-        "--backend-store-uri", backend,
-        "--registry-store-uri", backend,  # MLflow's default, said here so it is not announced
-        "--artifacts-destination", destination,
+        sys.executable, "-m", "uvicorn",
+        "--log-config", str(MLFLOW_UVICORN_LOG_CONFIG),
         "--host", config.host,
         "--port", str(config.port),
         "--workers", str(config.workers),
     ]  # fmt: skip
-    if config.frame_options:
-        command += ["--x-frame-options", config.frame_options]
-    if config.allowed_hosts:
-        command += ["--allowed-hosts", config.allowed_hosts]
-    if config.cors_allowed_origins:
-        command += ["--cors-allowed-origins", config.cors_allowed_origins]
     if config.certfile is not None and config.keyfile is not None:
-        tls = ["--ssl-certfile", str(config.certfile.resolve())]
-        tls += ["--ssl-keyfile", str(config.keyfile.resolve())]
-        command += ["--uvicorn-opts", shlex.join(tls)]
+        command += ["--ssl-certfile", str(config.certfile.resolve())]
+        command += ["--ssl-keyfile", str(config.keyfile.resolve())]
+    command += ["--factory", APP_FACTORY]
     env = dict(os.environ)
     env.pop("GUNICORN_CMD_ARGS", None)
     # MLflow's host-header, CORS and frame protections stay on whatever the environment says.
     env.pop("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", None)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.update(mlflow_worker_env(backend, destination))
+    for name, value in (
+        (ALLOWED_HOSTS_ENV, config.allowed_hosts),
+        (CORS_ORIGINS_ENV, config.cors_allowed_origins),
+        (FRAME_OPTIONS_ENV, config.frame_options),
+    ):
+        if value:  # else MLflow's default, or what the environment says
+            env[name] = value
     # MLflow's job runner serves GenAI features (online scoring, trace archival) that a
     # federated run does not use; it is one more process per server. Set it to true to keep it.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -372,7 +392,7 @@ def serve(
 ) -> int:
     """Run the server until it stops or a signal arrives; return its exit code."""
     command, env = prepare(config, echo=echo)
-    backend = command[command.index("--backend-store-uri") + 1]
+    backend = env[WORKER_ENV_NAMES["BACKEND_STORE_URI_ENV_VAR"]]
     logs = _start_log_services(config, backend, echo)  # before the child: a taken port stops here
     from synergos_mlops.server.intake import STATUS_ENV as INTAKE_STATUS_ENV
 
