@@ -1,10 +1,11 @@
 """The ``mlflow.app`` factory: MLflow's server app plus the Synergos routes.
 
 uvicorn imports this factory by name in every worker (``synmlops serve`` starts uvicorn with
-it, as ``mlflow server --app-name synergos`` does), so configuration arrives through environment variables read
-here, never at import time. Under uvicorn the factory returns MLflow's FastAPI app with the
-Synergos routers included *ahead of* MLflow's routes (its catch-all mount of the Flask app and
-its plain-text ``/health``), so the stock UI and REST API keep working unchanged.
+it, as ``mlflow server --app-name synergos`` does), so configuration arrives through
+environment variables read here, never at import time. Under uvicorn the factory returns
+MLflow's FastAPI app with the Synergos routers included *ahead of* MLflow's routes (its
+catch-all mount of the Flask app and its plain-text ``/health``), so the stock UI and REST API
+keep working unchanged.
 """
 
 from __future__ import annotations
