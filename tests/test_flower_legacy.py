@@ -15,13 +15,17 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from conftest import Server
+from conftest import Server, start_server
 from frameworks_support import SCRIPTS, run_in_frameworks_venv
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.timeout(600)
 
 ROUNDS = 3
+
+
+#: Every client's evaluation also reports this key, which MLflow refuses (no "@" in a name).
+BAD = "top@5"
 
 
 class LegacyFederation:
@@ -32,7 +36,7 @@ class LegacyFederation:
         run_in_frameworks_venv(
             [str(SCRIPTS / "flower_legacy.py"), server.url, self.collaboration, self.run,
              str(out)],
-            log=folder / "flower.log", env={"FLOWER_REPLIES": str(replies)},
+            log=folder / "flower.log", env={"FLOWER_REPLIES": str(replies), "FLOWER_BAD_KEY": BAD},
         )  # fmt: skip
         self.result: dict[str, Any] = json.loads(out.read_text())
         self.replies = [json.loads(line) for line in replies.read_text().splitlines()]
@@ -52,8 +56,14 @@ class LegacyFederation:
 
 
 @pytest.fixture(scope="module")
-def legacy(shared_server: Server, tmp_path_factory: pytest.TempPathFactory) -> LegacyFederation:
-    return LegacyFederation(tmp_path_factory.mktemp("legacy"), shared_server)
+def legacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyFederation]:
+    """A server of its own: its /health counts this federation's refused values alone."""
+    folder = tmp_path_factory.mktemp("legacy")
+    server = start_server(folder / "store")
+    try:
+        yield LegacyFederation(folder, server)
+    finally:
+        server.stop()
 
 
 def expected_series(replies: list[dict[str, Any]]) -> Iterator[tuple[str, str, int, float]]:
@@ -63,7 +73,7 @@ def expected_series(replies: list[dict[str, Any]]) -> Iterator[tuple[str, str, i
     for reply in replies:
         run = "legacy-1" if reply["partition"] < 0 else str(reply["partition"])
         for key, value in reply["values"].items():
-            if key != "partition-id":
+            if key not in ("partition-id", BAD):
                 yield run, f"{prefixes[reply['stage']]}/{key}", reply["round"], value
 
 
@@ -122,3 +132,21 @@ def test_the_last_parameters_are_the_global_model_and_a_registered_version(
     name = f"synergos-{legacy.collaboration.replace(' ', '-')}-flower-legacy"
     version = legacy.client.get_model_version(name, legacy.result["model_version"])
     assert version.run_id == legacy.parent.info.run_id
+
+
+def test_a_key_mlflow_refuses_is_counted_in_health_and_costs_no_other_value(
+    legacy: LegacyFederation,
+) -> None:
+    sent = [r for r in legacy.replies if r["stage"] == "evaluate" and BAD in r["values"]]
+    assert len(sent) == 3 * ROUNDS  # every client's every evaluation, between mae and its id
+    aggregated = [r for r in legacy.replies if r["stage"] == "aggregate-evaluate"]
+    assert len(aggregated) == ROUNDS and all(BAD in r["values"] for r in aggregated)
+    for run in legacy.runs.values():
+        assert f"evaluate/{BAD}" not in run.data.metrics
+    for partition in ("0", "1", "2"):  # the values beside it, every round
+        assert set(legacy.series(partition, "evaluate/mae")) == set(range(1, ROUNDS + 1))
+    # The clients' 9 points and the 3 rounds' aggregates: counted by reason, none silently.
+    health = requests.get(f"{legacy.server.url}/health", timeout=60).json()
+    assert health["refused"] == {"metrics": {"metric key MLflow refuses": 3 * ROUNDS + ROUNDS}}
+    named = [line for line in legacy.server.output().splitlines() if "not stored" in line]
+    assert len(named) == 1 and f"evaluate/{BAD}" in named[0], named

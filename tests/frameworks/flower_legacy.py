@@ -7,12 +7,14 @@ The clients of flower_federation.py as NumPyClients (the same data, model and fa
 partition), three rounds under FedAvg with its metric aggregation functions and a centralized
 evaluation. Every client reply, every aggregation and every centralized evaluation appends
 what it returned to ``$FLOWER_REPLIES`` (partition -1 for the server's), in order; OUT_JSON
-gets the final parameters and the ids the wrapper logged.
+gets the final parameters and the ids the wrapper logged. With ``$FLOWER_BAD_KEY``, every
+client's evaluation also reports that key (one MLflow refuses) between its good ones.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from flwr.simulation import run_simulation
 
 from synergos_mlops.integrations.flower import SynergosLegacyStrategy
 from synergos_mlops.tracking import TrackerConfig
+
+BAD_KEY = "FLOWER_BAD_KEY" in os.environ
 
 
 class Linear(NumPyClient):
@@ -52,7 +56,11 @@ class Linear(NumPyClient):
         w, b = (float(a[0]) for a in parameters)
         x, y = data(self.partition)
         loss = loss_of(w, b, x, y)
-        metrics = {"mae": float(np.mean(np.abs(w * x + b - y))), "partition-id": self.partition}
+        metrics = {
+            "mae": float(np.mean(np.abs(w * x + b - y))),
+            **({os.environ["FLOWER_BAD_KEY"]: 0.5 + self.partition} if BAD_KEY else {}),
+            "partition-id": self.partition,
+        }
         record(self.partition, "evaluate", server_round, {"loss": loss, **metrics})
         return loss, int(x.size), metrics
 
