@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -237,6 +238,9 @@ def start_server(
             healthy = response.status_code == 200
             # The serve process prints its URL once healthy; wait for that too.
             if healthy and "is serving" in server.output():
+                # The attempts' sockets that failed mid-handshake sit in reference cycles:
+                # closed now, not at the next collection (an HTTPS server would wait for them).
+                gc.collect()
                 return server
         except requests.RequestException:
             pass

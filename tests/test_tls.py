@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -235,3 +236,30 @@ def test_serve_refuses_bad_tls_files_in_one_line(
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "store").exists()
+
+
+def test_an_idle_https_connection_whose_client_never_reads_does_not_hold_the_stop(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """An orchestrator's pooled connection reads nothing until its next request, so TLS's
+    close handshake never completes: the server stops cleanly all the same, not killed."""
+    import socket
+    import ssl
+
+    from synergos_mlops.server.serve import SHUTDOWN_SECONDS
+
+    cert, key = certificate
+    server = start_tls_server(tmp_path / "store", cert, key)
+    context = ssl.create_default_context(cafile=str(cert))
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    idle = context.wrap_socket(raw, server_hostname="localhost")
+    try:
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+        # Stopped by uvicorn's own shutdown limit, well before TLS's 30 s close timeout
+        # (a stop that takes longer is killed, and returns -9).
+        stopped = server.stop(signal.SIGTERM, timeout=SHUTDOWN_SECONDS + 15)
+        assert stopped == 0, server.output()[-2000:]
+        assert "timeout graceful shutdown exceeded" in server.output()
+    finally:
+        idle.close()

@@ -304,6 +304,7 @@ def prepare(
         "--host", config.host,
         "--port", str(config.port),
         "--workers", str(config.workers),
+        "--timeout-graceful-shutdown", str(SHUTDOWN_SECONDS),
     ]  # fmt: skip
     if config.certfile is not None and config.keyfile is not None:
         command += ["--ssl-certfile", str(config.certfile.resolve())]
@@ -359,6 +360,12 @@ def url_for(host: str, port: int, scheme: str = "http") -> str:
         shown = f"[{shown}]"
     return f"{scheme}://{shown}:{port}"
 
+
+#: Seconds uvicorn gives requests in flight to finish once told to stop, before it stops all
+#: the same. Without it, one idle HTTPS connection whose client does not read (a pooled
+#: connection of an orchestrator's MLflow client) holds the stop for Python's 30 s TLS close
+#: timeout.
+SHUTDOWN_SECONDS = 10
 
 #: How long serve waits for the first healthy answer; a loaded machine may need minutes.
 STARTUP_TIMEOUT = float(os.environ.get("SYNMLOPS_STARTUP_TIMEOUT", "300"))
