@@ -24,6 +24,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # What commands keep in the user's cache (ingest's no-op manifests for URLs) stays in the run's
 # own folder, never the real ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="synmlops-tests-cache-")
+# The demo paces its rounds so its Hardware tab fills (docs/demo.md): the tests that read its
+# hardware samples ask for that pace; the others train flat out.
+os.environ["SYNMLOPS_DEMO_ROUND_SECONDS"] = "0"
 # Hypothesis: bounded in the test suite; HYPOTHESIS_PROFILE=fuzz searches far longer.
 settings.register_profile("default", max_examples=25, deadline=None)
 settings.register_profile("fuzz", max_examples=2000, deadline=None)

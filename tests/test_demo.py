@@ -45,6 +45,7 @@ def _config(**training: object) -> DemoConfig:
         training=TrainingConfig(**settings),  # type: ignore[arg-type]
         collaboration=f"demo-{uuid.uuid4().hex[:8]}",
         run="e2e",
+        round_seconds=0,  # no hardware is read here
     )
 
 

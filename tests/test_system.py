@@ -261,7 +261,7 @@ def test_the_demos_participants_have_hardware_statistics(tmp_path: Path) -> None
     env = {**os.environ, "SYNMLOPS_SPOOL": str(tmp_path / "spool")}
     subprocess.run(
         [*SYNMLOPS, "demo", "--tracking-uri", str(store), "--rounds", "2", "--epochs", "1",
-         "--run", "r"],
+         "--run", "r", "--round-seconds", "1.5"],
         check=True, capture_output=True, env=env, timeout=600,
     )  # fmt: skip
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")

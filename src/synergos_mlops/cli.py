@@ -468,6 +468,12 @@ def monitor(
     "--no-serve-hint", "serve_hint", is_flag=True, flag_value=False, default=True,
     help="Do not end with how to serve a store folder (for `make run`, which serves it next).",
 )  # fmt: skip
+@click.option(
+    "--round-seconds", type=click.FloatRange(0, 60), default=1.5, show_default=True,
+    envvar="SYNMLOPS_DEMO_ROUND_SECONDS", show_envvar=True,
+    help="The shortest round: a round that trained faster waits, so every round holds "
+    "hardware samples; 0 trains flat out (a script that wants the run, not the charts).",
+)  # fmt: skip
 @_domain_errors
 def demo(
     tracking_uri: str | None,
@@ -480,6 +486,7 @@ def demo(
     run_name: str | None,
     if_empty: bool,
     serve_hint: bool,
+    round_seconds: float,
 ) -> None:
     """Run a real federated cycle (FedAvg/FedProx on scikit-learn's digits) in this process,
     log it through the tracker and register its global model.
@@ -497,7 +504,7 @@ def demo(
         mu=mu,
         seed=seed,
     )
-    config = DemoConfig(training=training, run=run_name)
+    config = DemoConfig(training=training, run=run_name, round_seconds=round_seconds)
     run_demo(
         _tracking_target(tracking_uri), config, if_empty=if_empty, echo=click.echo,
         serve_hint=serve_hint,
