@@ -367,7 +367,8 @@ def test_port_held_by_an_orphaned_server_of_ours_is_named_in_one_line(tmp_path: 
         process = psutil.Process(orphan)
         workers = process.children(recursive=True)
         os.kill(orphan, signal.SIGTERM)
-        psutil.wait_procs([process, *workers], timeout=30)
+        # Gone, or a zombie: its parent is this machine's init, which may never reap it.
+        wait_for(lambda: _gone([p.pid for p in (process, *workers)]), timeout=30)
     assert wait_for(lambda: _port_free(port), timeout=30)
 
 
