@@ -4,11 +4,12 @@ the bad point, as log_metrics would refuse it."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
 
@@ -16,6 +17,7 @@ from synergos_mlops.errors import InvalidValueError
 from synergos_mlops.tracking import FederatedTracker
 
 PARTICIPANTS = [None, "w1", "w2"]
+MAX_FLOAT = sys.float_info.max
 KEYS = ["train/loss", "train/acc", "evaluate/loss"]
 
 points = st.lists(
@@ -30,6 +32,7 @@ points = st.lists(
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=10)
 @given(columns=points)
+@example(columns=[(None, "train/loss", float("inf")), ("w1", "train/acc", float("-inf"))])
 def test_columns_are_stored_as_log_metrics_stores_them(
     tmp_path_factory: pytest.TempPathFactory, columns: list[tuple[str | None, str, float]]
 ) -> None:
@@ -42,7 +45,8 @@ def test_columns_are_stored_as_log_metrics_stores_them(
         run.flush()
         expected: dict[tuple[str | None, str], float] = {}
         for participant, key, value in columns:
-            expected[participant, key] = float(value)  # the last one of a step wins
+            # The last one of a step wins; ±inf is kept as MLflow keeps it, ±max float.
+            expected[participant, key] = float(np.clip(float(value), -MAX_FLOAT, MAX_FLOAT))
         client = MlflowClient(run.tracking_uri)
         for (participant, key), value in expected.items():
             run_id = run.run_id if participant is None else run.participant_run_id(participant)
