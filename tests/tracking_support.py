@@ -110,9 +110,10 @@ class MemoryTransport:
 PG_ADMIN_URI = "postgresql://synmlops:synmlops@127.0.0.1:5432/postgres"
 
 
-def create_pg_database(prefix: str) -> str:
-    """A new, empty PostgreSQL database; its URI. Fails with the reason when PostgreSQL is not
-    running (start it with `bash scripts/services.sh`)."""
+def create_pg_database(prefix: str, template: str | None = None) -> str:
+    """A new, empty PostgreSQL database (a copy of database ``template`` when given); its URI.
+    Fails with the reason when PostgreSQL is not running (start it with
+    `bash scripts/services.sh`)."""
     import uuid
 
     import pytest
@@ -124,7 +125,8 @@ def create_pg_database(prefix: str) -> str:
     engine = create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            copy = f' TEMPLATE "{template}"' if template else ""
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     except OperationalError as exc:
         pytest.fail(f"PostgreSQL is not available (bash scripts/services.sh): {exc}")
     finally:

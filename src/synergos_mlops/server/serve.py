@@ -282,7 +282,12 @@ def prepare(
     if backend is None:
         backend = folder.backend_store_uri
         if not folder.db_path.exists():
-            folder.db_path.touch()
+            from synergos_mlops.storage.new_store import create_sqlite_store
+
+            try:
+                create_sqlite_store(folder.db_path)
+            except Exception as exc:  # the migrations failed in a folder that checked out
+                raise StoreError(f"database {folder.db_path} cannot be created: {exc}") from None
             echo(f"New empty store: created {folder.db_path}")
         try:
             folder.enable_wal()

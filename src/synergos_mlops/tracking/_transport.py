@@ -349,6 +349,13 @@ class FolderTransport:
 
         self.folder = StoreFolder.at(folder)
         self.folder.check()
+        if not self.folder.db_path.exists():
+            from synergos_mlops.storage.new_store import create_sqlite_store
+
+            try:
+                create_sqlite_store(self.folder.db_path)
+            except Exception as exc:
+                raise StoreError(f"store {self.folder.path} cannot be created: {exc}") from None
         self.folder.enable_wal()
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
