@@ -118,3 +118,24 @@ def test_every_client_command_says_the_same_about_an_unreachable_server(tmp_path
         assert result.stderr.strip().splitlines() == [
             f"Error: the tracking server at {url} cannot be reached (ConnectionError)"
         ], args
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nosuch"], "Error: No such command 'nosuch'."),
+        (["demo", "--round-seconds", "-1"], "-1.0 is not in the range 0<=x<=60."),
+        (["demo", "--rounds", "x"], "'x' is not a valid integer."),
+        (["serve", "--bogus"], "No such option '--bogus'"),
+        (["auth", "nosuch"], "Error: No such command 'nosuch'."),
+    ],
+)
+def test_a_usage_error_is_one_line_on_stderr_and_exit_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
+    assert list(tmp_path.iterdir()) == []  # nothing created

@@ -148,7 +148,30 @@ def _new_store_notice(target: str) -> Callable[[], None]:
     return announce
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """``synmlops``: a usage error (an unknown command or option, a value out of range) is one
+    line on stderr, ``Error: ...``, exit 2, as every other refusal here; ``--help`` has the
+    usage. click would print the usage and a hint before it."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:  # fmt: skip
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            exc.ctx = None
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's own options, parsed in here
+            exc.ctx = None
+            raise
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="synmlops")
 def main() -> None:
     """Synergos MLOps: keep, see and manage the results of federated learning."""
