@@ -34,11 +34,20 @@ __all__ = [
     "StoreFolder",
     "holds_file_store",
     "is_file_store",
+    "user_cache",
 ]
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "artifacts"
 SYNC_STATUS_NAME = "synergos-mlops-sync.json"
+
+
+def user_cache(name: str) -> Path:
+    """``$XDG_CACHE_HOME/synergos_mlops/<name>``, else ``~/.cache/synergos_mlops/<name>``: what
+    this package keeps for the user on this machine (the spool, ingest manifests, the empty
+    store), never inside a store folder or an orchestrator's outputs."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "synergos_mlops" / name
 
 
 def holds_file_store(folder: Path) -> bool:

@@ -115,8 +115,9 @@ def store_database(target: str) -> Path | None:
 
 def cache_folder() -> Path:
     """``$XDG_CACHE_HOME/synergos_mlops/ingest``, else ``~/.cache/...``."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "synergos_mlops" / "ingest"
+    from synergos_mlops.store import user_cache
+
+    return user_cache("ingest")
 
 
 def _target_id(target: str) -> str:

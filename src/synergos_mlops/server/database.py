@@ -11,7 +11,6 @@ version table). ``serve`` applies ours itself at start: they only add.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,19 +100,12 @@ def _create_mlflow_tables(engine: Engine) -> None:
     from sqlalchemy import inspect
 
     from synergos_mlops.storage.runs import resolution_lock
+    from synergos_mlops.storage.schema import quiet_migrations
 
     with resolution_lock(engine):
         if "experiments" not in inspect(engine).get_table_names():
-            # Quietly: serve's first lines are its own (MLflow would log each migration).
-            loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
-            levels = [logger.level for logger in loggers]
-            for logger in loggers:
-                logger.setLevel(logging.WARNING)
-            try:
+            with quiet_migrations():  # serve's first lines are its own
                 _initialize_tables(engine)
-            finally:
-                for logger, level in zip(loggers, levels, strict=True):
-                    logger.setLevel(level)
 
 
 def ensure_our_tables(uri: str) -> None:

@@ -10,10 +10,10 @@ with ``synmlops serve``, however it dies.
 
 ``synmlops serve`` killed with SIGKILL cannot stop its children; the guard can. It asks the
 kernel for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``) and also watches its
-parent's pid, then stops the whole group: SIGTERM to uvicorn (which stops its
-workers), and SIGKILL to whatever of the group is left after
-:data:`GRACE` seconds. uvicorn gets the same parent-death signal from the guard, so the
-server also stops should the guard itself be killed. SIGTERM and SIGINT sent to the guard are
+parent's pid, then stops the whole group: SIGTERM to uvicorn (which stops its workers), and
+SIGKILL to whatever of the group is left after :data:`GRACE` seconds. uvicorn gets the same
+parent-death signal from the guard, so the server also stops should the guard itself be
+killed. SIGTERM and SIGINT sent to the guard are
 forwarded to uvicorn; the guard exits with its exit code, once the group is gone.
 
 Only the standard library is imported here: the guard starts in a few tens of milliseconds.

@@ -5,10 +5,10 @@ process in between: see ``server/mlflow_server_env.py``).
 
 Checks happen before anything starts, so a user's mistake is one clear sentence, not a
 traceback from a worker. uvicorn forwards SIGTERM/SIGINT to its workers; we forward the same
-signals to it and wait. The child runs
-under a guard (``synergos_mlops.server.guard``) that stops every process of the server when
-``synmlops serve`` dies, even by SIGKILL, so no orphan keeps the port. A port held by such an
-orphan all the same (a server started by an older version) is named in the refusal.
+signals to it and wait. The child runs under a guard (``synergos_mlops.server.guard``) that
+stops every process of the server when ``synmlops serve`` dies, even by SIGKILL, so no orphan
+keeps the port. A port held by such an orphan all the same (a server started by an older
+version) is named in the refusal.
 """
 
 from __future__ import annotations

@@ -23,15 +23,12 @@ import tempfile
 import threading
 from pathlib import Path
 
+from synergos_mlops.store import user_cache
+
 __all__ = ["create_sqlite_store", "template_path"]
 
 #: Alembic's migration context is one per process: one migration at a time in a process.
 _MIGRATING = threading.Lock()
-
-
-def _cache_folder() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "synergos_mlops" / "stores"
 
 
 def template_path() -> Path:
@@ -42,31 +39,24 @@ def template_path() -> Path:
     from synergos_mlops.storage.schema import alembic_config
 
     ours = ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
-    return _cache_folder() / f"empty-{mlflow.__version__}-{ours}.db"
+    return user_cache("stores") / f"empty-{mlflow.__version__}-{ours}.db"
 
 
 def _migrate(db_path: Path) -> None:
     """MLflow's tables and ours in a new SQLite file, by the migrations, quietly."""
-    import logging
-
     from mlflow.store.db.utils import _initialize_tables
     from sqlalchemy import create_engine
 
-    from synergos_mlops.storage.schema import upgrade_ours
+    from synergos_mlops.storage.schema import quiet_migrations, upgrade_ours
 
-    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
     with _MIGRATING:
-        levels = [logger.level for logger in loggers]
-        for logger in loggers:
-            logger.setLevel(logging.WARNING)
         engine = create_engine(f"sqlite:///{db_path}")
         try:
-            _initialize_tables(engine)
+            with quiet_migrations():
+                _initialize_tables(engine)
             upgrade_ours(engine)
         finally:
             engine.dispose()
-            for logger, level in zip(loggers, levels, strict=True):
-                logger.setLevel(level)
 
 
 def _template() -> Path | None:

@@ -20,6 +20,9 @@ revision of ours is older, at start.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +120,21 @@ def ensure_read_indexes(bind: Any) -> list[str]:
         index.create(bind, checkfirst=True)
         created.append(name)
     return created
+
+
+@contextlib.contextmanager
+def quiet_migrations() -> Iterator[None]:
+    """MLflow's and Alembic's loggers at WARNING inside: creating a store is one line of ours
+    (the CLI's "New empty store"), not MLflow's log of each of its migrations."""
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def our_schema(engine: Engine) -> OurSchema:

@@ -15,8 +15,9 @@ def default_spool_dir() -> Path:
     explicit = os.environ.get("SYNMLOPS_SPOOL")
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "synergos_mlops" / "spool"
+    from synergos_mlops.store import user_cache
+
+    return user_cache("spool")
 
 
 @dataclass(frozen=True)
