@@ -69,11 +69,20 @@ def check_param_key(key: object) -> str:
 def as_value(key: str, value: object) -> float:
     """A metric value as a float; bools, text and None are refused (NaN and ±inf are kept)."""
     if isinstance(value, (bool, str, bytes)) or value is None or not hasattr(value, "__float__"):
-        raise InvalidValueError(f"metric {key!r} has a non-numeric value {value!r}")
+        raise InvalidValueError(f"metric {key!r} has a non-numeric value {_short(value)}")
     try:
         return float(value)  # type: ignore[arg-type,unused-ignore]
     except (TypeError, ValueError, OverflowError):
-        raise InvalidValueError(f"metric {key!r} has a non-numeric value {value!r}") from None
+        raise InvalidValueError(f"metric {key!r} has a non-numeric value {_short(value)}") from None
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut to 100 characters; an int beyond a float by its size (its digits
+    may be too many for Python to print)."""
+    if isinstance(value, int) and value.bit_length() > 1024:
+        return f"(an int of {value.bit_length()} bits)"
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def as_step(name: str, value: object) -> int:
@@ -92,16 +101,22 @@ def metric_items(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
     return [(check_metric_key(key), as_value(key, value)) for key, value in metrics.items()]
 
 
-def metric_values(metrics: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """As :func:`metric_items`, the keys left for the destination to check (text only)."""
+def metric_values(metrics: Mapping[str, Any]) -> tuple[list[tuple[str, float]], list[str]]:
+    """As :func:`metric_items` for values that come from elsewhere: the keys are left for the
+    destination to check (text only), and a value that is no number is left out instead of
+    refusing the mapping. Returns the points and, per value left out, the refusal's words."""
     if not isinstance(metrics, Mapping):
         raise InvalidValueError(f"metrics must be a mapping of key to value, not {metrics!r}")
     items = []
+    left_out = []
     for key, value in metrics.items():
         if not isinstance(key, str):
             raise InvalidValueError(f"metric key {key!r} must be a string")
-        items.append((key, as_value(key, value)))
-    return items
+        try:
+            items.append((key, as_value(key, value)))
+        except InvalidValueError as exc:
+            left_out.append(str(exc))
+    return items, left_out
 
 
 def safe_relative_path(kind: str, value: str) -> str:

@@ -45,8 +45,9 @@ id):
 The run ends FINISHED, or FAILED when the strategy raised. Logging never stops a federation,
 and one refused value never costs another: a key MLflow refuses (say ``top@5``) is sent as the
 client named it, and the destination stores the record's other values and counts that one by
-reason (a server's ``/health`` ``refused.metrics``, named once in its log); a value that is no
-number (an int beyond a float) is left out with a warning, and the rounds go on.
+reason (a server's ``/health`` ``refused.metrics``, named once in its log); so is a value
+that is no number (an int beyond a float): left out here, counted there as ``metric value that
+is no number``, and the rounds go on.
 
 Logging stays off the round's path: each hook hands what it saw (the replies, the aggregated
 records, the durations) to one background thread of the wrapper and returns. That thread turns
@@ -505,7 +506,7 @@ class SynergosStrategy(_RunLogging, Strategy):
             run.log_metric_columns(
                 participants, keys, values, step=server_round, timestamp=stamp, check_keys=False
             )
-        except InvalidValueError:  # a value that is no number: the others go one by one
+        except InvalidValueError:  # a key that is no text: the others go one by one
             for participant, reply in named:
                 for record in reply.records:
                     points = dict(_points(stage, record, skip))

@@ -28,12 +28,12 @@ log with ``nvflare.client.tracking`` (``MLflowWriter``'s ``log_metric(s)``, ``lo
 
 NVFlare catches what a receiver raises and goes on, so a job succeeds even when nothing was
 stored: a key MLflow refuses is sent as the site named it and counted by reason by the
-destination (a server's ``/health``), a value that is no number is left out with a warning in
-NVFlare's server log; the others are kept. ``FedJob`` saves a component as its class and the
-``__init__`` arguments it finds as attributes of the same name, so each argument is kept under
-its own name here. The receiver's module is imported from the installed package at every
-site: a job that adds it must not copy it into ``custom/`` (``add_synergos_tracking`` calls
-``set_app_packages``).
+destination (a server's ``/health``); a value that is no number (text, an int beyond a float)
+is left out and counted there as ``metric value that is no number``; the others are kept.
+``FedJob`` saves a component as its class and the ``__init__`` arguments it finds as attributes
+of the same name, so each argument is kept under its own name here. The receiver's module is
+imported from the installed package at every site: a job that adds it must not copy it into
+``custom/`` (``add_synergos_tracking`` calls ``set_app_packages``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,14 @@ side spends Python work per point on text::
      "runs": ["<run id>", ...], "keys": ["train/loss", ...],
      "run": "<base64 uint32[n]>", "key": "<base64 uint32[n]>",   # indexes into runs / keys
      "step": "<base64 int64[n]>", "value": "<base64 float64[n]>",
-     "timestamp": "<base64 int64[n]>"}
+     "timestamp": "<base64 int64[n]>",
+     "refused": {"<reason>": count, ...}, "named": {"<reason>": "<first refusal's words>"}}
+
+``refused`` and ``named`` are optional: points the sender itself could not put in the batch
+(a value that is no number, from a framework's client), counted by reason for the
+destination to count with its own refusals (a server's ``/health``). At most
+:data:`MAX_REASONS` reasons, each named in at most :data:`MAX_REASON_CHARS` characters and
+described in at most :data:`MAX_NAMED_CHARS`.
 
 Format 1 (what earlier trackers left in their spools) holds the same columns as JSON lists,
 with NaN, Infinity and -Infinity as the JSON extensions Python's ``json`` reads; the server
@@ -43,7 +50,10 @@ __all__ = [
     "FORMAT",
     "FORMAT_V1",
     "MAX_JSON_BYTES",
+    "MAX_NAMED_CHARS",
     "MAX_POINTS",
+    "MAX_REASONS",
+    "MAX_REASON_CHARS",
     "BatchTooLargeError",
     "MetricBatch",
     "batch_document",
@@ -59,6 +69,10 @@ FORMAT_V1 = "synergos.metrics/1"
 MAX_POINTS = 1_000_000
 #: JSON text of one batch once decompressed (1,000,000 points take ~45 MB).
 MAX_JSON_BYTES = 96 * 1024 * 1024
+#: Reasons a batch may carry in ``refused``, and the length of a reason and of its words.
+MAX_REASONS = 16
+MAX_REASON_CHARS = 200
+MAX_NAMED_CHARS = 1000
 _INT64 = 2**63
 _INFLATE_CHUNK = 1024 * 1024
 #: Format 2's columns: array type code and the size of one entry in bytes.
@@ -72,13 +86,16 @@ class BatchTooLargeError(InvalidValueError):
 
 @dataclass
 class MetricBatch:
-    """Metric points, one list entry per point (columnar)."""
+    """Metric points, one list entry per point (columnar); ``refused`` counts by reason the
+    points its sender left out, ``named`` gives each reason's first refusal in words."""
 
     run_ids: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+    named: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -89,6 +106,13 @@ class MetricBatch:
         self.steps.append(step)
         self.values.append(value)
         self.timestamps.append(timestamp)
+
+    def count_refused(self, refused: dict[str, int], named: dict[str, str]) -> None:
+        """Add ``refused`` (count by reason) and the words of reasons not yet named."""
+        for reason, count in refused.items():
+            self.refused[reason] = self.refused.get(reason, 0) + count
+        for reason, words in named.items():
+            self.named.setdefault(reason, words)
 
 
 def _indexed(items: list[str]) -> tuple[list[str], list[int]]:
@@ -109,6 +133,7 @@ def batch_document(batch: MetricBatch) -> dict[str, Any]:
     (the system samples') add their own fields to it."""
     runs, run_index = _indexed(batch.run_ids)
     keys, key_index = _indexed(batch.keys)
+    refusals = {"refused": batch.refused, "named": batch.named} if batch.refused else {}
     return {
         "format": FORMAT,
         "points": len(batch),
@@ -119,6 +144,7 @@ def batch_document(batch: MetricBatch) -> dict[str, Any]:
         "step": _packed("q", batch.steps),
         "value": _packed("d", batch.values),
         "timestamp": _packed("q", batch.timestamps),
+        **refusals,
     }
 
 
@@ -216,6 +242,32 @@ def _unpacked(document: dict[str, Any], name: str, size: int) -> array[Any]:
     return column
 
 
+def _refusals(document: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
+    """The optional ``refused`` counts and ``named`` words of a format-2 document."""
+    refused = document.get("refused", {})
+    named = document.get("named", {})
+    if not isinstance(refused, dict) or not isinstance(named, dict):
+        raise InvalidValueError("metric batch fields 'refused' and 'named' must be objects")
+    if len(refused) > MAX_REASONS or len(named) > MAX_REASONS:
+        raise InvalidValueError(f"metric batch may give at most {MAX_REASONS} refusal reasons")
+    for reason, count in refused.items():
+        if not reason or len(reason) > MAX_REASON_CHARS or not reason.isprintable():
+            raise InvalidValueError(
+                f"metric batch refusal reasons must be 1 to {MAX_REASON_CHARS} printable characters"
+            )
+        if not _int64(count) or not 0 < count <= MAX_POINTS:
+            raise InvalidValueError(
+                f"metric batch refusal count of {reason[:100]!r} must be 1 to {MAX_POINTS}"
+            )
+    for reason, words in named.items():
+        if reason not in refused or not isinstance(words, str) or len(words) > MAX_NAMED_CHARS:
+            raise InvalidValueError(
+                f"metric batch field 'named' must give each refused reason's words in at most "
+                f"{MAX_NAMED_CHARS} characters"
+            )
+    return refused, named
+
+
 def _decode_v2(document: dict[str, Any]) -> MetricBatch:
     size = document.get("points")
     if not isinstance(size, int) or not _int64(size) or size < 0:
@@ -229,12 +281,15 @@ def _decode_v2(document: dict[str, Any]) -> MetricBatch:
             raise InvalidValueError(f"metric batch has an index outside {name + 's'!r}")
     if size and min(columns["timestamp"]) < 0:
         raise InvalidValueError("metric batch has a negative timestamp")
+    refused, named = _refusals(document)
     return MetricBatch(
         run_ids=[runs[i] for i in columns["run"]],
         keys=[keys[i] for i in columns["key"]],
         steps=columns["step"].tolist(),
         values=columns["value"].tolist(),
         timestamps=columns["timestamp"].tolist(),
+        refused=refused,
+        named=named,
     )
 
 

@@ -25,7 +25,8 @@ from synergos_mlops.federation import (
     statistic_points,
     validate_id,
 )
-from synergos_mlops.storage.batch import MetricBatch
+from synergos_mlops.storage.batch import MAX_NAMED_CHARS, MetricBatch
+from synergos_mlops.storage.screen import VALUE_NOT_NUMBER
 from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._sender import end_body
 from synergos_mlops.tracking._transport import Resolved
@@ -172,13 +173,17 @@ class FederatedRun:
 
     # Metrics -------------------------------------------------------------------------------
 
-    def _add(self, run_id: str, items: Sequence[tuple[str, float]], step: int, ts: int) -> None:
+    def _add(
+        self, run_id: str, items: Sequence[tuple[str, float]], step: int, ts: int,
+        left_out: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self._tracker._check_open()
         count = len(items)
         batch = MetricBatch(
             [run_id] * count, [key for key, _ in items], [step] * count,
             [value for _, value in items], [ts] * count,
         )  # fmt: skip
+        _count_left_out(batch, left_out)
         self._tracker._sender.add(batch)
 
     @staticmethod
@@ -205,12 +210,17 @@ class FederatedRun:
         the epoch (default: now). ``check_keys=False`` is for keys that come from elsewhere
         (a framework's clients): they are sent as they are, and the destination stores the
         points of the keys MLflow accepts and counts the others by reason (a server's
-        ``/health``) instead of this call raising InvalidValueError."""
-        items = metric_items(metrics) if check_keys else metric_values(metrics)
+        ``/health``) instead of this call raising InvalidValueError; a value that is no number
+        is left out and counted there too (``metric value that is no number``)."""
+        left_out: list[str] = []
+        if check_keys:
+            items = metric_items(metrics)
+        else:
+            items, left_out = metric_values(metrics)
         step = as_step("step", step)
         stamp = self._timestamp(timestamp)
         run_id, _ = self._target(participant)
-        self._add(run_id, items, step, stamp)
+        self._add(run_id, items, step, stamp, left_out)
 
     def log_metric_columns(
         self,
@@ -226,7 +236,8 @@ class FederatedRun:
         the participant (None: the global value), the key, the value. For a round's replies
         of many participants: no mapping per participant, each distinct participant and key
         checked once. Raises InvalidValueError (nothing logged) as ``log_metrics`` would, for
-        any point; ``check_keys`` as there."""
+        any point; ``check_keys=False`` as there (a value that is no number is left out and
+        counted by the destination)."""
         count = len(keys)
         if len(participants) != count or len(values) != count:
             raise InvalidValueError(
@@ -244,14 +255,20 @@ class FederatedRun:
         if set(map(type, values)) <= {float, int}:  # the usual case, without a loop in Python
             with contextlib.suppress(OverflowError):
                 floats = list(map(float, values))
+        left_out: list[str] = []
         if floats is None:
-            floats = [as_value(key, value) for key, value in zip(keys, values, strict=True)]
+            if check_keys:
+                floats = [as_value(key, value) for key, value in zip(keys, values, strict=True)]
+            else:
+                participants, keys, floats, left_out = _numbers_only(participants, keys, values)
+                count = len(keys)
         run_of = {participant: self._target(participant)[0] for participant in set(participants)}
         self._tracker._check_open()
         batch = MetricBatch(
             list(map(run_of.__getitem__, participants)), list(keys), [step] * count, floats,
             [stamp] * count,
         )  # fmt: skip
+        _count_left_out(batch, left_out)
         self._tracker._sender.add(batch)
 
     def log_statistics(
@@ -536,3 +553,29 @@ class FederatedRun:
             warnings.warn(
                 f"could not end run {self.run!r}: {problem}", RuntimeWarning, stacklevel=2
             )
+
+
+def _numbers_only(
+    participants: Sequence[str | None], keys: Sequence[str], values: Sequence[Any]
+) -> tuple[list[str | None], list[str], list[float], list[str]]:
+    """The columns without the points whose value is no number, and those refusals' words."""
+    kept_participants: list[str | None] = []
+    kept_keys: list[str] = []
+    floats: list[float] = []
+    left_out: list[str] = []
+    for participant, key, value in zip(participants, keys, values, strict=True):
+        try:
+            floats.append(as_value(key, value))
+        except InvalidValueError as exc:
+            left_out.append(str(exc))
+            continue
+        kept_participants.append(participant)
+        kept_keys.append(key)
+    return kept_participants, kept_keys, floats, left_out
+
+
+def _count_left_out(batch: MetricBatch, left_out: Sequence[str]) -> None:
+    """Put the values left out on ``batch``, for its destination to count by reason."""
+    if left_out:
+        words = left_out[0][:MAX_NAMED_CHARS]
+        batch.count_refused({VALUE_NOT_NUMBER: len(left_out)}, {VALUE_NOT_NUMBER: words})

@@ -81,10 +81,15 @@ class MetricsKind:
         buffer.steps.extend(items.steps)
         buffer.values.extend(items.values)
         buffer.timestamps.extend(items.timestamps)
+        if items.refused:
+            buffer.count_refused(items.refused, items.named)
         return len(items)
 
     def parts(self, buffer: MetricBatch, size: int) -> Iterator[tuple[bytes, int]]:
-        for start in range(0, len(buffer), size):
+        """The first part also carries what the sender left out (``refused``); a buffer
+        holding only that is one part without points."""
+        starts = range(0, len(buffer), size) or (range(1) if buffer.refused else ())
+        for start in starts:
             part = MetricBatch(
                 buffer.run_ids[start : start + size],
                 buffer.keys[start : start + size],
@@ -92,6 +97,8 @@ class MetricsKind:
                 buffer.values[start : start + size],
                 buffer.timestamps[start : start + size],
             )
+            if start == 0:
+                part.refused, part.named = buffer.refused, buffer.named
             yield self.encode(part), len(part)
 
     def encode(self, part: MetricBatch) -> bytes:
