@@ -1,7 +1,9 @@
 """The Flower strategy wrapper: a real Flower 1.42 simulation (Ray, three clients, one failing
 a round) in .venv-fl logs through SynergosStrategy into a real `synmlops serve`; everything
 is read back with MLflow's client and compared point for point with Flower's own Result and
-with what each client returned."""
+with what each client returned. Three simulations: the one every check reads, whose server is
+restarted in the middle of it; one under --auth whose clients report a key MLflow refuses; one
+into a store folder."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 import requests
 from auth_support import ADMIN, ALICE, bind, create_accounts
-from conftest import Server
+from conftest import Server, start_server
 from frameworks_support import SCRIPTS, run_in_frameworks_venv, wait_while_running
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -50,6 +52,7 @@ class Federation:
         )  # fmt: skip
         self.result: dict[str, Any] = json.loads(out.read_text())
         self.replies = [json.loads(line) for line in replies.read_text().splitlines()]
+        self.spool = folder / "spool"
 
     def read_from(self, server: Server) -> None:
         self.server = server
@@ -69,13 +72,50 @@ class Federation:
         return {m.step: m.value for m in history}
 
 
+def _federate_through_a_restart(folder: Path, servers: list[Server]) -> Federation:
+    """A federation whose tracking server stops after round 1 and starts again (the same
+    store, the same address) before round 3: round 2's values wait in the tracker's spool."""
+    store = folder / "store"
+    servers.append(start_server(store))
+    gates = folder / "gates"
+    gates.mkdir()
+    finished: list[Federation] = []
+    failed: list[BaseException] = []
+
+    def federate() -> None:
+        try:
+            finished.append(Federation(folder, servers[0].url, {"FLOWER_GATES": str(gates)}))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failed.append(exc)
+
+    running = threading.Thread(target=federate, daemon=True)
+    running.start()
+    wait_while_running("round 2", (gates / "round-2").exists, running)
+    servers[0].stop()  # round 1 done; rounds 2's values have nowhere to go
+    (gates / "go-2").touch()
+    wait_while_running("round 3", (gates / "round-3").exists, running)
+    spool = folder / "spool"
+    wait_while_running("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
+    servers.append(start_server(store, port=servers[0].port))
+    (gates / "go-3").touch()
+    running.join(timeout=540)
+    assert not failed, failed
+    assert finished, "the federation did not finish"
+    federation = finished[0]
+    federation.read_from(servers[-1])
+    return federation
+
+
 @pytest.fixture(scope="module")
-def federation(
-    shared_server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("flower"), shared_server.url)
-    federation.read_from(shared_server)
-    yield federation
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """The federation every check below reads: its server was restarted in the middle of it,
+    so each check also says that nothing was lost on the way."""
+    servers: list[Server] = []
+    try:
+        yield _federate_through_a_restart(tmp_path_factory.mktemp("flower"), servers)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def test_each_client_reply_is_its_partitions_series_point_for_point(
@@ -178,7 +218,7 @@ def test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(
         assert [arrays[k].tolist() for k in arrays.files] == federation.result["arrays"]
 
 
-def test_under_auth_an_account_bound_to_one_partition_sees_its_client_and_the_global_values(
+def test_under_auth_a_bound_account_sees_its_client_and_a_refused_key_is_counted(
     server_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "store"
@@ -187,9 +227,25 @@ def test_under_auth_an_account_bound_to_one_partition_sees_its_client_and_the_gl
     )
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
-    federation = Federation(tmp_path, server.url)  # the ServerApp logs as admin
+    # The ServerApp logs as admin; every client reports a key MLflow refuses (no "@" in a
+    # name) between its good ones.
+    bad = "top@5"
+    federation = Federation(tmp_path, server.url, {"FLOWER_BAD_KEY": bad})
     federation.read_from(server)
     assert set(federation.runs) == {federation.run, "0", "1", "2"}
+    sent = [reply for reply in federation.replies if bad in reply["values"]]
+    assert len(sent) == 3 * ROUNDS  # every client's every evaluation, between loss and mae
+    assert all(bad in record for record in federation.result["evaluate"].values())
+    test_each_client_reply_is_its_partitions_series_point_for_point(federation)
+    test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
+    for run in federation.runs.values():
+        assert f"evaluate/{bad}" not in run.data.metrics
+    # 9 client points and the 3 rounds' aggregates: counted, by reason, none silently dropped.
+    health = requests.get(f"{server.url}/health", auth=ADMIN, timeout=60).json()
+    assert health["refused"] == {"metrics": {"metric key MLflow refuses": 3 * ROUNDS + ROUNDS}}
+    named = [line for line in server.output().splitlines() if "not stored" in line]
+    assert len(named) == 1 and f"evaluate/{bad}" in named[0], named
+    assert federation.parent.info.status == "FINISHED"
     create_accounts(server.url, ALICE)
     bind(store, ALICE[0], federation.collaboration, "1")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ALICE[0])
@@ -222,65 +278,11 @@ def test_into_a_store_folder_the_same_run_is_kept_and_a_server_on_it_serves_the_
 
 
 def test_a_server_restarted_mid_federation_loses_nothing_the_spool_carries_what_it_missed(
-    server_factory: Any, tmp_path: Path
+    federation: Federation,
 ) -> None:
-    store = tmp_path / "store"
-    server = server_factory(store)
-    gates = tmp_path / "gates"
-    gates.mkdir()
-    finished: list[Federation] = []
-    failed: list[BaseException] = []
-
-    def federate() -> None:
-        try:
-            finished.append(Federation(tmp_path, server.url, {"FLOWER_GATES": str(gates)}))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            failed.append(exc)
-
-    running = threading.Thread(target=federate, daemon=True)
-    running.start()
-    wait_while_running("round 2", (gates / "round-2").exists, running)
-    server.stop()  # round 1 done; rounds 2's values have nowhere to go
-    (gates / "go-2").touch()
-    wait_while_running("round 3", (gates / "round-3").exists, running)
-    spool = tmp_path / "spool"
-    wait_while_running("spooled batch", lambda: any(spool.rglob("*.batch")), running, timeout=60)
-    server = server_factory(store, port=server.port)  # the same store, the same address
-    (gates / "go-3").touch()
-    running.join(timeout=540)
-    assert not failed, failed
-    assert finished, "the federation did not finish"
-    federation = finished[0]
-    federation.read_from(server)
+    # The checks above read this federation point for point; here: the spool is empty and
+    # every run ended.
     assert set(federation.runs) == {federation.run, "0", "1", "2"}
-    assert not any(spool.rglob("*.batch"))  # every batch was sent, none refused
-    test_each_client_reply_is_its_partitions_series_point_for_point(federation)
-    test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
-    test_clients_sampled_replied_and_failed_are_counted_per_round_and_the_failure_is_an_event(
-        federation
-    )
-    test_final_arrays_are_the_global_model_and_a_registered_version_of_the_run(federation, tmp_path)
+    assert not any(federation.spool.rglob("*.batch"))  # every batch was sent, none refused
     assert federation.parent.info.status == "FINISHED"
     assert all(federation.runs[p].info.status == "FINISHED" for p in ("0", "1", "2"))
-
-
-def test_a_key_mlflow_refuses_between_good_ones_is_counted_in_health_and_costs_no_other_value(
-    server_factory: Any, tmp_path: Path
-) -> None:
-    server = server_factory(tmp_path / "store")
-    bad = "top@5"  # MLflow's names hold no "@"
-    federation = Federation(tmp_path, server.url, {"FLOWER_BAD_KEY": bad})
-    federation.read_from(server)
-    sent = [reply for reply in federation.replies if bad in reply["values"]]
-    assert len(sent) == 3 * ROUNDS  # every client's every evaluation, between loss and mae
-    assert all(bad in record for record in federation.result["evaluate"].values())
-    test_each_client_reply_is_its_partitions_series_point_for_point(federation)
-    test_aggregated_and_server_side_records_equal_flowers_own_result(federation)
-    for run in federation.runs.values():
-        assert f"evaluate/{bad}" not in run.data.metrics
-    # 9 client points and the 3 rounds' aggregates: counted, by reason, none silently dropped.
-    health = requests.get(f"{server.url}/health", timeout=60).json()
-    assert health["refused"] == {"metrics": {"metric key MLflow refuses": 3 * ROUNDS + ROUNDS}}
-    named = [line for line in server.output().splitlines() if "not stored" in line]
-    assert len(named) == 1 and f"evaluate/{bad}" in named[0], named
-    assert federation.parent.info.status == "FINISHED"
