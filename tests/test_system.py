@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from unittest import mock
@@ -27,10 +28,12 @@ API = "/api/synergos/v1"
 CPU = "system/cpu_utilization_percentage"
 
 
-def start_monitor(url: str, participant: str, spool: Path, *extra: str) -> subprocess.Popen[str]:
+def start_monitor(
+    url: str, participant: str, spool: Path, *extra: str, collaboration: str = "hospitals"
+) -> subprocess.Popen[str]:
     env = {**os.environ, "SYNMLOPS_SPOOL": str(spool)}
     return subprocess.Popen(
-        [*SYNMLOPS, "monitor", "--collaboration", "hospitals", "--participant", participant,
+        [*SYNMLOPS, "monitor", "--collaboration", collaboration, "--participant", participant,
          "--tracking-uri", url, "--interval", "0.5", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
@@ -60,14 +63,18 @@ def post_samples(url: str, body: bytes, auth: tuple[str, str] | None = None) -> 
 
 
 def test_monitor_processes_attach_samples_to_their_own_participants_runs_with_facts_as_tags(
-    server_factory, tmp_path: Path
+    shared_server: Server, tmp_path: Path
 ) -> None:
-    server: Server = server_factory(workers=2)
-    monitors = {p: start_monitor(server.url, p, tmp_path / f"spool-{p}") for p in ("w1", "w2")}
+    server = shared_server  # two workers; a collaboration of this test's own
+    collaboration = f"hospitals-{uuid.uuid4().hex[:8]}"
+    monitors = {
+        p: start_monitor(server.url, p, tmp_path / f"spool-{p}", collaboration=collaboration)
+        for p in ("w1", "w2")
+    }
     config = fast_config(tmp_path / "tracker")
     with (
         FederatedTracker(server.url, config) as tracker,
-        tracker.run(collaboration="hospitals", project="p", experiment="e", run="r1",
+        tracker.run(collaboration=collaboration, project="p", experiment="e", run="r1",
                     participants=["w1", "w2", "w3"]) as run,
     ):  # fmt: skip
         for r in range(4):  # rounds of ~1 s, w2 the straggler
@@ -102,7 +109,7 @@ def test_monitor_processes_attach_samples_to_their_own_participants_runs_with_fa
     assert not any(k.startswith("system/") for k in client.get_run(parent_id).data.metrics)
     assert "synergos.system.cpu_count" not in client.get_run(ids["w3"]).data.tags
 
-    view = requests.get(f"{server.url}{API}/runs/hospitals/p/e/r1/system", timeout=60).json()
+    view = requests.get(f"{server.url}{API}/runs/{collaboration}/p/e/r1/system", timeout=60).json()
     assert view["round_key"] == "train/loss" and CPU in view["keys"]
     assert [r["round"] for r in view["rounds"]] == [0, 1, 2, 3]
     assert all(r["start"] < r["end"] for r in view["rounds"])
@@ -126,7 +133,7 @@ def test_monitor_processes_attach_samples_to_their_own_participants_runs_with_fa
         f"{API}/runs/{{collaboration}}/{{project}}/{{experiment}}/{{run}}/system"
         in (document["paths"])
     )
-    bundle = requests.get(f"{server.url}{API}/runs/hospitals/p/e/r1/bundle.zip", timeout=60)
+    bundle = requests.get(f"{server.url}{API}/runs/{collaboration}/p/e/r1/bundle.zip", timeout=60)
     with zipfile.ZipFile(io.BytesIO(bundle.content)) as zf:
         rows = zf.read("system.csv").decode().splitlines()
     assert rows[0] == "participant,key,step,value,timestamp"
@@ -164,20 +171,23 @@ def test_samples_taken_while_the_server_is_away_arrive_once_when_it_is_back(
         server.stop()
 
 
-def test_a_sample_within_no_run_is_counted_and_not_stored(server_factory, tmp_path) -> None:
-    server: Server = server_factory()
+def test_a_sample_within_no_run_is_counted_and_not_stored(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    server = shared_server
+    collaboration = f"hospitals-{uuid.uuid4().hex[:8]}"
     with (
         FederatedTracker(server.url, fast_config(tmp_path)) as tracker,
-        tracker.run(collaboration="hospitals", project="p", experiment="e", run="r",
+        tracker.run(collaboration=collaboration, project="p", experiment="e", run="r",
                     participants=["w1"]) as run,
     ):  # fmt: skip
         run_id = run.participant_run_id("w1")
     ended = MlflowClient(server.url).get_run(run_id).info.end_time
     after = [ended + 5000, ended + 6000]
-    answer = post_samples(server.url, sample_body("w1", after))
+    answer = post_samples(server.url, sample_body("w1", after, collaboration))
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"samples": 2, "attached": 0, "unmatched": 2, "points": 0, "runs": 0}
-    nobody = post_samples(server.url, sample_body("nobody", [ended]))
+    nobody = post_samples(server.url, sample_body("nobody", [ended], collaboration))
     assert nobody.json()["unmatched"] == 1
     assert MlflowClient(server.url).get_metric_history(run_id, CPU) == []
     bad = post_samples(server.url, b'{"format": "synergos.system/1", "runs": 3}')
