@@ -4,12 +4,20 @@ schema, revisions and behaviour as a database the migrations built in place."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
+from synergos_mlops.storage.heads import (
+    OUR_HEAD,
+    READ_INDEX_NAMES,
+    cached_mlflow_head,
+    remember_mlflow_head,
+    sqlite_store_is_current,
+)
 from synergos_mlops.storage.new_store import _migrate, create_sqlite_store, template_path
 
 
@@ -118,3 +126,93 @@ def test_without_a_usable_cache_the_store_is_migrated_in_place(
     migrated = tmp_path / "migrated.db"
     _migrate(migrated)
     assert schema(db) == schema(migrated)
+
+
+def test_the_heads_known_without_importing_mlflow_are_the_migrations_own(
+    tmp_path: Path, cache: Path
+) -> None:
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    from synergos_mlops.storage.schema import READ_INDEXES, alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config(None))  # type: ignore[arg-type]
+    assert scripts.get_current_head() == OUR_HEAD
+    assert tuple(name for name, *_ in READ_INDEXES) == READ_INDEX_NAMES
+    assert cached_mlflow_head() is None  # a new cache
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    assert create_sqlite_store(db)  # builds the template, which records MLflow's head
+    assert cached_mlflow_head() == _get_latest_schema_revision()
+    assert sqlite_store_is_current(db)
+
+
+def _edited(db: Path, statement: str) -> Path:
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute(statement)
+    return db
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE alembic_version SET version_num = 'an older one'",
+        "UPDATE synergos_alembic_version SET version_num = 's0002_logs_ids'",
+        "DELETE FROM synergos_alembic_version",
+        "INSERT INTO alembic_version VALUES ('a second revision')",
+        "DROP INDEX synergos_tags_value",
+        "DROP TABLE synergos_alembic_version",
+    ],
+)
+def test_a_store_not_at_this_releases_schema_is_never_taken_for_current(
+    tmp_path: Path, cache: Path, statement: str
+) -> None:
+    db = tmp_path / "mlflow.db"
+    assert create_sqlite_store(db)
+    assert sqlite_store_is_current(db)
+    assert not sqlite_store_is_current(_edited(db, statement))
+
+
+def test_without_mlflows_head_recorded_or_a_readable_file_the_answer_is_no(
+    tmp_path: Path, cache: Path
+) -> None:
+    db = tmp_path / "mlflow.db"
+    assert create_sqlite_store(db)
+    for head in cache.rglob("mlflow-head-*"):
+        head.unlink()
+    assert not sqlite_store_is_current(db)  # then serve asks MLflow, and records it
+    remember_mlflow_head(cached_mlflow_head() or "x")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 100)
+    assert not sqlite_store_is_current(garbage)
+    assert not sqlite_store_is_current(tmp_path / "missing.db")
+
+
+def test_serve_prepares_a_current_store_without_importing_mlflow_or_alembic(
+    tmp_path: Path, cache: Path
+) -> None:
+    """serve's own process serves nothing: on a store at this release's schema it checks the
+    file with sqlite3 alone (its workers import MLflow themselves)."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "store"
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from synergos_mlops.server.serve import ServeConfig, prepare\n"
+        f"prepare(ServeConfig(store=Path({str(store)!r}), port=0), echo=print)\n"
+        "print(sorted(m for m in ('mlflow', 'alembic') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+
+    def prepare() -> list[str]:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()
+
+    assert "New empty store" in prepare()[0]
+    assert prepare()[-1] == "[]"
+    _edited(store / "mlflow.db", "DROP INDEX synergos_tags_value")
+    assert prepare()[-1] == "['alembic', 'mlflow']"
+    assert sqlite_store_is_current(store / "mlflow.db")  # the index made again

@@ -30,6 +30,7 @@ from synergos_mlops.errors import StoreError
 __all__ = [
     "ARTIFACTS_NAME",
     "DB_NAME",
+    "SYNC_STATUS_ENV",
     "SYNC_STATUS_NAME",
     "StoreFolder",
     "holds_file_store",
@@ -40,6 +41,8 @@ __all__ = [
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "artifacts"
 SYNC_STATUS_NAME = "synergos-mlops-sync.json"
+#: The variable that tells a server's workers where the file-store mirror writes its status.
+SYNC_STATUS_ENV = "SYNMLOPS_SYNC_STATUS"
 
 
 def user_cache(name: str) -> Path:

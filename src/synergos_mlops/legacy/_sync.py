@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from synergos_mlops.legacy._mirror import FileStoreMirror, PassReport
+from synergos_mlops.store import SYNC_STATUS_ENV
 
 __all__ = ["STATUS_ENV", "FileStoreSync", "file_store_health_problem", "read_status"]
 
 #: Where the serve process tells its workers the sync status file is.
-STATUS_ENV = "SYNMLOPS_SYNC_STATUS"
+STATUS_ENV = SYNC_STATUS_ENV
 _REWRITE_SECONDS = 10.0
 #: How often, at most, the first pass's progress is written.
 PROGRESS_SECONDS = 0.5

@@ -84,7 +84,10 @@ def schema_status(uri: str) -> SchemaStatus:
 
 def check_schema(uri: str) -> None:
     """Raise SchemaOutOfDateError when the database needs ``synmlops db upgrade``."""
+    from synergos_mlops.storage.heads import remember_mlflow_head
+
     status = schema_status(uri)
+    remember_mlflow_head(status.head)  # a later start on a current SQLite store skips this
     if not status.empty and not status.up_to_date:
         raise SchemaOutOfDateError(
             f"database {redact(uri)} has schema {status.current}, this MLflow needs "

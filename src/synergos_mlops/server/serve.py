@@ -295,8 +295,13 @@ def prepare(
             raise StoreError(f"database {folder.db_path} cannot be opened: {exc}") from None
     if destination is None:
         destination = str(folder.artifacts_path)
-    check_schema(backend)
-    ensure_our_tables(backend)
+    from synergos_mlops.storage.heads import sqlite_store_is_current
+
+    # A store folder already at this release's schema is known as such from its file alone:
+    # MLflow and Alembic are then not imported by this process, which serves nothing itself.
+    if not (config.backend_store_uri is None and sqlite_store_is_current(folder.db_path)):
+        check_schema(backend)
+        ensure_our_tables(backend)
     check_artifacts_destination(destination)
     auth_env: dict[str, str] = {}
     if config.auth:
@@ -332,7 +337,7 @@ def prepare(
     # federated run does not use; it is one more process per server. Set it to true to keep it.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     env["SYNMLOPS_STORE"] = str(folder.path)
-    from synergos_mlops.legacy import STATUS_ENV
+    from synergos_mlops.store import SYNC_STATUS_ENV as STATUS_ENV
 
     env[STATUS_ENV] = str(folder.sync_status_path)
     from synergos_mlops.server.intake import STATUS_ENV as INTAKE_STATUS_ENV

@@ -23,6 +23,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from synergos_mlops.storage.heads import OUR_HEAD, mlflow_version, remember_mlflow_head
 from synergos_mlops.store import user_cache
 
 __all__ = ["create_sqlite_store", "template_path"]
@@ -33,18 +34,12 @@ _MIGRATING = threading.Lock()
 
 def template_path() -> Path:
     """Where this release's empty store database is kept (MLflow's version, our head)."""
-    import mlflow
-    from alembic.script import ScriptDirectory
-
-    from synergos_mlops.storage.schema import alembic_config
-
-    ours = ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
-    return user_cache("stores") / f"empty-{mlflow.__version__}-{ours}.db"
+    return user_cache("stores") / f"empty-{mlflow_version()}-{OUR_HEAD}.db"
 
 
 def _migrate(db_path: Path) -> None:
     """MLflow's tables and ours in a new SQLite file, by the migrations, quietly."""
-    from mlflow.store.db.utils import _initialize_tables
+    from mlflow.store.db.utils import _get_latest_schema_revision, _initialize_tables
     from sqlalchemy import create_engine
 
     from synergos_mlops.storage.schema import quiet_migrations, upgrade_ours
@@ -57,6 +52,7 @@ def _migrate(db_path: Path) -> None:
             upgrade_ours(engine)
         finally:
             engine.dispose()
+    remember_mlflow_head(_get_latest_schema_revision())
 
 
 def _template() -> Path | None:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
 
+from synergos_mlops.storage.heads import VERSION_TABLE
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -44,7 +46,6 @@ __all__ = [
     "upgrade_ours",
 ]
 
-VERSION_TABLE = "synergos_alembic_version"
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 metadata = MetaData()
