@@ -426,6 +426,7 @@ def test_serve_refuses_bad_gelf_security_settings_in_one_line(tmp_path: Path) ->
         assert result.returncode == 1, result.stderr
         assert said in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not (tmp_path / "s").exists()  # a refused start creates no store
 
 
 # Supervision ---------------------------------------------------------------------------

@@ -273,6 +273,10 @@ def prepare(
     if config.workers < 1:
         raise ServeError("--workers must be at least 1")
     check_tls(config.certfile, config.keyfile)
+    if config.gelf_port is not None:
+        if config.gelf_port == config.port:
+            raise ServeError(f"--gelf-port {config.gelf_port} is the server's own --port")
+        gelf_security(config)
     check_port_free(config.host, config.port)  # before the store: a refusal creates nothing
     folder = StoreFolder.at(config.store)
     backend = config.backend_store_uri
@@ -350,9 +354,6 @@ def prepare(
 
     env.pop(GELF_STATUS_ENV, None)
     if config.gelf_port is not None:
-        if config.gelf_port == config.port:
-            raise ServeError(f"--gelf-port {config.gelf_port} is the server's own --port")
-        gelf_security(config)
         env[GELF_STATUS_ENV] = str(_gelf_status_path(config))
     from synergos_mlops.server.services.log_service import RETENTION_STATUS_ENV
 
