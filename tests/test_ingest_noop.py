@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,8 +64,8 @@ def imported(done: subprocess.CompletedProcess[str]) -> set[str]:
             if line.startswith("import time:")}  # fmt: skip
 
 
-def small_tree(outputs: Path, runs: int = 2) -> list[Path]:
-    return [write_run(outputs, "collab", "proj", "exp", f"run_{i}", rounds=2, epochs=1,
+def small_tree(outputs: Path, runs: int = 2, collaboration: str = "collab") -> list[Path]:
+    return [write_run(outputs, collaboration, "proj", "exp", f"run_{i}", rounds=2, epochs=1,
                       model_bytes=1024) for i in range(runs)]  # fmt: skip
 
 
@@ -200,25 +201,26 @@ def test_worker_outputs_are_part_of_the_tree_and_of_the_key(tmp_path: Path) -> N
 
 
 def test_an_unchanged_tree_into_a_url_is_a_noop_kept_in_the_cache_and_checked_with_the_server(
-    tmp_path: Path, server_factory: Callable[..., Server]
+    tmp_path: Path, shared_server: Server
 ) -> None:
     from mlflow import MlflowClient
 
     outputs, cache = tmp_path / "outputs", tmp_path / "cache"
-    small_tree(outputs)
-    server = server_factory(tmp_path / "store")
+    collaboration = f"collab-{uuid.uuid4().hex[:8]}"  # the session's server: a name of its own
+    small_tree(outputs, collaboration=collaboration)
+    server = shared_server
     first = ingest_cli(outputs, server.url, cache)
     assert "runs: 2 new, 0 updated, 0 unchanged, 0 skipped" in first.stdout
     assert len(manifests(cache / "synergos_mlops" / "ingest")) == 1
     assert not [p for p in outputs.rglob("*") if "manifest" in p.name]
-    assert not (tmp_path / "store" / noop.STORE_FOLDER_NAME).exists()
+    assert not (server.store / noop.STORE_FOLDER_NAME).exists()
     again = ingest_cli(outputs, server.url + "/", cache, importtime=True)
     assert again.stdout.splitlines() == [f"runs: 0 new, 0 updated, 2 unchanged, 0 skipped; {NOOP}"]
     assert not {m for m in imported(again) if m.split(".")[0] in HEAVY}
     # A run deleted on the server: the server no longer holds what the manifest says.
     client = MlflowClient(server.url)
     (run,) = client.search_runs(
-        [client.get_experiment_by_name("collab/proj/exp").experiment_id],
+        [client.get_experiment_by_name(f"{collaboration}/proj/exp").experiment_id],
         filter_string="tags.`synergos.run` = 'run_1' and tags.`synergos.role` = 'federation'",
     )
     client.delete_run(run.info.run_id)
@@ -226,7 +228,7 @@ def test_an_unchanged_tree_into_a_url_is_a_noop_kept_in_the_cache_and_checked_wi
     assert is_noop(ingest_cli(outputs, server.url, cache))
 
 
-def test_a_server_whose_store_was_replaced_at_the_same_url_gets_a_real_ingest(
+def test_a_server_that_is_down_or_whose_store_was_replaced_is_never_a_noop(
     tmp_path: Path, server_factory: Callable[..., Server]
 ) -> None:
     outputs, cache = tmp_path / "outputs", tmp_path / "cache"
@@ -236,6 +238,14 @@ def test_a_server_whose_store_was_replaced_at_the_same_url_gets_a_real_ingest(
     ingest_cli(outputs, before.url, cache)
     assert is_noop(ingest_cli(outputs, before.url, cache))
     before.stop()
+    # Down: one line and exit 1, never "nothing changed".
+    command = [*SYNMLOPS, "ingest", str(outputs), "--tracking-uri", before.url]
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "cannot be reached" in done.stderr
+    # Another store at the same address: a real ingest.
     after = server_factory(tmp_path / "after-store", port=port)
     assert after.url == before.url
     replaced = ingest_cli(outputs, after.url, cache)
@@ -243,22 +253,6 @@ def test_a_server_whose_store_was_replaced_at_the_same_url_gets_a_real_ingest(
     # Another target (a store folder) for the same tree is another manifest, not this one.
     assert "runs: 2 new" in ingest_cli(outputs, tmp_path / "folder", cache).stdout
     assert is_noop(ingest_cli(outputs, after.url, cache))
-
-
-def test_a_server_that_is_down_is_never_a_noop_but_one_line_and_exit_1(
-    tmp_path: Path, server_factory: Callable[..., Server]
-) -> None:
-    outputs, cache = tmp_path / "outputs", tmp_path / "cache"
-    small_tree(outputs)
-    server = server_factory(tmp_path / "store")
-    ingest_cli(outputs, server.url, cache)
-    server.stop()
-    command = [*SYNMLOPS, "ingest", str(outputs), "--tracking-uri", server.url]
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 1
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert "cannot be reached" in done.stderr
 
 
 # The manifest and the tree digest, in process ----------------------------------------------------
