@@ -162,34 +162,6 @@ def test_the_worker_environment_serve_writes_is_the_one_mlflow_server_writes() -
     assert handed - ours - not_ours == set(), "mlflow server hands its workers something new"
 
 
-def test_mlflow_server_with_app_name_synergos_serves_the_synergos_routes(tmp_path: Path) -> None:
-    port = free_port()
-    store = tmp_path / "db.sqlite"
-    log_path = tmp_path / "mlflow.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", "synergos",
-         "--backend-store-uri", f"sqlite:///{store}", "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        body: dict[str, object] = {}
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                response = requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                if response.status_code == 200:
-                    body = response.json()
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        assert body.get("status") == "ok", log_path.read_text()[-2000:]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def test_gunicorn_bind_in_the_environment_sets_host_and_port(tmp_path: Path) -> None:
     port = free_port()
     server = start_server(
@@ -333,7 +305,12 @@ def test_a_test_server_stops_when_the_pytest_that_started_it_is_killed(tmp_path:
     assert wait_for(lambda: _port_free(port), timeout=10)
 
 
-def test_port_held_by_an_orphaned_server_of_ours_is_named_in_one_line(tmp_path: Path) -> None:
+def test_mlflow_server_app_name_synergos_serves_our_routes_and_its_orphan_is_named(
+    tmp_path: Path,
+) -> None:
+    """``mlflow server --app-name synergos`` (our app, started by MLflow's own command) serves
+    the Synergos routes; left without a parent, as a server of an older synmlops serve killed
+    with SIGKILL was, it holds its port, and serve names it in one line."""
     import psutil
     from conftest import wait_for
 
@@ -357,6 +334,10 @@ def test_port_held_by_an_orphaned_server_of_ours_is_named_in_one_line(tmp_path: 
                 return False
 
         assert wait_for(serving, timeout=240), "the orphan did not start"
+        health = requests.get(f"http://127.0.0.1:{port}/health", timeout=60).json()
+        assert health["status"] == "ok" and "version" in health, health
+        runs = requests.get(f"http://127.0.0.1:{port}/api/synergos/v1/runs", timeout=60)
+        assert runs.status_code == 200 and runs.json()["runs"] == [], runs.text
         result = run_cli("serve", "--store", str(tmp_path / "s"), "--port", str(port))
         assert result.returncode == 1
         assert result.stderr.strip() == (
