@@ -141,23 +141,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _RECORDED: dict[str, float] = {}
+_RECORDED_CPU: dict[str, float] = {}
+_CPU_START = pytest.StashKey[float]()
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process and of the children it has reaped (servers, commands, browsers)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    item.stash[_CPU_START] = _cpu_seconds()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With SYNMLOPS_RECORD_DURATIONS set, the teardown report carries the CPU the test used."""
+    if call.when == "teardown" and os.environ.get("SYNMLOPS_RECORD_DURATIONS"):
+        used = _cpu_seconds() - item.stash.get(_CPU_START, _cpu_seconds())
+        item.user_properties.append(("cpu_seconds", used))
+    yield
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """With SYNMLOPS_RECORD_DURATIONS set, add each test's time to its module's."""
+    """With SYNMLOPS_RECORD_DURATIONS set, add each test's time (and CPU) to its module's."""
     if os.environ.get("SYNMLOPS_RECORD_DURATIONS"):
         module = _module(report.nodeid)
         _RECORDED[module] = _RECORDED.get(module, 0.0) + report.duration
+        for name, value in report.user_properties:
+            if name == "cpu_seconds":
+                _RECORDED_CPU[module] = _RECORDED_CPU.get(module, 0.0) + float(value)
+
+
+def _write_by_module(path: Path, seconds: dict[str, float]) -> None:
+    ordered = dict(sorted(((k, round(v, 1)) for k, v in seconds.items()), key=lambda kv: -kv[1]))
+    path.write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """With SYNMLOPS_RECORD_DURATIONS=FILE, write the modules' times there (in the controller,
-    which sees every worker's reports)."""
+    """With SYNMLOPS_RECORD_DURATIONS=FILE, write the modules' times there, and the CPU their
+    processes used beside it (FILE with ``.cpu.json``), in the controller, which sees every
+    worker's reports."""
     target = os.environ.get("SYNMLOPS_RECORD_DURATIONS")
     if target and _RECORDED and not hasattr(session.config, "workerinput"):
-        ordered = dict(sorted(((k, round(v, 1)) for k, v in _RECORDED.items()),
-                              key=lambda kv: -kv[1]))  # fmt: skip
-        Path(target).write_text(json.dumps(ordered, indent=1) + "\n")
+        _write_by_module(Path(target), _RECORDED)
+        if _RECORDED_CPU:
+            _write_by_module(Path(target).with_suffix(".cpu.json"), _RECORDED_CPU)
 
 
 @dataclass

@@ -314,15 +314,20 @@ def test_mlflow_server_app_name_synergos_serves_our_routes_and_its_orphan_is_nam
     import psutil
     from conftest import wait_for
 
+    from synergos_mlops.storage.new_store import create_sqlite_store
+
     port = free_port()
+    create_sqlite_store(tmp_path / "db.sqlite")  # MLflow finds its tables: no migrations to run
     command = [sys.executable, "-m", "mlflow", "server", "--app-name", "synergos",
                "--backend-store-uri", f"sqlite:///{tmp_path / 'db.sqlite'}",
                "--port", str(port), "--workers", "1"]  # fmt: skip
     # Started by a shell that exits at once: the server is left without a parent of ours,
     # as a server of an older synmlops serve killed with SIGKILL was.
+    # Without MLflow's job runner (a process of its own that serve never starts either).
+    quiet = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     launcher = subprocess.run(
         ["sh", "-c", 'setsid "$@" >/dev/null 2>&1 </dev/null & echo $!', "sh", *command],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        capture_output=True, text=True, check=True, cwd=tmp_path, env=quiet,
     )  # fmt: skip
     orphan = int(launcher.stdout.strip())
     try:
