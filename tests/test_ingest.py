@@ -364,12 +364,38 @@ def test_cli_watch_ingests_runs_as_they_appear_and_exits_cleanly_on_ctrl_c(
     assert "runs: 2 new, 0 updated, 0 unchanged, 0 skipped" in stdout
 
 
-def test_serve_watch_ingests_the_folder_beside_the_server(
+def test_serve_watch_ingests_beside_the_server_counts_what_it_left_out_and_is_supervised(
     server_factory: Callable[..., Server], tmp_path: Path
 ) -> None:
+    import requests
+
     outputs = tmp_path / "outputs"
     write_run(outputs, "served", "p", "e", "r", rounds=2, checkpoints=False)
     server = server_factory(extra=["--watch", str(outputs)])
     client = MlflowClient(server.url)
     wait_for(lambda: "train/loss" in parent(client, "served", "p", "e", "r").data.metrics)
     assert f"Watching {outputs}" in server.output()
+
+    def health() -> requests.Response:
+        return requests.get(f"{server.url}/health", timeout=60)
+
+    wait_for(lambda: health().json()["watch"]["runs"] == {"new": 1})
+    assert health().json()["watch"]["left_out"] == {} and health().json()["status"] == "ok"
+    # A file it cannot read: left out, counted by reason in /health, the rest of its run kept.
+    broken = write_run(outputs, "served", "p", "e", "r2", rounds=2, checkpoints=False)
+    (broken / "local_loss_history_worker_1.json").write_text('{"cut": ')
+    wait_for(lambda: health().json()["watch"]["left_out"] == {"file not ingested": 1})
+    assert "train/loss" in parent(client, "served", "p", "e", "r2").data.metrics
+    # The folder gone (an unmounted volume): the watch stops, /health is 503 and names it;
+    # back, the watch is started again and goes on.
+    away = outputs.rename(tmp_path / "away")
+    wait_for(lambda: health().status_code == 503)
+    body = health().json()
+    assert body["reason"].startswith(f"the watch of {outputs} stopped (") and body["watch"]["down"]
+    away.rename(outputs)
+    wait_for(lambda: health().status_code == 200 and health().json()["watch"]["restarts"] >= 1)
+    write_run(outputs, "served", "p", "e", "r3", rounds=2, checkpoints=False)
+    wait_for(lambda: "train/loss" in parent(client, "served", "p", "e", "r3").data.metrics)
+    watched = health().json()["watch"]
+    assert watched["runs"] == {"new": 3} and watched["down"] is None, watched
+    assert "watch stopped: " in server.output()

@@ -81,29 +81,6 @@ def _echo_report(report: Any, outputs: Path) -> None:
         click.echo(_EXPECTED_LAYOUT.format(outputs=outputs))
 
 
-def _start_watcher(outputs: Path, workers: list[Any]) -> Callable[[str], None]:
-    """An on_ready callback that watches OUTPUTS into the served URL in a daemon thread."""
-    from synergos_mlops.ingest import scan
-
-    scan(outputs, workers)  # refuse a missing folder before the server starts
-
-    def on_ready(url: str) -> None:
-        import threading
-
-        from synergos_mlops.ingest import Watcher
-
-        def watch_forever() -> None:
-            try:
-                Watcher(outputs, workers, tracking_uri=url, echo=click.echo).run()
-            except Exception as exc:  # never take the server down with it
-                click.echo(f"watch stopped: {exc}", err=True)
-
-        threading.Thread(target=watch_forever, name="synmlops-watch", daemon=True).start()
-        click.echo(f"  Watching {outputs} into {url}")
-
-    return on_ready
-
-
 def _target_of(tracking_uri: str | None) -> str:
     return tracking_uri or setting("store").get() or "./mlflow"
 
@@ -278,10 +255,14 @@ def serve(
         gelf_client_ca=gelf_client_ca,
         log_retention_days=log_retention_days,
     )
-    on_ready = None
+    services = []
     if watch_outputs is not None:
-        on_ready = _start_watcher(watch_outputs, _worker_outputs(worker_outputs))
-    code = run(config, echo=click.echo, on_ready=on_ready)
+        from synergos_mlops.ingest import WatchService, scan
+
+        watched = _worker_outputs(worker_outputs)
+        scan(watch_outputs, watched)  # refuse a missing folder before the server starts
+        services.append(WatchService(watch_outputs, watched, echo=click.echo))
+    code = run(config, echo=click.echo, services=services)
     if code not in (0, -15, -2, 130, 143):
         raise SystemExit(code)
 

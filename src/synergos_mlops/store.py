@@ -32,6 +32,7 @@ __all__ = [
     "DB_NAME",
     "SYNC_STATUS_ENV",
     "SYNC_STATUS_NAME",
+    "WATCH_STATUS_ENV",
     "StoreFolder",
     "holds_file_store",
     "is_file_store",
@@ -43,6 +44,8 @@ ARTIFACTS_NAME = "artifacts"
 SYNC_STATUS_NAME = "synergos-mlops-sync.json"
 #: The variable that tells a server's workers where the file-store mirror writes its status.
 SYNC_STATUS_ENV = "SYNMLOPS_SYNC_STATUS"
+#: Likewise for the watch of an outputs folder (``serve --watch``).
+WATCH_STATUS_ENV = "SYNMLOPS_WATCH_STATUS"
 
 
 def user_cache(name: str) -> Path:

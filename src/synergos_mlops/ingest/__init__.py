@@ -14,6 +14,7 @@ Layers, each importing only the ones above it::
     _parse     read one file: loss histories, statistics, hashes; refuse half-written files
     _ingest    compare with the manifest a run keeps, log what changed through the tracker
     _watch     poll, wait for files to settle, ingest again
+    _watch_service  the watch of ``serve --watch``: supervised, its status for /health
     _unchanged whether a whole tree is already in a store folder, read without MLflow
     progress   the rich progress bar of the CLI (public: the CLI imports it)
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from synergos_mlops.ingest._tags import DIGEST_TAG, MANIFEST_PATH
     from synergos_mlops.ingest._unchanged import Unchanged, unchanged_report
     from synergos_mlops.ingest._watch import Watcher
+    from synergos_mlops.ingest._watch_service import WatchService
 
 __all__ = [
     "DIGEST_TAG",
@@ -58,6 +60,7 @@ __all__ = [
     "RunOutcome",
     "Scan",
     "Unchanged",
+    "WatchService",
     "Watcher",
     "WorkerOutputs",
     "ingest",
@@ -83,6 +86,7 @@ _WHERE = {
     "Unchanged": "_unchanged",
     "unchanged_report": "_unchanged",
     "Watcher": "_watch",
+    "WatchService": "_watch_service",
 }
 
 

@@ -58,8 +58,12 @@ class Watcher:
         except KeyboardInterrupt:
             pass
         finally:
-            self._ingester.close()
+            self.close()
         return self.report
+
+    def close(self) -> None:
+        """Let go of the destination (its database connections, its tracker)."""
+        self._ingester.close()
 
     def poll(self) -> None:
         """One pass: scan, and ingest every run that has settled files not yet ingested."""

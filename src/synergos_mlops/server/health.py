@@ -39,6 +39,15 @@ def _check_stores() -> dict[str, Any]:
     }
 
 
+def watch_health_problem(status: dict[str, Any]) -> str | None:
+    """Why ``/health`` must say 503 for the status of ``serve --watch`` (written by
+    ``ingest.WatchService``), or None while it works."""
+    down = status.get("down")
+    if not down:
+        return None
+    return f"the watch of {status.get('outputs')} stopped ({down}); it is being restarted"
+
+
 @router.get("/health")
 def health() -> JSONResponse:
     import mlflow
@@ -94,6 +103,18 @@ def health() -> JSONResponse:
             body["log_retention"] = retention
             problem = retention_health_problem(retention)
             if problem is not None:  # old records pile up: never "ok" while it fails
+                return JSONResponse(
+                    status_code=503, content={**body, "status": "unavailable", "reason": problem}
+                )
+    from synergos_mlops.store import WATCH_STATUS_ENV
+
+    watch_path = os.environ.get(WATCH_STATUS_ENV)
+    if watch_path:
+        watch = read_service_status(watch_path)
+        if watch is not None:
+            body["watch"] = watch
+            problem = watch_health_problem(watch)
+            if problem is not None:  # outputs wait unread: never "ok" while it is down
                 return JSONResponse(
                     status_code=503, content={**body, "status": "unavailable", "reason": problem}
                 )

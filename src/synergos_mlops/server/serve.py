@@ -22,11 +22,11 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from urllib3.exceptions import InsecureRequestWarning
@@ -360,6 +360,9 @@ def prepare(
     env.pop(RETENTION_STATUS_ENV, None)
     if config.log_retention_days is not None:
         env[RETENTION_STATUS_ENV] = str(_status_path(config, "retention"))
+    from synergos_mlops.store import WATCH_STATUS_ENV
+
+    env.pop(WATCH_STATUS_ENV, None)
     env.update(auth_env)
     env.update(config.extra_env)
     return command, env
@@ -402,14 +405,35 @@ def wait_until_healthy(
     raise ServeError(f"the server did not answer on {url}/health within {timeout:.0f} s")
 
 
+class Service(Protocol):
+    """A background service of the caller's that runs in serve's own process beside the
+    server (``serve --watch``): ``name`` names its status file, which the server's workers
+    find through ``status_env`` (and ``/health`` reads)."""
+
+    name: str
+    status_env: str
+
+    def start(self, url: str, status_path: Path) -> None: ...
+
+    def supervise(self) -> None:
+        """Called every second: start again what stopped."""
+
+    def stop(self) -> None: ...
+
+
 def serve(
     config: ServeConfig,
     *,
     echo: Callable[[str], None] = print,
     on_ready: Callable[[str], None] | None = None,
+    services: Sequence[Service] = (),
 ) -> int:
-    """Run the server until it stops or a signal arrives; return its exit code."""
+    """Run the server until it stops or a signal arrives; return its exit code. ``services``
+    are started once it answers, supervised every second, and stopped with it."""
     command, env = prepare(config, echo=echo)
+    statuses = {service.name: _status_path(config, service.name) for service in services}
+    for service in services:
+        env[service.status_env] = str(statuses[service.name])
     backend = env[WORKER_ENV_NAMES["BACKEND_STORE_URI_ENV_VAR"]]
     logs = _start_log_services(config, backend, echo)  # before the child: a taken port stops here
     from synergos_mlops.server.intake import STATUS_ENV as INTAKE_STATUS_ENV
@@ -417,6 +441,7 @@ def serve(
     Path(env[INTAKE_STATUS_ENV]).unlink(missing_ok=True)  # counts of this server's life
     process = subprocess.Popen(guarded_command(command), env=env)
     sync = None
+    started: list[Service] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if process.poll() is None:
@@ -433,6 +458,9 @@ def serve(
         sync = _start_file_store_sync(config, backend, echo)
         echo(f"Synergos MLOps is serving {_what(config)} at {url}")
         echo(f"  Command Station: {url}/synergos/   MLflow UI: {url}/")
+        for service in services:
+            service.start(url, statuses[service.name])
+            started.append(service)
         if on_ready is not None:
             on_ready(url)
         while True:
@@ -441,6 +469,8 @@ def serve(
             except subprocess.TimeoutExpired:
                 if sync is not None:  # the file-store mirror, started again if it stopped
                     sync.supervise()
+                for service in started:  # the caller's (the watch of an outputs folder)
+                    service.supervise()
                 for service in logs:  # in case a service's own supervisor stopped
                     supervise = getattr(service, "supervise", None)
                     if supervise is not None:
@@ -451,6 +481,8 @@ def serve(
         _stop(process)
         if sync is not None:
             sync.stop()
+        for service in started:
+            service.stop()
         for service in logs:
             service.stop()
 
