@@ -425,7 +425,6 @@ def serve(
     config: ServeConfig,
     *,
     echo: Callable[[str], None] = print,
-    on_ready: Callable[[str], None] | None = None,
     services: Sequence[Service] = (),
 ) -> int:
     """Run the server until it stops or a signal arrives; return its exit code. ``services``
@@ -461,8 +460,6 @@ def serve(
         for service in services:
             service.start(url, statuses[service.name])
             started.append(service)
-        if on_ready is not None:
-            on_ready(url)
         while True:
             try:
                 return process.wait(timeout=1.0)
