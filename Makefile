@@ -58,6 +58,7 @@ bench: setup frameworks
 	$(BIN)/python -m benchmarks.study_bench
 	$(BIN)/python -m benchmarks.scale_bench
 	PYTHONPATH=src .venv-fl/bin/python -m benchmarks.frameworks_bench
+	PYTHONPATH=src .venv-fl/bin/python -m benchmarks.flower_simulation_bench
 
 ## Property-based campaigns with their long profile (HYPOTHESIS_PROFILE=fuzz), one line each.
 fuzz: setup

@@ -1,0 +1,212 @@
+"""What SynergosStrategy's logging costs a round of a Flower simulation: Flower's own simulation
+engine (Ray), 100 simulated clients that each fit a small numpy model on their partition and
+report 20 train and 20 evaluate metrics (``make bench`` runs it in .venv-fl; alone:
+``PYTHONPATH=src .venv-fl/bin/python -m benchmarks.flower_simulation_bench [--clients 100]
+[--metrics 20] [--rounds 16]``).
+
+The same simulation runs twice, each in a process of its own with a fresh Ray: FedAvg alone,
+then FedAvg wrapped in SynergosStrategy logging into ``synmlops serve --workers 2`` (started
+from .venv, on SQLite, on the same machine). A round's time is taken between two rounds'
+``configure_train`` calls (training, aggregation, evaluation, the server-side evaluation);
+the median of the rounds after the first is compared. ``benchmarks/frameworks_bench.py``
+measures the worst case beside it: clients that answer at once, so a round is the server's
+CPU alone. Written to ``benchmarks/flower_simulation_results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "flower_simulation_results.md"
+
+
+def _child(args: argparse.Namespace) -> None:
+    """One simulation (``--child plain|logged``): the rounds' start times into ``--out``."""
+    import logging
+
+    import numpy as np
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    metrics = args.metrics
+    starts: list[float] = []
+
+    class TimedFedAvg(FedAvg):  # type: ignore[misc]
+        def configure_train(self, server_round: int, *rest: Any, **kwargs: Any) -> Any:
+            starts.append(time.perf_counter())
+            return super().configure_train(server_round, *rest, **kwargs)
+
+    def data(partition: int) -> tuple[Any, Any]:
+        rng = np.random.default_rng(partition)
+        x = rng.uniform(-1, 1, size=50)
+        return x, 2 * x + 1 + 0.01 * partition + rng.normal(0, 0.05, size=x.size)
+
+    def values(prefix: float, partition: int, size: int) -> dict[str, Any]:
+        found: dict[str, Any] = {f"m{i:02d}": prefix + i / 100 for i in range(metrics)}
+        return {**found, "num-examples": size, "partition-id": partition}
+
+    client = ClientApp()
+
+    @client.train()  # type: ignore[misc]
+    def train(msg: Message, context: Context) -> Message:
+        partition = int(context.node_config["partition-id"])
+        w, b = (float(a[0]) for a in msg.content["arrays"].to_numpy_ndarrays())
+        x, y = data(partition)
+        for _ in range(5):
+            error = w * x + b - y
+            w -= 0.3 * float(np.mean(2 * error * x))
+            b -= 0.3 * float(np.mean(2 * error))
+        loss = float(np.mean((w * x + b - y) ** 2))
+        content = {
+            "arrays": ArrayRecord([np.array([w]), np.array([b])]),
+            "metrics": MetricRecord(values(loss, partition, x.size)),
+        }
+        return Message(RecordDict(content), reply_to=msg)
+
+    @client.evaluate()  # type: ignore[misc]
+    def evaluate(msg: Message, context: Context) -> Message:
+        partition = int(context.node_config["partition-id"])
+        w, b = (float(a[0]) for a in msg.content["arrays"].to_numpy_ndarrays())
+        x, y = data(partition)
+        loss = float(np.mean((w * x + b - y) ** 2))
+        content = {"metrics": MetricRecord(values(loss, partition, x.size))}
+        return Message(RecordDict(content), reply_to=msg)
+
+    server = ServerApp()
+
+    @server.main()  # type: ignore[misc]
+    def main(grid: Grid, context: Context) -> None:
+        n = args.clients
+        strategy: Any = TimedFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
+        if args.child == "logged":
+            from synergos_mlops.integrations.flower import SynergosStrategy
+            from synergos_mlops.tracking import TrackerConfig
+
+            strategy = SynergosStrategy(
+                strategy, tracking_uri=args.url, collaboration="bench", project="flower",
+                experiment="simulation", run="r1",
+                config=TrackerConfig(spool_dir=Path(args.out).parent / "spool"),
+            )  # fmt: skip
+        began = time.perf_counter()
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord([np.array([0.0]), np.array([0.0])]),
+            num_rounds=args.rounds,
+        )
+        total = time.perf_counter() - began
+        rounds = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        Path(args.out).write_text(json.dumps({"rounds": rounds, "total": total}))
+
+    run_simulation(
+        server_app=server,
+        client_app=client,
+        num_supernodes=args.clients,
+        backend_config={
+            "init_args": {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False},
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        },
+    )
+
+
+def _simulate(kind: str, args: argparse.Namespace, folder: Path, url: str = "") -> dict[str, Any]:
+    out = folder / f"{kind}.json"
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(ROOT / "src"), "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+    command = [sys.executable, "-m", "benchmarks.flower_simulation_bench", "--child", kind,
+               "--out", str(out), "--url", url, "--clients", str(args.clients),
+               "--metrics", str(args.metrics), "--rounds", str(args.rounds)]  # fmt: skip
+    with (folder / f"{kind}.log").open("wb") as log:
+        subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                       check=True, timeout=1800)  # fmt: skip
+    return dict(json.loads(out.read_text()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--metrics", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--child", choices=["plain", "logged"], default=None)
+    parser.add_argument("--out", default="")
+    parser.add_argument("--url", default="")
+    args = parser.parse_args()
+    if args.child is not None:
+        _child(args)
+        return
+    import flwr
+
+    from benchmarks.frameworks_bench import start_server
+
+    folder = Path(tempfile.mkdtemp(prefix="synmlops-flower-simulation-"))
+    load_before = os.getloadavg()[0]
+    plain = _simulate("plain", args, folder)
+    process, url = start_server(folder)
+    try:
+        logged = _simulate("logged", args, folder, url)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    with sqlite3.connect(folder / "store" / "mlflow.db") as db:
+        (points,) = db.execute("SELECT count(*) FROM metrics").fetchone()
+    alone = statistics.median(plain["rounds"][1:])
+    wrapped = statistics.median(logged["rounds"][1:])
+    overhead = (wrapped - alone) / alone * 100
+    # How much a round varies by itself: the spread of the rounds alone, as a share of their
+    # median (the middle half of them), to read the overhead against.
+    quartiles = statistics.quantiles(plain["rounds"][1:], n=4)
+    spread = (quartiles[2] - quartiles[0]) / alone * 100
+    n, m = args.clients, args.metrics
+    lines = [
+        "# Flower simulation: logging overhead per round",
+        "",
+        f"`python -m benchmarks.flower_simulation_bench --clients {n} --metrics {m} --rounds "
+        f"{args.rounds}` in .venv-fl: Flower's simulation engine (Ray, 2 CPUs for clients), {n} "
+        f"simulated clients each fitting a small numpy model and reporting {m} train and {m} "
+        "evaluate metrics a round; FedAvg alone, then wrapped in SynergosStrategy logging into "
+        "`synmlops serve --workers 2` (SQLite) on the same machine.",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, Flower "
+        f"{flwr.__version__}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load "
+        f"average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after.",
+        "",
+        "| | FedAvg alone | FedAvg in SynergosStrategy |",
+        "| --- | ---: | ---: |",
+        f"| round after the first, median | {alone:.3f} s | {wrapped:.3f} s |",
+        f"| rounds after the first, mean | {statistics.mean(plain['rounds'][1:]):.3f} s | "
+        f"{statistics.mean(logged['rounds'][1:]):.3f} s |",
+        f"| rounds after the first, middle half | {quartiles[0]:.3f}–{quartiles[2]:.3f} s | "
+        + "–".join(f"{q:.3f}" for q in statistics.quantiles(logged["rounds"][1:], n=4)[::2])
+        + " s |",
+        f"| whole `start` ({args.rounds} rounds) | {plain['total']:.1f} s | "
+        f"{logged['total']:.1f} s |",
+        "",
+        f"Logging's overhead on the median round: **{overhead:+.1f} %** (goal ≤ 2 %), against "
+        f"a round-to-round spread of {spread:.1f} % (the middle half of the rounds alone); "
+        f"{points:,} points reached the store ({2 * n * m:,} client points a round, with the "
+        "aggregates, counts and durations).",
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
