@@ -95,26 +95,20 @@ def health() -> JSONResponse:
         RETENTION_STATUS_ENV,
         retention_health_problem,
     )
-
-    retention_path = os.environ.get(RETENTION_STATUS_ENV)
-    if retention_path:
-        retention = read_service_status(retention_path)
-        if retention is not None:
-            body["log_retention"] = retention
-            problem = retention_health_problem(retention)
-            if problem is not None:  # old records pile up: never "ok" while it fails
-                return JSONResponse(
-                    status_code=503, content={**body, "status": "unavailable", "reason": problem}
-                )
     from synergos_mlops.store import WATCH_STATUS_ENV
 
-    watch_path = os.environ.get(WATCH_STATUS_ENV)
-    if watch_path:
-        watch = read_service_status(watch_path)
-        if watch is not None:
-            body["watch"] = watch
-            problem = watch_health_problem(watch)
-            if problem is not None:  # outputs wait unread: never "ok" while it is down
+    # Services with a status file: shown under their name; never "ok" while one fails (old
+    # log records pile up, an outputs folder waits unread).
+    for variable, name, problem_of in (
+        (RETENTION_STATUS_ENV, "log_retention", retention_health_problem),
+        (WATCH_STATUS_ENV, "watch", watch_health_problem),
+    ):
+        path = os.environ.get(variable)
+        status = read_service_status(path) if path else None
+        if status is not None:
+            body[name] = status
+            problem = problem_of(status)
+            if problem is not None:
                 return JSONResponse(
                     status_code=503, content={**body, "status": "unavailable", "reason": problem}
                 )
