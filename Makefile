@@ -57,6 +57,7 @@ bench: setup frameworks
 	$(BIN)/python -m benchmarks.system_bench
 	$(BIN)/python -m benchmarks.study_bench
 	$(BIN)/python -m benchmarks.scale_bench
+	$(BIN)/python -m benchmarks.serve_start_bench
 	PYTHONPATH=src .venv-fl/bin/python -m benchmarks.frameworks_bench
 	PYTHONPATH=src .venv-fl/bin/python -m benchmarks.flower_simulation_bench
 
