@@ -44,7 +44,8 @@ class Server:
                 self.process.wait()
 
 
-def wait_healthy(server: Server, timeout: float = 300) -> None:
+def wait_healthy(server: Server, timeout: float = 300, pause: float = 0.3) -> None:
+    """Until ``/health`` answers 200, asking every ``pause`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -55,7 +56,7 @@ def wait_healthy(server: Server, timeout: float = 300) -> None:
                 return
         except requests.RequestException:
             pass
-        time.sleep(0.3)
+        time.sleep(pause)
     server.stop()
     raise RuntimeError(f"{server.name} did not become healthy in {timeout:.0f} s")
 

@@ -13,40 +13,32 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-import requests
 
-from benchmarks._servers import free_port
+from benchmarks._servers import Server, start_stock, start_synergos, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(command: list[str], port: int) -> tuple[float, float, dict[str, float]]:
+def measure(start: Callable[[], Server]) -> tuple[float, float, dict[str, float]]:
     """Seconds until /health answers, the CPU its processes spent by then, and per process."""
     began = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start()
     try:
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
+        wait_healthy(server, pause=0.05)
         answered = time.monotonic() - began
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        root = psutil.Process(server.process.pid)
         shares: dict[str, float] = {}
-        for member in tree:
+        for member in [root, *root.children(recursive=True)]:
             name = " ".join(member.cmdline()[1:3]).replace(str(ROOT), ".")
             shares[name] = shares.get(name, 0.0) + sum(member.cpu_times()[:2])
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        server.stop()
     return answered, sum(shares.values()), shares
 
 
@@ -55,24 +47,16 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=5)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="synmlops-start-"))
-    bin_ = ROOT / ".venv" / "bin"
-    servers = {
-        "synmlops serve": lambda port: [
-            str(bin_ / "synmlops"), "serve", "--store", str(folder / "store"),
-            "--port", str(port), "--workers", "1",
-        ],
-        "stock mlflow server": lambda port: [
-            str(bin_ / "mlflow"), "server", "--backend-store-uri",
-            f"sqlite:///{folder / 'stock.db'}", "--port", str(port), "--workers", "1",
-        ],
-    }  # fmt: skip
+    servers: dict[str, Callable[[], Server]] = {
+        "synmlops serve": lambda: start_synergos(folder / "ours", None, 1),
+        "stock mlflow server": lambda: start_stock(folder / "stock", None, 1),
+    }
     medians: dict[str, tuple[float, float]] = {}
-    for label, command in servers.items():
+    for label, start in servers.items():
         answered, spent = [], []
         shares: dict[str, list[float]] = {}
         for _ in range(args.starts):
-            port = free_port()
-            seconds, cpu, parts = measure(command(port), port)
+            seconds, cpu, parts = measure(start)
             answered.append(seconds)
             spent.append(cpu)
             for name, value in parts.items():
