@@ -159,10 +159,27 @@ def test_the_bulk_route_stores_the_good_points_around_refused_keys_and_counts_th
         run.flush()
         run.log_metrics({"only": 10**999}, step=2, check_keys=False)  # a batch of no points
         run.flush()
+        run.log_metrics({"train/loss": 0.125}, step=3, participant="w1")  # still writing after
+        run.flush()
         child = run.participant_run_id("w1")
         parent = run.run_id
-    assert client.get_run(child).data.metrics == {"train/loss": 0.25, "evaluate/loss": 0.75}
+    assert client.get_run(child).data.metrics == {"train/loss": 0.125, "evaluate/loss": 0.75}
+    assert [(m.step, m.value) for m in client.get_metric_history(child, "train/loss")] == [
+        (0, 0.25), (3, 0.125),
+    ]  # fmt: skip
     assert client.get_run(parent).data.metrics == {}
+    # A batch whose own refusal counts are malformed: a 400 naming them, nothing of it stored.
+    bad = MetricBatch()
+    bad.append(child, "train/loss", 9, 9.0, 1000)
+    body = json.dumps({**batch_document(bad), "refused": {"reason": -1}}).encode()
+    response = requests.post(
+        f"{server.url}{API}/metrics/bulk", data=body,
+        headers={"Content-Type": "application/json"}, timeout=60,
+    )  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "INVALID_VALUE"
+    assert "refusal count" in response.json()["error"]["message"]
+    assert 9 not in {m.step for m in client.get_metric_history(child, "train/loss")}
     health = requests.get(f"{server.url}/health", timeout=60).json()
     assert health["refused"] == {"metrics": {KEY_NAME: 5, KEY_LENGTH: 2, VALUE_NOT_NUMBER: 5}}, (
         health

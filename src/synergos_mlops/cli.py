@@ -176,7 +176,8 @@ def main() -> None:
 @_option("log_retention_days", "--log-retention-days", type=click.FloatRange(min=0, min_open=True))
 @click.option(
     "--watch", "watch_outputs", type=click.Path(path_type=Path), default=None,
-    help="Also keep ingesting this orchestrator output folder into the served tracker.",
+    help="Also keep ingesting this orchestrator output folder into the served tracker; "
+    "/health shows what the watch did and left out, and answers 503 while it is down.",
 )  # fmt: skip
 @click.option("--worker-outputs", "worker_outputs", multiple=True, help=_WORKER_OUTPUTS_HELP)
 @click.pass_context

@@ -50,7 +50,7 @@ class WatchService:
     ) -> None:
         self.outputs = outputs
         self.workers = tuple(workers)
-        self.status_path = Path(os.devnull)
+        self.status_path: Path | None = None  # given by start
         self.echo = echo
         self.interval = interval
         self._watcher: Any = None
@@ -143,6 +143,8 @@ class WatchService:
             self._write_status()
 
     def _write_status(self) -> None:
+        if self.status_path is None:
+            return
         temporary = self.status_path.with_name(self.status_path.name + ".tmp")
         try:
             temporary.write_text(json.dumps(self.status()), encoding="utf-8")
