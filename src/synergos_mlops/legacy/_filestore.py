@@ -29,9 +29,11 @@ __all__ = [
     "FileStoreError",
     "ExperimentFolder",
     "MetricCursor",
+    "PassReport",
     "StoreExperiment",
     "StoreRun",
     "experiment_folders",
+    "holds_experiments",
     "is_inside",
     "read_experiment",
     "read_key_files",
@@ -135,6 +137,27 @@ def _subfolders(folder: str) -> Iterator[os.DirEntry[str]]:
 
 #: Folders of the server's own in a store root, never a file store.
 _OURS = ("artifacts", "filestore-backup-")
+
+
+@dataclass
+class PassReport:
+    """What one pass of the mirror saw and did."""
+
+    experiments: int = 0
+    runs: int = 0
+    points: int = 0
+    seconds: float = 0.0
+    problems: dict[str, str] = field(default_factory=dict)
+    """path -> why it was skipped in this pass (it is tried again in the next)."""
+
+
+def holds_experiments(root: Path) -> bool:
+    """Whether ``root`` holds any file-store experiment (a cheap listing, no file read); True
+    when it cannot be listed, so the mirror's own pass reads it and says why."""
+    try:
+        return next(experiment_folders(root), None) is not None
+    except OSError:
+        return True
 
 
 def experiment_folders(root: Path) -> Iterator[ExperimentFolder]:

@@ -47,6 +47,7 @@ from synergos_mlops.legacy._filestore import (
     ExperimentFolder,
     FileStoreError,
     MetricCursor,
+    PassReport,
     StoreExperiment,
     StoreRun,
     experiment_folders,
@@ -133,18 +134,6 @@ class _Pending:
 
 #: Points read before they are written, at most, in one transaction.
 _FLUSH_POINTS = 50_000
-
-
-@dataclass
-class PassReport:
-    """What one pass saw and did."""
-
-    experiments: int = 0
-    runs: int = 0
-    points: int = 0
-    seconds: float = 0.0
-    problems: dict[str, str] = field(default_factory=dict)
-    """path -> why it was skipped in this pass (it is tried again in the next)."""
 
 
 def _listed(folder: Path) -> list[os.DirEntry[str]]:

@@ -15,10 +15,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synergos_mlops.legacy._mirror import FileStoreMirror, PassReport
+from synergos_mlops.legacy._filestore import PassReport, holds_experiments
 from synergos_mlops.store import SYNC_STATUS_ENV
+
+if TYPE_CHECKING:
+    from synergos_mlops.legacy._mirror import FileStoreMirror
 
 __all__ = ["STATUS_ENV", "FileStoreSync", "file_store_health_problem", "read_status"]
 
@@ -128,25 +131,38 @@ class FileStoreSync:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-        store = SqlAlchemyStore(self.backend_uri, "mlflow-artifacts:/")
-        mirror = FileStoreMirror(self.root, store)
+        # Until the folder holds a file-store experiment, a pass is a listing of it: neither
+        # MLflow's store nor the mirror (nor MLflow itself) is loaded into the server's
+        # process before a file store appears.
+        mirror: FileStoreMirror | None = None
         first = True
         while not self.stop_event.is_set():
+            if mirror is None and holds_experiments(self.root):
+                mirror = self._open_mirror()
             try:
                 # The first pass over a large store takes a while (a minute for 1,000 runs):
                 # until it ends, the status says how far it is.
-                report = mirror.sync(on_progress=self._progress if first else None)
+                report = (
+                    mirror.sync(on_progress=self._progress if first else None)
+                    if mirror is not None
+                    else PassReport()
+                )
             except Exception as exc:  # noqa: BLE001 - the loop reports and keeps going
                 report = PassReport(problems={str(self.root): f"pass failed: {exc}"})
-            first = False
+            first = mirror is None
             if self._down is not None:
                 self.echo("file store: the mirror is running again")
                 self._down = None
                 self._written = None
             self._report(mirror, report)
             self.stop_event.wait(self.interval)
+
+    def _open_mirror(self) -> FileStoreMirror:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        from synergos_mlops.legacy._mirror import FileStoreMirror
+
+        return FileStoreMirror(self.root, SqlAlchemyStore(self.backend_uri, "mlflow-artifacts:/"))
 
     def _progress(self, read: int, found: int) -> None:
         """The first pass's progress, written at most every PROGRESS_SECONDS (and at its end)."""
@@ -158,17 +174,18 @@ class FileStoreSync:
                     "events": [], "reading": {"runs_read": read, "runs_found": found}}  # fmt: skip
         self._write(document)
 
-    def _report(self, mirror: FileStoreMirror, report: PassReport) -> None:
+    def _report(self, mirror: FileStoreMirror | None, report: PassReport) -> None:
         for path, reason in report.problems.items():
             line = f"{path}: {reason}"
             if line not in self._shown:
                 self.echo(f"file store: skipped {line}")
         self._shown = {f"{path}: {reason}" for path, reason in report.problems.items()}
-        events = list(mirror.events)
-        fresh = min(len(events), mirror.event_count - self._events_shown)
+        events = list(mirror.events) if mirror is not None else []
+        count = mirror.event_count if mirror is not None else 0
+        fresh = min(len(events), count - self._events_shown)
         for event in events[len(events) - fresh :] if fresh > 0 else []:
             self.echo(f"file store: {event}")
-        self._events_shown = mirror.event_count
+        self._events_shown = count
         content = {
             "root": str(self.root),
             "experiments": report.experiments,
