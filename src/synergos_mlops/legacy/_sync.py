@@ -172,6 +172,8 @@ class FileStoreSync:
         self._progress_written = now
         document = {"root": str(self.root), "experiments": 0, "runs": 0, "skipped": [],
                     "events": [], "reading": {"runs_read": read, "runs_found": found}}  # fmt: skip
+        if self._down is not None:  # restarted: down until a pass has run
+            document["down"] = self._down
         self._write(document)
 
     def _report(self, mirror: FileStoreMirror | None, report: PassReport) -> None:
