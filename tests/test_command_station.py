@@ -218,33 +218,28 @@ def test_unknown_run_deep_link_shows_the_apis_message(shared_server, browser) ->
     page.close()
 
 
-@pytest.mark.timeout(900)
-def test_fifty_participants_by_five_hundred_rounds_stay_responsive(shared_server, browser) -> None:
-    # Logged straight into the server's store (WAL lets both write): 50 × 500 rounds over
-    # HTTP take minutes on a busy machine, and the page is what is under test here.
+def test_fifty_participants_each_draw_a_line_that_toggles_alone(shared_server, browser) -> None:
+    # Logged straight into the server's store (WAL lets both write). How fast the page is at
+    # 50 x 500 rounds is measured in benchmarks/ (page_bench), not here.
     logged = log_federated_run(
         f"sqlite:///{shared_server.store / 'mlflow.db'}",
         collaboration=f"scale {uuid.uuid4().hex[:4]}",
         participants=[f"w{i:02d}" for i in range(50)],
-        rounds=500,
+        rounds=20,
         epochs=1,
         classes=2,
         artifacts=False,
     )
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    started = page.evaluate("() => performance.now()")
     page.goto(f"{shared_server.url}/synergos/runs/{logged.path}")
     page.locator('.chart[data-metric="train/loss"]').scroll_into_view_if_needed(timeout=60000)
     page.locator('.chart[data-metric="train/loss"][data-lines="51"]').wait_for(timeout=60000)
-    loaded = page.evaluate("() => performance.now()") - started
-    # Toggling a participant redraws every chart quickly.
-    took = page.evaluate(
-        """() => { const t = performance.now();
-        document.querySelector('#series-toggles .chip[data-series="w07"]').click();
-        return performance.now() - t; }"""
-    )
-    assert took < 1500
-    assert loaded < 30000
+    series = "() => window.__synergos.charts['train/loss'].u.series.slice(1)"
+    labels = page.evaluate(f"() => ({series})().map(s => s.label)")
+    assert sorted(labels) == sorted([*logged.participants, "Global"])
+    page.locator('#series-toggles .chip[data-series="w07"]').click()
+    shown = page.evaluate(f"() => Object.fromEntries(({series})().map(s => [s.label, s.show]))")
+    assert [name for name, show in shown.items() if not show] == ["w07"]
     page.close()
 
 
