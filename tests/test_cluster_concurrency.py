@@ -29,7 +29,9 @@ from cluster_support import (
 )
 from conftest import Server
 
-CYCLES = 8  # concurrent federated cycles: 8 x 6 runs x 50 rounds x 20 keys = 48,000 points
+CYCLES = 8  # concurrent federated cycles: 8 x 6 runs x 20 rounds x 20 keys = 19,200 points
+#: Rounds of each concurrent cycle, each with a checkpoint: 160 uploads beside the points.
+ROUNDS = 20
 BUCKET = "synergos-cluster"
 PREFIX = "mlops"
 
@@ -80,7 +82,7 @@ def report_load(label: str, reports: list[dict[str, Any]], seconds: float) -> No
     retries = sum(r["retries"] for r in reports)
     say(
         f"{label}: {len(reports)} cycles, {points} points and "
-        f"{len(reports) * 50} checkpoints in {seconds:.1f} s "
+        f"{len(reports) * ROUNDS} checkpoints in {seconds:.1f} s "
         f"({points / seconds:.0f} points/s with checkpoints); client retries: {retries}"
     )
 
@@ -90,7 +92,7 @@ def test_eight_concurrent_cycles_on_the_sqlite_store_with_four_workers_store_eve
 ) -> None:
     store = tmp_path / "store"
     server = server_factory(store, workers=4)
-    cycles = [Cycle(f"sqlite-{i}") for i in range(CYCLES)]
+    cycles = [Cycle(f"sqlite-{i}", rounds=ROUNDS) for i in range(CYCLES)]
     reports, seconds = run_cycles(server, tmp_path / "cycles", cycles)
     report_load("SQLite, 4 workers", reports, seconds)
 
@@ -114,7 +116,7 @@ def test_eight_concurrent_cycles_on_postgresql_and_s3_with_four_workers_store_ev
                "--artifacts-destination", f"s3://{BUCKET}/{PREFIX}"],
         env=s3.env,
     )  # fmt: skip
-    cycles = [Cycle(f"pg-{i}") for i in range(CYCLES)]
+    cycles = [Cycle(f"pg-{i}", rounds=ROUNDS) for i in range(CYCLES)]
     reports, seconds = run_cycles(server, tmp_path / "cycles", cycles)
     report_load("PostgreSQL + S3, 4 workers", reports, seconds)
 
@@ -125,7 +127,7 @@ def test_eight_concurrent_cycles_on_postgresql_and_s3_with_four_workers_store_ev
         return s3.read(BUCKET, key) if key in objects else None
 
     check_all(server, postgres_uri, cycles, reports, read)
-    checkpoints = CYCLES * 50
+    checkpoints = CYCLES * ROUNDS
     assert len(objects) == checkpoints, f"{len(objects)} objects in the bucket, not {checkpoints}"
 
 
