@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -28,11 +29,29 @@ def _mlflow_message(exc: Exception) -> str:
     return str(getattr(exc, "message", exc))
 
 
+#: Keys of ASCII letters, digits and ``_ - . /`` and spaces, which MLflow accepts on every
+#: platform (its rule also allows more).
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-. /]{1,250}")
+
+
+def _plainly_valid(key: str) -> bool:
+    """True when MLflow surely accepts ``key`` as a metric or parameter name, checked without
+    loading MLflow: a process that only logs (an orchestrator, a Flower ServerApp) then never
+    imports it, and MLflow's objects no longer weigh on its garbage collector. Every other key
+    is judged by MLflow's own rule."""
+    if not _PLAIN_KEY.fullmatch(key):
+        return False
+    normal = posixpath.normpath(key)
+    return normal == key and normal != "." and not normal.startswith(("..", "/"))
+
+
 @functools.lru_cache(maxsize=65536)
 def check_metric_key(key: object) -> str:
     """``key`` if MLflow accepts it as a metric key, else InvalidValueError naming it."""
     if not isinstance(key, str):
         raise InvalidValueError(f"metric key {key!r} must be a string")
+    if _plainly_valid(key):
+        return key
     from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_metric_name
 
@@ -50,6 +69,8 @@ def check_metric_key(key: object) -> str:
 def check_param_key(key: object) -> str:
     if not isinstance(key, str):
         raise InvalidValueError(f"hyperparameter name {key!r} must be a string")
+    if _plainly_valid(key):
+        return key
     from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_param_name
 
