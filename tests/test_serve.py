@@ -367,3 +367,31 @@ def test_port_held_by_a_running_synmlops_serve_names_its_pid(
         f"Error: port {shared_server.port} is held by a running synmlops server "
         f"(pid {shared_server.process.pid})"
     )
+
+
+def test_a_worker_builds_its_app_without_collections_and_collects_again_after(
+    tmp_path: Path,
+) -> None:
+    """A server worker turns the garbage collector off while it imports MLflow's server and
+    builds the app (objects that live as long as it does), then on again, with what it built
+    frozen out of later collections; an app built outside a worker leaves the collector be."""
+    code = (
+        "import gc\n"
+        "from synergos_mlops.server.app import create_app\n"
+        "seen = []\n"
+        "gc.callbacks.append(lambda phase, info: seen.append(phase))\n"
+        "create_app()\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 0, seen.count('start'))\n"
+    )
+    worker = {**os.environ, "_MLFLOW_SERVER_FILE_STORE": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    outside = {k: v for k, v in os.environ.items() if k != "_MLFLOW_SERVER_FILE_STORE"}
+    answers = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        for env in (worker, outside)
+    ]
+    # In a worker: enabled again, startup frozen, one collection (the one before freezing).
+    assert answers[0] == ["True", "True", "1"]
+    # Elsewhere: collections ran as usual while MLflow was imported; nothing frozen.
+    assert answers[1][:2] == ["True", "False"] and int(answers[1][2]) > 1
