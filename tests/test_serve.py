@@ -383,8 +383,10 @@ def test_a_worker_builds_its_app_without_collections_and_collects_again_after(
         "create_app()\n"
         "print(gc.isenabled(), gc.get_freeze_count() > 0, seen.count('start'))\n"
     )
-    worker = {**os.environ, "_MLFLOW_SERVER_FILE_STORE": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    outside = {k: v for k, v in os.environ.items() if k != "_MLFLOW_SERVER_FILE_STORE"}
+    from mlflow.server import BACKEND_STORE_URI_ENV_VAR  # what app.py reads by its name
+
+    worker = {**os.environ, BACKEND_STORE_URI_ENV_VAR: f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    outside = {k: v for k, v in os.environ.items() if k != BACKEND_STORE_URI_ENV_VAR}
     answers = [
         subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
