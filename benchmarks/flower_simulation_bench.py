@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +42,25 @@ def busy_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of each thread of this process so far, summed by thread name (Flower's and
+    Ray's threads, the wrapper's and the tracker's), from /proc/self/task."""
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    python = {thread.native_id: thread.name for thread in threading.enumerate()}
+    found: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # a thread gone between the listing and the read
+            continue
+        name = python.get(int(task.name)) or stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
 def _child(args: argparse.Namespace) -> None:
     """One simulation (``--child plain|logged``): the rounds' start times into ``--out``."""
     import logging
@@ -58,6 +78,7 @@ def _child(args: argparse.Namespace) -> None:
     machine: list[float] = []  # the machine's busy CPU seconds (every process) at each start
     own: list[float] = []  # this process's CPU seconds (Flower's server and the logging)
     served: list[float] = []  # the tracking server's CPU seconds (logged run only)
+    threads: list[dict[str, float]] = []  # this process's CPU seconds by thread name
     tracking = None
     if args.server_pid:
         from benchmarks.frameworks_bench import ServerCPU
@@ -72,6 +93,7 @@ def _child(args: argparse.Namespace) -> None:
                 served.append(tracking.seconds())
             # Less the time spent asking for the server's CPU, which is not logging's.
             own.append(time.process_time() - (tracking.own if tracking is not None else 0.0))
+            threads.append(thread_cpu_seconds())
             return super().configure_train(server_round, *rest, **kwargs)
 
     def data(partition: int) -> tuple[Any, Any]:
@@ -139,6 +161,11 @@ def _child(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps({
             "rounds": steps(starts), "machine_cpu": steps(machine), "own_cpu": steps(own),
             "server_cpu": steps(served),
+            "thread_cpu": {
+                name: (threads[-1].get(name, 0.0) - threads[1].get(name, 0.0))
+                / max(len(threads) - 2, 1)
+                for name in threads[-1]
+            },
             "total": total,
         }))  # fmt: skip
 
@@ -224,6 +251,25 @@ def main() -> None:
     logging_cpu = server_per_round + driver_more
     share = logging_cpu / machine_alone * 100
     n, m = args.clients, args.metrics
+
+    def by_thread(result: dict[str, Any]) -> dict[str, float]:
+        # Threads numbered by creation (Thread-12) are summed under one name (Thread-#).
+        summed: dict[str, float] = {}
+        for name, seconds in result["thread_cpu"].items():
+            name = re.sub(r"\d+", "#", name)
+            summed[name] = summed.get(name, 0.0) + seconds
+        return summed
+
+    plain_threads, logged_threads = by_thread(plain), by_thread(logged)
+    names = sorted(
+        set(plain_threads) | set(logged_threads),
+        key=lambda k: -abs(logged_threads.get(k, 0.0) - plain_threads.get(k, 0.0)),
+    )
+    thread_rows = [
+        f"| `{name}` | {plain_threads.get(name, 0.0) * 1000:.0f} ms | "
+        f"{logged_threads.get(name, 0.0) * 1000:.0f} ms |"
+        for name in names[:8]
+    ]
     lines = [
         "# Flower simulation: logging overhead per round",
         "",
@@ -267,6 +313,13 @@ def main() -> None:
         f"a round-to-round spread of {spread:.1f} % (the middle half of the rounds alone); "
         f"{points:,} points reached the store ({2 * n * m:,} client points a round, with the "
         "aggregates, counts and durations).",
+        "",
+        "The simulation process's CPU a round by thread (mean over the rounds after the first; "
+        "the eight threads whose CPU differs most between the two runs):",
+        "",
+        "| thread | FedAvg alone | FedAvg in SynergosStrategy |",
+        "| --- | ---: | ---: |",
+        *thread_rows,
         "",
     ]
     RESULTS.write_text("\n".join(lines))
