@@ -161,6 +161,8 @@ def _edited(db: Path, statement: str) -> Path:
         "DELETE FROM synergos_alembic_version",
         "INSERT INTO alembic_version VALUES ('a second revision')",
         "DROP INDEX synergos_tags_value",
+        "DROP TRIGGER synergos_run_search_insert",
+        "DROP TABLE synergos_run_search",
         "DROP TABLE synergos_alembic_version",
     ],
 )

@@ -10,7 +10,8 @@ The heads depend only on the installed MLflow and on this package's migrations, 
   MLflow's installed version (``$XDG_CACHE_HOME/synergos_mlops/stores/mlflow-head-<version>``);
 - ours is :data:`OUR_HEAD` (a test holds it to Alembic's head of our migrations).
 
-:func:`sqlite_store_is_current` reads a store's two revisions and our indexes with ``sqlite3``;
+:func:`sqlite_store_is_current` reads a store's two revisions, our indexes and the run search's
+table and triggers (``run_search``) with ``sqlite3``;
 only when all match (and MLflow's head is known) does it say True. Anything else (a store at
 another revision, a head not yet cached, a file it cannot read) is False, and the caller takes
 the full path through MLflow and Alembic, which also records MLflow's head for next time.
@@ -25,6 +26,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from synergos_mlops.storage.run_search import SEARCH_OBJECTS
 from synergos_mlops.store import user_cache
 
 __all__ = [
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 #: The latest revision of our migrations (``storage/migrations/versions``).
-OUR_HEAD = "s0003_read_indexes"
+OUR_HEAD = "s0004_run_search"
 #: The table of our migrations' revision (MLflow's is ``alembic_version``).
 VERSION_TABLE = "synergos_alembic_version"
 #: The names of our indexes on MLflow's tables (``schema.READ_INDEXES``).
@@ -86,8 +88,9 @@ def remember_mlflow_head(head: str) -> None:
 
 
 def sqlite_store_is_current(db_path: Path) -> bool:
-    """True when the SQLite file holds MLflow's latest revision (as cached), ours, and our
-    indexes; False for anything else, including a file that cannot be read."""
+    """True when the SQLite file holds MLflow's latest revision (as cached), ours, our indexes
+    and the run search's table and triggers; False for anything else, including a file that
+    cannot be read."""
     head = cached_mlflow_head()
     if head is None or not db_path.is_file():
         return False
@@ -101,9 +104,9 @@ def sqlite_store_is_current(db_path: Path) -> bool:
             indexes = {
                 name
                 for (name,) in connection.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'index'"
+                    "SELECT name FROM sqlite_master WHERE type IN ('index', 'table', 'trigger')"
                 )
             }
     except sqlite3.Error:
         return False
-    return revisions == ([head], [OUR_HEAD]) and set(READ_INDEX_NAMES) <= indexes
+    return revisions == ([head], [OUR_HEAD]) and set(READ_INDEX_NAMES + SEARCH_OBJECTS) <= indexes

@@ -298,18 +298,31 @@ def federation_runs_matching(
     session_maker: SessionMaker, text: str, experiment_ids: Sequence[str]
 ) -> list[RunRow]:
     """The federation runs of these experiments whose Synergos id holds ``text`` (any case),
-    without participant counts: one read of the ``synergos.run`` entries of our tag index."""
+    without participant counts. The ids holding it are found through the trigram index of
+    ``storage.run_search`` (SQLite's FTS5 table; PostgreSQL's planner picks its ``pg_trgm``
+    index for the ``LIKE``) where the text has a trigram, else by reading the ``synergos.run``
+    entries of our tag index."""
     from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
     from sqlalchemy import func
+    from sqlalchemy import text as sql
+
+    from synergos_mlops.storage.run_search import SEARCH_TABLE, fts_phrase, has_run_search
 
     if not experiment_ids or not text:
         return []
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     with session_maker() as session:
-        named = session.query(SqlTag.run_uuid).filter(
+        # Both sides folded by the database's lower(): SQLite's folds ASCII letters only, and
+        # a text folded here by Python's would then miss the very id it was typed from.
+        named: Any = session.query(SqlTag.run_uuid).filter(
             SqlTag.key == tag_key(TAG_RUN),
-            func.lower(SqlTag.value).like(f"%{escaped}%", escape="\\"),
+            func.lower(SqlTag.value).like(func.lower(f"%{escaped}%"), escape="\\"),
         )
+        connection = session.connection()
+        if len(text) >= 3 and connection.dialect.name == "sqlite" and has_run_search(connection):
+            named = sql(
+                f"SELECT run_uuid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :phrase"
+            ).bindparams(phrase=fts_phrase(text))
         rows = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)
             .filter(SqlRun.run_uuid.in_(named))

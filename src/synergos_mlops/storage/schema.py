@@ -157,6 +157,7 @@ def upgrade_ours(engine: Engine) -> OurSchema:
     replicas starting together on one new database upgrade it once."""
     from alembic import command
 
+    from synergos_mlops.storage.run_search import ensure_run_search
     from synergos_mlops.storage.runs import resolution_lock
 
     with resolution_lock(engine):
@@ -164,4 +165,5 @@ def upgrade_ours(engine: Engine) -> OurSchema:
             with engine.begin() as connection:
                 command.upgrade(alembic_config(connection), "head")  # type: ignore[arg-type]
         ensure_read_indexes(engine)
+        ensure_run_search(engine)
     return our_schema(engine)
