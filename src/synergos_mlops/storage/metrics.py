@@ -149,17 +149,22 @@ def _check_runs(connection: Connection, run_ids: list[str]) -> None:
 def _existing_latest(
     connection: Connection, run_ids: list[str], pairs: set[tuple[str, str]]
 ) -> dict[tuple[str, str], Latest]:
-    """The ``latest_metrics`` entries of the batch's (run, key) pairs."""
-    columns = SqlLatestMetric.__table__.c
+    """The ``latest_metrics`` entries of the batch's (run, key) pairs: the rows of the batch's
+    runs and keys (a run may hold many more keys than a batch names), fetched by the driver
+    (SQLAlchemy's per-row handling cost more than the read)."""
+    keys = sorted({key for _, key in pairs})
     found: dict[tuple[str, str], Latest] = {}
-    for chunk in _chunks(run_ids):
-        query: Any = select(
-            columns.run_uuid, columns.key, columns.step, columns.timestamp, columns.value,
-            columns.is_nan,
-        ).where(columns.run_uuid.in_(chunk))  # fmt: skip
-        for run_id, key, step, stamp, value, is_nan in connection.execute(query):
-            if (run_id, key) in pairs:
-                found[(run_id, key)] = (step, stamp, value, is_nan)
+    for run_chunk in _chunks(run_ids, _CHUNK // 2):
+        for key_chunk in _chunks(keys, _CHUNK // 2):
+            statement = (
+                "SELECT run_uuid, key, step, timestamp, value, is_nan FROM latest_metrics "
+                f"WHERE run_uuid IN ({_marks(connection, len(run_chunk))}) "
+                f"AND key IN ({_marks(connection, len(key_chunk))})"
+            )
+            rows = connection.exec_driver_sql(statement, (*run_chunk, *key_chunk)).fetchall()
+            for run_id, key, step, stamp, value, is_nan in rows:
+                if (run_id, key) in pairs:
+                    found[(run_id, key)] = (step, stamp, value, bool(is_nan))
     return found
 
 
