@@ -2,15 +2,21 @@
 engine (Ray), 100 simulated clients that each fit a small numpy model on their partition and
 report 20 train and 20 evaluate metrics (``make bench`` runs it in .venv-fl; alone:
 ``PYTHONPATH=src .venv-fl/bin/python -m benchmarks.flower_simulation_bench [--clients 100]
-[--metrics 20] [--rounds 16]``).
+[--metrics 20] [--blocks 6] [--block-rounds 4]``).
 
-The same simulation runs twice, each in a process of its own with a fresh Ray: FedAvg alone,
-then FedAvg wrapped in SynergosStrategy logging into ``synmlops serve --workers 2`` (started
-from .venv, on SQLite, on the same machine). A round's time is taken between two rounds'
-``configure_train`` calls (training, aggregation, evaluation, the server-side evaluation);
-the median of the rounds after the first is compared. ``benchmarks/frameworks_bench.py``
-measures the worst case beside it: clients that answer at once, so a round is the server's
-CPU alone. Written to ``benchmarks/flower_simulation_results.md``.
+One simulation, FedAvg wrapped in SynergosStrategy logging into ``synmlops serve --workers 2``
+(started from .venv, on SQLite, on the same machine), that logs in blocks of rounds: the
+first ``--block-rounds`` rounds logged, the next as many not (the wrapper hands those rounds
+straight to FedAvg), and so on, ``--blocks`` of each. Rounds of one simulation are compared,
+because two simulations, each with a fresh Ray, differ by more than logging costs (measured
+here: 0.76 to 1.17 s the median round of the same simulation alone). The first round of each
+block is left out: in it the tracker's last batches of the block before may still be stored.
+A round's time is taken between two rounds' ``configure_train`` calls (training,
+aggregation, evaluation); the medians of the logged and the unlogged rounds are compared,
+beside the CPU each kind of round cost the machine, the simulation's process (by thread) and
+the server. ``benchmarks/frameworks_bench.py`` measures the worst case beside it: clients
+that answer at once, so a round is the server's CPU alone. Written to
+``benchmarks/flower_simulation_results.md``.
 """
 
 from __future__ import annotations
@@ -61,8 +67,33 @@ def thread_cpu_seconds() -> dict[str, float]:
     return found
 
 
+def _gc_totals() -> Any:
+    """The garbage collector's passes and their time in this process so far, by generation,
+    kept by a callback (a pass runs in whichever thread allocated when a threshold was
+    crossed, often one of Flower's)."""
+    import gc
+
+    totals = {"seconds": [0.0, 0.0, 0.0], "passes": [0, 0, 0], "began": 0.0}
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            totals["began"] = time.perf_counter()
+        else:
+            totals["seconds"][info["generation"]] += time.perf_counter() - totals["began"]
+            totals["passes"][info["generation"]] += 1
+
+    gc.callbacks.append(callback)
+    return totals
+
+
+def logged_round(server_round: int, block: int) -> bool:
+    """Whether the simulation logs ``server_round`` (1-based): blocks of ``block`` rounds,
+    logged first."""
+    return (server_round - 1) // block % 2 == 0
+
+
 def _child(args: argparse.Namespace) -> None:
-    """One simulation (``--child plain|logged``): the rounds' start times into ``--out``."""
+    """The simulation: a snapshot at each round's start into ``--out``."""
     import logging
 
     import numpy as np
@@ -72,29 +103,54 @@ def _child(args: argparse.Namespace) -> None:
     from flwr.serverapp.strategy import FedAvg
     from flwr.simulation import run_simulation
 
+    from benchmarks.frameworks_bench import ServerCPU
+    from synergos_mlops.integrations.flower import SynergosStrategy
+    from synergos_mlops.tracking import TrackerConfig
+
     logging.getLogger("flwr").setLevel(logging.WARNING)
     metrics = args.metrics
-    starts: list[float] = []
-    machine: list[float] = []  # the machine's busy CPU seconds (every process) at each start
-    own: list[float] = []  # this process's CPU seconds (Flower's server and the logging)
-    served: list[float] = []  # the tracking server's CPU seconds (logged run only)
-    threads: list[dict[str, float]] = []  # this process's CPU seconds by thread name
-    tracking = None
-    if args.server_pid:
-        from benchmarks.frameworks_bench import ServerCPU
-
-        tracking = ServerCPU(args.server_pid)
+    block = args.block_rounds
+    marks: list[dict[str, Any]] = []
+    collections = _gc_totals()
+    tracking = ServerCPU(args.server_pid)
 
     class TimedFedAvg(FedAvg):  # type: ignore[misc]
         def configure_train(self, server_round: int, *rest: Any, **kwargs: Any) -> Any:
-            starts.append(time.perf_counter())
-            machine.append(busy_cpu_seconds())
-            if tracking is not None:
-                served.append(tracking.seconds())
-            # Less the time spent asking for the server's CPU, which is not logging's.
-            own.append(time.process_time() - (tracking.own if tracking is not None else 0.0))
-            threads.append(thread_cpu_seconds())
+            server = tracking.seconds()
+            marks.append({
+                "at": time.perf_counter(),
+                "machine": busy_cpu_seconds(),
+                "server": server,
+                # Less the time spent asking for the server's CPU, which is not logging's.
+                "own": time.process_time() - tracking.own,
+                "threads": thread_cpu_seconds(),
+                "gc_seconds": list(collections["seconds"]),
+                "gc_passes": list(collections["passes"]),
+            })  # fmt: skip
             return super().configure_train(server_round, *rest, **kwargs)
+
+    class InBlocks(SynergosStrategy):
+        """Logs the rounds of every other block; hands the others straight to FedAvg."""
+
+        def configure_train(self, server_round: int, *rest: Any) -> Any:
+            if logged_round(server_round, block):
+                return super().configure_train(server_round, *rest)
+            return self.strategy.configure_train(server_round, *rest)
+
+        def aggregate_train(self, server_round: int, *rest: Any) -> Any:
+            if logged_round(server_round, block):
+                return super().aggregate_train(server_round, *rest)
+            return self.strategy.aggregate_train(server_round, *rest)
+
+        def configure_evaluate(self, server_round: int, *rest: Any) -> Any:
+            if logged_round(server_round, block):
+                return super().configure_evaluate(server_round, *rest)
+            return self.strategy.configure_evaluate(server_round, *rest)
+
+        def aggregate_evaluate(self, server_round: int, *rest: Any) -> Any:
+            if logged_round(server_round, block):
+                return super().aggregate_evaluate(server_round, *rest)
+            return self.strategy.aggregate_evaluate(server_round, *rest)
 
     def data(partition: int) -> tuple[Any, Any]:
         rng = np.random.default_rng(partition)
@@ -137,37 +193,18 @@ def _child(args: argparse.Namespace) -> None:
     @server.main()  # type: ignore[misc]
     def main(grid: Grid, context: Context) -> None:
         n = args.clients
-        strategy: Any = TimedFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
-        if args.child == "logged":
-            from synergos_mlops.integrations.flower import SynergosStrategy
-            from synergos_mlops.tracking import TrackerConfig
-
-            strategy = SynergosStrategy(
-                strategy, tracking_uri=args.url, collaboration="bench", project="flower",
-                experiment="simulation", run="r1",
-                config=TrackerConfig(spool_dir=Path(args.out).parent / "spool"),
-            )  # fmt: skip
-        began = time.perf_counter()
+        strategy = InBlocks(
+            TimedFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n),
+            tracking_uri=args.url, collaboration="bench", project="flower",
+            experiment="simulation", run="r1",
+            config=TrackerConfig(spool_dir=Path(args.out).parent / "spool"),
+        )  # fmt: skip
         strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord([np.array([0.0]), np.array([0.0])]),
-            num_rounds=args.rounds,
+            num_rounds=2 * args.blocks * block + 1,  # the last one's start closes the one before
         )
-        total = time.perf_counter() - began
-
-        def steps(marks: list[float]) -> list[float]:
-            return [b - a for a, b in zip(marks, marks[1:], strict=False)]
-
-        Path(args.out).write_text(json.dumps({
-            "rounds": steps(starts), "machine_cpu": steps(machine), "own_cpu": steps(own),
-            "server_cpu": steps(served),
-            "thread_cpu": {
-                name: (threads[-1].get(name, 0.0) - threads[1].get(name, 0.0))
-                / max(len(threads) - 2, 1)
-                for name in threads[-1]
-            },
-            "total": total,
-        }))  # fmt: skip
+        Path(args.out).write_text(json.dumps({"marks": marks}))
 
     run_simulation(
         server_app=server,
@@ -180,146 +217,162 @@ def _child(args: argparse.Namespace) -> None:
     )
 
 
-def _simulate(
-    kind: str, args: argparse.Namespace, folder: Path, url: str = "", server_pid: int = 0
-) -> dict[str, Any]:
-    out = folder / f"{kind}.json"
+def _simulate(args: argparse.Namespace, folder: Path, url: str, server_pid: int) -> Any:
+    out = folder / "simulation.json"
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": str(ROOT / "src"), "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
-    command = [sys.executable, "-m", "benchmarks.flower_simulation_bench", "--child", kind,
+    command = [sys.executable, "-m", "benchmarks.flower_simulation_bench", "--child",
                "--out", str(out), "--url", url, "--server-pid", str(server_pid),
-               "--clients", str(args.clients),
-               "--metrics", str(args.metrics), "--rounds", str(args.rounds)]  # fmt: skip
-    with (folder / f"{kind}.log").open("wb") as log:
+               "--clients", str(args.clients), "--metrics", str(args.metrics),
+               "--blocks", str(args.blocks), "--block-rounds", str(args.block_rounds)]  # fmt: skip
+    with (folder / "simulation.log").open("wb") as log:
         subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                        check=True, timeout=1800)  # fmt: skip
-    return dict(json.loads(out.read_text()))
+    return json.loads(out.read_text())["marks"]
+
+
+class Rounds:
+    """The kept rounds of one kind (logged or not): each one's time and what it cost, from the
+    snapshots at its start and at the next round's start."""
+
+    def __init__(self, marks: list[dict[str, Any]], wanted: list[int]) -> None:
+        # marks[i] was taken at the start of round i + 1.
+        pairs = [(marks[r - 1], marks[r]) for r in wanted]
+        self.count = len(pairs)
+        self.seconds = [b["at"] - a["at"] for a, b in pairs]
+
+        def mean(key: str) -> float:
+            return statistics.mean(b[key] - a[key] for a, b in pairs)
+
+        self.machine, self.own, self.server = mean("machine"), mean("own"), mean("server")
+        self.threads: dict[str, float] = {}
+        for a, b in pairs:
+            for name, seconds in b["threads"].items():
+                key = re.sub(r"\d+", "#", name)  # Thread-12 and Thread-13: one line
+                spent = seconds - a["threads"].get(name, 0.0)
+                self.threads[key] = self.threads.get(key, 0.0) + spent / self.count
+        self.gc = [
+            (
+                statistics.mean(b["gc_passes"][g] - a["gc_passes"][g] for a, b in pairs),
+                statistics.mean(b["gc_seconds"][g] - a["gc_seconds"][g] for a, b in pairs),
+            )
+            for g in range(3)
+        ]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def middle(self) -> tuple[float, float]:
+        quartiles = statistics.quantiles(self.seconds, n=4)
+        return quartiles[0], quartiles[2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--metrics", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=16)
-    parser.add_argument("--child", choices=["plain", "logged"], default=None)
-    parser.add_argument("--out", default="")
-    parser.add_argument("--url", default="")
-    parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument("--blocks", type=int, default=6, help="blocks of each kind")
+    parser.add_argument("--block-rounds", type=int, default=4, help="rounds in a block")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child is not None:
+    if args.child:
         _child(args)
         return
+    if args.block_rounds < 2 or args.blocks < 1 or args.blocks * (args.block_rounds - 1) < 2:
+        parser.error("--block-rounds must be at least 2, --blocks at least 1, and a kind of "
+                     "round needs two rounds that are not a block's first")  # fmt: skip
     import flwr
 
-    from benchmarks.frameworks_bench import ServerCPU, start_server
+    from benchmarks.frameworks_bench import start_server
 
     folder = Path(tempfile.mkdtemp(prefix="synmlops-flower-simulation-"))
     load_before = os.getloadavg()[0]
-    plain = _simulate("plain", args, folder)
     process, url = start_server(folder)
     try:
-        server = ServerCPU(process.pid)
-        server_before = server.seconds()
-        logged = _simulate("logged", args, folder, url, process.pid)
-        server_cpu = server.seconds() - server_before
+        marks = _simulate(args, folder, url, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=60)
     with sqlite3.connect(folder / "store" / "mlflow.db") as db:
         (points,) = db.execute("SELECT count(*) FROM metrics").fetchone()
-    alone = statistics.median(plain["rounds"][1:])
-    wrapped = statistics.median(logged["rounds"][1:])
-    overhead = (wrapped - alone) / alone * 100
-    # How much a round varies by itself: the spread of the rounds alone, as a share of their
-    # median (the middle half of them), to read the overhead against.
-    quartiles = statistics.quantiles(plain["rounds"][1:], n=4)
-    spread = (quartiles[2] - quartiles[0]) / alone * 100
-
-    # What logging costs in CPU, the resource a saturated machine's round is made of: the
-    # server's process tree over the logged simulation, per round, plus what the simulation's
-    # own process (Flower's server, the wrapper's thread, the tracker) spends more a round.
-    def per_round(result: dict[str, Any], key: str) -> float:
-        return statistics.median(result[key][1:])
-
-    machine_alone, machine_logged = (
-        per_round(plain, "machine_cpu"),
-        per_round(logged, "machine_cpu"),
-    )
-    server_per_round = per_round(logged, "server_cpu")
-    driver_more = per_round(logged, "own_cpu") - per_round(plain, "own_cpu")
-    logging_cpu = server_per_round + driver_more
-    share = logging_cpu / machine_alone * 100
+    block, total = args.block_rounds, 2 * args.blocks * args.block_rounds
+    kept = [r for r in range(1, total + 1) if (r - 1) % block != 0]  # not a block's first
+    logged = Rounds(marks, [r for r in kept if logged_round(r, block)])
+    plain = Rounds(marks, [r for r in kept if not logged_round(r, block)])
+    overhead = (logged.median - plain.median) / plain.median * 100
+    spread = (plain.middle[1] - plain.middle[0]) / plain.median * 100
+    mean_plain = statistics.mean(plain.seconds)
+    mean_overhead = (statistics.mean(logged.seconds) - mean_plain) / mean_plain * 100
+    logging_cpu = logged.machine - plain.machine
     n, m = args.clients, args.metrics
-
-    def by_thread(result: dict[str, Any]) -> dict[str, float]:
-        # Threads numbered by creation (Thread-12) are summed under one name (Thread-#).
-        summed: dict[str, float] = {}
-        for name, seconds in result["thread_cpu"].items():
-            name = re.sub(r"\d+", "#", name)
-            summed[name] = summed.get(name, 0.0) + seconds
-        return summed
-
-    plain_threads, logged_threads = by_thread(plain), by_thread(logged)
     names = sorted(
-        set(plain_threads) | set(logged_threads),
-        key=lambda k: -abs(logged_threads.get(k, 0.0) - plain_threads.get(k, 0.0)),
+        set(plain.threads) | set(logged.threads),
+        key=lambda k: -abs(logged.threads.get(k, 0.0) - plain.threads.get(k, 0.0)),
     )
-    thread_rows = [
-        f"| `{name}` | {plain_threads.get(name, 0.0) * 1000:.0f} ms | "
-        f"{logged_threads.get(name, 0.0) * 1000:.0f} ms |"
-        for name in names[:8]
-    ]
     lines = [
         "# Flower simulation: logging overhead per round",
         "",
-        f"`python -m benchmarks.flower_simulation_bench --clients {n} --metrics {m} --rounds "
-        f"{args.rounds}` in .venv-fl: Flower's simulation engine (Ray, 2 CPUs for clients), {n} "
-        f"simulated clients each fitting a small numpy model and reporting {m} train and {m} "
-        "evaluate metrics a round; FedAvg alone, then wrapped in SynergosStrategy logging into "
-        "`synmlops serve --workers 2` (SQLite) on the same machine.",
+        f"`python -m benchmarks.flower_simulation_bench --clients {n} --metrics {m} --blocks "
+        f"{args.blocks} --block-rounds {block}` in .venv-fl: Flower's simulation engine (Ray, "
+        f"2 CPUs for clients), {n} simulated clients each fitting a small numpy model and "
+        f"reporting {m} train and {m} evaluate metrics a round; FedAvg in SynergosStrategy "
+        "logging into `synmlops serve --workers 2` (SQLite) on the same machine, in blocks of "
+        f"{block} rounds logged and {block} not, {args.blocks} of each, in one simulation. A "
+        f"block's first round is left out: {logged.count} logged and {plain.count} unlogged "
+        "rounds compared.",
         "",
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, Flower "
         f"{flwr.__version__}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load "
         f"average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after.",
         "",
-        "| | FedAvg alone | FedAvg in SynergosStrategy |",
+        "| a round | not logged | logged |",
         "| --- | ---: | ---: |",
-        f"| round after the first, median | {alone:.3f} s | {wrapped:.3f} s |",
-        f"| rounds after the first, mean | {statistics.mean(plain['rounds'][1:]):.3f} s | "
-        f"{statistics.mean(logged['rounds'][1:]):.3f} s |",
-        f"| rounds after the first, middle half | {quartiles[0]:.3f}–{quartiles[2]:.3f} s | "
-        + "–".join(f"{q:.3f}" for q in statistics.quantiles(logged["rounds"][1:], n=4)[::2])
-        + " s |",
-        f"| whole `start` ({args.rounds} rounds) | {plain['total']:.1f} s | "
-        f"{logged['total']:.1f} s |",
-        f"| the machine's busy CPU a round, median | {machine_alone:.2f} s | "
-        f"{machine_logged:.2f} s |",
-        f"| the simulation process's CPU a round, median | {per_round(plain, 'own_cpu'):.3f} s | "
-        f"{per_round(logged, 'own_cpu'):.3f} s |",
-        f"| the server's CPU a round, median | — | {server_per_round:.3f} s |",
-        f"| the server's CPU over the whole run | — | {server_cpu:.1f} s |",
+        f"| median | {plain.median:.3f} s | {logged.median:.3f} s |",
+        f"| mean | {statistics.mean(plain.seconds):.3f} s | "
+        f"{statistics.mean(logged.seconds):.3f} s |",
+        f"| middle half | {plain.middle[0]:.3f}–{plain.middle[1]:.3f} s | "
+        f"{logged.middle[0]:.3f}–{logged.middle[1]:.3f} s |",
+        f"| the machine's busy CPU, mean | {plain.machine:.3f} s | {logged.machine:.3f} s |",
+        f"| the simulation process's CPU, mean | {plain.own:.3f} s | {logged.own:.3f} s |",
+        f"| the tracking server's CPU, mean | {plain.server:.3f} s | {logged.server:.3f} s |",
         "",
-        f"Logging's CPU a round: **{logging_cpu * 1000:.0f} ms** (the server's "
-        f"{server_per_round * 1000:.0f} ms, the simulation process's "
-        f"{driver_more * 1000:+.0f} ms), "
-        f"**{share:.1f} %** of the {machine_alone:.2f} CPU-s a round costs the machine alone. "
-        f"The machine is not saturated ({machine_alone:.2f} busy CPU-s in a {alone:.2f} s round "
-        f"on {os.cpu_count()} CPUs): Flower's simulation process paces the round, so the "
-        "wall-clock difference below also holds whatever slows that process, not only "
-        "logging's CPU.",
+        f"Logging's overhead on the median round: **{overhead:+.1f} %** (goal ≤ 2 %), on the "
+        f"mean round **{mean_overhead:+.1f} %**, against a spread of {spread:.1f} % between "
+        "the unlogged rounds (their middle half). Logging "
+        f"cost the machine **{logging_cpu * 1000:.0f} ms** of CPU a round (the server "
+        f"{(logged.server - plain.server) * 1000:+.0f} ms, the simulation's process "
+        f"{(logged.own - plain.own) * 1000:+.0f} ms), on a machine busy "
+        f"{plain.machine / plain.median / (os.cpu_count() or 1) * 100:.0f} % of the time in an "
+        f"unlogged round. {points:,} points reached the store ({2 * n * m:,} client points a "
+        "logged round, with the aggregates, counts and durations).",
         "",
-        f"Logging's overhead on the median round: **{overhead:+.1f} %** (goal ≤ 2 %), against "
-        f"a round-to-round spread of {spread:.1f} % (the middle half of the rounds alone); "
-        f"{points:,} points reached the store ({2 * n * m:,} client points a round, with the "
-        "aggregates, counts and durations).",
+        "The simulation process's CPU a round by thread (the eight threads whose CPU differs "
+        "most between the two kinds of round):",
         "",
-        "The simulation process's CPU a round by thread (mean over the rounds after the first; "
-        "the eight threads whose CPU differs most between the two runs):",
-        "",
-        "| thread | FedAvg alone | FedAvg in SynergosStrategy |",
+        "| thread | not logged | logged |",
         "| --- | ---: | ---: |",
-        *thread_rows,
+        *(
+            f"| `{name}` | {plain.threads.get(name, 0.0) * 1000:.0f} ms | "
+            f"{logged.threads.get(name, 0.0) * 1000:.0f} ms |"
+            for name in names[:8]
+        ),
+        "",
+        "The garbage collector in the simulation process a round (passes, and the time they "
+        "took in whichever thread ran them), by generation:",
+        "",
+        "| generation | not logged | logged |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {g} | {plain.gc[g][0]:.1f} passes, {plain.gc[g][1] * 1000:.1f} ms | "
+            f"{logged.gc[g][0]:.1f} passes, {logged.gc[g][1] * 1000:.1f} ms |"
+            for g in range(3)
+        ),
         "",
     ]
     RESULTS.write_text("\n".join(lines))
