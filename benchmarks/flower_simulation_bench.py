@@ -132,25 +132,16 @@ def _child(args: argparse.Namespace) -> None:
     class InBlocks(SynergosStrategy):
         """Logs the rounds of every other block; hands the others straight to FedAvg."""
 
-        def configure_train(self, server_round: int, *rest: Any) -> Any:
+    def in_blocks(name: str) -> Any:
+        def hook(self: InBlocks, server_round: int, *rest: Any) -> Any:
             if logged_round(server_round, block):
-                return super().configure_train(server_round, *rest)
-            return self.strategy.configure_train(server_round, *rest)
+                return getattr(super(InBlocks, self), name)(server_round, *rest)
+            return getattr(self.strategy, name)(server_round, *rest)
 
-        def aggregate_train(self, server_round: int, *rest: Any) -> Any:
-            if logged_round(server_round, block):
-                return super().aggregate_train(server_round, *rest)
-            return self.strategy.aggregate_train(server_round, *rest)
+        return hook
 
-        def configure_evaluate(self, server_round: int, *rest: Any) -> Any:
-            if logged_round(server_round, block):
-                return super().configure_evaluate(server_round, *rest)
-            return self.strategy.configure_evaluate(server_round, *rest)
-
-        def aggregate_evaluate(self, server_round: int, *rest: Any) -> Any:
-            if logged_round(server_round, block):
-                return super().aggregate_evaluate(server_round, *rest)
-            return self.strategy.aggregate_evaluate(server_round, *rest)
+    for name in ("configure_train", "aggregate_train", "configure_evaluate", "aggregate_evaluate"):
+        setattr(InBlocks, name, in_blocks(name))
 
     def data(partition: int) -> tuple[Any, Any]:
         rng = np.random.default_rng(partition)
