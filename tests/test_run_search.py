@@ -135,3 +135,42 @@ def test_a_store_whose_triggers_were_lost_is_filled_again_at_the_next_start(
     assert _found(sql_store, "fter") == {"after-2"}
     assert _found(sql_store, "-") == {"before-1", "after-2"}
     assert _found(sql_store, "efore") == {"before-1"}
+
+
+def test_any_text_searches_without_an_error_and_finds_only_what_holds_it(sql_store: Any) -> None:
+    """Whatever a user types (control characters, NUL, which PostgreSQL refuses in text,
+    FTS5's syntax): an answer, never an error. No id holds a text that is not printable."""
+    upgrade_ours(sql_store.engine)
+    ids = ["run-1", 'say "hi"', "a*b", "x OR y", "NEAR(a b)"]
+    for run in ids:
+        resolve_run(sql_store, ExperimentIds("c", "p", "z"), run, [])
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(
+        st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(["\x00un", "run\x00", "\t", '"', "*", "OR y", "NEAR(", "a*b"]),
+        )
+    )
+    def check(search: str) -> None:
+        found = _found(sql_store, search)
+        if any(search.casefold() in level for level in ("c", "p", "z")):
+            assert found == set(ids), search  # the experiment's ids hold it: all its runs
+            return
+        assert found <= {i for i in ids if search.casefold() in i.casefold()}, search
+        assert {i for i in ids if search in i} <= found, search
+
+    check()
+
+
+def test_an_odd_search_over_http_is_answered_not_failed(shared_server: Any) -> None:
+    import requests
+
+    for search in ["\x00run", "run\t", '"', "a*b", "NEAR(", "%_\\"]:
+        response = requests.get(
+            f"{shared_server.url}/api/synergos/v1/collaborations",
+            params={"search": search}, timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 200, (search, response.text)
+        assert "collaborations" in response.json()

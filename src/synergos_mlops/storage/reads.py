@@ -308,21 +308,23 @@ def federation_runs_matching(
 
     from synergos_mlops.storage.run_search import SEARCH_TABLE, fts_phrase, has_run_search
 
-    if not experiment_ids or not text:
-        return []
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if not experiment_ids or not text or not text.isprintable():
+        return []  # an id is printable text (federation.validate_id): none holds this one
     with session_maker() as session:
-        # Both sides folded by the database's lower(): SQLite's folds ASCII letters only, and
-        # a text folded here by Python's would then miss the very id it was typed from.
-        named: Any = session.query(SqlTag.run_uuid).filter(
-            SqlTag.key == tag_key(TAG_RUN),
-            func.lower(SqlTag.value).like(func.lower(f"%{escaped}%"), escape="\\"),
-        )
         connection = session.connection()
+        named: Any
         if len(text) >= 3 and connection.dialect.name == "sqlite" and has_run_search(connection):
             named = sql(
                 f"SELECT run_uuid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :phrase"
             ).bindparams(phrase=fts_phrase(text))
+        else:
+            # Both sides folded by the database's lower(): SQLite's folds ASCII letters only,
+            # and a text folded by Python's would then miss the very id it was typed from.
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            named = session.query(SqlTag.run_uuid).filter(
+                SqlTag.key == tag_key(TAG_RUN),
+                func.lower(SqlTag.value).like(func.lower(f"%{escaped}%"), escape="\\"),
+            )
         rows = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)
             .filter(SqlRun.run_uuid.in_(named))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
@@ -86,33 +87,22 @@ def ensure_run_search(bind: Any) -> bool:
     return False
 
 
-def _begin(bind: Any) -> Any:
-    """A transaction on ``bind``: its own on an engine; inside a connection's (a migration's),
-    a savepoint on PostgreSQL, where a failed statement spoils the transaction, and the
-    connection as it is on SQLite, where it does not (and pysqlite's savepoints are not to be
-    trusted)."""
+@contextlib.contextmanager
+def _begin(bind: Any) -> Iterator[Any]:
+    """A connection in a transaction on ``bind``: its own on an engine; inside a connection's
+    (a migration's), a savepoint on PostgreSQL, where a failed statement spoils the
+    transaction, and the connection as it is on SQLite, where it does not (and pysqlite's
+    savepoints are not to be trusted)."""
     from sqlalchemy.engine import Connection
 
     if not isinstance(bind, Connection):
-        return bind.begin()
-    if bind.dialect.name == "postgresql":
-        return _Savepoint(bind)
-    return contextlib.nullcontext(bind)
-
-
-class _Savepoint:
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-
-    def __enter__(self) -> Any:
-        self._savepoint = self.connection.begin_nested()
-        return self.connection
-
-    def __exit__(self, kind: Any, *rest: Any) -> None:
-        if kind is None:
-            self._savepoint.commit()
-        else:
-            self._savepoint.rollback()
+        with bind.begin() as connection:
+            yield connection
+    elif bind.dialect.name == "postgresql":
+        with bind.begin_nested():
+            yield bind
+    else:
+        yield bind
 
 
 def _ensure_sqlite(bind: Any) -> bool:
