@@ -241,3 +241,53 @@ def test_the_tree_route_pages_levels_and_searches_over_http(shared_server: Any) 
     for bad in ({"depth": "everything"}, {"limit": 0}, {"offset": -1}):
         status, error = get(**bad)
         assert status == 400 and error["error"]["code"] == "BAD_REQUEST", bad
+
+
+def test_the_studies_list_asks_the_same_queries_however_many_experiments_hold_studies(
+    sql_store: Any,
+) -> None:
+    """The list once cost a round trip per studied experiment. Now it asks the same number
+    of queries for one studied experiment as for six, and every experiment's trials are what
+    reading that experiment alone finds."""
+    from mlflow.entities import RunStatus, RunTag
+    from sqlalchemy import event
+
+    from synergos_mlops.views.studies import list_studies
+
+    made = _fill(sql_store)
+    maker = sql_store.ManagedSessionMaker
+    backend = Backend(maker, None)
+    experiments = reads.synergos_experiments(maker)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    def listed() -> tuple[list[dict[str, Any]], int]:
+        statements.clear()
+        event.listen(sql_store.engine, "before_cursor_execute", count)
+        try:
+            return list_studies(backend, experiments), len(statements)
+        finally:
+            event.remove(sql_store.engine, "before_cursor_execute", count)
+
+    few, asked_few = listed()
+    assert [(s["collaboration"], s["experiment"], s["study"]) for s in few] == [
+        ("collab 0", "exp_0", "s"), ("collab 2", "exp_1", "optim"),
+    ]  # fmt: skip
+    for key, resolved in made.items():  # a study in every experiment, some runs failed
+        if key.endswith("1"):
+            sql_store.set_tag(resolved.run_id, RunTag("synergos.study", f"s{key[:2]}"))
+            sql_store.set_tag(resolved.run_id, RunTag("synergos.trial", "1"))
+            sql_store.update_run_info(resolved.run_id, RunStatus.FAILED, 2000, None)
+    many, asked_many = listed()
+    assert asked_many == asked_few
+    assert len({(s["collaboration"], s["experiment"]) for s in many}) == 6
+    by_experiment = {(e.collaboration, e.experiment): e.experiment_id for e in experiments}
+    for entry in many:
+        trials = [t for t in stored.trial_rows(maker, by_experiment[entry["collaboration"],
+                                                                    entry["experiment"]])
+                  if t.study == entry["study"]]  # fmt: skip
+        assert entry["trial_count"] == len(trials) > 0
+        states = {s: n for s, n in entry["counts"].items() if n}
+        assert states == {t.run.status: 1 for t in trials}

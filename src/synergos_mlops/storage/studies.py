@@ -58,6 +58,7 @@ __all__ = [
     "study_definitions",
     "trial_hardware",
     "trial_rows",
+    "trial_rows_of",
     "trial_params",
 ]
 
@@ -320,24 +321,6 @@ class TrialRow:
     tuner: dict[str, Any] | None = None  # the tuner's own trial: {"tuner", "trial"}
 
 
-def _tags_of(session_maker: SessionMaker, run_uuids: list[str], keys: Sequence[str]
-             ) -> dict[str, dict[str, str]]:  # fmt: skip
-    from mlflow.store.tracking.dbmodels.models import SqlTag
-
-    found: dict[str, dict[str, str]] = {}
-    if not run_uuids:
-        return found
-    with session_maker() as session:
-        rows = (
-            session.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
-            .filter(SqlTag.run_uuid.in_(run_uuids), SqlTag.key.in_(list(keys)))
-            .all()
-        )
-    for run_uuid, key, value in rows:
-        found.setdefault(run_uuid, {})[key] = value
-    return found
-
-
 def experiments_with_trials(session_maker: SessionMaker, experiment_ids: Sequence[str]) -> set[str]:
     """Those of these experiments that hold a trial: a run tagged ``synergos.study``, or one
     whose Synergos id is ``optim_run_<n>`` (the default study). Two queries through the
@@ -377,41 +360,83 @@ def experiments_with_trials(session_maker: SessionMaker, experiment_ids: Sequenc
 def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow]:
     """Every trial of every study of an experiment: runs tagged ``synergos.study``, and runs
     named ``optim_run_<n>`` without that tag (the default study, trial ``n``)."""
-    runs = reads.federation_runs(session_maker, [experiment_id])
-    tags = _tags_of(session_maker, [r.run_uuid for r in runs],
-                    (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE, TAG_PARAM_TYPES,
-                     TAG_TUNER))  # fmt: skip
-    trials: list[TrialRow] = []
+    return trial_rows_of(session_maker, [experiment_id])[str(experiment_id)]
+
+
+def trial_rows_of(
+    session_maker: SessionMaker, experiment_ids: Sequence[str], *, counted: bool = True
+) -> dict[str, list[TrialRow]]:
+    """:func:`trial_rows` for several experiments at once, ``{experiment id: trials}``: the
+    same two queries whatever their number, so a list of every study does not cost a round
+    trip per studied experiment. Without ``counted`` the trials' runs carry no participant
+    count (one query less)."""
+    wanted = [str(e) for e in experiment_ids]
+    runs = reads.federation_runs(session_maker, wanted, counted=counted)
+    tags = _experiment_tags(session_maker, wanted,
+                            (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE, TAG_PARAM_TYPES,
+                             TAG_TUNER))  # fmt: skip
+    trials: dict[str, list[TrialRow]] = {e: [] for e in wanted}
     for row in runs:
-        own = tags.get(row.run_uuid, {})
-        study = own.get(TAG_STUDY)
-        number: int | None = None
-        if study is not None:
-            try:
-                number = int(own.get(TAG_TRIAL, ""))
-            except ValueError:
-                number = None
-        else:
-            number = legacy_trial_number(row.synergos_id)
-            if number is not None:
-                study = DEFAULT_STUDY
-        if study is None:
-            continue
-        outside: tuple[str, ...] | None = None
-        if TAG_OUTSIDE_SPACE in own:
-            try:
-                outside = tuple(str(x) for x in json.loads(own[TAG_OUTSIDE_SPACE]))
-            except (ValueError, TypeError):
-                outside = (own[TAG_OUTSIDE_SPACE],)
-        tuner: dict[str, Any] | None = None
-        try:
-            found = json.loads(own.get(TAG_TUNER, "null"))
-            tuner = found if isinstance(found, dict) else None
-        except ValueError:
-            tuner = None
-        trials.append(TrialRow(row, study, number if number is not None else 0, outside,
-                               read_types(own.get(TAG_PARAM_TYPES)), tuner))  # fmt: skip
+        trial = _trial(row, tags.get(row.run_uuid, {}))
+        if trial is not None:
+            trials.setdefault(row.experiment_id, []).append(trial)
     return trials
+
+
+def _trial(row: RunRow, own: Mapping[str, str]) -> TrialRow | None:
+    study = own.get(TAG_STUDY)
+    number: int | None = None
+    if study is not None:
+        try:
+            number = int(own.get(TAG_TRIAL, ""))
+        except ValueError:
+            number = None
+    else:
+        number = legacy_trial_number(row.synergos_id)
+        if number is not None:
+            study = DEFAULT_STUDY
+    if study is None:
+        return None
+    outside: tuple[str, ...] | None = None
+    if TAG_OUTSIDE_SPACE in own:
+        try:
+            outside = tuple(str(x) for x in json.loads(own[TAG_OUTSIDE_SPACE]))
+        except (ValueError, TypeError):
+            outside = (own[TAG_OUTSIDE_SPACE],)
+    tuner: dict[str, Any] | None = None
+    try:
+        found = json.loads(own.get(TAG_TUNER, "null"))
+        tuner = found if isinstance(found, dict) else None
+    except ValueError:
+        tuner = None
+    return TrialRow(row, study, number if number is not None else 0, outside,
+                    read_types(own.get(TAG_PARAM_TYPES)), tuner)  # fmt: skip
+
+
+def _experiment_tags(
+    session_maker: SessionMaker, experiment_ids: list[str], keys: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """``{run: {key: value}}`` for these tag keys of the active runs of these experiments,
+    in one query joined on the runs (not a list of every run id)."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+    found: dict[str, dict[str, str]] = {}
+    if not experiment_ids:
+        return found
+    with session_maker() as session:
+        rows = (
+            session.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+            .join(SqlRun, SqlRun.run_uuid == SqlTag.run_uuid)
+            .filter(
+                SqlRun.experiment_id.in_([int(e) for e in experiment_ids]),
+                SqlRun.lifecycle_stage == reads.ACTIVE,
+                SqlTag.key.in_(list(keys)),
+            )
+            .all()
+        )
+    for run_uuid, key, value in rows:
+        found.setdefault(run_uuid, {})[key] = value
+    return found
 
 
 def trial_params(session_maker: SessionMaker, run_uuids: list[str]) -> dict[str, dict[str, str]]:

@@ -71,15 +71,16 @@ def list_studies(
     """Every study of these experiments: definition, trial count and counts by state."""
     ids = [e.experiment_id for e in experiments]
     definitions = stored.study_definitions(backend.session_maker, ids)
-    # Only experiments that define a study or hold a trial are read run by run.
+    # Only experiments that define a study or hold a trial are read, all in one go.
     studied = set(definitions) | stored.experiments_with_trials(backend.session_maker, ids)
+    trials_of = stored.trial_rows_of(backend.session_maker, sorted(studied), counted=False)
     out = []
     for experiment in sorted(experiments, key=lambda e: (e.collaboration, e.project,
                                                          e.experiment)):  # fmt: skip
         if experiment.experiment_id not in studied:
             continue
         defined = definitions.get(experiment.experiment_id, {})
-        trials = stored.trial_rows(backend.session_maker, experiment.experiment_id)
+        trials = trials_of.get(experiment.experiment_id, [])
         names = sorted(set(defined) | {t.study for t in trials})
         for name in names:
             own = [t for t in trials if t.study == name]
