@@ -291,3 +291,20 @@ def test_the_studies_list_asks_the_same_queries_however_many_experiments_hold_st
         assert entry["trial_count"] == len(trials) > 0
         states = {s: n for s, n in entry["counts"].items() if n}
         assert states == {t.run.status: 1 for t in trials}
+
+
+def test_runs_asked_for_by_id_are_read_in_chunks_that_lose_none(
+    sql_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids are sent a chunk at a time (SQLite's variable limit): with chunks of two, the
+    trials found are those found in one chunk."""
+    _fill(sql_store)
+    maker = sql_store.ManagedSessionMaker
+    experiments = [e.experiment_id for e in reads.synergos_experiments(maker)]
+    whole = stored.trial_rows_of(maker, experiments)
+    ids = reads.federation_runs(maker, experiments)
+    monkeypatch.setattr(reads, "ID_CHUNK", 2)
+    assert stored.trial_rows_of(maker, experiments) == whole
+    named = reads.federation_runs_named(maker, [r.run_uuid for r in ids], experiments)
+    assert sorted(r.run_uuid for r in named) == sorted(r.run_uuid for r in ids)
+    assert len(ids) > 2 * 2

@@ -40,6 +40,7 @@ __all__ = [
     "SessionMaker",
     "federation_runs",
     "federation_runs_matching",
+    "federation_runs_named",
     "participant_counts",
     "find_experiment",
     "find_federation_run",
@@ -135,6 +136,19 @@ class MetricPoint:
     step: int
     value: float | None  # None for NaN
     timestamp: int
+
+
+def among(session: Any, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values`` as a clause. On PostgreSQL the values are bound as one array
+    (``= ANY(:values)``): hundreds of ids as one parameter, not one each, which SQLAlchemy
+    and the driver would otherwise render and bind one by one, at a cost that grows with
+    the list."""
+    from sqlalchemy import any_, bindparam
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    if session.connection().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def _value(value: float, is_nan: bool) -> float | None:
@@ -261,7 +275,7 @@ def _participant_counts(session: Any, parent_uuids: Iterable[str]) -> dict[str, 
             & (role.key == tag_key(TAG_ROLE))
             & (role.value == ROLE_PARTICIPANT),
         )
-        .filter(parent.key == tag_key(PARENT_TAG), parent.value.in_(parents))
+        .filter(parent.key == tag_key(PARENT_TAG), among(session, parent.value, parents))
         .filter(SqlRun.lifecycle_stage == ACTIVE)
         .group_by(parent.value)
         .all()
@@ -281,7 +295,7 @@ def federation_runs(
     with session_maker() as session:
         rows = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)
-            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
+            .filter(among(session, SqlRun.experiment_id, [int(e) for e in experiment_ids]))
             .all()
         )
         counts = _participant_counts(session, (row[0] for row in rows)) if counted else {}
@@ -328,10 +342,39 @@ def federation_runs_matching(
         rows = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)
             .filter(SqlRun.run_uuid.in_(named))
-            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
+            .filter(among(session, SqlRun.experiment_id, [int(e) for e in experiment_ids]))
             .all()
         )
     return [_run_row(row) for row in rows]
+
+
+#: Run ids per query when runs are asked for by id (well under SQLite's 32,766 variables).
+ID_CHUNK = 5000
+
+
+def federation_runs_named(
+    session_maker: SessionMaker, run_uuids: Sequence[str], experiment_ids: Sequence[str]
+) -> list[RunRow]:
+    """Those of these runs that are federation runs of these experiments, without participant
+    counts, found by their ids (MLflow's primary key): the cost follows the ids asked for, not
+    the runs the store holds."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    wanted = [int(e) for e in experiment_ids]
+    ids = list(dict.fromkeys(run_uuids))
+    if not wanted or not ids:
+        return []
+    found: list[RunRow] = []
+    with session_maker() as session:
+        for start in range(0, len(ids), ID_CHUNK):
+            rows = (
+                _run_query(session, ROLE_FEDERATION, TAG_RUN)
+                .filter(among(session, SqlRun.run_uuid, ids[start : start + ID_CHUNK]))
+                .filter(among(session, SqlRun.experiment_id, wanted))
+                .all()
+            )
+            found += [_run_row(row) for row in rows]
+    return found
 
 
 def find_federation_run(
@@ -421,7 +464,7 @@ def latest_metrics(session_maker: SessionMaker, run_uuids: Sequence[str]) -> lis
     with session_maker() as session:
         rows = (
             session.query(M.run_uuid, M.key, M.step, M.value, M.is_nan, M.timestamp)
-            .filter(M.run_uuid.in_(list(run_uuids)))
+            .filter(among(session, M.run_uuid, list(run_uuids)))
             .all()
         )
     return [

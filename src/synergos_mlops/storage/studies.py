@@ -296,7 +296,7 @@ def study_definitions(
         rows = (
             session.query(T.experiment_id, T.key, T.value)
             .filter(
-                T.experiment_id.in_([int(e) for e in experiment_ids]),
+                reads.among(session, T.experiment_id, [int(e) for e in experiment_ids]),
                 T.key.like(TAG_STUDY_PREFIX.replace("_", r"\_") + "%", escape="\\"),
             )
             .all()
@@ -321,39 +321,79 @@ class TrialRow:
     tuner: dict[str, Any] | None = None  # the tuner's own trial: {"tuner", "trial"}
 
 
-def experiments_with_trials(session_maker: SessionMaker, experiment_ids: Sequence[str]) -> set[str]:
-    """Those of these experiments that hold a trial: a run tagged ``synergos.study``, or one
-    whose Synergos id is ``optim_run_<n>`` (the default study). Two queries through the
-    ``synergos_tags_value`` index, so a store of many experiments without studies is not read
-    experiment by experiment."""
-    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
-    from sqlalchemy import select
+def _tags_of(session_maker: SessionMaker, run_uuids: list[str], keys: Sequence[str]
+             ) -> dict[str, dict[str, str]]:  # fmt: skip
+    """``{run: {key: value}}`` for these tag keys of these runs."""
+    from mlflow.store.tracking.dbmodels.models import SqlTag
 
-    if not experiment_ids:
-        return set()
-    wanted = {str(e) for e in experiment_ids}
-    t = SqlTag.__table__.c
-    r = SqlRun.__table__.c
-    tagged = (
-        select(r.experiment_id)
-        .distinct()
-        .join_from(SqlTag.__table__, SqlRun.__table__, t.run_uuid == r.run_uuid)
-    )
-    studied = tagged.where(t.key == reads.tag_key(TAG_STUDY), r.lifecycle_stage == reads.ACTIVE)
-    named = select(r.experiment_id, t.value).join_from(
-        SqlTag.__table__, SqlRun.__table__, t.run_uuid == r.run_uuid
-    ).where(
-        t.key == reads.tag_key(reads.TAG_RUN),
-        t.value.like(r"optim\_run\_%", escape="\\"),
-        r.lifecycle_stage == reads.ACTIVE,
-    )  # fmt: skip
+    found: dict[str, dict[str, str]] = {}
     with session_maker() as session:
-        found = {str(row[0]) for row in session.connection().execute(studied)}
-        found |= {
-            str(experiment_id)
-            for experiment_id, value in session.connection().execute(named)
-            if legacy_trial_number(value) is not None
-        }
+        for start in range(0, len(run_uuids), reads.ID_CHUNK):
+            rows = (
+                session.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+                .filter(reads.among(session, SqlTag.run_uuid,
+                                    run_uuids[start : start + reads.ID_CHUNK]),
+                        SqlTag.key.in_(list(keys)))
+                .all()
+            )  # fmt: skip
+            for run_uuid, key, value in rows:
+                found.setdefault(run_uuid, {})[key] = value
+    return found
+
+
+def trial_run_ids(session_maker: SessionMaker) -> list[str]:
+    """Every run of the store that may be a trial: tagged ``synergos.study``, or with a
+    Synergos id ``optim_run_<n>`` (the default study). Read from the tags alone, through
+    indexes (MLflow's tag key index; the run-id trigram index of ``storage.run_search`` for
+    the names), so the cost follows the trials, not the runs the store holds. Runs of any
+    role and state: the caller keeps the active federation runs."""
+    from mlflow.store.tracking.dbmodels.models import SqlTag
+    from sqlalchemy import func, select
+    from sqlalchemy import text as sql
+
+    from synergos_mlops.storage.run_search import SEARCH_TABLE, fts_phrase, has_run_search
+
+    t = SqlTag.__table__.c
+    prefix = r"optim\_run\_%"
+    with session_maker() as session:
+        connection = session.connection()
+        found = list(connection.execute(select(t.run_uuid).where(t.key == TAG_STUDY)).scalars())
+        named: Any
+        if connection.dialect.name == "sqlite" and has_run_search(connection):
+            named = sql(
+                f"SELECT run_uuid, value FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :phrase"
+            ).bindparams(phrase=fts_phrase("optim_run_"))
+        else:  # PostgreSQL's planner takes the pg_trgm index for the lower() LIKE
+            named = select(t.run_uuid, t.value).where(
+                t.key == reads.tag_key(reads.TAG_RUN),
+                func.lower(t.value).like(prefix, escape="\\"),
+            )
+        found += [run for run, value in connection.execute(named)
+                  if legacy_trial_number(value) is not None]  # fmt: skip
+    return list(dict.fromkeys(found))
+
+
+def experiments_with_trials(session_maker: SessionMaker, experiment_ids: Sequence[str]) -> set[str]:
+    """Those of these experiments that hold a trial: an active run tagged ``synergos.study``,
+    or one whose Synergos id is ``optim_run_<n>`` (the default study). Found from the trials'
+    tags (:func:`trial_run_ids`), so a store of many experiments without studies is not read
+    experiment by experiment."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    wanted = {str(e) for e in experiment_ids}
+    ids = trial_run_ids(session_maker)
+    if not wanted or not ids:
+        return set()
+    found: set[str] = set()
+    with session_maker() as session:
+        for start in range(0, len(ids), reads.ID_CHUNK):
+            found |= {
+                str(row[0])
+                for row in session.query(SqlRun.experiment_id)
+                .filter(SqlRun.run_uuid.in_(ids[start : start + reads.ID_CHUNK]),
+                        SqlRun.lifecycle_stage == reads.ACTIVE)
+                .distinct()
+            }  # fmt: skip
     return found & wanted
 
 
@@ -366,15 +406,22 @@ def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow
 def trial_rows_of(
     session_maker: SessionMaker, experiment_ids: Sequence[str], *, counted: bool = True
 ) -> dict[str, list[TrialRow]]:
-    """:func:`trial_rows` for several experiments at once, ``{experiment id: trials}``: the
-    same two queries whatever their number, so a list of every study does not cost a round
-    trip per studied experiment. Without ``counted`` the trials' runs carry no participant
+    """:func:`trial_rows` for several experiments at once, ``{experiment id: trials}``, in a
+    few queries whatever their number. One experiment is read run by run; for more, the
+    trials are found from their tags (:func:`trial_run_ids`), so the cost follows the trials
+    the store holds, not its runs. Without ``counted`` the trials' runs carry no participant
     count (one query less)."""
     wanted = [str(e) for e in experiment_ids]
-    runs = reads.federation_runs(session_maker, wanted, counted=counted)
-    tags = _experiment_tags(session_maker, wanted,
-                            (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE, TAG_PARAM_TYPES,
-                             TAG_TUNER))  # fmt: skip
+    keys = (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE, TAG_PARAM_TYPES, TAG_TUNER)
+    if len(wanted) == 1:
+        runs = reads.federation_runs(session_maker, wanted, counted=counted)
+        tags = _experiment_tags(session_maker, wanted, keys)
+    else:
+        runs = reads.federation_runs_named(session_maker, trial_run_ids(session_maker), wanted)
+        tags = _tags_of(session_maker, [r.run_uuid for r in runs], keys)
+        if counted and runs:
+            counts = reads.participant_counts(session_maker, [r.run_uuid for r in runs])
+            runs = [replace(r, participants=counts.get(r.run_uuid, 0)) for r in runs]
     trials: dict[str, list[TrialRow]] = {e: [] for e in wanted}
     for row in runs:
         trial = _trial(row, tags.get(row.run_uuid, {}))

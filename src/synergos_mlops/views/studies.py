@@ -71,9 +71,9 @@ def list_studies(
     """Every study of these experiments: definition, trial count and counts by state."""
     ids = [e.experiment_id for e in experiments]
     definitions = stored.study_definitions(backend.session_maker, ids)
-    # Only experiments that define a study or hold a trial are read, all in one go.
-    studied = set(definitions) | stored.experiments_with_trials(backend.session_maker, ids)
-    trials_of = stored.trial_rows_of(backend.session_maker, sorted(studied), counted=False)
+    # Every visible experiment's trials at once, found from the trials' own tags.
+    trials_of = stored.trial_rows_of(backend.session_maker, ids, counted=False)
+    studied = set(definitions) | {e for e, trials in trials_of.items() if trials}
     out = []
     for experiment in sorted(experiments, key=lambda e: (e.collaboration, e.project,
                                                          e.experiment)):  # fmt: skip
