@@ -308,3 +308,30 @@ def test_runs_asked_for_by_id_are_read_in_chunks_that_lose_none(
     named = reads.federation_runs_named(maker, [r.run_uuid for r in ids], experiments)
     assert sorted(r.run_uuid for r in named) == sorted(r.run_uuid for r in ids)
     assert len(ids) > 2 * 2
+
+
+def test_a_loaded_store_that_was_never_analyzed_gets_its_statistics_at_the_next_start(
+    sql_store: Any,
+) -> None:
+    """A store restored or bulk-loaded into a new PostgreSQL database has no planner
+    statistics; ``upgrade_ours`` (every ``serve`` start) gathers them for MLflow's tables
+    that hold rows, once. SQLite is left alone."""
+    from synergos_mlops.storage.schema import STATISTICS_TABLES, gather_missing_statistics
+
+    _fill(sql_store)  # through MLflow's store: rows, and no ANALYZE of ours yet
+    if sql_store.engine.dialect.name == "sqlite":
+        assert gather_missing_statistics(sql_store.engine) == []
+        return
+    done = set(gather_missing_statistics(sql_store.engine))
+    with sql_store.engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT relname, last_analyze, last_autoanalyze FROM pg_stat_user_tables "
+            "WHERE relname = ANY(:tables)"), {"tables": list(STATISTICS_TABLES)},
+        ).fetchall()  # fmt: skip
+    analyzed = {name for name, mine, auto in rows if mine or auto}
+    assert {"runs", "tags", "metrics", "latest_metrics"} <= analyzed
+    assert done <= analyzed
+    # Autovacuum may come first to the big tables, never to one of a few rows (its threshold
+    # is 50 changed rows).
+    assert "experiment_tags" in done
+    assert gather_missing_statistics(sql_store.engine) == []

@@ -40,6 +40,7 @@ __all__ = [
     "READ_INDEXES",
     "alembic_config",
     "ensure_read_indexes",
+    "gather_missing_statistics",
     "logs",
     "metadata",
     "our_schema",
@@ -123,6 +124,44 @@ def ensure_read_indexes(bind: Any) -> list[str]:
     return created
 
 
+#: MLflow's tables whose planner statistics our reads depend on.
+STATISTICS_TABLES = ("runs", "tags", "params", "metrics", "latest_metrics", "experiments",
+                     "experiment_tags")  # fmt: skip
+
+
+def gather_missing_statistics(engine: Engine) -> list[str]:
+    """``ANALYZE`` those of :data:`STATISTICS_TABLES` that hold rows but that PostgreSQL has
+    never analyzed; the tables analyzed. A store restored or bulk-loaded into a new database
+    has no planner statistics until autovacuum comes round, and its planner then reads whole
+    tables for questions our indexes answer (the studies list measured 150 ms instead of 20
+    on a 10M-point store). Nothing on SQLite, whose planner works without them, nor for a
+    table analyzed once (autovacuum keeps it)."""
+    from sqlalchemy import text
+
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as connection:
+        never = [
+            str(name)
+            for name in connection.execute(
+                text("SELECT relname FROM pg_stat_user_tables WHERE schemaname = "
+                     "current_schema() AND relname = ANY(:tables) AND last_analyze IS NULL "
+                     "AND last_autoanalyze IS NULL"),
+                {"tables": list(STATISTICS_TABLES)},
+            ).scalars()
+        ]  # fmt: skip
+        held = [
+            table
+            for table in never
+            if connection.execute(text(f'SELECT EXISTS (SELECT 1 FROM "{table}")')).scalar()
+        ]
+    if held:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            for table in held:
+                connection.execute(text(f'ANALYZE "{table}"'))
+    return held
+
+
 @contextlib.contextmanager
 def quiet_migrations() -> Iterator[None]:
     """MLflow's and Alembic's loggers at WARNING inside: creating a store is one line of ours
@@ -166,4 +205,5 @@ def upgrade_ours(engine: Engine) -> OurSchema:
                 command.upgrade(alembic_config(connection), "head")  # type: ignore[arg-type]
         ensure_read_indexes(engine)
         ensure_run_search(engine)
+        gather_missing_statistics(engine)
     return our_schema(engine)
