@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -67,6 +68,8 @@ def test_the_index_is_created_beside_mlflows_schema_and_used(sql_store: Any) -> 
                 {"name": TRIGRAM_INDEX},
             ).scalar_one()
             assert "gin_trgm_ops" in definition and "synergos.run" in definition
+            # Without GIN's pending list, which every search would read whole until VACUUM.
+            assert "fastupdate=off" in definition
     # The federation run, not its participants (which carry the same id).
     [found] = reads.federation_runs_matching(
         sql_store.ManagedSessionMaker, "UN-3", _experiment_ids(sql_store)
@@ -135,6 +138,38 @@ def test_a_store_whose_triggers_were_lost_is_filled_again_at_the_next_start(
     assert _found(sql_store, "fter") == {"after-2"}
     assert _found(sql_store, "-") == {"before-1", "after-2"}
     assert _found(sql_store, "efore") == {"before-1"}
+
+
+@pytest.mark.parametrize("sql_store", ["postgresql"], indirect=True)  # SQLite has no such list
+def test_an_index_an_earlier_release_made_drops_its_pending_list_at_the_next_start(
+    sql_store: Any,
+) -> None:
+    """The index as the previous release made it (GIN's default ``fastupdate=on``) holds the
+    runs written since in its pending list; the next start turns the list off and merges it,
+    and the search finds the same runs."""
+    upgrade_ours(sql_store.engine)
+    with sql_store.engine.begin() as connection:
+        connection.execute(text(f"ALTER INDEX {TRIGRAM_INDEX} SET (fastupdate = on)"))
+    for n in range(5):
+        resolve_run(sql_store, ExperimentIds("c", "p", "e"), f"pending-{n}", [])
+
+    def pending() -> int:
+        with sql_store.engine.connect() as connection:
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
+            return int(connection.execute(text(
+                "SELECT n_pending_tuples FROM gin_metapage_info(get_raw_page(:name, 0))"
+            ), {"name": TRIGRAM_INDEX}).scalar_one())  # fmt: skip
+
+    assert pending() > 0
+    upgrade_ours(sql_store.engine)
+    assert pending() == 0
+    with sql_store.engine.connect() as connection:
+        definition = connection.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
+            {"name": TRIGRAM_INDEX},
+        ).scalar_one()
+    assert "fastupdate=off" in definition
+    assert _found(sql_store, "ending-") == {f"pending-{n}" for n in range(5)}
 
 
 def test_any_text_searches_without_an_error_and_finds_only_what_holds_it(sql_store: Any) -> None:
