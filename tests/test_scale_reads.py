@@ -335,3 +335,37 @@ def test_a_loaded_store_that_was_never_analyzed_gets_its_statistics_at_the_next_
     # is 50 changed rows).
     assert "experiment_tags" in done
     assert gather_missing_statistics(sql_store.engine) == []
+
+
+def test_the_servers_workers_plan_each_postgresql_query_for_its_own_values(
+    tmp_path: Any, postgres_uri: str
+) -> None:
+    """``serve`` gives its workers ``PGOPTIONS`` with ``plan_cache_mode=force_custom_plan``:
+    a statement the driver prepared is still planned for its values (a generic plan of the
+    run-id search reads every id). A connection opened with that environment has it; an
+    operator's own choice in ``PGOPTIONS`` is kept."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from synergos_mlops.server.database import planned_per_call
+    from synergos_mlops.server.serve import ServeConfig, prepare
+
+    _, env = prepare(ServeConfig(store=Path(tmp_path) / "store", port=0), echo=lambda _: None)
+    script = (
+        "import sys, psycopg\n"
+        "with psycopg.connect(sys.argv[1]) as c:\n"
+        "    print(c.execute('SHOW plan_cache_mode').fetchone()[0])\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script, postgres_uri], env=env, text=True,
+                           capture_output=True, timeout=120, check=True)  # fmt: skip
+    assert shown.stdout.strip() == "force_custom_plan"
+    plain = {k: v for k, v in os.environ.items() if k != "PGOPTIONS"}
+    shown = subprocess.run([sys.executable, "-c", script, postgres_uri], env=plain, text=True,
+                           capture_output=True, timeout=120, check=True)  # fmt: skip
+    assert shown.stdout.strip() == "auto"  # what a connection has without it
+    assert planned_per_call("-c work_mem=64MB") == (
+        "-c work_mem=64MB -c plan_cache_mode=force_custom_plan"
+    )
+    assert planned_per_call("-c plan_cache_mode=auto") == "-c plan_cache_mode=auto"

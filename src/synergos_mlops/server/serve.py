@@ -330,6 +330,9 @@ def prepare(
     env.pop("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", None)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.update(mlflow_worker_env(backend, destination))
+    from synergos_mlops.server.database import planned_per_call
+
+    env["PGOPTIONS"] = planned_per_call(env.get("PGOPTIONS"))  # the workers' PostgreSQL plans
     for name, value in (
         (ALLOWED_HOSTS_ENV, config.allowed_hosts),
         (CORS_ORIGINS_ENV, config.cors_allowed_origins),

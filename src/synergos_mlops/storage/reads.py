@@ -138,19 +138,6 @@ class MetricPoint:
     timestamp: int
 
 
-def among(session: Any, column: Any, values: Sequence[Any]) -> Any:
-    """``column IN values`` as a clause. On PostgreSQL the values are bound as one array
-    (``= ANY(:values)``): hundreds of ids as one parameter, not one each, which SQLAlchemy
-    and the driver would otherwise render and bind one by one, at a cost that grows with
-    the list."""
-    from sqlalchemy import any_, bindparam
-    from sqlalchemy.dialects.postgresql import ARRAY
-
-    if session.connection().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(list(values))
-
-
 def _value(value: float, is_nan: bool) -> float | None:
     return None if is_nan else float(value)
 
@@ -275,7 +262,7 @@ def _participant_counts(session: Any, parent_uuids: Iterable[str]) -> dict[str, 
             & (role.key == tag_key(TAG_ROLE))
             & (role.value == ROLE_PARTICIPANT),
         )
-        .filter(parent.key == tag_key(PARENT_TAG), among(session, parent.value, parents))
+        .filter(parent.key == tag_key(PARENT_TAG), parent.value.in_(parents))
         .filter(SqlRun.lifecycle_stage == ACTIVE)
         .group_by(parent.value)
         .all()
@@ -295,7 +282,7 @@ def federation_runs(
     with session_maker() as session:
         rows = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)
-            .filter(among(session, SqlRun.experiment_id, [int(e) for e in experiment_ids]))
+            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
             .all()
         )
         counts = _participant_counts(session, (row[0] for row in rows)) if counted else {}
@@ -342,7 +329,7 @@ def federation_runs_matching(
         rows = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)
             .filter(SqlRun.run_uuid.in_(named))
-            .filter(among(session, SqlRun.experiment_id, [int(e) for e in experiment_ids]))
+            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
             .all()
         )
     return [_run_row(row) for row in rows]
@@ -369,8 +356,8 @@ def federation_runs_named(
         for start in range(0, len(ids), ID_CHUNK):
             rows = (
                 _run_query(session, ROLE_FEDERATION, TAG_RUN)
-                .filter(among(session, SqlRun.run_uuid, ids[start : start + ID_CHUNK]))
-                .filter(among(session, SqlRun.experiment_id, wanted))
+                .filter(SqlRun.run_uuid.in_(ids[start : start + ID_CHUNK]))
+                .filter(SqlRun.experiment_id.in_(wanted))
                 .all()
             )
             found += [_run_row(row) for row in rows]
@@ -464,7 +451,7 @@ def latest_metrics(session_maker: SessionMaker, run_uuids: Sequence[str]) -> lis
     with session_maker() as session:
         rows = (
             session.query(M.run_uuid, M.key, M.step, M.value, M.is_nan, M.timestamp)
-            .filter(among(session, M.run_uuid, list(run_uuids)))
+            .filter(M.run_uuid.in_(list(run_uuids)))
             .all()
         )
     return [

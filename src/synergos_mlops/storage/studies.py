@@ -296,7 +296,7 @@ def study_definitions(
         rows = (
             session.query(T.experiment_id, T.key, T.value)
             .filter(
-                reads.among(session, T.experiment_id, [int(e) for e in experiment_ids]),
+                T.experiment_id.in_([int(e) for e in experiment_ids]),
                 T.key.like(TAG_STUDY_PREFIX.replace("_", r"\_") + "%", escape="\\"),
             )
             .all()
@@ -331,8 +331,7 @@ def _tags_of(session_maker: SessionMaker, run_uuids: list[str], keys: Sequence[s
         for start in range(0, len(run_uuids), reads.ID_CHUNK):
             rows = (
                 session.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
-                .filter(reads.among(session, SqlTag.run_uuid,
-                                    run_uuids[start : start + reads.ID_CHUNK]),
+                .filter(SqlTag.run_uuid.in_(run_uuids[start : start + reads.ID_CHUNK]),
                         SqlTag.key.in_(list(keys)))
                 .all()
             )  # fmt: skip
