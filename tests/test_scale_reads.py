@@ -305,7 +305,7 @@ def test_runs_asked_for_by_id_are_read_in_chunks_that_lose_none(
     ids = reads.federation_runs(maker, experiments)
     monkeypatch.setattr(reads, "ID_CHUNK", 2)
     assert stored.trial_rows_of(maker, experiments) == whole
-    named = reads.federation_runs_named(maker, [r.run_uuid for r in ids], experiments)
+    named = reads.federation_runs_named(maker, [r.run_uuid for r in ids])
     assert sorted(r.run_uuid for r in named) == sorted(r.run_uuid for r in ids)
     assert len(ids) > 2 * 2
 

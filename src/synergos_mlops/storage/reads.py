@@ -339,25 +339,19 @@ def federation_runs_matching(
 ID_CHUNK = 5000
 
 
-def federation_runs_named(
-    session_maker: SessionMaker, run_uuids: Sequence[str], experiment_ids: Sequence[str]
-) -> list[RunRow]:
-    """Those of these runs that are federation runs of these experiments, without participant
-    counts, found by their ids (MLflow's primary key): the cost follows the ids asked for, not
-    the runs the store holds."""
+def federation_runs_named(session_maker: SessionMaker, run_uuids: Sequence[str]) -> list[RunRow]:
+    """Those of these runs that are active federation runs, without participant counts,
+    found by their ids (MLflow's primary key): the cost follows the ids asked for, not the
+    runs the store holds."""
     from mlflow.store.tracking.dbmodels.models import SqlRun
 
-    wanted = [int(e) for e in experiment_ids]
     ids = list(dict.fromkeys(run_uuids))
-    if not wanted or not ids:
-        return []
     found: list[RunRow] = []
     with session_maker() as session:
         for start in range(0, len(ids), ID_CHUNK):
             rows = (
                 _run_query(session, ROLE_FEDERATION, TAG_RUN)
                 .filter(SqlRun.run_uuid.in_(ids[start : start + ID_CHUNK]))
-                .filter(SqlRun.experiment_id.in_(wanted))
                 .all()
             )
             found += [_run_row(row) for row in rows]

@@ -292,19 +292,18 @@ def study_definitions(
 
     if not experiment_ids:
         return {}
+    wanted = {str(e) for e in experiment_ids}
     with session_maker() as session:
-        rows = (
-            session.query(T.experiment_id, T.key, T.value)
-            .filter(
-                T.experiment_id.in_([int(e) for e in experiment_ids]),
-                T.key.like(TAG_STUDY_PREFIX.replace("_", r"\_") + "%", escape="\\"),
-            )
-            .all()
+        query = session.query(T.experiment_id, T.key, T.value).filter(
+            T.key.like(TAG_STUDY_PREFIX.replace("_", r"\_") + "%", escape="\\")
         )
+        if len(wanted) == 1:  # else every definition, kept below: not an id list to bind
+            query = query.filter(T.experiment_id == int(next(iter(wanted))))
+        rows = query.all()
     found: dict[str, dict[str, StudyDefinition]] = {}
     for experiment_id, key, value in rows:
         definition = StudyDefinition.from_tag(key, value)
-        if definition is not None:
+        if definition is not None and str(experiment_id) in wanted:
             found.setdefault(str(experiment_id), {})[definition.name] = definition
     return found
 
@@ -321,22 +320,20 @@ class TrialRow:
     tuner: dict[str, Any] | None = None  # the tuner's own trial: {"tuner", "trial"}
 
 
-def _tags_of(session_maker: SessionMaker, run_uuids: list[str], keys: Sequence[str]
-             ) -> dict[str, dict[str, str]]:  # fmt: skip
-    """``{run: {key: value}}`` for these tag keys of these runs."""
+def _trial_tags(session_maker: SessionMaker, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``{run: {key: value}}`` of every run holding one of these tag keys (the trials' own,
+    which no other run holds), through MLflow's ``(key, run_uuid)`` primary key."""
     from mlflow.store.tracking.dbmodels.models import SqlTag
 
     found: dict[str, dict[str, str]] = {}
     with session_maker() as session:
-        for start in range(0, len(run_uuids), reads.ID_CHUNK):
-            rows = (
-                session.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
-                .filter(SqlTag.run_uuid.in_(run_uuids[start : start + reads.ID_CHUNK]),
-                        SqlTag.key.in_(list(keys)))
-                .all()
-            )  # fmt: skip
-            for run_uuid, key, value in rows:
-                found.setdefault(run_uuid, {})[key] = value
+        rows = (
+            session.query(SqlTag.run_uuid, SqlTag.key, SqlTag.value)
+            .filter(SqlTag.key.in_(list(keys)))
+            .all()
+        )
+    for run_uuid, key, value in rows:
+        found.setdefault(run_uuid, {})[key] = value
     return found
 
 
@@ -415,9 +412,13 @@ def trial_rows_of(
     if len(wanted) == 1:
         runs = reads.federation_runs(session_maker, wanted, counted=counted)
         tags = _experiment_tags(session_maker, wanted, keys)
-    else:
-        runs = reads.federation_runs_named(session_maker, trial_run_ids(session_maker), wanted)
-        tags = _tags_of(session_maker, [r.run_uuid for r in runs], keys)
+    else:  # no list of experiments or runs to bind: the trials' rows, kept below
+        runs = [
+            r
+            for r in reads.federation_runs_named(session_maker, trial_run_ids(session_maker))
+            if r.experiment_id in wanted
+        ]
+        tags = _trial_tags(session_maker, keys)
         if counted and runs:
             counts = reads.participant_counts(session_maker, [r.run_uuid for r in runs])
             runs = [replace(r, participants=counts.get(r.run_uuid, 0)) for r in runs]
