@@ -132,13 +132,17 @@ def test_rewritten_reads_answer_what_plain_queries_answer(sql_store: Any) -> Non
     assert reads.participant_counts(maker, [made["002"].run_id]) == {made["002"].run_id: 3}
 
 
-def test_experiments_with_trials_are_those_whose_runs_make_a_study(sql_store: Any) -> None:
+def test_the_trials_found_from_their_tags_are_those_each_experiment_holds(
+    sql_store: Any,
+) -> None:
+    """Several experiments at once (trials found from their tags) give, per experiment, what
+    reading that experiment alone gives (run by run)."""
     _fill(sql_store)
     maker = sql_store.ManagedSessionMaker
     experiments = [e.experiment_id for e in reads.synergos_experiments(maker)]
-    expected = {e for e in experiments if stored.trial_rows(maker, e)}
-    assert len(expected) == 2
-    assert stored.experiments_with_trials(maker, experiments) == expected
+    expected = {e: stored.trial_rows(maker, e) for e in experiments}
+    assert len([e for e, trials in expected.items() if trials]) == 2
+    assert stored.trial_rows_of(maker, experiments) == expected
 
 
 def _items(tree: list[dict[str, Any]]) -> list[tuple[str, ...]]:

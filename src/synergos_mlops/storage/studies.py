@@ -51,7 +51,6 @@ __all__ = [
     "TrialRow",
     "ParticipantHardware",
     "define_study",
-    "experiments_with_trials",
     "latest_values",
     "participant_rows",
     "resolve_trial",
@@ -369,30 +368,6 @@ def trial_run_ids(session_maker: SessionMaker) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def experiments_with_trials(session_maker: SessionMaker, experiment_ids: Sequence[str]) -> set[str]:
-    """Those of these experiments that hold a trial: an active run tagged ``synergos.study``,
-    or one whose Synergos id is ``optim_run_<n>`` (the default study). Found from the trials'
-    tags (:func:`trial_run_ids`), so a store of many experiments without studies is not read
-    experiment by experiment."""
-    from mlflow.store.tracking.dbmodels.models import SqlRun
-
-    wanted = {str(e) for e in experiment_ids}
-    ids = trial_run_ids(session_maker)
-    if not wanted or not ids:
-        return set()
-    found: set[str] = set()
-    with session_maker() as session:
-        for start in range(0, len(ids), reads.ID_CHUNK):
-            found |= {
-                str(row[0])
-                for row in session.query(SqlRun.experiment_id)
-                .filter(SqlRun.run_uuid.in_(ids[start : start + reads.ID_CHUNK]),
-                        SqlRun.lifecycle_stage == reads.ACTIVE)
-                .distinct()
-            }  # fmt: skip
-    return found & wanted
-
-
 def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow]:
     """Every trial of every study of an experiment: runs tagged ``synergos.study``, and runs
     named ``optim_run_<n>`` without that tag (the default study, trial ``n``)."""
@@ -413,10 +388,11 @@ def trial_rows_of(
         runs = reads.federation_runs(session_maker, wanted, counted=counted)
         tags = _experiment_tags(session_maker, wanted, keys)
     else:  # no list of experiments or runs to bind: the trials' rows, kept below
+        visible = set(wanted)
         runs = [
             r
             for r in reads.federation_runs_named(session_maker, trial_run_ids(session_maker))
-            if r.experiment_id in wanted
+            if r.experiment_id in visible
         ]
         tags = _trial_tags(session_maker, keys)
         if counted and runs:
