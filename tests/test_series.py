@@ -136,6 +136,58 @@ def test_a_read_window_holds_every_stored_step_inside_it_at_its_latest_value(
     _same(window.get("a", {}).get(run), _latest(history, first, last))
 
 
+def test_runs_logged_among_many_others_are_read_whole_whether_sparse_or_dense(
+    sql_store: Any,
+) -> None:
+    """Two runs logged point by point among a busier third: asked alone their rows are a
+    small share of the rows between their first and last (on SQLite: found through the
+    index, then read by rowid); asked with the third, most of them (read straight through).
+    Either way every series is MLflow's own history, a step logged twice at its latest."""
+    from mlflow.entities import Metric
+    from sqlalchemy import event
+
+    a, b, busy = (sql_store.create_run("0", "u", 0, [], "r").info.run_id for _ in range(3))
+    stamp = iter(range(1, 10**6))
+    for step in range(40):
+        for run in (a, b):
+            value = math.nan if step == 7 else step / 3 + (run == b)
+            sql_store.log_batch(run, [Metric("loss", value, next(stamp), step)], [], [])
+        noise = [Metric(f"k{i}", float(i), next(stamp), step) for i in range(12)]
+        sql_store.log_batch(busy, noise, [], [])
+    sql_store.log_batch(a, [Metric("loss", -1.0, next(stamp), 5)], [], [])  # step 5 again
+
+    statements: list[str] = []
+
+    def read(runs: list[str], keys: list[str], **window: int) -> Any:
+        statements.clear()
+        listen = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(sql_store.engine, "before_cursor_execute", listen)
+        try:
+            return metric_lines(sql_store.ManagedSessionMaker, runs, keys, **window)
+        finally:
+            event.remove(sql_store.engine, "before_cursor_execute", listen)
+
+    def history(run: str, key: str) -> list[tuple[int, float, int]]:
+        return [(m.step, m.value, m.timestamp) for m in sql_store.get_metric_history(run, key)]
+
+    sqlite = sql_store.engine.dialect.name == "sqlite"
+    sparse = read([a, b], ["loss"])
+    assert set(sparse["loss"]) == {a, b}
+    for run in (a, b):
+        _same(sparse["loss"][run], _latest(history(run, "loss"), 0, 99))
+    assert sparse["loss"][a].values[5] == -1.0
+    if sqlite:
+        assert any("rowid IN (SELECT rowid" in s for s in statements)
+    keys = ["loss", *(f"k{i}" for i in range(12))]
+    dense = read([a, b, busy], keys, first=3, last=30)
+    assert sorted(dense) == sorted(keys) and set(dense["k4"]) == {busy}
+    for run, key in [(a, "loss"), (b, "loss"), (busy, "k0"), (busy, "k11")]:
+        _same(dense[key][run], _latest(history(run, key), 3, 30))
+    if sqlite:
+        assert any("rowid BETWEEN" in s for s in statements)
+    assert read([a], ["nothing"]) == {}
+
+
 # ---------- the metrics route ----------
 
 
