@@ -372,3 +372,37 @@ def test_a_long_series_is_drawn_decimated_and_zooming_shows_the_values_as_logged
     assert chart.get_attribute("data-zoom") == ""
     assert errors == []
     page.close()
+
+
+def test_the_run_page_asks_for_its_charts_series_before_what_can_wait(
+    shared_server, browser, logged
+) -> None:
+    """The run page's charts are what it waits on most: their series are asked for before the
+    tree's page of runs, the datasets and the lineage, whose requests go once the series are
+    answered; the cards below the charts follow, every one of them."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    events: list[tuple[str, str]] = []
+    wanted = ("/metrics?", "/datasets", "/lineage/runs/", "limit=")
+
+    def seen(kind: str, url: str) -> None:
+        if any(part in url for part in wanted):
+            events.append((kind, url))
+
+    page.on("request", lambda r: seen("asked", r.url))
+    page.on("requestfinished", lambda r: seen("answered", r.url))
+    page.goto(f"{shared_server.url}/synergos/runs/{logged.path}")
+    page.locator("#artifacts").wait_for(timeout=60000)
+    page.locator('#data-lineage:not([data-state="loading"])').wait_for(timeout=60000)
+    page.locator(f'#tree a.run.selected:has-text("{logged.run}")').wait_for(timeout=60000)
+    page.locator('.chart[data-state="drawn"]').first.wait_for(timeout=60000)
+    series = next(i for i, (kind, url) in enumerate(events) if "/metrics?" in url)
+    answered = events.index(("answered", events[series][1]))
+    later = [url for kind, url in events if kind == "asked" and "/metrics?" not in url]
+    assert events[series][0] == "asked" and len(later) >= 3  # the page, datasets, lineage
+    for url in later:
+        assert events.index(("asked", url)) > answered, (url, events)
+    assert [card for card in ("#per-class", "#artifacts") if not page.locator(card).count()] == []
+    assert errors == []
+    page.close()

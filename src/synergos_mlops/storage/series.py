@@ -156,7 +156,8 @@ def _rows(
             query = query.where(m.step <= last)
         result = connection.execute(query)
     try:
-        return np.array(result.cursor.fetchall(), dtype=dtype)
+        # Straight from the driver's cursor into the array: no list of rows in between.
+        return np.fromiter(result.cursor, dtype=dtype)
     finally:
         result.close()
 

@@ -2,6 +2,7 @@
 import { API, enc, getJSON, path, runHref } from "./api.js";
 import { columnChips, datasetHref, mlflowHash, rowsText, runRef, shortDigest } from "./catalogue.js";
 import { code, external, h, link } from "./dom.js";
+import { afterFirst } from "./priority.js";
 
 // ----- the run page's "Data and lineage" card: datasets per participant and split, drift
 // against the project's previous and next runs, and dataset → participant run → federated
@@ -12,8 +13,8 @@ export function dataLineageCard(run, ids) {
   const box = h("div", { class: "card", id: "data-lineage", dataset: { state: "loading" } }, h("h2", {}, "Data and lineage"),
     h("p", { class: "muted", id: "data-lineage-loading" }, "Loading datasets and lineage…"));
   const base = new URL("runs/" + path(...ids), API).href;
-  // Asked for after the charts' series (a task later), which the run page waits on most.
-  new Promise((resolve) => setTimeout(resolve, 0))
+  // Asked for once the charts' series are answered (which the run page waits on most).
+  afterFirst()
     .then(() => Promise.all([getJSON(base + "/datasets"), getJSON(new URL("lineage/runs/" + path(...ids), API))]))
     .then(([data, lineage]) => fillDataLineage(box, run, ids, data, lineage))
     .catch((err) => {

@@ -17,6 +17,7 @@ import { renderDataset } from "./dataset.js";
 import { h } from "./dom.js";
 import { renderFolder } from "./folder.js";
 import { stopCharts } from "./metrics.js";
+import { firstComing, noFirst } from "./priority.js";
 import { renderModelVersion } from "./models.js";
 import { renderRun } from "./run.js";
 import { state } from "./state.js";
@@ -71,10 +72,13 @@ async function render() {
   // A run's JSON is asked for at once, beside the tree's, not after it.
   const runJSON = view === "run" ? getJSON(new URL("runs/" + path(...ids), API)) : null;
   if (runJSON) runJSON.catch(() => {});  // its error is shown below, once awaited
+  noFirst();  // what waited on the view left goes now
+  if (view === "run") firstComing();  // its charts' series go first (priority.js)
   try {
-    if (!state.tree) await loadTree(); else drawTree();
-    // A run's own experiment is read into the tree (its first page, and the run if further on).
-    if (view === "run") ensureRun(...ids).then(() => route().view === "run" && drawTree());
+    // A run's page is built as soon as its JSON is here, beside the tree (which shows its own
+    // error); every other view waits for the tree.
+    const tree = state.tree ? Promise.resolve(drawTree()) : loadTree();
+    if (view !== "run") await tree;
     main.replaceChildren();
     main.scrollTop = 0;
     stopCharts();
@@ -82,6 +86,8 @@ async function render() {
     rendered = location.pathname + location.search;
     if (view === "run") {
       main.append(h("p", { class: "muted" }, "Loading run…"));
+      // The run's experiment is read into the tree (its first page, and the run if further on).
+      tree.then(() => ensureRun(...ids)).then(() => route().view === "run" && drawTree()).catch(() => {});
       await renderRun(main, ids, runJSON);
       document.title = ids[3] + " · Synergos Command Station";
     } else if (view === "study") {
@@ -110,6 +116,7 @@ async function render() {
       document.title = (ids.length ? ids[ids.length - 1] + " · " : "") + "Synergos Command Station";
     }
   } catch (err) {
+    noFirst();
     main.replaceChildren(h("div", { class: "error", id: "error" }, String(err.message || err)));
   }
 }

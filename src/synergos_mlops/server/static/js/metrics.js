@@ -2,6 +2,7 @@
 import { CHART_HEIGHT, chartAxes, color, emptyNotice, GLOBAL, linePoints, resizer, setChartState, showTip, xScale } from "./charts.js";
 import { h } from "./dom.js";
 import { isClassKey, isEpochKey, isSystemKey } from "./run.js";
+import { firstComing } from "./priority.js";
 import { chartData, fetchSeries, zoomHooks } from "./series.js";
 import { state } from "./state.js";
 
@@ -60,11 +61,13 @@ function request(key, el) {
 }
 // A chart's width in CSS pixels: the series are asked for at two points per pixel column.
 const plotWidth = (el) => Math.floor(el.querySelector(".plot").clientWidth) || 420;
-async function load(batch, view) {
+async function load(batch, view, answered = () => {}) {
   let series;
   try {
     const points = Math.max(...batch.map(([, chartEl]) => plotWidth(chartEl)));
-    series = await fetchSeries(state.base.href, batch.map(([k]) => k), { points });
+    const asked = fetchSeries(state.base.href, batch.map(([k]) => k), { points });
+    asked.then(answered, answered);
+    series = await asked;
   } catch (err) {
     if (view !== state.chartView) return;
     for (const [k, chartEl] of batch) {
@@ -93,7 +96,9 @@ export function drawCharts() {
   box.replaceChildren();
   const keys = run.metric_keys.filter((k) => !isClassKey(k) && !isSystemKey(k) && (state.axis === "epoch") === isEpochKey(k));
   Object.assign(document.body.dataset, { charts: String(keys.length), chartsDrawn: "0", chartsSettled: "0" });
+  const answered = firstComing();
   if (!keys.length) {
+    answered();
     box.append(h("p", { class: "muted empty" }, "No " + state.axis + "-level metrics logged."));
     document.dispatchEvent(new CustomEvent("synergos:charts-drawn", { detail: { charts: 0 } }));
     return;
@@ -126,7 +131,7 @@ export function drawCharts() {
       const r = el.getBoundingClientRect();
       return r.height > 0 && r.top < reach && r.bottom > -400;
     }).map((el) => { observer.unobserve(el); el.dataset.asked = "true"; return [el.dataset.metric, el]; });
-    if (batch.length) load(batch, view);
+    if (batch.length) load(batch, view, answered); else answered();
   });
 }
 

@@ -5,6 +5,7 @@ import { h, link, stat } from "./dom.js";
 import { duration, fmtNum, fmtParam, fmtSize, fmtTime, paramTitle, plural } from "./format.js";
 import { dataLineageCard } from "./lineage.js";
 import { drawCharts, metricsCard } from "./metrics.js";
+import { afterFirst } from "./priority.js";
 import { state } from "./state.js";
 import { showTab, tabBar, tabOfUrl } from "./tabs.js";
 import { crumbs } from "./tree.js";
@@ -35,20 +36,25 @@ export async function renderRun(main, ids, runJSON) {
         h("a", { class: "btn", id: "open-mlflow", href: mlflowUrl, target: "_blank", rel: "noopener" }, "Open in MLflow ↗"),
         h("a", { class: "btn primary", id: "download-all", href: base.href + "/bundle.zip", download: "" }, "⤓ Download all"))),
     tabBar(),
-    h("div", { class: "tab-panel", id: "panel-overview", role: "tabpanel", "aria-labelledby": "tab-overview" }, ...[
+    h("div", { class: "tab-panel", id: "panel-overview", role: "tabpanel", "aria-labelledby": "tab-overview" },
       h("div", { class: "grid2" },
         h("div", { class: "card" }, h("h2", {}, "Hyperparameters"), paramsTable(run.hyperparameters)),
         h("div", { class: "card" }, h("h2", {}, "Participants — latest metrics"), latestTable(run))),
-      metricsCard(run),
-      dataLineageCard(run, ids),
-      classCard(run),
-      unattributedCard(run),
-      artifactsCard(run),
-    ].filter(Boolean)),
+      metricsCard(run)),
     h("div", { class: "tab-panel", id: "panel-hardware", role: "tabpanel", "aria-labelledby": "tab-hardware", hidden: true }),
     h("div", { class: "tab-panel", id: "panel-logs", role: "tabpanel", "aria-labelledby": "tab-logs", hidden: true }),
   ].filter(Boolean));
   drawCharts();
+  // The cards below the charts are added once the charts in view have their series: laid
+  // out before, these long tables would hold back the charts' request (drawCharts finds the
+  // charts in view by the page's layout) and then their drawing.
+  const overview = document.getElementById("panel-overview");
+  afterFirst().then(() => overview.append(...[
+    dataLineageCard(run, ids),
+    classCard(run),
+    unattributedCard(run),
+    artifactsCard(run),
+  ].filter(Boolean)));
   showTab(tabOfUrl());
 }
 

@@ -2,6 +2,7 @@
 // grows: collaborations → projects → experiments with their run counts (no runs), each opened
 // experiment's runs a page of 50 at a time, and a search's answer (at most 200 runs).
 import { API, getJSON } from "./api.js";
+import { afterFirst } from "./priority.js";
 import { state } from "./state.js";
 
 export const PAGE = 50;
@@ -40,6 +41,7 @@ export function loadPage(c, p, e) {
   if (page.next === null) return Promise.resolve(page);
   page.loading = (async () => {
     try {
+      await afterFirst();  // a run page's charts first
       const params = { collaboration: c, project: p, experiment: e, limit: PAGE, offset: page.next };
       const exp = onlyExperiment(await getJSON(treeUrl(params)));
       const seen = new Set(page.runs.map((r) => r.id));
