@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--page-participants", type=int, default=50)
     parser.add_argument("--page-rounds", type=int, default=500)
     parser.add_argument("--page-keys", type=int, default=10, help="charts on the run page")
-    parser.add_argument("--page-loads", type=int, default=3, help="page loads, median of")
+    parser.add_argument("--page-loads", type=int, default=9, help="page loads, median of")
     parser.add_argument("--no-page", action="store_true", help="skip the run page scenario")
     parser.add_argument(
         "--only", choices=["page", "write"], help="run the page scenario alone, or only the "
