@@ -373,3 +373,46 @@ def test_the_servers_workers_plan_each_postgresql_query_for_its_own_values(
         "-c work_mem=64MB -c plan_cache_mode=force_custom_plan"
     )
     assert planned_per_call("-c plan_cache_mode=auto") == "-c plan_cache_mode=auto"
+
+
+def test_serve_plans_for_pages_in_memory_unless_the_database_says_otherwise(
+    tmp_path: Any, postgres_uri: str
+) -> None:
+    """On a PostgreSQL store whose ``random_page_cost`` no one set, ``serve``'s workers plan
+    with 1.1 (pages on SSD or in memory: trials read by id are probed, not found by reading
+    every run); a cost the database's operator set is kept, and a SQLite store is left alone."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy import create_engine, text
+
+    from synergos_mlops.server.database import page_cost_is_default
+    from synergos_mlops.server.serve import ServeConfig, prepare
+
+    def served_cost() -> str:
+        config = ServeConfig(store=Path(tmp_path) / "store", port=0,
+                             backend_store_uri=postgres_uri,
+                             artifacts_destination=str(Path(tmp_path) / "artifacts"))  # fmt: skip
+        _, env = prepare(config, echo=lambda _: None)
+        script = (
+            "import sys, psycopg\n"
+            "with psycopg.connect(sys.argv[1]) as c:\n"
+            "    print(c.execute('SHOW random_page_cost').fetchone()[0])\n"
+        )
+        shown = subprocess.run([sys.executable, "-c", script, postgres_uri], env=env, text=True,
+                               capture_output=True, timeout=120, check=True)  # fmt: skip
+        return shown.stdout.strip()
+
+    assert page_cost_is_default(postgres_uri)
+    assert served_cost() == "1.1"
+    engine = create_engine(postgres_uri, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            name = connection.execute(text("SELECT current_database()")).scalar()
+            connection.execute(text(f'ALTER DATABASE "{name}" SET random_page_cost = 2'))
+    finally:
+        engine.dispose()
+    assert not page_cost_is_default(postgres_uri)
+    assert served_cost() == "2"
+    assert not page_cost_is_default(f"sqlite:///{tmp_path / 'other.db'}")

@@ -330,9 +330,13 @@ def prepare(
     env.pop("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", None)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.update(mlflow_worker_env(backend, destination))
-    from synergos_mlops.server.database import planned_per_call
+    from synergos_mlops.server.database import page_cost_is_default, planned_per_call
 
-    env["PGOPTIONS"] = planned_per_call(env.get("PGOPTIONS"))  # the workers' PostgreSQL plans
+    # The workers' PostgreSQL plans: per call, and for pages on SSD or in memory unless the
+    # database's operator chose a cost.
+    env["PGOPTIONS"] = planned_per_call(
+        env.get("PGOPTIONS"), cached_pages=page_cost_is_default(backend)
+    )
     for name, value in (
         (ALLOWED_HOSTS_ENV, config.allowed_hosts),
         (CORS_ORIGINS_ENV, config.cors_allowed_origins),
