@@ -341,6 +341,21 @@ def test_a_loaded_store_that_was_never_analyzed_gets_its_statistics_at_the_next_
     assert gather_missing_statistics(sql_store.engine) == []
 
 
+def _shown(setting: str, uri: str, env: dict[str, str]) -> str:
+    """A PostgreSQL setting as a new process with this environment's connection sees it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, psycopg\n"
+        "with psycopg.connect(sys.argv[1]) as c:\n"
+        f"    print(c.execute('SHOW {setting}').fetchone()[0])\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script, uri], env=env, text=True,
+                           capture_output=True, timeout=120, check=True)  # fmt: skip
+    return shown.stdout.strip()
+
+
 def test_the_servers_workers_plan_each_postgresql_query_for_its_own_values(
     tmp_path: Any, postgres_uri: str
 ) -> None:
@@ -349,26 +364,15 @@ def test_the_servers_workers_plan_each_postgresql_query_for_its_own_values(
     run-id search reads every id). A connection opened with that environment has it; an
     operator's own choice in ``PGOPTIONS`` is kept."""
     import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     from synergos_mlops.server.database import planned_per_call
     from synergos_mlops.server.serve import ServeConfig, prepare
 
     _, env = prepare(ServeConfig(store=Path(tmp_path) / "store", port=0), echo=lambda _: None)
-    script = (
-        "import sys, psycopg\n"
-        "with psycopg.connect(sys.argv[1]) as c:\n"
-        "    print(c.execute('SHOW plan_cache_mode').fetchone()[0])\n"
-    )
-    shown = subprocess.run([sys.executable, "-c", script, postgres_uri], env=env, text=True,
-                           capture_output=True, timeout=120, check=True)  # fmt: skip
-    assert shown.stdout.strip() == "force_custom_plan"
+    assert _shown("plan_cache_mode", postgres_uri, env) == "force_custom_plan"
     plain = {k: v for k, v in os.environ.items() if k != "PGOPTIONS"}
-    shown = subprocess.run([sys.executable, "-c", script, postgres_uri], env=plain, text=True,
-                           capture_output=True, timeout=120, check=True)  # fmt: skip
-    assert shown.stdout.strip() == "auto"  # what a connection has without it
+    assert _shown("plan_cache_mode", postgres_uri, plain) == "auto"  # without it
     assert planned_per_call("-c work_mem=64MB") == (
         "-c work_mem=64MB -c plan_cache_mode=force_custom_plan"
     )
@@ -381,8 +385,6 @@ def test_serve_plans_for_pages_in_memory_unless_the_database_says_otherwise(
     """On a PostgreSQL store whose ``random_page_cost`` no one set, ``serve``'s workers plan
     with 1.1 (pages on SSD or in memory: trials read by id are probed, not found by reading
     every run); a cost the database's operator set is kept, and a SQLite store is left alone."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     from sqlalchemy import create_engine, text
@@ -395,14 +397,7 @@ def test_serve_plans_for_pages_in_memory_unless_the_database_says_otherwise(
                              backend_store_uri=postgres_uri,
                              artifacts_destination=str(Path(tmp_path) / "artifacts"))  # fmt: skip
         _, env = prepare(config, echo=lambda _: None)
-        script = (
-            "import sys, psycopg\n"
-            "with psycopg.connect(sys.argv[1]) as c:\n"
-            "    print(c.execute('SHOW random_page_cost').fetchone()[0])\n"
-        )
-        shown = subprocess.run([sys.executable, "-c", script, postgres_uri], env=env, text=True,
-                               capture_output=True, timeout=120, check=True)  # fmt: skip
-        return shown.stdout.strip()
+        return _shown("random_page_cost", postgres_uri, env)
 
     assert page_cost_is_default(postgres_uri)
     assert served_cost() == "1.1"
