@@ -1,8 +1,9 @@
 """A run's metric series as typed columns, and their decimation to a chart's width.
 
-:func:`metric_lines` reads the points of some keys of some runs in one SQL query and gives
-each series (run × key) as two numpy arrays, steps (int64, ascending, each once) and values
-(float64, NaN for NaN): no Python object is kept per point.
+:func:`metric_lines` reads the points of some keys of some runs in one SQL query (on SQLite
+after one that finds their span) and gives each series (run × key) as two numpy arrays,
+steps (int64, ascending, each once) and values (float64, NaN for NaN): no Python object is
+kept per point.
 
 On SQLite the runs and keys asked for are written, numbered, into two small temporary tables
 of the connection, and every row is numbered by a join with them (one lookup each, no text
@@ -176,11 +177,11 @@ def metric_lines(
     last: int | None = None,
 ) -> dict[str, dict[str, Line]]:
     """Every point of these keys for these runs (steps from ``first`` to ``last``, both
-    included, when given), in one query: ``{key: {run_uuid: Line}}``, series without a point
-    left out. A step stored more than once keeps its latest point by timestamp (of equal
-    timestamps, the one stored last), as MLflow's own history ends: only then are the points
-    read a second time, with their timestamps (the tracker replaces a step it logs again;
-    stock ``log_batch`` appends)."""
+    included, when given), in one query (two on SQLite, whatever the number of runs and keys):
+    ``{key: {run_uuid: Line}}``, series without a point left out. A step stored more than
+    once keeps its latest point by timestamp (of equal timestamps, the one stored last), as
+    MLflow's own history ends: only then are the points read a second time, with their
+    timestamps (the tracker replaces a step it logs again; stock ``log_batch`` appends)."""
     runs, wanted = list(dict.fromkeys(run_uuids)), list(dict.fromkeys(keys))
     if not runs or not wanted:
         return {}

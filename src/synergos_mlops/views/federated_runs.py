@@ -529,9 +529,9 @@ def run_series(
     keys: Sequence[str],
     query: SeriesQuery | None = None,
 ) -> dict[str, Any]:
-    """The series of ``keys`` for the global run and every participant, in one query: as
-    JSON lists, or typed columns, cut to a step window and decimated as ``query`` asks
-    (:mod:`synergos_mlops.views.series`)."""
+    """The series of ``keys`` for the global run and every participant, in one query (two on
+    SQLite): as JSON lists, or typed columns, cut to a step window and decimated as ``query``
+    asks (:mod:`synergos_mlops.views.series`)."""
     query = query or SeriesQuery()
     series = metric_lines(
         backend.session_maker, run.run_uuids, keys, first=query.first, last=query.last
