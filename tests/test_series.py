@@ -178,6 +178,11 @@ def test_runs_logged_among_many_others_are_read_whole_whether_sparse_or_dense(
     assert sparse["loss"][a].values[5] == -1.0
     if sqlite:
         assert any("rowid IN (SELECT rowid" in s for s in statements)
+    window = read([a, b], ["loss"], first=5, last=9)
+    for run in (a, b):
+        _same(window["loss"][run], _latest(history(run, "loss"), 5, 9))
+    if sqlite:
+        assert any("rowid IN (SELECT rowid" in s for s in statements)
     keys = ["loss", *(f"k{i}" for i in range(12))]
     dense = read([a, b, busy], keys, first=3, last=30)
     assert sorted(dense) == sorted(keys) and set(dense["k4"]) == {busy}
