@@ -411,3 +411,26 @@ def test_the_run_page_asks_for_its_charts_series_before_what_can_wait(
     assert [card for card in ("#per-class", "#artifacts") if not page.locator(card).count()] == []
     assert errors == []
     page.close()
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
+@given(
+    odd_keys=st.lists(st.text(min_size=1, max_size=30).filter(lambda t: "\x00" not in t),
+                      max_size=4),
+    odd_runs=st.lists(st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t),
+                      max_size=3),
+)  # fmt: skip
+def test_unknown_runs_and_keys_asked_beside_real_ones_change_nothing(
+    sql_store: Any, odd_keys: list[str], odd_runs: list[str]
+) -> None:
+    """Any text asked for as a run or a key beside real ones (quotes, LIKE and FTS syntax,
+    case variants, repeats) finds nothing of its own and costs the real series nothing."""
+    from mlflow.entities import Metric
+
+    run = sql_store.create_run("0", "u", 0, [], "r").info.run_id
+    sql_store.log_batch(run, [Metric("a", float(s), s + 1, s) for s in range(5)], [], [])
+    keys = ["a", *odd_keys, "a"]
+    found = metric_lines(sql_store.ManagedSessionMaker, [*odd_runs, run, *odd_runs], keys)
+    assert {r for per_run in found.values() for r in per_run} <= {run}
+    _same(found["a"][run], [(s, float(s)) for s in range(5)])
+    assert all(key == "a" for key in found)
