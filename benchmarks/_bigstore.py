@@ -154,27 +154,36 @@ class BigStore:
 
     def _insert(self, rows: Iterator[tuple[str, dict[str, Any]]]) -> int:
         """Insert ``(table, row)`` pairs in large transactions, through the driver's own
-        ``executemany`` (SQLAlchemy's per-row work would triple the build's time); the metric
-        points inserted."""
+        ``executemany`` on SQLite and ``COPY`` on PostgreSQL (SQLAlchemy's per-row work would
+        triple the build's time, and psycopg's ``executemany`` is twice as slow as ``COPY``);
+        the metric points inserted."""
         order = ("runs", "tags", "params", "metrics", "latest_metrics")
         pending: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
-        mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
+        sqlite = self.engine.dialect.name == "sqlite"
         points = 0
         held = 0
 
         def flush() -> None:
             with self.engine.begin() as connection:
-                if self.engine.dialect.name == "sqlite":
+                if sqlite:
                     connection.exec_driver_sql("PRAGMA synchronous=OFF")
                 for name in order:
                     if not pending[name]:
                         continue
                     columns = list(pending[name][0])
                     quoted = ", ".join(f'"{c}"' for c in columns)
-                    sql = (f"INSERT INTO {name} ({quoted}) "
-                           f"VALUES ({', '.join(mark for _ in columns)})")  # fmt: skip
                     values = [tuple(row[c] for c in columns) for row in pending[name]]
-                    connection.exec_driver_sql(sql, values)
+                    if sqlite:
+                        marks = ", ".join("?" for _ in columns)
+                        connection.exec_driver_sql(
+                            f"INSERT INTO {name} ({quoted}) VALUES ({marks})", values
+                        )
+                    else:
+                        driver = connection.connection.driver_connection
+                        sql = f"COPY {name} ({quoted}) FROM STDIN"
+                        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                            for value in values:
+                                copy.write_row(value)
                     pending[name] = []
 
         for table, row in rows:

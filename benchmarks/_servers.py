@@ -150,6 +150,25 @@ def postgres_database(prefix: str) -> Iterator[str]:
         engine.dispose()
 
 
+@contextmanager
+def postgres_copy(uri: str, suffix: str) -> Iterator[str]:
+    """A copy of the database ``uri`` names (nobody may be connected to it), made by
+    PostgreSQL file by file; its URI. Dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    base, source = uri.rsplit("/", 1)
+    name = f"{source}_{suffix}"
+    engine = create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source}" STRATEGY FILE_COPY'))
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
 def count_points(backend_uri: str) -> int:
     """Rows in MLflow's ``metrics`` table: the points a store holds."""
     from sqlalchemy import create_engine, text

@@ -1,42 +1,59 @@
 """What one question costs as the store grows (``make bench`` runs it; alone:
-``.venv/bin/python -m benchmarks.scale_bench [--sizes empty,1M,10M,full] [--no-postgres]``).
+``.venv/bin/python -m benchmarks.scale_bench [--sizes empty,1M,10M,full] [--rounds 3]
+[--no-postgres]``).
 
 One store is written with bulk SQL (``benchmarks._bigstore``: a probe experiment of 5
 federated runs and a study of 200 trials, then filler runs of 10 participants × 100 rounds ×
-10 keys) and grown in place through the sizes asked for; at each size a real
-``synmlops serve`` is started on it (which applies our migrations, as on any existing store)
-and every question below is asked through HTTP, the best of at least 7
-calls after one warm-up (as many more as fit in half a second, for the quick ones). The table
-gives each cost and its ratio to the cost on the store holding only the probe ("empty"); the
-goal is at most 1.5×. The whole tree (no parameters) is listed for reference: its answer
-grows with the store by nature, which is why the tree is paged and searched.
+10 keys) and grown in place through the sizes asked for, a copy kept of each size. Then a
+real ``synmlops serve`` is started on every copy at once (which applies our migrations, as
+on any existing store) and every question below is asked through HTTP in rounds: each
+round asks every size in turn (starting one size further on each round), and a question's
+figure in a round is the best of at least 7 calls after one warm-up (as many more as fit in
+half a second, for the quick ones). The table gives each cost (the median of the rounds)
+and its ratio to the cost on the store holding only the probe ("empty"): the median of
+the rounds' ratios, each taken between two sizes measured a minute apart, and their range.
+The goal is at most 1.5×. The whole tree (no parameters) is listed for reference: its
+answer grows with the store by nature, which is why the tree is paged and searched.
 
 Sizes are metric points: ``empty`` (the probe alone, 79,000 points), ``1M``, ``3M``, ``10M``,
-``full`` (100M: about 25 GB on SQLite and an hour to build). Numbers on a machine shared with
-other work are noisy: read them as a curve, not to the millisecond.
+``full`` (30M: about 2,700 federated runs, 30,000 MLflow runs; the store the goal names,
+1,000 runs × 10 participants × 100 rounds × 20 keys plus per-class statistics, holds 20 to
+50 million points; on this 2-core machine SQLite takes about 8 GB and 15 minutes to build,
+PostgreSQL about 12 GB and 15 minutes). Numbers on a machine shared with other work are
+noisy: read them as a curve, not to the millisecond.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import requests
 
 from benchmarks._bigstore import PROBE, PROBE_STUDY, STUDY_NAME, BigStore, Shape
-from benchmarks._servers import ENV, Server, free_port, postgres_available, postgres_database
+from benchmarks._servers import (
+    ENV,
+    Server,
+    free_port,
+    postgres_available,
+    postgres_copy,
+    postgres_database,
+)
 from benchmarks._servers import wait_healthy as _wait_healthy
 
 RESULTS = Path(__file__).resolve().parent / "scale_results.md"
 CHART = Path(__file__).resolve().parents[1] / "docs" / "img" / "scale.png"
-SIZES = {"empty": 0, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000, "full": 100_000_000}
+SIZES = {"empty": 0, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000, "full": 30_000_000}
 API = "/api/synergos/v1"
 #: Calls per question: at least REPEAT, and more while SPAN seconds last, at most MOST.
 REPEAT = 7
@@ -100,7 +117,8 @@ def get(url: str) -> Callable[[], object]:
     return call
 
 
-def measure(server: Server, big: BigStore, tmp: Path) -> dict[str, float]:
+def questions(server: Server, uri: str, shape: Shape, tmp: Path) -> dict[str, Callable[[], object]]:
+    """Each question of :data:`QUESTIONS` as a call to ``server``, whose store is ``uri``."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     from synergos_mlops.legacy import FileStoreMirror
@@ -118,7 +136,7 @@ def measure(server: Server, big: BigStore, tmp: Path) -> dict[str, float]:
         batch = MetricBatch()
         step[0] += 1
         for owner in owners:
-            for key in big.shape.key_names():
+            for key in shape.key_names():
                 batch.append(owner, key, step[0], 0.5, int(time.time() * 1000))
         response = requests.post(
             f"{url}{API}/metrics/bulk", data=encode_batch(batch), timeout=60,
@@ -143,10 +161,10 @@ def measure(server: Server, big: BigStore, tmp: Path) -> dict[str, float]:
 
     legacy = tmp / f"legacy-{time.monotonic_ns()}"
     write_store(legacy, 2, 10, 20)
-    mirror = FileStoreMirror(legacy, SqlAlchemyStore(big.uri, "mlflow-artifacts:/"))
+    mirror = FileStoreMirror(legacy, SqlAlchemyStore(uri, "mlflow-artifacts:/"))
     mirror.sync()
 
-    calls: dict[str, Callable[[], object]] = {
+    return {
         "studies list": get(f"{url}{API}/studies"),
         "tree: collaborations level": get(f"{url}{API}/collaborations?depth=collaborations"),
         "tree: one experiment's runs, page of 50": get(
@@ -164,62 +182,116 @@ def measure(server: Server, big: BigStore, tmp: Path) -> dict[str, float]:
         "legacy mirror pass, unchanged": mirror.sync,
         "whole tree (answer grows with the store)": get(f"{url}{API}/collaborations"),
     }
-    return {name: best_ms(call) for name, call in calls.items()}
 
 
-Curve = list[tuple[str, int, dict[str, float]]]
+@dataclass
+class Point:
+    """One size of one curve: the points its store holds and, per round, each question's
+    best time in ms."""
+
+    size: str
+    stored: int
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+    def median(self, question: str) -> float:
+        return statistics.median(r[question] for r in self.rounds)
+
+    def ratios(self, question: str, base: Point) -> list[float]:
+        """This size's time over the base size's, round by round (the two measured minutes
+        apart, not an hour)."""
+        return [
+            mine[question] / theirs[question] if theirs[question] else float("nan")
+            for mine, theirs in zip(self.rounds, base.rounds, strict=True)
+        ]
 
 
-def curve(backend: str, sizes: list[str], tmp: Path, pg_uri: str | None) -> Curve:
+Curve = list[Point]
+
+
+def snapshot(
+    backend: str, big: BigStore, size: str, tmp: Path, stack: ExitStack
+) -> tuple[Path, str]:
+    """A copy of the store as it is now: its folder and URI (SQLite through the backup API,
+    PostgreSQL as a template copy), so that every size can be served at once."""
+    folder = tmp / f"store-{backend}-{size}"
+    folder.mkdir(parents=True)
+    if big.engine.dialect.name == "sqlite":
+        source = Path(big.uri.removeprefix("sqlite:///"))
+        with sqlite3.connect(source) as old, sqlite3.connect(folder / "mlflow.db") as new:
+            old.backup(new, pages=65536)
+        return folder, f"sqlite:///{folder / 'mlflow.db'}"
+    big.engine.dispose()
+    return folder, stack.enter_context(postgres_copy(big.uri, size.lower()))
+
+
+def curve(backend: str, sizes: list[str], tmp: Path, pg_uri: str | None, rounds: int) -> Curve:
+    """Build the store up through ``sizes`` (a copy kept of each), serve every size at once,
+    and ask every question of every size in each of ``rounds`` rounds, the sizes in turn
+    and each round starting one size further on: the machine's drift over the hour a build
+    takes falls on every size alike."""
     shape = Shape()
-    store = tmp / f"store-{backend}"
-    store.mkdir(parents=True)
-    uri = pg_uri or f"sqlite:///{store / 'mlflow.db'}"
-    big = BigStore(uri, str(store / "artifacts"), shape)
+    live = tmp / f"store-{backend}"
+    live.mkdir(parents=True)
+    uri = pg_uri or f"sqlite:///{live / 'mlflow.db'}"
+    big = BigStore(uri, str(live / "artifacts"), shape)
     big.add_probe()
     points: Curve = []
-    try:
-        for size in sizes:
-            wanted = SIZES[size]
-            have = big.points()
-            if wanted > have:
-                runs = -(-(wanted - have) // shape.points)
-                started = time.monotonic()
-                print(f"{backend}: adding {runs} runs for {size} ...", flush=True)
-                big.grow(runs)
-                print(f"  built in {time.monotonic() - started:.0f} s", flush=True)
-            big.settle()
-            stored = big.points()
-            server = start(store, pg_uri)
-            try:
-                figures = measure(server, big, tmp)
-            finally:
-                server.stop()
-            print(
-                f"{backend} {size} ({stored:,} points): "
-                + ", ".join(f"{k}: {v:.1f}" for k, v in figures.items()),
-                flush=True,
-            )
-            points.append((size, stored, figures))
-    finally:
-        big.close()
+    stores: list[tuple[Path, str]] = []
+    with ExitStack() as stack:
+        try:
+            for n, size in enumerate(sizes):
+                wanted = SIZES[size]
+                have = big.points()
+                if wanted > have:
+                    runs = -(-(wanted - have) // shape.points)
+                    started = time.monotonic()
+                    print(f"{backend}: adding {runs} runs for {size} ...", flush=True)
+                    big.grow(runs)
+                    print(f"  built in {time.monotonic() - started:.0f} s", flush=True)
+                big.settle()
+                points.append(Point(size, big.points()))
+                last = n == len(sizes) - 1
+                stores.append((live, uri) if last else snapshot(backend, big, size, tmp, stack))
+        finally:
+            big.close()
+        servers = []
+        for (folder, store_uri), point in zip(stores, points, strict=True):
+            server = start(folder, None if store_uri.startswith("sqlite") else store_uri)
+            stack.callback(server.stop)
+            servers.append((point, questions(server, store_uri, shape, tmp)))
+        for r in range(rounds):
+            for point, calls in servers[r % len(servers) :] + servers[: r % len(servers)]:
+                figures = {name: best_ms(call) for name, call in calls.items()}
+                point.rounds.append(figures)
+                print(
+                    f"{backend} {point.size} ({point.stored:,} points), round {r + 1}/{rounds}: "
+                    + ", ".join(f"{k}: {v:.1f}" for k, v in figures.items()),
+                    flush=True,
+                )
     return points
 
 
 def table(results: dict[str, Curve]) -> str:
     lines = []
     for backend, points in results.items():
-        base = points[0][2]
-        header = " | ".join(f"{size} ({stored / 1e6:.2g}M points)" for size, stored, _ in points)
+        base = points[0]
+        rounds = len(base.rounds)
+        header = " | ".join(f"{p.size} ({p.stored / 1e6:.2g}M points)" for p in points)
         title = (
-            f"**{backend}** (ms, the best of {REPEAT} to {MOST} calls; ratio to the first column)"
+            f"**{backend}** (ms: each round's best of {REPEAT} to {MOST} calls, the median of "
+            f"{rounds} rounds; ratio to the first column: the median of the rounds' ratios"
+            + (", and their range" if rounds > 1 else "")
+            + ")"
         )
         lines += [title, "", f"| question | {header} |", "|" + " --- |" * (len(points) + 1)]
         for question in QUESTIONS:
             cells = []
-            for _, _, figures in points:
-                ratio = figures[question] / base[question] if base[question] else float("nan")
-                cells.append(f"{figures[question]:.1f} ({ratio:.2f}×)")
+            for point in points:
+                ratios = point.ratios(question, base)
+                cell = f"{point.median(question):.1f} ({statistics.median(ratios):.2f}×"
+                if rounds > 1 and point is not base:
+                    cell += f"; {min(ratios):.2f}–{max(ratios):.2f}"
+                cells.append(cell + ")")
             lines.append(f"| {question} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -236,17 +308,17 @@ def chart(results: dict[str, Curve], path: Path) -> bool:
         return False
     figure, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 5), squeeze=False)
     for ax, (backend, points) in zip(axes[0], results.items(), strict=True):
-        xs = [stored for _, stored, _ in points]
+        xs = [point.stored for point in points]
         colours = plt.get_cmap("tab20").colors
         for i, question in enumerate(QUESTIONS):
-            base = points[0][2][question]
-            ax.plot(xs, [f[question] / base for _, _, f in points], marker="o", label=question,
-                    color=colours[i % len(colours)], linestyle="--" if i % 2 else "-")  # fmt: skip
+            ys = [statistics.median(point.ratios(question, points[0])) for point in points]
+            ax.plot(xs, ys, marker="o", label=question, color=colours[i % len(colours)],
+                    linestyle="--" if i % 2 else "-")  # fmt: skip
         ax.axhline(1.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("metric points in the store")
-        ax.set_ylabel("cost / cost on the empty store")
+        ax.set_ylabel("cost / cost on the empty store (median of rounds)")
         ax.set_title(backend)
     axes[0][-1].legend(fontsize=7, loc="upper left")
     figure.tight_layout()
@@ -260,6 +332,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="empty,1M,3M", help=f"of {', '.join(SIZES)}")
     parser.add_argument("--postgres-sizes", default="empty,1M")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of questions over every size (default 3)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--chart", type=Path, default=CHART)
     args = parser.parse_args()
@@ -270,13 +344,13 @@ def main() -> None:
     results: dict[str, Curve] = {}
     with tempfile.TemporaryDirectory(prefix="synmlops-scale-") as folder, ExitStack() as stack:
         tmp = Path(folder)
-        results["SQLite"] = curve("SQLite", args.sizes.split(","), tmp, None)
+        results["SQLite"] = curve("SQLite", args.sizes.split(","), tmp, None, args.rounds)
         if not args.no_postgres:
             reason = postgres_available()
             if reason is None:
                 uri = stack.enter_context(postgres_database("synmlops_scale"))
                 results["PostgreSQL"] = curve("PostgreSQL", args.postgres_sizes.split(","),
-                                              tmp, uri)  # fmt: skip
+                                              tmp, uri, args.rounds)  # fmt: skip
             else:
                 print(f"PostgreSQL skipped ({reason})")
     text = table(results)
