@@ -5,9 +5,12 @@ business (benchmarks/scale_bench.py), not these tests'."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import inspect, text
 
 from synergos_mlops.federation import ExperimentIds
@@ -143,6 +146,52 @@ def test_the_trials_found_from_their_tags_are_those_each_experiment_holds(
     expected = {e: stored.trial_rows(maker, e) for e in experiments}
     assert len([e for e, trials in expected.items() if trials]) == 2
     assert stored.trial_rows_of(maker, experiments) == expected
+
+
+#: An experiment as MLflow may hold it: (collaboration, project tag or None, name made of
+#: three parts or not, deleted).
+_EXPERIMENTS = st.lists(
+    st.tuples(
+        st.sampled_from("abc"), st.sampled_from([None, "p", "q"]), st.booleans(), st.booleans()
+    ),  # fmt: skip
+    max_size=12,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25,
+          deadline=None)  # fmt: skip
+@given(experiments=_EXPERIMENTS)
+def test_the_collaborations_level_counted_by_the_database_is_the_one_read_experiment_by_experiment(
+    sql_store: Any, experiments: list[tuple[str, str | None, bool, bool]]
+) -> None:
+    """The tree's first level, counted in SQL, lists the collaborations and their project and
+    experiment counts that listing every experiment gives (a project tag missing, so the
+    name gives it or nothing does; deleted experiments left out); so does each
+    collaboration's own list of experiments."""
+    from mlflow.entities import ExperimentTag
+
+    token = uuid.uuid4().hex[:8]
+    for i, (collaboration, project, three_parts, deleted) in enumerate(experiments):
+        name = f"{token}{collaboration}/from-name-{i % 2}/e{i}" if three_parts else f"{token}{i}"
+        tags = [ExperimentTag("synergos.collaboration", token + collaboration)]
+        if project is not None:
+            tags.append(ExperimentTag("synergos.project", project))
+        experiment_id = sql_store.create_experiment(name, None, tags)
+        if deleted:
+            sql_store.delete_experiment(experiment_id)
+    backend = Backend(sql_store.ManagedSessionMaker, None)
+    counted = tree_part(backend, TreeQuery(depth="collaborations"))["collaborations"]
+    listed = tree_part(backend, TreeQuery(depth="collaborations"), readable=lambda _e: True)
+    mine = [c for c in counted if c["id"].startswith(token)]
+    assert mine == [c for c in listed["collaborations"] if c["id"].startswith(token)]
+    assert sum(c["experiment_count"] for c in mine) == sum(not d for *_, d in experiments)
+    for collaboration in "abc":
+        one = tree_part(backend, TreeQuery(token + collaboration, depth="collaborations"))
+        assert one["collaborations"] == [c for c in mine if c["id"] == token + collaboration]
+        every = reads.synergos_experiments(sql_store.ManagedSessionMaker)
+        assert reads.synergos_experiments(sql_store.ManagedSessionMaker, token + collaboration) == [
+            e for e in every if e.collaboration == token + collaboration
+        ]
 
 
 def _items(tree: list[dict[str, Any]]) -> list[tuple[str, ...]]:

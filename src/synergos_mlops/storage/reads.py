@@ -53,6 +53,7 @@ __all__ = [
     "all_points",
     "by_run_index",
     "synergos_experiments",
+    "collaboration_counts",
     "tag_key",
 ]
 
@@ -142,23 +143,37 @@ def _value(value: float, is_nan: bool) -> float | None:
     return None if is_nan else float(value)
 
 
-def synergos_experiments(session_maker: SessionMaker) -> list[ExperimentRow]:
-    """Every active experiment tagged with a Synergos collaboration."""
+def _fallback_ids(name: str) -> list[str]:
+    """An experiment's (collaboration, project, experiment) read from its name, for the
+    tags it lacks."""
+    parts = name.split("/")
+    return parts if len(parts) == 3 else ["", "", name]
+
+
+def synergos_experiments(
+    session_maker: SessionMaker, collaboration: str | None = None
+) -> list[ExperimentRow]:
+    """Every active experiment tagged with a Synergos collaboration (``collaboration``'s
+    alone when given: chosen by the database, so a level of the tree reads that
+    collaboration's experiments only, however many others the store holds)."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+    from sqlalchemy import select
 
     keys = (TAG_COLLABORATION, TAG_PROJECT, TAG_EXPERIMENT)
+    e, t = SqlExperiment.__table__.c, SqlExperimentTag.__table__.c
+    query = (
+        select(e.experiment_id, e.name, t.key, t.value)
+        .join_from(
+            SqlExperiment.__table__, SqlExperimentTag.__table__, t.experiment_id == e.experiment_id
+        )  # fmt: skip
+        .where(e.lifecycle_stage == ACTIVE, t.key.in_(keys))
+    )
+    if collaboration is not None:
+        query = query.where(e.experiment_id.in_(
+            select(t.experiment_id).where(t.key == TAG_COLLABORATION, t.value == collaboration)
+        ))  # fmt: skip
     with session_maker() as session:
-        rows = (
-            session.query(
-                SqlExperiment.experiment_id,
-                SqlExperiment.name,
-                SqlExperimentTag.key,
-                SqlExperimentTag.value,
-            )
-            .join(SqlExperimentTag, SqlExperimentTag.experiment_id == SqlExperiment.experiment_id)
-            .filter(SqlExperiment.lifecycle_stage == ACTIVE, SqlExperimentTag.key.in_(keys))
-            .all()
-        )
+        rows = _plain_rows(session, query)
     found: dict[str, dict[str, str]] = {}
     names: dict[str, str] = {}
     for experiment_id, name, key, value in rows:
@@ -168,8 +183,7 @@ def synergos_experiments(session_maker: SessionMaker) -> list[ExperimentRow]:
     for experiment_id, tags in found.items():
         if TAG_COLLABORATION not in tags:
             continue
-        parts = names[experiment_id].split("/")
-        fallback = parts if len(parts) == 3 else ["", "", names[experiment_id]]
+        fallback = _fallback_ids(names[experiment_id])
         result.append(
             ExperimentRow(
                 experiment_id=experiment_id,
@@ -180,6 +194,41 @@ def synergos_experiments(session_maker: SessionMaker) -> list[ExperimentRow]:
             )
         )
     return result
+
+
+def collaboration_counts(session_maker: SessionMaker) -> dict[str, tuple[int, int]]:
+    """``{collaboration: (projects, experiments)}`` over the active experiments that
+    :func:`synergos_experiments` lists, counted by the database: one row per collaboration
+    and project comes back (and one per experiment without a project tag, whose project its
+    name gives), not one per experiment, so the tree's first level costs what the number
+    of collaborations makes it cost."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
+    from sqlalchemy import case, func, select
+    from sqlalchemy.orm import aliased
+
+    experiments = SqlExperiment.__table__
+    e = experiments.c
+    c = aliased(SqlExperimentTag.__table__)
+    p = aliased(SqlExperimentTag.__table__)
+    untagged = case((p.c.experiment_id.is_(None), e.name))
+    query = (
+        select(c.c.value, p.c.value, untagged, func.count())
+        .select_from(experiments)
+        .join(c, (c.c.experiment_id == e.experiment_id) & (c.c.key == TAG_COLLABORATION))
+        .outerjoin(p, (p.c.experiment_id == e.experiment_id) & (p.c.key == TAG_PROJECT))
+        .where(e.lifecycle_stage == ACTIVE)
+        .group_by(c.c.value, p.c.value, untagged)
+    )
+    with session_maker() as session:
+        rows = _plain_rows(session, query)
+    projects: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for collaboration, project, name, count in rows:
+        if name is not None:  # no project tag
+            project = _fallback_ids(name)[1]
+        projects.setdefault(collaboration, set()).add(project)
+        counts[collaboration] = counts.get(collaboration, 0) + int(count)
+    return {name: (len(projects[name]), counts[name]) for name in projects}
 
 
 def find_experiment(session_maker: SessionMaker, name: str) -> str | None:

@@ -287,8 +287,16 @@ def tree_part(
         raise SynergosError("limit must be at least 1")
     if query.offset < 0:
         raise SynergosError("offset must not be negative")
+    if (query.depth == DEPTHS[0] and readable is None and not query.search
+            and query.project is None and query.experiment is None):  # fmt: skip
+        counts = reads.collaboration_counts(backend.session_maker)
+        return {"collaborations": [
+            {"id": name, "project_count": projects, "experiment_count": experiments}
+            for name, (projects, experiments) in sorted(counts.items())
+            if query.collaboration is None or name == query.collaboration
+        ]}  # fmt: skip
     experiments = [
-        e for e in reads.synergos_experiments(backend.session_maker)
+        e for e in reads.synergos_experiments(backend.session_maker, query.collaboration)
         if (query.collaboration is None or e.collaboration == query.collaboration)
         and (query.project is None or e.project == query.project)
         and (query.experiment is None or e.experiment == query.experiment)
