@@ -289,10 +289,10 @@ def tree_part(
         raise SynergosError("offset must not be negative")
     if (query.depth == DEPTHS[0] and readable is None and not query.search
             and query.project is None and query.experiment is None):  # fmt: skip
-        counts = reads.collaboration_counts(backend.session_maker)
+        sizes = reads.collaboration_counts(backend.session_maker)
         return {"collaborations": [
             {"id": name, "project_count": projects, "experiment_count": experiments}
-            for name, (projects, experiments) in sorted(counts.items())
+            for name, (projects, experiments) in sorted(sizes.items())
             if query.collaboration is None or name == query.collaboration
         ]}  # fmt: skip
     experiments = [
