@@ -16,11 +16,11 @@ The goal is at most 1.5×. The whole tree (no parameters) is listed for referenc
 answer grows with the store by nature, which is why the tree is paged and searched.
 
 Sizes are metric points: ``empty`` (the probe alone, 79,000 points), ``1M``, ``3M``, ``10M``,
-``full`` (30M: about 2,700 federated runs, 30,000 MLflow runs; the store the goal names,
+``full`` (30M: about 2,700 federated runs, 30,800 MLflow runs; the store the goal names,
 1,000 runs × 10 participants × 100 rounds × 20 keys plus per-class statistics, holds 20 to
-50 million points; on this 2-core machine SQLite takes about 8 GB and 15 minutes to build,
-PostgreSQL about 12 GB and 15 minutes). Numbers on a machine shared with other work are
-noisy: read them as a curve, not to the millisecond.
+50 million points; on this 2-core machine every size up to it takes 11 minutes to build on
+SQLite, 10 GB at 30M, and 12 minutes on PostgreSQL). Numbers on a machine shared with other
+work are noisy: read them as a curve, not to the millisecond.
 """
 
 from __future__ import annotations
