@@ -134,16 +134,15 @@ def postgres_available() -> str | None:
 
 
 @contextmanager
-def postgres_database(prefix: str) -> Iterator[str]:
-    """A throwaway PostgreSQL database; its URI. Dropped afterwards."""
+def _created_database(name: str, how: str = "") -> Iterator[None]:
+    """``CREATE DATABASE name how``, dropped afterwards (connections and all)."""
     from sqlalchemy import create_engine, text
 
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     engine = create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{how}'))
     try:
-        yield f"postgresql://synmlops:synmlops@127.0.0.1:5432/{name}"
+        yield
     finally:
         with engine.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -151,22 +150,21 @@ def postgres_database(prefix: str) -> Iterator[str]:
 
 
 @contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A throwaway PostgreSQL database; its URI. Dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with _created_database(name):
+        yield f"postgresql://synmlops:synmlops@127.0.0.1:5432/{name}"
+
+
+@contextmanager
 def postgres_copy(uri: str, suffix: str) -> Iterator[str]:
     """A copy of the database ``uri`` names (nobody may be connected to it), made by
     PostgreSQL file by file; its URI. Dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
     base, source = uri.rsplit("/", 1)
     name = f"{source}_{suffix}"
-    engine = create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source}" STRATEGY FILE_COPY'))
-    try:
+    with _created_database(name, f' TEMPLATE "{source}" STRATEGY FILE_COPY'):
         yield f"{base}/{name}"
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 def count_points(backend_uri: str) -> int:
