@@ -169,8 +169,10 @@ def synergos_experiments(
         .where(e.lifecycle_stage == ACTIVE, t.key.in_(keys))
     )
     if collaboration is not None:
+        own = SqlExperimentTag.__table__.alias("own").c
         query = query.where(e.experiment_id.in_(
-            select(t.experiment_id).where(t.key == TAG_COLLABORATION, t.value == collaboration)
+            select(own.experiment_id).where(own.key == TAG_COLLABORATION,
+                                            own.value == collaboration)
         ))  # fmt: skip
     with session_maker() as session:
         rows = _plain_rows(session, query)
@@ -204,12 +206,11 @@ def collaboration_counts(session_maker: SessionMaker) -> dict[str, tuple[int, in
     of collaborations makes it cost."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
     from sqlalchemy import case, func, select
-    from sqlalchemy.orm import aliased
 
     experiments = SqlExperiment.__table__
     e = experiments.c
-    c = aliased(SqlExperimentTag.__table__)
-    p = aliased(SqlExperimentTag.__table__)
+    c = SqlExperimentTag.__table__.alias("c")
+    p = SqlExperimentTag.__table__.alias("p")
     untagged = case((p.c.experiment_id.is_(None), e.name))
     query = (
         select(c.c.value, p.c.value, untagged, func.count())

@@ -297,8 +297,7 @@ def tree_part(
         ]}  # fmt: skip
     experiments = [
         e for e in reads.synergos_experiments(backend.session_maker, query.collaboration)
-        if (query.collaboration is None or e.collaboration == query.collaboration)
-        and (query.project is None or e.project == query.project)
+        if (query.project is None or e.project == query.project)
         and (query.experiment is None or e.experiment == query.experiment)
         and (readable is None or readable(e.experiment_id))
     ]  # fmt: skip
