@@ -318,15 +318,17 @@ def test_the_studies_list_asks_the_same_queries_however_many_experiments_hold_st
     backend = Backend(maker, None)
     experiments = reads.synergos_experiments(maker)
     statements: list[str] = []
+    bound: list[tuple[str, Any]] = []
 
     def count(*args: Any) -> None:
         statements.append(args[2])
+        bound.append((args[2], args[3]))
 
     def listed() -> tuple[list[dict[str, Any]], int]:
         statements.clear()
         event.listen(sql_store.engine, "before_cursor_execute", count)
         try:
-            return list_studies(backend, experiments), len(statements)
+            return list_studies(backend), len(statements)
         finally:
             event.remove(sql_store.engine, "before_cursor_execute", count)
 
@@ -334,6 +336,14 @@ def test_the_studies_list_asks_the_same_queries_however_many_experiments_hold_st
     assert [(s["collaboration"], s["experiment"], s["study"]) for s in few] == [
         ("collab 0", "exp_0", "s"), ("collab 2", "exp_1", "optim"),
     ]  # fmt: skip
+    # Only the studied experiments are read: the others' ids are never asked for.
+    asked = [{str(p) for p in (params.values() if isinstance(params, dict) else params)}
+             for sql, params in bound
+             if "FROM experiments" in sql and "experiment_tags" in sql]  # fmt: skip
+    pairs = {(s["collaboration"], s["experiment"]) for s in few}
+    studied = {e.experiment_id for e in experiments if (e.collaboration, e.experiment) in pairs}
+    assert len(asked) == 1 and studied <= asked[0]
+    assert not asked[0] & ({e.experiment_id for e in experiments} - studied)
     for key, resolved in made.items():  # a study in every experiment, some runs failed
         if key.endswith("1"):
             sql_store.set_tag(resolved.run_id, RunTag("synergos.study", f"s{key[:2]}"))

@@ -16,7 +16,7 @@ which starts with ``key``, and read that key's points of every run in the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -151,11 +151,15 @@ def _fallback_ids(name: str) -> list[str]:
 
 
 def synergos_experiments(
-    session_maker: SessionMaker, collaboration: str | None = None
+    session_maker: SessionMaker,
+    collaboration: str | None = None,
+    *,
+    ids: Collection[str] | None = None,
 ) -> list[ExperimentRow]:
     """Every active experiment tagged with a Synergos collaboration (``collaboration``'s
-    alone when given: chosen by the database, so a level of the tree reads that
-    collaboration's experiments only, however many others the store holds)."""
+    alone when given, those of ``ids`` alone when given: chosen by the database, so a level
+    of the tree or the studies list reads those experiments only, however many others the
+    store holds)."""
     from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
     from sqlalchemy import select
 
@@ -175,7 +179,13 @@ def synergos_experiments(
                                             own.value == collaboration)
         ))  # fmt: skip
     with session_maker() as session:
-        rows = _plain_rows(session, query)
+        if ids is None:
+            rows = _plain_rows(session, query)
+        else:
+            wanted = sorted({int(i) for i in ids})
+            rows = [row for start in range(0, len(wanted), ID_CHUNK)
+                    for row in _plain_rows(session, query.where(
+                        e.experiment_id.in_(wanted[start : start + ID_CHUNK])))]  # fmt: skip
     found: dict[str, dict[str, str]] = {}
     names: dict[str, str] = {}
     for experiment_id, name, key, value in rows:

@@ -284,25 +284,26 @@ def resolve_trial(
 
 
 def study_definitions(
-    session_maker: SessionMaker, experiment_ids: Sequence[str]
+    session_maker: SessionMaker, experiment_ids: Sequence[str] | None
 ) -> dict[str, dict[str, StudyDefinition]]:
-    """``{experiment id: {study name: definition}}`` from the experiments' tags."""
+    """``{experiment id: {study name: definition}}`` from the experiments' tags (of every
+    experiment when ``experiment_ids`` is None)."""
     from mlflow.store.tracking.dbmodels.models import SqlExperimentTag as T
 
-    if not experiment_ids:
+    if experiment_ids is not None and not experiment_ids:
         return {}
-    wanted = {str(e) for e in experiment_ids}
+    wanted = None if experiment_ids is None else {str(e) for e in experiment_ids}
     with session_maker() as session:
         query = session.query(T.experiment_id, T.key, T.value).filter(
             T.key.like(TAG_STUDY_PREFIX.replace("_", r"\_") + "%", escape="\\")
         )
-        if len(wanted) == 1:  # else every definition, kept below: not an id list to bind
-            query = query.filter(T.experiment_id == int(next(iter(wanted))))
+        if wanted is not None and len(wanted) == 1:  # else every definition, kept below:
+            query = query.filter(T.experiment_id == int(next(iter(wanted))))  # no id list
         rows = query.all()
     found: dict[str, dict[str, StudyDefinition]] = {}
     for experiment_id, key, value in rows:
         definition = StudyDefinition.from_tag(key, value)
-        if definition is not None and str(experiment_id) in wanted:
+        if definition is not None and (wanted is None or str(experiment_id) in wanted):
             found.setdefault(str(experiment_id), {})[definition.name] = definition
     return found
 
@@ -375,24 +376,24 @@ def trial_rows(session_maker: SessionMaker, experiment_id: str) -> list[TrialRow
 
 
 def trial_rows_of(
-    session_maker: SessionMaker, experiment_ids: Sequence[str], *, counted: bool = True
+    session_maker: SessionMaker, experiment_ids: Sequence[str] | None, *, counted: bool = True
 ) -> dict[str, list[TrialRow]]:
-    """:func:`trial_rows` for several experiments at once, ``{experiment id: trials}``, in a
-    few queries whatever their number. One experiment is read run by run; for more, the
-    trials are found from their tags (:func:`trial_run_ids`), so the cost follows the trials
-    the store holds, not its runs. Without ``counted`` the trials' runs carry no participant
-    count (one query less)."""
-    wanted = [str(e) for e in experiment_ids]
+    """:func:`trial_rows` for several experiments at once (every experiment's when
+    ``experiment_ids`` is None), ``{experiment id: trials}``, in a few queries whatever their
+    number. One experiment is read run by run; for more, the trials are found from their
+    tags (:func:`trial_run_ids`), so the cost follows the trials the store holds, not its
+    runs. Without ``counted`` the trials' runs carry no participant count (one query less)."""
+    wanted = [] if experiment_ids is None else [str(e) for e in experiment_ids]
     keys = (TAG_STUDY, TAG_TRIAL, TAG_OUTSIDE_SPACE, TAG_PARAM_TYPES, TAG_TUNER)
     if len(wanted) == 1:
         runs = reads.federation_runs(session_maker, wanted, counted=counted)
         tags = _experiment_tags(session_maker, wanted, keys)
     else:  # no list of experiments or runs to bind: the trials' rows, kept below
-        visible = set(wanted)
+        visible = None if experiment_ids is None else set(wanted)
         runs = [
             r
             for r in reads.federation_runs_named(session_maker, trial_run_ids(session_maker))
-            if r.experiment_id in visible
+            if visible is None or r.experiment_id in visible
         ]
         tags = _trial_tags(session_maker, keys)
         if counted and runs:

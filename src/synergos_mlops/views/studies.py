@@ -66,19 +66,20 @@ def _guess_metric(backend: Backend, parents: list[str]) -> str | None:
 
 
 def list_studies(
-    backend: Backend, experiments: Sequence[reads.ExperimentRow]
+    backend: Backend, keep: Callable[[reads.ExperimentRow], bool] = lambda _e: True
 ) -> list[dict[str, Any]]:
-    """Every study of these experiments: definition, trial count and counts by state."""
-    ids = [e.experiment_id for e in experiments]
-    definitions = stored.study_definitions(backend.session_maker, ids)
-    # Every visible experiment's trials at once, found from the trials' own tags.
-    trials_of = stored.trial_rows_of(backend.session_maker, ids, counted=False)
+    """Every study of the experiments ``keep`` keeps: definition, trial count and counts by
+    state. The studied experiments are found first, from the definitions' and the trials'
+    own tags, and only they are read: the cost follows the studies, not the experiments the
+    store holds."""
+    definitions = stored.study_definitions(backend.session_maker, None)
+    trials_of = stored.trial_rows_of(backend.session_maker, None, counted=False)
     studied = set(definitions) | {e for e, trials in trials_of.items() if trials}
+    experiments = [e for e in reads.synergos_experiments(backend.session_maker, ids=studied)
+                   if keep(e)]  # fmt: skip
     out = []
     for experiment in sorted(experiments, key=lambda e: (e.collaboration, e.project,
                                                          e.experiment)):  # fmt: skip
-        if experiment.experiment_id not in studied:
-            continue
         defined = definitions.get(experiment.experiment_id, {})
         trials = trials_of.get(experiment.experiment_id, [])
         names = sorted(set(defined) | {t.study for t in trials})

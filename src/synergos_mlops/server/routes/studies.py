@@ -88,15 +88,13 @@ def studies(
     from synergos_mlops.views.studies import list_studies
 
     def work() -> dict[str, Any]:
-        backend = Backend.of_server()
-        experiments = [
-            e for e in reads.synergos_experiments(backend.session_maker)
-            if (collaboration is None or e.collaboration == collaboration)
-            and (project is None or e.project == project)
-            and (experiment is None or e.experiment == experiment)
-            and _readable(e.experiment_id)
-        ]  # fmt: skip
-        return {"studies": list_studies(backend, experiments)}
+        def keep(e: reads.ExperimentRow) -> bool:
+            return ((collaboration is None or e.collaboration == collaboration)
+                    and (project is None or e.project == project)
+                    and (experiment is None or e.experiment == experiment)
+                    and _readable(e.experiment_id))  # fmt: skip
+
+        return {"studies": list_studies(Backend.of_server(), keep)}
 
     return _answer(work)
 
