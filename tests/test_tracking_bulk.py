@@ -7,8 +7,11 @@ import gzip
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -200,3 +203,47 @@ def test_a_format_1_batch_from_an_earlier_spool_reads_as_the_same_points() -> No
             batch.run_ids, batch.keys, batch.steps, batch.timestamps,
         )  # fmt: skip
         assert all(same(a, b) for a, b in zip(got.values, batch.values, strict=True))
+
+
+_STORES: list[tuple[SqlAlchemyStore, MlflowClient, str]] = []
+_POINT = st.tuples(
+    st.sampled_from(["a", "b/class_0", "c"]),
+    st.one_of(st.sampled_from(SPECIAL), st.floats(allow_nan=False, width=32)),
+    st.integers(min_value=0, max_value=4),  # timestamp: few, so that points share one
+    st.integers(min_value=0, max_value=5),  # step
+)
+
+
+@given(batches=st.lists(st.lists(_POINT, min_size=1, max_size=30), min_size=1, max_size=3),
+       runs=st.integers(min_value=1, max_value=3))  # fmt: skip
+def test_batches_of_any_order_store_what_log_batch_stores_of_the_points_that_remain(
+    batches: list[list[tuple[str, float, int, int]]], runs: int, tmp_path_factory: Any
+) -> None:
+    """Batches written in turn over several runs, with repeated steps, shared timestamps and
+    special values in any order, leave each run's ``metrics`` and ``latest_metrics`` rows as
+    stock ``log_batch`` leaves them given only the points that remain: the last one logged
+    at each (run, key, step)."""
+    if not _STORES:  # one store for every example: new runs each time
+        db_uri = f"sqlite:///{tmp_path_factory.mktemp('any') / 'mlflow.db'}"
+        made = MlflowClient(db_uri)
+        _STORES.append((SqlAlchemyStore(db_uri, "mlflow-artifacts:/"), made,
+                        made.create_experiment("any")))  # fmt: skip
+    store, client, experiment = _STORES[0]
+    pairs = [(client.create_run(experiment).info.run_id, client.create_run(experiment).info.run_id)
+             for _ in range(runs)]  # fmt: skip
+    final: dict[tuple[str, str, int], tuple[str, float, int, int]] = {}
+    for number, points in enumerate(batches):
+        batch = MetricBatch()
+        for position, (key, value, timestamp, step) in enumerate(points):
+            stock, bulk = pairs[(position + number) % runs]
+            batch.append(bulk, key, step, value, timestamp)
+            final[(stock, key, step)] = (key, value, timestamp, step)
+        write_metrics(store.engine, decode_batch(encode_batch(batch)))
+    for stock, bulk in pairs:
+        remaining = [
+            Metric(k, v, t, s) for (run, *_), (k, v, t, s) in final.items() if run == stock
+        ]
+        if remaining:
+            client.log_batch(stock, metrics=remaining)
+        assert metric_rows(store, stock) == metric_rows(store, bulk)
+        assert latest_rows(store, stock) == latest_rows(store, bulk)
