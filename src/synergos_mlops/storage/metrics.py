@@ -179,8 +179,11 @@ def _delete_stored(
     batch may have replaced one.
 
     ``latest_metrics`` holds the largest stored step of each (run, key), so a point with a
-    larger step replaces nothing: appending (the usual case) deletes nothing.
+    larger step replaces nothing: appending (the usual case) deletes nothing, and is told
+    from the smallest step of the batch without a look at each point.
     """
+    if not existing or min(map(itemgetter(_STEP), rows)) > max(o[0] for o in existing.values()):
+        return 0
     candidates = [
         (run_id, key, step)
         for key, _, _, run_id, step, _ in rows
