@@ -297,8 +297,9 @@ def study_definitions(
         query = session.query(T.experiment_id, T.key, T.value).filter(
             T.key.like(TAG_STUDY_PREFIX.replace("_", r"\_") + "%", escape="\\")
         )
-        if wanted is not None and len(wanted) == 1:  # else every definition, kept below:
-            query = query.filter(T.experiment_id == int(next(iter(wanted))))  # no id list
+        # One experiment's alone; else every definition, kept below (no id list to bind).
+        if wanted is not None and len(wanted) == 1:
+            query = query.filter(T.experiment_id == int(next(iter(wanted))))
         rows = query.all()
     found: dict[str, dict[str, StudyDefinition]] = {}
     for experiment_id, key, value in rows:
