@@ -247,3 +247,38 @@ def test_batches_of_any_order_store_what_log_batch_stores_of_the_points_that_rem
             client.log_batch(stock, metrics=remaining)
         assert metric_rows(store, stock) == metric_rows(store, bulk)
         assert latest_rows(store, stock) == latest_rows(store, bulk)
+
+
+def test_a_bulk_write_on_postgresql_plans_as_postgresql_chooses_whatever_the_workers_ask(
+    postgres_uri: str,
+) -> None:
+    """The served workers connect with ``plan_cache_mode=force_custom_plan``; under it, the
+    foreign-key check PostgreSQL runs for every inserted point was planned again for each one.
+    Inside a bulk write the mode is PostgreSQL's own again, and the points are all stored."""
+    from sqlalchemy import create_engine, event
+
+    from synergos_mlops.server.database import CUSTOM_PLANS
+
+    store = SqlAlchemyStore(postgres_uri, "mlflow-artifacts:/")
+    run = store.create_run("0", "u", 0, [], "r").info.run_id
+    engine = create_engine(postgres_uri, connect_args={"options": f"-c {CUSTOM_PLANS}"})
+    seen: list[str] = []
+
+    def mode(_conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
+        if "INSERT INTO latest_metrics" in statement:
+            seen.append(cursor.connection.execute("SHOW plan_cache_mode").fetchone()[0])
+
+    event.listen(engine, "before_cursor_execute", mode)
+    try:
+        with engine.connect() as connection:
+            outside = connection.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
+        points = [("train/loss", step / 10, 1_700_000_000_000 + step, step) for step in range(50)]
+        assert write_metrics(engine, as_batch(run, points)).stored == 50
+        with engine.connect() as connection:
+            after = connection.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
+    finally:
+        event.remove(engine, "before_cursor_execute", mode)
+        engine.dispose()
+    assert (outside, seen, after) == ("force_custom_plan", ["auto"], "force_custom_plan")
+    assert len(MlflowClient(postgres_uri).get_metric_history(run, "train/loss")) == 50
+    store.engine.dispose()
