@@ -159,6 +159,34 @@ def test_truncated_meta_yaml_is_skipped_with_its_reason_and_read_once_complete(
     assert _history(store, run_uuid, "train/loss")[0] == (0, 1.0)
 
 
+def test_a_run_seen_before_its_name_tag_is_written_waits_for_its_name(
+    root: Path, store: SqlAlchemyStore
+) -> None:
+    # mlflow 1.7.2 writes a run's meta.yaml (name '') before its tags, mlflow.runName last: a
+    # pass between the two must not name the federated run by its uuid for good.
+    run_uuid, folder = write_run(root, "1", "run-1", metrics=LOSSES, status=1)
+    name_tag = folder / "tags" / "mlflow.runName"
+    name_tag.unlink()
+    mirror = FileStoreMirror(root, store)
+    assert mirror.sync().problems == {}
+    name_tag.write_text("")  # created, not written yet
+    assert mirror.sync().problems == {}
+    name_tag.write_text("run-1")
+    mirror.sync()
+    assert _detail(store)["mlflow"]["run_id"] == run_uuid
+    assert _history(store, run_uuid, "train/loss") == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+
+
+def test_a_run_that_never_gets_a_name_is_shown_under_its_run_id(
+    root: Path, store: SqlAlchemyStore
+) -> None:
+    run_uuid, folder = write_run(root, "1", "run-1", metrics=LOSSES)
+    (folder / "tags" / "mlflow.runName").unlink()
+    os.utime(folder / "meta.yaml", (1_600_000_000, 1_600_000_000))  # written long ago
+    FileStoreMirror(root, store).sync()
+    assert _detail(store, run_uuid)["mlflow"]["run_id"] == run_uuid
+
+
 def test_a_metric_line_that_is_no_point_is_reported_and_the_rest_kept(
     root: Path, store: SqlAlchemyStore
 ) -> None:

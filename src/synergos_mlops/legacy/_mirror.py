@@ -132,6 +132,8 @@ class _Pending:
     append: MetricBatch
 
 
+#: How long, at most, a new run without a name waits for its name tag (seconds).
+NAME_WAIT = 10.0
 #: Points read before they are written, at most, in one transaction.
 _FLUSH_POINTS = 50_000
 
@@ -158,6 +160,7 @@ class FileStoreMirror:
         self._pending: list[_Pending] = []
         self._pending_points = 0
         self._problems: dict[str, str] = {}
+        self._unnamed: dict[tuple[str, str], float] = {}
 
     def _event(self, text: str) -> None:
         self.events.append(text)
@@ -208,6 +211,7 @@ class FileStoreMirror:
         report.points += self._flush()
         for key in [k for k in self._runs if k not in seen and k[0] not in failed_experiments]:
             self._removed(key)
+        self._unnamed = {k: v for k, v in self._unnamed.items() if k in seen}
         report.seconds = time.monotonic() - started
         return report
 
@@ -268,7 +272,11 @@ class FileStoreMirror:
             meta = read_run(folder, self.root)
             if state.sql_uuid is None:
                 tags = read_key_files(folder / "tags", self.root)[1] or {}
-                name = tags.get(MLFLOW_RUN_NAME) or meta.name or meta.run_uuid
+                name = tags.get(MLFLOW_RUN_NAME) or meta.name
+                if not name and self._name_may_follow(key, signature):
+                    return 0
+                self._unnamed.pop(key, None)
+                name = name or meta.run_uuid
                 self._attach(experiment, state, meta, name, folder)
                 state.name = name
             state.meta, state.signature = meta, signature
@@ -279,6 +287,17 @@ class FileStoreMirror:
         if experiment.ids is not None:
             self._discover_participants(experiment, state, folder)
         return self._metrics(experiment, state, folder)
+
+    def _name_may_follow(self, key: tuple[str, str], signature: tuple[int, int] | None) -> bool:
+        """Whether a run without a name is young enough that its name is still being written:
+        mlflow 1.x writes a run's meta.yaml (name '') first and its ``mlflow.runName`` tag
+        last. Such a run waits up to NAME_WAIT seconds, from when this mirror first saw it or
+        from its meta.yaml's time, whichever is sooner; then it is shown under its run id."""
+        first_seen = self._unnamed.setdefault(key, time.monotonic())
+        if time.monotonic() - first_seen >= NAME_WAIT:
+            return False
+        written = signature[0] / 1e9 if signature is not None else 0.0
+        return time.time() - written < NAME_WAIT
 
     def _attach(
         self, experiment: _Experiment, state: _Run, meta: StoreRun, name: str, folder: Path
