@@ -421,27 +421,53 @@ def _shown(setting: str, uri: str, env: dict[str, str]) -> str:
     return shown.stdout.strip()
 
 
-def test_the_servers_workers_plan_each_postgresql_query_for_its_own_values(
+def test_the_workers_leave_plans_to_postgresql_and_the_run_id_search_sends_its_text(
     tmp_path: Any, postgres_uri: str
 ) -> None:
-    """``serve`` gives its workers ``PGOPTIONS`` with ``plan_cache_mode=force_custom_plan``:
-    a statement the driver prepared is still planned for its values (a generic plan of the
-    run-id search reads every id). A connection opened with that environment has it; an
-    operator's own choice in ``PGOPTIONS`` is kept."""
-    import os
+    """``serve``'s workers plan as stock MLflow does (psycopg prepares a statement after five
+    runs, ``plan_cache_mode`` is PostgreSQL's ``auto``: forcing a plan per call cost MLflow's
+    own ``log_batch`` a fifth of its time). The run-id search, whose plan depends on the text
+    searched (a generic plan reads every id), carries that text in the SQL itself, so a
+    prepared search is planned for it; and ten searches in one session find the same as one."""
     from pathlib import Path
 
-    from synergos_mlops.server.database import planned_per_call
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy import event
+
+    from synergos_mlops.server.database import worker_options
     from synergos_mlops.server.serve import ServeConfig, prepare
+    from synergos_mlops.storage.runs import resolve_run
 
     _, env = prepare(ServeConfig(store=Path(tmp_path) / "store", port=0), echo=lambda _: None)
-    assert _shown("plan_cache_mode", postgres_uri, env) == "force_custom_plan"
-    plain = {k: v for k, v in os.environ.items() if k != "PGOPTIONS"}
-    assert _shown("plan_cache_mode", postgres_uri, plain) == "auto"  # without it
-    assert planned_per_call("-c work_mem=64MB") == (
-        "-c work_mem=64MB -c plan_cache_mode=force_custom_plan"
-    )
-    assert planned_per_call("-c plan_cache_mode=auto") == "-c plan_cache_mode=auto"
+    assert _shown("plan_cache_mode", postgres_uri, env) == "auto"
+    assert worker_options("-c work_mem=64MB") == "-c work_mem=64MB"
+
+    store = SqlAlchemyStore(postgres_uri, str(tmp_path / "artifacts"))
+    ids = ExperimentIds("c", "p", "e")
+    for run in ("run-3", "run-30", "other"):
+        resolve_run(store, ids, run, ["a"])
+    experiments = [e.experiment_id for e in reads.synergos_experiments(store.ManagedSessionMaker)]
+    sent: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if "LIKE" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        found = [
+            sorted(r.synergos_id for r in reads.federation_runs_matching(
+                store.ManagedSessionMaker, searched, experiments))
+            for searched in ["UN-3"] * 10 + ["n-30", "100%"]
+        ]  # fmt: skip
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+        store.engine.dispose()
+    assert found == [["run-3", "run-30"]] * 10 + [["run-30"], []]
+    searched_for = ["UN-3"] * 10 + ["n-30", "100\\%"]
+    for (statement, parameters), searched in zip(sent, searched_for, strict=True):
+        assert f"'%{searched}%'" in statement.replace("%%", "%")
+        assert all(f"%{searched}%" != value for value in dict(parameters or {}).values())
 
 
 def test_serve_plans_for_pages_in_memory_unless_the_database_says_otherwise(

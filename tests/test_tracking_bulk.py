@@ -252,16 +252,16 @@ def test_batches_of_any_order_store_what_log_batch_stores_of_the_points_that_rem
 def test_a_bulk_write_on_postgresql_plans_as_postgresql_chooses_whatever_the_workers_ask(
     postgres_uri: str,
 ) -> None:
-    """The served workers connect with ``plan_cache_mode=force_custom_plan``; under it, the
-    foreign-key check PostgreSQL runs for every inserted point was planned again for each one.
-    Inside a bulk write the mode is PostgreSQL's own again, and the points are all stored."""
+    """An operator's ``PGOPTIONS`` may force ``plan_cache_mode=force_custom_plan`` (the served
+    workers did, once); under it, the foreign-key check PostgreSQL runs for every inserted
+    point was planned again for each one. Inside a bulk write the mode is PostgreSQL's own
+    again, and the points are all stored."""
     from sqlalchemy import create_engine, event
-
-    from synergos_mlops.server.database import CUSTOM_PLANS
 
     store = SqlAlchemyStore(postgres_uri, "mlflow-artifacts:/")
     run = store.create_run("0", "u", 0, [], "r").info.run_id
-    engine = create_engine(postgres_uri, connect_args={"options": f"-c {CUSTOM_PLANS}"})
+    forced = "-c plan_cache_mode=force_custom_plan"
+    engine = create_engine(postgres_uri, connect_args={"options": forced})
     seen: list[str] = []
 
     def mode(_conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:

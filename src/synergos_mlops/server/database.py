@@ -24,41 +24,36 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SchemaStatus",
-    "CUSTOM_PLANS",
     "check_schema",
     "ensure_our_tables",
-    "planned_per_call",
     "redact",
     "schema_status",
     "upgrade",
+    "worker_options",
 ]
 
 
-#: PostgreSQL's setting that plans every execution of a prepared statement for its own values.
-CUSTOM_PLANS = "plan_cache_mode=force_custom_plan"
 #: What a random page read costs PostgreSQL's planner against a sequential one, for a store
 #: on SSD or held in memory (about 1.1, PostgreSQL's documentation says; its default, 4, is
 #: for spinning disks).
 CACHED_PAGES = "random_page_cost=1.1"
 
 
-def planned_per_call(options: str | None, *, cached_pages: bool = False) -> str:
-    """``PGOPTIONS`` (libpq's options for every connection a process opens) with
-    :data:`CUSTOM_PLANS` added, unless it already says how to plan. The driver prepares a
-    statement once it has run five times, and PostgreSQL may then keep one generic plan for
-    all values: the run-id search's ``LIKE`` then no longer sees its text and reads every id
-    (42 ms a search against 10 at 10M points, in a server's median). A plan per call costs a
-    fraction of a millisecond.
+def worker_options(options: str | None, *, cached_pages: bool = False) -> str:
+    """``PGOPTIONS`` (libpq's options for every connection a process opens) for the workers:
+    as given, with :data:`CACHED_PAGES` added when ``cached_pages``
+    (:func:`page_cost_is_default`) and the options do not set it. At PostgreSQL's default cost,
+    reading 200 trials by id scanned every run and every run's role tag (7.6 ms at 10M points
+    against 4.3 on an empty store) where a probe per id reads only those (4.8 ms).
 
-    With ``cached_pages`` (:func:`page_cost_is_default`), :data:`CACHED_PAGES` too, unless
-    the options set it: at the default cost, reading 200 trials by id scanned every run and
-    every run's role tag (7.6 ms at 10M points against 4.3 on an empty store) where a probe
-    per id reads only those (4.8 ms)."""
+    How statements are planned is left to PostgreSQL and the driver, as stock MLflow has it:
+    psycopg prepares a statement once it has run five times, and PostgreSQL may then keep
+    one generic plan for it. That saves MLflow's own write routes a fifth of their time; the
+    few queries of ours whose plan depends on a value (the run-id search's ``LIKE``) carry
+    that value in their text (``storage/reads.federation_runs_matching``)."""
     current = (options or "").strip()
-    if "plan_cache_mode" not in current:
-        current = f"{current} -c {CUSTOM_PLANS}".strip()
     if cached_pages and "random_page_cost" not in current:
-        current = f"{current} -c {CACHED_PAGES}"
+        current = f"{current} -c {CACHED_PAGES}".strip()
     return current
 
 

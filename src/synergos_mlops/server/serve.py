@@ -330,13 +330,13 @@ def prepare(
     env.pop("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", None)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.update(mlflow_worker_env(backend, destination))
-    from synergos_mlops.server.database import page_cost_is_default, planned_per_call
+    from synergos_mlops.server.database import page_cost_is_default, worker_options
 
-    # The workers' PostgreSQL plans: per call, and for pages on SSD or in memory unless the
-    # database's operator chose a cost.
-    env["PGOPTIONS"] = planned_per_call(
-        env.get("PGOPTIONS"), cached_pages=page_cost_is_default(backend)
-    )
+    # The workers' PostgreSQL plans for pages on SSD or in memory, unless the database's
+    # operator chose a cost.
+    options = worker_options(env.get("PGOPTIONS"), cached_pages=page_cost_is_default(backend))
+    if options:
+        env["PGOPTIONS"] = options
     for name, value in (
         (ALLOWED_HOSTS_ENV, config.allowed_hosts),
         (CORS_ORIGINS_ENV, config.cors_allowed_origins),

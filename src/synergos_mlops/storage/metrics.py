@@ -385,12 +385,12 @@ def _locked(
             connection.execute(text("PRAGMA busy_timeout = 20000"))
             connection.execute(delete(SqlLatestMetric.__table__).where(text("0 = 1")))
         elif connection.dialect.name == "postgresql":
-            # The served workers plan every statement for its values (server.database
-            # CUSTOM_PLANS), and with that, the check of MLflow's foreign key to ``runs``
-            # that PostgreSQL runs for every inserted point, a cached query, was planned
-            # again for each one: 110,000 points took 3.1 s to COPY instead of 1.6. Here
-            # every statement is ours and bound to its values; the setting ends with the
-            # transaction.
+            # A session told to plan every statement for its values (an operator's
+            # PGOPTIONS with plan_cache_mode=force_custom_plan; the served workers had it
+            # once) plans the check of MLflow's foreign key to ``runs`` that PostgreSQL runs
+            # for every inserted point, a cached query, again for each one: 110,000 points
+            # took 3.1 s to COPY instead of 1.6. Here every statement is ours and bound to
+            # its values; the setting ends with the transaction.
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         _lock_runs(connection, run_ids)
         _check_runs(connection, run_ids)

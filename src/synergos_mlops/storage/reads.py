@@ -41,6 +41,7 @@ __all__ = [
     "federation_runs",
     "federation_runs_matching",
     "federation_runs_named",
+    "in_text",
     "participant_counts",
     "find_experiment",
     "find_federation_run",
@@ -84,6 +85,17 @@ def tag_key(key: str) -> Any:
     if key not in LOOKUP_KEYS:
         raise ValueError(f"tag {key!r} is not covered by synergos_tags_value")
     return bindparam(None, key, type_=String(), literal_execute=True)
+
+
+def in_text(value: str) -> Any:
+    """A text value rendered into the SQL as a literal, for a condition whose best plan
+    depends on it: a ``LIKE`` pattern. With a bound parameter, once the driver has prepared
+    the statement (after five runs) PostgreSQL may keep one generic plan for every pattern, and
+    the run-id search then read every id instead of asking the trigram index (42 ms a search
+    against 10 at 10M points)."""
+    from sqlalchemy import String, bindparam
+
+    return bindparam(None, value, type_=String(), literal_execute=True)
 
 
 def by_run_index(session: Any, query: Any) -> list[tuple[Any, ...]]:
@@ -384,7 +396,7 @@ def federation_runs_matching(
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             named = session.query(SqlTag.run_uuid).filter(
                 SqlTag.key == tag_key(TAG_RUN),
-                func.lower(SqlTag.value).like(func.lower(f"%{escaped}%"), escape="\\"),
+                func.lower(SqlTag.value).like(func.lower(in_text(f"%{escaped}%")), escape="\\"),
             )
         rows = (
             _run_query(session, ROLE_FEDERATION, TAG_RUN)

@@ -363,7 +363,7 @@ def trial_run_ids(session_maker: SessionMaker) -> list[str]:
         else:  # PostgreSQL's planner takes the pg_trgm index for the lower() LIKE
             named = select(t.run_uuid, t.value).where(
                 t.key == reads.tag_key(reads.TAG_RUN),
-                func.lower(t.value).like(prefix, escape="\\"),
+                func.lower(t.value).like(reads.in_text(prefix), escape="\\"),
             )
         found += [run for run, value in connection.execute(named)
                   if legacy_trial_number(value) is not None]  # fmt: skip
