@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,54 @@ def test_a_run_that_never_gets_a_name_is_shown_under_its_run_id(
     os.utime(folder / "meta.yaml", (1_600_000_000, 1_600_000_000))  # written long ago
     FileStoreMirror(root, store).sync()
     assert _detail(store, run_uuid)["mlflow"]["run_id"] == run_uuid
+
+
+def _rewrite_within_the_same_tick(path: Path, text: str) -> None:
+    """Rewrite a file as a writer would within one tick of the file system's clock: same size,
+    and the same time as before (and its folder's)."""
+    before, folder = path.stat(), path.parent.stat()
+    assert len(text.encode()) == before.st_size
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.utime(path.parent, ns=(folder.st_atime_ns, folder.st_mtime_ns))
+
+
+def test_a_tag_rewritten_to_the_same_size_in_the_same_clock_tick_is_still_read(
+    root: Path, store: SqlAlchemyStore
+) -> None:
+    run_uuid, folder = write_run(root, "1", "run-1", metrics=LOSSES, status=1)
+    (folder / "tags" / "phase").write_text("train")
+    mirror = FileStoreMirror(root, store)
+    mirror.sync()
+    assert _client(store).get_run(run_uuid).data.tags["phase"] == "train"
+    _rewrite_within_the_same_tick(folder / "tags" / "phase", "final")
+    mirror.sync()
+    assert _client(store).get_run(run_uuid).data.tags["phase"] == "final"
+
+
+def test_a_participant_artifact_added_in_the_same_clock_tick_as_a_pass_is_found(
+    root: Path, store: SqlAlchemyStore
+) -> None:
+    run_uuid, folder = write_run(
+        root, "1", "run-1", metrics=LOSSES, status=1, artifacts={"local_model_worker_1.pt": b"1"}
+    )
+    artifacts = folder / "artifacts"
+    mirror = FileStoreMirror(root, store)
+    mirror.sync()
+    seen = artifacts.stat()
+    (artifacts / "local_model_worker_9.pt").write_bytes(b"9")
+    os.utime(artifacts, ns=(seen.st_atime_ns, seen.st_mtime_ns))  # the folder looks unchanged
+    mirror.sync()
+    assert [p["id"] for p in _detail(store)["participants"]] == ["worker_1", "worker_2", "worker_9"]
+
+
+def test_what_settled_long_ago_is_not_read_again() -> None:
+    from synergos_mlops.legacy._filestore import SETTLE_NS, trusted
+
+    now = time.time_ns()
+    assert trusted(("sig",), now - SETTLE_NS - 10**9) == ("sig",)
+    assert trusted(("sig",), now) is None  # may still change unseen
+    assert trusted(("sig",), now + SETTLE_NS + 10**9) == ("sig",)  # a writer's clock ahead
 
 
 def test_a_metric_line_that_is_no_point_is_reported_and_the_rest_kept(

@@ -20,10 +20,11 @@ newline yet) waits for the next pass.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "FileStoreError",
@@ -39,7 +40,10 @@ __all__ = [
     "read_key_files",
     "read_run",
     "run_folders",
+    "trusted",
 ]
+
+T = TypeVar("T")
 
 META = "meta.yaml"
 TRASH = ".trash"
@@ -244,12 +248,26 @@ def _key_files(folder: Path, root: Path, prefix: str = "") -> Iterator[tuple[str
             yield f"{prefix}{entry.name}", path, entry.stat()
 
 
+#: How long after a change a file's time and size are not yet trusted to tell a later change
+#: (nanoseconds): a file system keeps times to its clock's tick, not to the nanosecond, so a
+#: file rewritten within the same tick, to the same size, looks unchanged.
+SETTLE_NS = 2_000_000_000
+
+
+def trusted(signature: T, mtime_ns: int) -> T | None:
+    """``signature`` when its newest time ``mtime_ns`` is at least :data:`SETTLE_NS` away
+    from now, else None, which never equals a signature: what it describes is read again on
+    the next pass, until it has settled."""
+    return signature if abs(time.time_ns() - mtime_ns) >= SETTLE_NS else None
+
+
 def read_key_files(
     folder: Path, root: Path, known: tuple[Any, ...] | None = None
-) -> tuple[tuple[Any, ...], dict[str, str] | None]:
+) -> tuple[tuple[Any, ...] | None, dict[str, str] | None]:
     """The params or tags of a run: ``(signature, {key: value})``. The signature (names,
     sizes, times) changes whenever any of them does; when it equals ``known`` nothing is
-    read and the values are None."""
+    read and the values are None. It is None while a file changed in the last
+    :data:`SETTLE_NS` (:func:`trusted`)."""
     files = sorted(_key_files(folder, root))
     signature = tuple((key, stat.st_size, stat.st_mtime_ns) for key, _, stat in files)
     if signature == known:
@@ -260,7 +278,8 @@ def read_key_files(
             values[key] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise FileStoreError(f"{path} cannot be read ({exc})") from None
-    return signature, values
+    newest = max((stat.st_mtime_ns for _, _, stat in files), default=0)
+    return trusted(signature, newest), values
 
 
 @dataclass

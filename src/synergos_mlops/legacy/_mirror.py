@@ -55,6 +55,7 @@ from synergos_mlops.legacy._filestore import (
     read_key_files,
     read_run,
     run_folders,
+    trusted,
 )
 from synergos_mlops.storage import reads
 from synergos_mlops.storage.batch import MetricBatch
@@ -98,6 +99,12 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def _settled(signature: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The signature to keep for the next pass: None (read again) while it may still hide a
+    change (:func:`~synergos_mlops.legacy._filestore.trusted`)."""
+    return None if signature is None else trusted(signature, signature[0])
+
+
 @dataclass
 class _Experiment:
     signature: tuple[int, int] | None
@@ -117,8 +124,8 @@ class _Run:
     name: str | None = None
     participants: dict[str, str] = field(default_factory=dict)
     cursor: MetricCursor = field(default_factory=MetricCursor)
-    params: tuple[Any, ...] = ()
-    tags: tuple[Any, ...] = ()
+    params: tuple[Any, ...] | None = ()
+    tags: tuple[Any, ...] | None = ()
     artifacts: tuple[int, int] | None = None
 
 
@@ -255,7 +262,7 @@ class FileStoreMirror:
                 for tag_key, value in tags.items():
                     if found.tags.get(tag_key) != value:
                         self.store.set_experiment_tag(sql_id, ExperimentTag(tag_key, value))
-        experiment = _Experiment(signature, meta, sql_id, ids, entry.relative)
+        experiment = _Experiment(_settled(signature), meta, sql_id, ids, entry.relative)
         self._experiments[entry.relative] = experiment
         return experiment
 
@@ -279,9 +286,13 @@ class FileStoreMirror:
                 name = name or meta.run_uuid
                 self._attach(experiment, state, meta, name, folder)
                 state.name = name
-            state.meta, state.signature = meta, signature
+            # Read again while it settles: what it says is applied only when it differs
+            # (a run deleted in the server stays deleted until meta.yaml says otherwise).
+            changed = meta != state.meta
+            state.meta, state.signature = meta, _settled(signature)
             self._runs[key] = state
-            self._update_run(state, folder)
+            if changed:
+                self._update_run(state, folder)
         assert state.meta is not None and state.sql_uuid is not None
         self._key_values(state, folder)
         if experiment.ids is not None:
@@ -426,7 +437,7 @@ class FileStoreMirror:
             except OSError:
                 names = []
             found.update(p for p in map(legacy_participant_of_artifact, names) if p)
-            state.artifacts = signature
+            state.artifacts = _settled(signature)
         self._ensure_participants(experiment, state, found)
 
     def _ensure_participants(self, experiment: _Experiment, state: _Run, found: set[str]) -> None:
