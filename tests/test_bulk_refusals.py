@@ -118,8 +118,8 @@ def _batch(run_id: str) -> MetricBatch:
 def test_the_bulk_route_stores_the_good_points_around_refused_keys_and_counts_them_in_health(
     server_factory: Any, tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
-    """On PostgreSQL too, where the workers plan with ``force_custom_plan`` and the bulk
-    write sets PostgreSQL's own mode for its transaction."""
+    """On PostgreSQL too, through served workers (prepared statements, the bulk write's own
+    ``plan_cache_mode`` for its transaction)."""
     extra = ([] if database == "sqlite"
              else ["--backend-store-uri", request.getfixturevalue("postgres_uri")])  # fmt: skip
     server = server_factory(tmp_path / "store", workers=2, extra=extra)
