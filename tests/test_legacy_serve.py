@@ -109,6 +109,57 @@ def test_health_names_what_the_file_store_sync_skipped(
     assert "skipped" in server.output()
 
 
+def test_a_bad_run_and_a_bad_line_between_good_ones_cost_only_themselves(
+    tmp_path: Path, server_factory: Callable[..., Server]
+) -> None:
+    """Run folders 1 and 3 are whole, 2's meta.yaml was cut short by a crash, and run-1's loss
+    file holds one line that is no point between good ones: every good point is served once,
+    each bad item is named with its reason in /health (which stays 200), no request answers
+    5xx, and the mirror keeps writing: a later append arrives, and run-2 once it is whole."""
+    store = tmp_path / "mlflow"
+    write_experiment(store, "1", "hospitals_>_sepsis_>_mlp")
+    losses = [(1, 0.9, 0), (2, 0.8, 1)]
+    first_uuid, first = write_run(store, "1", "run-1", metrics={"global_train_loss": losses})
+    with (first / "metrics" / "global_train_loss").open("a") as handle:
+        handle.write("not a point\n3 0.7 2\n")
+    _, broken = write_run(store, "1", "run-2", metrics={"global_train_loss": losses})
+    whole = (broken / "meta.yaml").read_text()
+    (broken / "meta.yaml").write_text(whole[:30])
+    third_uuid, third = write_run(store, "1", "run-3", metrics={"global_train_loss": losses},
+                                  status=1)  # fmt: skip
+    server = server_factory(store)
+
+    def steps(run: str) -> list[int] | None:
+        response = requests.get(
+            f"{server.url}{RUN_URL}/{run}/metrics", params={"keys": "train/loss"}, timeout=30
+        )
+        assert response.status_code < 500, response.text
+        if response.status_code != 200:
+            return None
+        return list(response.json()["series"]["train/loss"]["global"]["steps"])
+
+    assert wait_for(lambda: steps("run-1") == [0, 1, 2] and steps("run-3") == [0, 1])
+    client = MlflowClient(server.url)
+    assert [m.step for m in client.get_metric_history(first_uuid, "train/loss")] == [0, 1, 2]
+    assert steps("run-2") is None  # not there yet, and not a 5xx
+    health = requests.get(f"{server.url}/health", timeout=30)
+    assert health.status_code == 200
+    mirror = health.json()["file_store"]
+    assert [(s["path"], "incomplete or still being written" in s["reason"])
+            for s in mirror["skipped"]] == [(str(broken), True)]  # fmt: skip
+    assert any("not a point" in event for event in mirror["events"])
+
+    append_points(third, "global_train_loss", [(3, 0.7, 2)])
+    (broken / "meta.yaml").write_text(whole)
+    assert wait_for(lambda: steps("run-3") == [0, 1, 2] and steps("run-2") == [0, 1])
+    assert [m.step for m in client.get_metric_history(third_uuid, "train/loss")] == [0, 1, 2]
+    assert wait_for(
+        lambda: (
+            requests.get(f"{server.url}/health", timeout=30).json()["file_store"]["skipped"] == []
+        )
+    )
+
+
 def test_ingest_of_the_ttp_outputs_and_the_live_store_make_one_run(
     tmp_path: Path, server_factory: Callable[..., Server]
 ) -> None:
