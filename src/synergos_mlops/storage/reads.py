@@ -80,11 +80,9 @@ def tag_key(key: str) -> Any:
     """A tag key for a WHERE clause, rendered into the SQL as a literal: PostgreSQL uses a
     partial index only where it can prove the query lies inside it, which a bound parameter
     hides from a cached generic plan."""
-    from sqlalchemy import String, bindparam
-
     if key not in LOOKUP_KEYS:
         raise ValueError(f"tag {key!r} is not covered by synergos_tags_value")
-    return bindparam(None, key, type_=String(), literal_execute=True)
+    return in_text(key)
 
 
 def in_text(value: str) -> Any:
