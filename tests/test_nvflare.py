@@ -14,15 +14,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from conftest import Server
 from frameworks_support import SCRIPTS, run_in_frameworks_venv, wait_while_running
 from mlflow import MlflowClient
+
+from synergos_mlops.storage.run_data import REFUSED_BY_MLFLOW, RESERVED_TAG
 
 # Each runs a federation in another venv, on a shared 2-core machine: a server and a
 # simulation take longer than the suite's default 300 s limit allows for.
 pytestmark = pytest.mark.timeout(600)
 
 SITES = ("site-1", "site-2")
+
+
+def refused_counts(server: Server) -> dict[str, dict[str, int]]:
+    counts = requests.get(f"{server.url}/health", timeout=30).json()["refused"]
+    return {what: dict(counts.get(what, {})) for what in ("params", "tags")}
 
 
 class Job:
@@ -33,6 +41,7 @@ class Job:
         self.run = "job-1"
         self.workspace = folder / "workspace"
         logged = folder / "logged.jsonl"
+        before = refused_counts(server)
         run_in_frameworks_venv(
             [str(SCRIPTS / "nvflare_job.py"), server.url, self.collaboration, self.run,
              str(self.workspace)],
@@ -42,6 +51,12 @@ class Job:
             json.loads(line) for line in logged.read_text().splitlines()
         ]
         self.read_from(server)
+        after = refused_counts(server)
+        self.refused = {
+            what: {r: n - before[what].get(r, 0) for r, n in after[what].items()
+                   if n != before[what].get(r, 0)}
+            for what in after
+        }  # fmt: skip
 
     def read_from(self, server: Server) -> None:
         self.client = MlflowClient(server.url)
@@ -83,13 +98,22 @@ def test_each_sites_tracking_calls_are_its_participants_series_point_for_point(j
 
 
 def test_each_sites_params_and_tags_go_onto_its_participant_run(job: Job) -> None:
+    params: dict[str, dict[str, str]] = {site: {} for site in SITES}
     for line in job.logged:
         run = job.runs[line["site"]]
         if line["kind"] == "params":
-            assert run.data.params == {k: str(v) for k, v in line["values"].items()}
+            params[line["site"]].update({k: str(v) for k, v in line["values"].items()})
         elif line["kind"] == "tags":
             for key, value in line["values"].items():
                 assert run.data.tags[key] == value
+    assert {site: job.runs[site].data.params for site in SITES} == params
+
+
+def test_a_refused_param_and_tag_cost_only_themselves_and_are_counted(job: Job) -> None:
+    for site in SITES:  # beside them, "momentum" and "os" are kept (the test above)
+        assert "bad name!" not in job.runs[site].data.params
+        assert job.runs[site].data.tags["synergos.participant"] == site
+    assert job.refused == {"params": {REFUSED_BY_MLFLOW: 2}, "tags": {RESERVED_TAG: 2}}
 
 
 def test_the_jobs_meta_are_hyperparameters_and_the_run_finishes(job: Job) -> None:

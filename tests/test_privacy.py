@@ -500,3 +500,25 @@ def test_every_route_mlflow_serves_is_classified_and_none_shows_another_hospital
                   "GET /api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}"):  # fmt: skip
         assert statuses[asked] == 404, asked
     assert statuses["GET /version"] == 200
+
+
+def test_a_hospital_cannot_put_params_or_tags_on_another_hospitals_run(
+    federation: Federation,
+) -> None:
+    other = federation.runs["hospital-b"]
+    items = [{"run_id": other, "kind": "param", "key": "planted", "value": "x"},
+             {"run_id": other, "kind": "tag", "key": "planted", "value": "x"}]  # fmt: skip
+    answer = call(federation, "POST", "/api/synergos/v1/runs/data", HOSPITAL_A,
+                  body={"items": items})  # fmt: skip
+    assert answer.status_code == 404, answer.text
+    assert_hides(answer, federation, "hospital-b", "runs/data")
+    own = [{"run_id": federation.runs["hospital-a"], "kind": "param", "key": "planted",
+            "value": "x"}]  # fmt: skip
+    mine = call(federation, "POST", "/api/synergos/v1/runs/data", HOSPITAL_A,
+                body={"items": own})  # fmt: skip
+    assert mine.status_code == 403, mine.text  # a bound account reads; it writes nothing
+    for run_id in (other, federation.runs["hospital-a"]):
+        data = call(federation, "GET", "/api/2.0/mlflow/runs/get", ADMIN,
+                    params={"run_id": run_id}).json()["run"]["data"]  # fmt: skip
+        assert "planted" not in {p["key"] for p in data.get("params", [])}
+        assert "planted" not in {t["key"] for t in data.get("tags", [])}

@@ -53,7 +53,7 @@ def test_flush_waits_for_an_absent_destination_then_sends_everything(tmp_path: P
     run = tracker.run(**IDS, run="r")
     transport.down = True
     run.log_metrics({"train/loss": 1.0}, step=0)
-    with pytest.warns(RuntimeWarning, match="1 metric points are not stored yet"):
+    with pytest.warns(RuntimeWarning, match="1 metric points, params and tags are not stored yet"):
         assert run.flush(timeout=0.3) is False
     assert transport.points == {}
     assert list(tracker.spool_path.glob("*/*.batch"))

@@ -231,7 +231,7 @@ def test_every_point_is_stored_once_when_the_server_stops_mid_cycle_and_comes_ba
         for step in range(10, 30):
             run.log_metrics({"train/loss": step}, step=step, participant="w1")
             run.log_metrics({"train/loss": -step}, step=step)
-        with pytest.warns(RuntimeWarning, match="40 metric points are not stored yet"):
+        with pytest.warns(RuntimeWarning, match="40 metric points, params and tags are not stored"):
             assert run.flush(timeout=1) is False
         server = server_factory(store, port=server.port)
         for step in range(30, 40):

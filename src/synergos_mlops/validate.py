@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import posixpath
 import re
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ __all__ = [
     "check_param_key",
     "metric_items",
     "metric_values",
+    "param_text",
     "safe_relative_path",
 ]
 
@@ -153,3 +155,15 @@ def safe_relative_path(kind: str, value: str) -> str:
     if any(not part.isprintable() for part in parts):
         raise InvalidValueError(f"{kind} {value!r} must be printable text")
     return posixpath.join(*parts)
+
+
+def param_text(value: object) -> str:
+    """A param's or tag's value as MLflow keeps it, text: lists, tuples and dicts as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return json.dumps(value, default=str)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)

@@ -56,6 +56,11 @@ def main() -> None:
             note(site, "params", params, None)
             mlflow_writer.set_tag("hardware", f"cpu-{site}")
             note(site, "tags", {"hardware": f"cpu-{site}"}, None)
+            # A name MLflow refuses and a reserved tag, each beside a good one.
+            mlflow_writer.log_params({"bad name!": 1, "momentum": 0.9})
+            note(site, "params", {"momentum": 0.9}, None)
+            mlflow_writer.set_tags({"synergos.participant": "site-9", "os": "linux"})
+            note(site, "tags", {"os": "linux"}, None)
         w, b = (float(v) for v in np.asarray(model.params["numpy_key"]).ravel())
         before = float(np.mean((w * x + b - y) ** 2))
         for _ in range(5):

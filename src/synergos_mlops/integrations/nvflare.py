@@ -18,8 +18,9 @@ log with ``nvflare.client.tracking`` (``MLflowWriter``'s ``log_metric(s)``, ``lo
 (``run``, default: the job id) with each site a participant:
 
 - a site's metrics become that participant's series under the key the site logged, at the
-  step it gave (0 without one); its params and tags go onto its participant run (tags named
-  ``synergos.*`` or ``mlflow.*`` are refused, as they are ours and MLflow's);
+  step it gave (0 without one); its params and tags go onto its participant run, spooled
+  with the points (tags named ``synergos.*`` or ``mlflow.*`` are refused, as they are ours and
+  MLflow's);
 - the job's meta (name, min_clients, deploy map, ...) become hyperparameters ``job/<key>``;
 - the sites of the job are the participants from the start;
 - at the end of the run, the global model the job's persistor (``persistor_id``) holds is kept
@@ -29,7 +30,9 @@ log with ``nvflare.client.tracking`` (``MLflowWriter``'s ``log_metric(s)``, ``lo
 NVFlare catches what a receiver raises and goes on, so a job succeeds even when nothing was
 stored: a key MLflow refuses is sent as the site named it and counted by reason by the
 destination (a server's ``/health``); a value that is no number (text, an int beyond a float)
-is left out and counted there as ``metric value that is no number``; the others are kept.
+is left out and counted there as ``metric value that is no number``; a param or tag the
+destination refuses (reserved, a param logged again with another value, what MLflow refuses)
+is counted there too (``params``, ``tags``); the others are kept.
 ``FedJob`` saves a component as its class and the ``__init__`` arguments it finds as attributes
 of the same name, so each argument is kept under its own name here. The receiver's module is
 imported from the installed package at every site: a job that adds it must not copy it into
@@ -67,7 +70,6 @@ if TYPE_CHECKING:
 __all__ = ["MODEL_FILE", "SynergosReceiver", "add_synergos_tracking"]
 
 MODEL_FILE = "global_model.npz"
-_RESERVED_TAGS = ("synergos.", "mlflow.")
 _SINGLE = {
     AnalyticsDataType.METRIC: AnalyticsDataType.METRICS,
     AnalyticsDataType.PARAMETER: AnalyticsDataType.PARAMETERS,
@@ -119,7 +121,6 @@ class SynergosReceiver(AnalyticsReceiver):  # type: ignore[misc,unused-ignore]
         self.register_model = register_model
         self._synergos_tracker: FederatedTracker | None = None
         self._federated: FederatedRun | None = None
-        self._mlflow: Any = None
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self.model_version: str | None = None
@@ -198,23 +199,13 @@ class SynergosReceiver(AnalyticsReceiver):  # type: ignore[misc,unused-ignore]
         self, fl_ctx: FLContext, run: FederatedRun, site: str, values: Mapping[str, Any],
         *, tags: bool,
     ) -> None:  # fmt: skip
-        from mlflow.entities import Param, RunTag
-
-        if self._mlflow is None:
-            import mlflow
-
-            self._mlflow = mlflow.MlflowClient(run.tracking_uri)
-        run_id = run.participant_run_id(site)
+        # Spooled with the points: kept while the destination is away; what MLflow or the
+        # destination refuses (a reserved tag, a param changed) is counted there, one by one.
+        values = {str(key): value for key, value in values.items()}
         if tags:
-            kept = {k: v for k, v in values.items() if not str(k).startswith(_RESERVED_TAGS)}
-            for refused in set(values) - set(kept):
-                self._warn(fl_ctx, f"tag {refused}", f"tag {refused!r} of {site} is reserved")
-            items = [RunTag(str(k), str(v)) for k, v in kept.items()]
-            self._mlflow.log_batch(run_id, tags=items)
+            run.set_tags(values, participant=site)
         else:
-            self._mlflow.log_batch(
-                run_id, params=[Param(str(k), str(v)) for k, v in values.items()]
-            )
+            run.log_params(values, participant=site)
 
     def _log_model(self, fl_ctx: FLContext, run: FederatedRun) -> None:
         import numpy as np

@@ -28,7 +28,7 @@ from synergos_mlops.federation import (
 from synergos_mlops.storage.batch import MAX_NAMED_CHARS, MetricBatch
 from synergos_mlops.storage.screen import VALUE_NOT_NUMBER
 from synergos_mlops.tracking._logs import FederatedLogHandler
-from synergos_mlops.tracking._sender import end_body
+from synergos_mlops.tracking._sender import end_body, run_data_body
 from synergos_mlops.tracking._transport import Resolved
 from synergos_mlops.validate import (
     as_step,
@@ -36,6 +36,7 @@ from synergos_mlops.validate import (
     check_metric_key,
     metric_items,
     metric_values,
+    param_text,
     safe_relative_path,
 )
 
@@ -331,6 +332,33 @@ class FederatedRun:
         stamp = self._timestamp(timestamp)
         run_id, _ = self._target(participant)
         self._add(run_id, items, round_ * per_round + epoch_, stamp)
+
+    def log_params(self, params: Mapping[str, Any], participant: str | None = None) -> None:
+        """Log params onto the federated run (``participant=None``) or a participant's run:
+        text (lists and dicts as JSON), spooled and sent in order with the points, so a
+        destination that is away loses none. The destination stores what MLflow accepts and
+        counts the rest by reason (a server's ``/health``, ``params``): a param logged again
+        with another value, a name or value MLflow refuses. For values from elsewhere (a
+        framework's clients); hyperparameters known at the start go to ``tracker.run``."""
+        self._log_run_data("param", params, participant)
+
+    def set_tags(self, tags: Mapping[str, Any], participant: str | None = None) -> None:
+        """Set tags on the federated run or a participant's run, as :meth:`log_params` logs
+        params; tags named ``synergos.*`` or ``mlflow.*`` are refused and counted (``tags``):
+        they hold the federation's structure."""
+        self._log_run_data("tag", tags, participant)
+
+    def _log_run_data(self, kind: str, values: Mapping[str, Any], participant: str | None) -> None:
+        if not isinstance(values, Mapping):
+            raise InvalidValueError(f"{kind}s must be a mapping of name to value")
+        for key in values:
+            if not isinstance(key, str):
+                raise InvalidValueError(f"{kind} name {key!r} must be a string")
+        if not values:
+            return
+        run_id, _ = self._target(participant)
+        items = [(run_id, kind, key, param_text(value)) for key, value in values.items()]
+        self._tracker._sender.defer(run_data_body(items), len(items))
 
     def flush(self, timeout: float | None = None) -> bool:
         """See FederatedTracker.flush."""

@@ -11,6 +11,10 @@ first those of earlier trackers that are gone (adopted), then its own. A batch l
 only once the destination has stored it. While the destination is away the thread retries
 with a growing pause (at most ``retry_interval``); a batch the destination refuses (say, its
 run was deleted meanwhile) is moved to ``rejected/`` and reported by the next ``flush()``.
+
+The metrics spool also carries, in their place among the batches, what must follow the points
+logged before it: params and tags (:func:`run_data_body`) and the end of runs
+(:func:`end_body`), each a file of its own that starts with its mark.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from synergos_mlops.tracking._transport import Transport
 
 __all__ = [
     "END_MARK",
+    "RUN_DATA_MARK",
     "LOGS",
     "METRICS",
     "BatchKind",
@@ -39,6 +44,7 @@ __all__ = [
     "MetricsKind",
     "Sender",
     "end_body",
+    "run_data_body",
 ]
 
 _log = logging.getLogger("synergos_mlops.tracking")
@@ -114,6 +120,9 @@ class MetricsKind:
                 for run_id in run_ids:
                     transport.set_status(run_id, status, end_time)
             return
+        if body.startswith(RUN_DATA_MARK):  # params and tags, in their place (run_data_body)
+            transport.write_run_data(json.loads(body[len(RUN_DATA_MARK) :])["items"])
+            return
         transport.write_metrics(body)
 
 
@@ -126,6 +135,16 @@ def end_body(run_ids: list[str], status: str, end_time: int) -> bytes:
     """A spool file's content that ends ``run_ids`` with ``status`` once sent."""
     request = {"run_ids": run_ids, "status": status, "end_time": end_time}
     return END_MARK + json.dumps(request).encode()
+
+
+#: The first line of a spool file that holds params and tags of runs instead of points.
+RUN_DATA_MARK = b"synergos-run-data\n"
+
+
+def run_data_body(items: list[tuple[str, str, str, str]]) -> bytes:
+    """A spool file's content that stores params and tags, ``(run id, "param" | "tag", key,
+    value)`` items, once sent (``Transport.write_run_data``)."""
+    return RUN_DATA_MARK + json.dumps({"items": items}).encode()
 
 
 class _Logs:
@@ -213,14 +232,16 @@ class Sender:
                 with self._lock:
                     self._queue.append((path, count))
 
-    def defer(self, body: bytes) -> None:
+    def defer(self, body: bytes, count: int = 0) -> None:
         """Spool ``body`` after everything logged so far, to be sent in its turn (by the next
-        tracker of this spool if this one closes first)."""
+        tracker of this spool if this one closes first); ``count`` items that ``flush`` waits
+        for with the points."""
         self.persist()
         with self._disk:
             path = self._spool.write(body)
             with self._lock:
-                self._queue.append((path, 0))
+                self._logged += count
+                self._queue.append((path, count))
                 self._changed.notify_all()
 
     def flush(self, timeout: float) -> int:

@@ -29,6 +29,7 @@ from synergos_mlops.tracking._transport import Resolved, Transport, transport_fo
 from synergos_mlops.validate import (
     as_step,
     check_param_key,
+    param_text,
 )
 
 if TYPE_CHECKING:
@@ -52,17 +53,6 @@ def _user() -> str | None:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name is fine
         return None
-
-
-def _param_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (dict, list, tuple)):
-        try:
-            return json.dumps(value, default=str)
-        except (TypeError, ValueError):
-            return str(value)
-    return str(value)
 
 
 class FederatedTracker:
@@ -252,7 +242,7 @@ class FederatedTracker:
                 "log hyperparameters", lambda: self._transport.log_params(resolved.run_id, params)
             )
         if truncated:
-            whole = {key: _param_text(value) for key, value in (hyperparameters or {}).items()}
+            whole = {key: param_text(value) for key, value in (hyperparameters or {}).items()}
             federated._log_bytes(
                 json.dumps(whole, indent=2).encode(), HYPERPARAMETERS_ARTIFACT, None, ""
             )
@@ -265,7 +255,7 @@ class FederatedTracker:
         params: dict[str, str] = {}
         truncated = False
         for key, value in hyperparameters.items():
-            text = _param_text(value)
+            text = param_text(value)
             if len(text) > PARAM_VALUE_LIMIT:
                 text = text[: PARAM_VALUE_LIMIT - len(_TRUNCATED)] + _TRUNCATED
                 truncated = True
@@ -279,7 +269,7 @@ class FederatedTracker:
         wait = self.config.flush_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         stored = True
-        senders = [(self._sender, self._spool, "metric points")]
+        senders = [(self._sender, self._spool, "metric points, params and tags")]
         if self._log_sender is not None and self._log_spool is not None:
             senders.append((self._log_sender, self._log_spool, "log records"))
         for sender, spool, noun in senders:

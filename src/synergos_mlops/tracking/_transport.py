@@ -81,6 +81,11 @@ class Transport(Protocol):
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None: ...
 
+    def write_run_data(self, items: Sequence[Sequence[str]]) -> None:
+        """Store params and tags of runs, ``(run id, "param" | "tag", key, value)`` items in
+        order (``synergos_mlops.storage.run_data``), idempotently; what is refused is left
+        out and counted, the rest stored."""
+
     def set_status(self, run_id: str, status: str, end_time: int) -> None: ...
 
     def end_runs(self, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
@@ -117,16 +122,25 @@ def _ids_json(ids: ExperimentIds) -> dict[str, str]:
 _log = logging.getLogger("synergos_mlops.tracking")
 
 
-def _say_refused(transport: Any, refused: Mapping[str, int], detail: str) -> None:
-    """Warn once per reason and destination that points were not stored (the rest were)."""
-    said: set[str] = transport.__dict__.setdefault("_refusals_said", set())
+def _say_refused(
+    transport: Any, refused: Mapping[str, int], detail: str, noun: str = "metric point(s)"
+) -> None:
+    """Warn once per reason and destination that ``noun`` were not stored (the rest were)."""
+    said: set[tuple[str, str]] = transport.__dict__.setdefault("_refusals_said", set())
     for reason, count in refused.items():
-        if reason not in said:
-            said.add(reason)
+        if (noun, reason) not in said:
+            said.add((noun, reason))
             _log.warning(
-                "%d metric point(s) not stored by %s (%s): %s", count,
+                "%d %s not stored by %s (%s): %s", count, noun,
                 transport.tracking_uri, reason, detail,
             )  # fmt: skip
+
+
+def _say_run_data_refused(
+    transport: Any, refused: Mapping[str, Mapping[str, int]], detail: str
+) -> None:
+    for what, counts in refused.items():
+        _say_refused(transport, counts, detail, f"{what.rstrip('s')}(s)")
 
 
 def _digest(text: str) -> str:
@@ -267,6 +281,16 @@ class HttpTransport:
                 what="hyperparameters",
                 json_body={"run_id": run_id, "params": items[start : start + 100]},
             )
+
+    def write_run_data(self, items: Sequence[Sequence[str]]) -> None:
+        body = {"items": [dict(zip(("run_id", "kind", "key", "value"), i, strict=True))
+                          for i in items]}  # fmt: skip
+        answer = self._call(
+            "POST", f"{API_PREFIX}/runs/data", what="params and tags", json_body=body
+        )
+        refused = answer.get("refused") if isinstance(answer, dict) else None
+        if refused:
+            _say_run_data_refused(self, refused, f"see {self.url}/health")
 
     def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
         self._call(
@@ -448,6 +472,19 @@ class FolderTransport:
                 self.store.log_batch(run_id, [], items[start : start + 100], [])
         except MlflowException as exc:
             raise InvalidValueError(f"hyperparameters refused: {exc.message}") from None
+
+    def write_run_data(self, items: Sequence[Sequence[str]]) -> None:
+        from synergos_mlops.storage.run_data import as_items, write_run_data
+
+        checked = as_items(list(items))
+        try:
+            result = write_run_data(self.store, checked)
+        except SynergosError:
+            raise
+        except Exception as exc:  # the database is locked or away: try again later
+            raise ServerUnavailableError(f"store {self.folder.path}: {exc}") from None
+        for what, refused in result.refused.items():
+            _say_run_data_refused(self, {what: refused}, "; ".join(result.named[what].values()))
 
     def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag

@@ -21,13 +21,22 @@
     ``{"ended": n, "missing": [...]}``. Needs what ``metrics/bulk`` needs (EDIT on each run's
     experiment).
 
-All three write through the server's own tracking store (``_get_tracking_store()``), so they work
+``POST /api/synergos/v1/runs/data``
+    Body: ``{"items": [{"run_id", "kind": "param" | "tag", "key", "value"}, ...]}``, in the
+    order they were logged. Params and tags of runs (``synergos_mlops.storage.run_data``): one
+    refused item costs no other; those left out (a run missing or deleted, a tag named
+    ``synergos.*`` or ``mlflow.*``, a param logged again with another value, what MLflow
+    refuses) are counted by reason in ``/health`` (``params``, ``tags``). Sending the same
+    items again stores nothing new. Answer: ``{"stored": n, "refused": {"params": {reason:
+    count}, "tags": {...}}}``. Needs what ``metrics/bulk`` needs.
+
+All four write through the server's own tracking store (``_get_tracking_store()``), so they work
 on every SQL backend the server runs on (SQLite and PostgreSQL are tested).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -153,3 +162,37 @@ def _end(request: EndRequest) -> dict[str, Any]:
 @router.post("/runs/end")
 async def end_runs_route(request: EndRequest) -> dict[str, Any]:
     return await run_in_threadpool(_end, request)
+
+
+#: Items one ``runs/data`` may carry, and the longest key and value it takes (MLflow's own
+#: limits are lower: 250 and 6,000 or 8,000 characters; it names what it refuses).
+MAX_RUN_DATA_ITEMS = 10_000
+MAX_RUN_DATA_TEXT = 100_000
+
+
+class RunDataItem(BaseModel):
+    run_id: str = Field(max_length=MAX_RUN_DATA_TEXT)
+    kind: Literal["param", "tag"]
+    key: str = Field(max_length=MAX_RUN_DATA_TEXT)
+    value: str = Field(max_length=MAX_RUN_DATA_TEXT)
+
+
+class RunDataRequest(BaseModel):
+    items: list[RunDataItem] = Field(max_length=MAX_RUN_DATA_ITEMS)
+
+
+def _run_data(request: RunDataRequest) -> dict[str, Any]:
+    from synergos_mlops.server.intake import count_refused
+    from synergos_mlops.storage.run_data import write_run_data
+
+    items = [(item.run_id, item.kind, item.key, item.value) for item in request.items]
+    authorize_metric_writes(item[0] for item in items)
+    result = write_run_data(sql_store(), items)
+    for what, refused in result.refused.items():
+        count_refused(what, refused, result.named[what])
+    return result.to_json()
+
+
+@router.post("/runs/data")
+async def run_data_route(request: RunDataRequest) -> dict[str, Any]:
+    return await run_in_threadpool(_run_data, request)
