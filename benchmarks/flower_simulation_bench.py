@@ -2,15 +2,18 @@
 engine (Ray), 100 simulated clients that each fit a small numpy model on their partition and
 report 20 train and 20 evaluate metrics (``make bench`` runs it in .venv-fl; alone:
 ``PYTHONPATH=src .venv-fl/bin/python -m benchmarks.flower_simulation_bench [--clients 100]
-[--metrics 20] [--blocks 6] [--block-rounds 4]``).
+[--metrics 20] [--blocks 6] [--block-rounds 4] [--flush-interval 1]``).
 
 One simulation, FedAvg wrapped in SynergosStrategy logging into ``synmlops serve --workers 2``
 (started from .venv, on SQLite, on the same machine), that logs in blocks of rounds: the
 first ``--block-rounds`` rounds logged, the next as many not (the wrapper hands those rounds
 straight to FedAvg), and so on, ``--blocks`` of each. Rounds of one simulation are compared,
 because two simulations, each with a fresh Ray, differ by more than logging costs (measured
-here: 0.76 to 1.17 s the median round of the same simulation alone). The first round of each
-block is left out: in it the tracker's last batches of the block before may still be stored.
+here: 0.76 to 1.17 s the median round of the same simulation alone). When a logged block
+ends, the next round waits until everything the block logged is stored, before its time
+starts: the wait counts in the block's last logged round, so no logging work spills into the
+unlogged rounds, whatever ``--flush-interval`` (the tracker's) is. The first round of each
+block is left out.
 A round's time is taken between two rounds' ``configure_train`` calls (training,
 aggregation, evaluation); the medians of the logged and the unlogged rounds are compared,
 beside the CPU each kind of round cost the machine, the simulation's process (by thread) and
@@ -136,6 +139,13 @@ def _child(args: argparse.Namespace) -> None:
         def hook(self: InBlocks, server_round: int, *rest: Any) -> Any:
             if logged_round(server_round, block):
                 return getattr(super(InBlocks, self), name)(server_round, *rest)
+            if name == "configure_train" and logged_round(server_round - 1, block):
+                # A logged block has ended: everything it logged is stored before this
+                # round's mark, so its cost counts in the logged rounds (the last one), never
+                # in the unlogged rounds that follow, whatever the flush interval.
+                self._worker.drain()
+                if self.federated_run is not None:
+                    self.federated_run.flush()
             return getattr(self.strategy, name)(server_round, *rest)
 
         return hook
@@ -188,7 +198,9 @@ def _child(args: argparse.Namespace) -> None:
             TimedFedAvg(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n),
             tracking_uri=args.url, collaboration="bench", project="flower",
             experiment="simulation", run="r1",
-            config=TrackerConfig(spool_dir=Path(args.out).parent / "spool"),
+            config=TrackerConfig(
+                spool_dir=Path(args.out).parent / "spool", flush_interval=args.flush_interval
+            ),
         )  # fmt: skip
         strategy.start(
             grid=grid,
@@ -216,7 +228,8 @@ def _simulate(args: argparse.Namespace, folder: Path, url: str, server_pid: int)
     command = [sys.executable, "-m", "benchmarks.flower_simulation_bench", "--child",
                "--out", str(out), "--url", url, "--server-pid", str(server_pid),
                "--clients", str(args.clients), "--metrics", str(args.metrics),
-               "--blocks", str(args.blocks), "--block-rounds", str(args.block_rounds)]  # fmt: skip
+               "--blocks", str(args.blocks), "--block-rounds", str(args.block_rounds),
+               "--flush-interval", str(args.flush_interval)]  # fmt: skip
     with (folder / "simulation.log").open("wb") as log:
         subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                        check=True, timeout=1800)  # fmt: skip
@@ -262,11 +275,15 @@ class Rounds:
 
 
 def main() -> None:
+    from synergos_mlops.tracking import TrackerConfig
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--metrics", type=int, default=20)
     parser.add_argument("--blocks", type=int, default=6, help="blocks of each kind")
     parser.add_argument("--block-rounds", type=int, default=4, help="rounds in a block")
+    parser.add_argument("--flush-interval", type=float, default=TrackerConfig.flush_interval,
+                        help="the tracker's flush interval, seconds")  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
@@ -310,13 +327,15 @@ def main() -> None:
         "# Flower simulation: logging overhead per round",
         "",
         f"`python -m benchmarks.flower_simulation_bench --clients {n} --metrics {m} --blocks "
-        f"{args.blocks} --block-rounds {block}` in .venv-fl: Flower's simulation engine (Ray, "
+        f"{args.blocks} --block-rounds {block} --flush-interval {args.flush_interval:g}` in "
+        ".venv-fl: Flower's simulation engine (Ray, "
         f"2 CPUs for clients), {n} simulated clients each fitting a small numpy model and "
         f"reporting {m} train and {m} evaluate metrics a round; FedAvg in SynergosStrategy "
         "logging into `synmlops serve --workers 2` (SQLite) on the same machine, in blocks of "
-        f"{block} rounds logged and {block} not, {args.blocks} of each, in one simulation. A "
-        f"block's first round is left out: {logged.count} logged and {plain.count} unlogged "
-        "rounds compared.",
+        f"{block} rounds logged and {block} not, {args.blocks} of each, in one simulation; "
+        "the round after a logged block waits, in the block's last round, until all it logged "
+        "is stored. A block's first round is left out: "
+        f"{logged.count} logged and {plain.count} unlogged rounds compared.",
         "",
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, Flower "
         f"{flwr.__version__}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, load "
