@@ -273,6 +273,8 @@ def test_tracker_refuses_artifact_names_that_leave_the_run(tmp_path: Path) -> No
                 run.log_model(b"weights", name=bad)
             with pytest.raises(InvalidValueError):
                 run.log_model(b"weights", name=bad, participant="w")
+            with pytest.raises(InvalidValueError):
+                run.log_text("notes", bad, participant="w")
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()}
     assert all(
         str(p).startswith(("store/", "spool/")) or p.name in ("secret.txt", "model.pt")

@@ -109,6 +109,16 @@ def test_each_sites_params_and_tags_go_onto_its_participant_run(job: Job) -> Non
     assert {site: job.runs[site].data.params for site in SITES} == params
 
 
+def test_a_sites_text_is_a_file_of_its_participant_run(job: Job, tmp_path: Path) -> None:
+    texts = [line for line in job.logged if line["kind"] == "text"]
+    assert {line["site"] for line in texts} == set(SITES)
+    for line in texts:
+        for path, text in line["values"].items():
+            run_id = job.runs[line["site"]].info.run_id
+            stored = job.client.download_artifacts(run_id, path, str(tmp_path / line["site"]))
+            assert Path(stored).read_text() == text
+
+
 def test_a_refused_param_and_tag_cost_only_themselves_and_are_counted(job: Job) -> None:
     for site in SITES:  # beside them, "momentum" and "os" are kept (the test above)
         assert "bad name!" not in job.runs[site].data.params

@@ -61,6 +61,8 @@ def main() -> None:
             note(site, "params", {"momentum": 0.9}, None)
             mlflow_writer.set_tags({"synergos.participant": "site-9", "os": "linux"})
             note(site, "tags", {"os": "linux"}, None)
+            mlflow_writer.log_text(f"notes of {site}", "notes/site.txt")
+            note(site, "text", {"notes/site.txt": f"notes of {site}"}, None)
         w, b = (float(v) for v in np.asarray(model.params["numpy_key"]).ravel())
         before = float(np.mean((w * x + b - y) ** 2))
         for _ in range(5):

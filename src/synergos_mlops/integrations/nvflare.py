@@ -20,7 +20,7 @@ log with ``nvflare.client.tracking`` (``MLflowWriter``'s ``log_metric(s)``, ``lo
 - a site's metrics become that participant's series under the key the site logged, at the
   step it gave (0 without one); its params and tags go onto its participant run, spooled
   with the points (tags named ``synergos.*`` or ``mlflow.*`` are refused, as they are ours and
-  MLflow's);
+  MLflow's); a site's ``log_text(text, path)`` is the file ``path`` of its participant run;
 - the job's meta (name, min_clients, deploy map, ...) become hyperparameters ``job/<key>``;
 - the sites of the job are the participants from the start;
 - at the end of the run, the global model the job's persistor (``persistor_id``) holds is kept
@@ -158,6 +158,8 @@ class SynergosReceiver(AnalyticsReceiver):  # type: ignore[misc,unused-ignore]
                     self._log_params_or_tags(fl_ctx, run, record_origin, values, tags=False)
                 elif kind == AnalyticsDataType.TAGS:
                     self._log_params_or_tags(fl_ctx, run, record_origin, values, tags=True)
+                elif kind == AnalyticsDataType.TEXT:
+                    self._log_text(fl_ctx, run, record_origin, data)
                 else:
                     self._warn(fl_ctx, str(kind), f"{kind} from {record_origin} is not kept")
             except Exception as exc:  # noqa: BLE001 - one bad item never costs the others
@@ -206,6 +208,17 @@ class SynergosReceiver(AnalyticsReceiver):  # type: ignore[misc,unused-ignore]
             run.set_tags(values, participant=site)
         else:
             run.log_params(values, participant=site)
+
+    def _log_text(
+        self, fl_ctx: FLContext, run: FederatedRun, site: str, data: AnalyticsData
+    ) -> None:
+        # MLflowWriter.log_text(text, artifact_file_path): a file of the site's run, as
+        # NVFlare's MLflowReceiver keeps it; without a path there is nowhere to put it.
+        path = (data.kwargs or {}).get("path")
+        if not path:
+            self._warn(fl_ctx, "text", f"text from {site} without an artifact path is not kept")
+            return
+        run.log_text(str(data.value), str(path), participant=site)
 
     def _log_model(self, fl_ctx: FLContext, run: FederatedRun) -> None:
         import numpy as np

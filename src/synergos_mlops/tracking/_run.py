@@ -522,6 +522,15 @@ class FederatedRun:
         folder = "" if artifact_path is None else safe_relative_path("artifact_path", artifact_path)
         self._log_source(path, None, participant, folder, "")
 
+    def log_text(self, text: str, artifact_file: str, participant: str | None = None) -> None:
+        """Store ``text`` (UTF-8) as the file ``artifact_file`` of the run (``participant``'s
+        run if given), a relative path such as ``notes/round_1.txt``, as MLflow's
+        ``log_text`` does (``..`` and absolute paths are refused)."""
+        if not isinstance(text, str):
+            raise InvalidValueError(f"text must be a string, not {type(text).__name__}")
+        name = safe_relative_path("artifact_file", artifact_file)
+        self._log_bytes(text.encode("utf-8"), name, participant, "")
+
     # Ending --------------------------------------------------------------------------------
 
     def end(self, status: str = "FINISHED") -> None:
