@@ -102,6 +102,11 @@ def test_on_sqlite_and_postgresql_each_refused_item_costs_only_itself(sql_store:
     data = sql_store.get_run(run).data
     assert data.params == {"lr": "0.1", "seed": "7"}
     assert data.tags["note"] == "b" and data.tags["mlflow.runName"] == "r"
+    # Beyond MLflow's 100 params a log_batch: a refused one in the second hundred.
+    many = [(run, "param", f"p{i:03d}" if i != 120 else "bad name!", str(i)) for i in range(250)]
+    found = write_run_data(sql_store, many)
+    assert (found.stored, found.refused) == (249, {"params": {REFUSED_BY_MLFLOW: 1}})
+    assert len(sql_store.get_run(run).data.params) == 2 + 249
 
 
 def test_items_of_a_missing_run_are_counted_and_the_others_stored(
@@ -136,7 +141,7 @@ def test_items_of_a_missing_run_are_counted_and_the_others_stored(
     "body",
     [{}, {"items": "x"}, {"items": [{"run_id": "r", "kind": "metric", "key": "k", "value": "v"}]},
      {"items": [{"run_id": "r", "kind": "param", "key": "k"}]},
-     {"items": [{"run_id": "r", "kind": "param", "key": "k", "value": "v" * 100_001}]},
+     {"items": [{"run_id": "r", "kind": "param", "key": "k", "value": "v" * 1_000_001}]},
      {"items": [{"run_id": "r", "kind": "tag", "key": "k", "value": "v"}] * 10_001}],
 )  # fmt: skip
 def test_a_malformed_request_is_one_4xx_naming_the_problem(
@@ -229,13 +234,29 @@ def test_into_a_store_folder_the_refused_ones_are_left_out_with_one_warning(
     assert any("1 tag(s) not stored" in m and RESERVED_TAG in m for m in said), said
 
 
-def test_a_name_that_is_no_text_is_refused_at_the_call(tmp_path: Path) -> None:
+def test_a_name_that_is_no_text_or_a_value_beyond_the_bound_is_refused_at_the_call(
+    tmp_path: Path,
+) -> None:
     with FederatedTracker(tmp_path / "store", fast_config(tmp_path)) as tracker:
         run = tracker.run("c", "p", "e", "r")
         with pytest.raises(InvalidValueError, match="must be a string"):
             run.log_params({1: "x"})  # type: ignore[dict-item]
         with pytest.raises(InvalidValueError, match="mapping"):
             run.set_tags(["x"])  # type: ignore[arg-type]
+        with pytest.raises(InvalidValueError, match="beyond 1,000,000 characters"):
+            run.set_tags({"ok": "x", "long": "v" * 1_000_001})
+        assert tracker.flush() is True
+        assert "ok" not in MlflowClient(tracker.tracking_uri).get_run(run.run_id).data.tags
+
+
+def test_many_params_in_one_call_are_all_stored(shared_server: Server, tmp_path: Path) -> None:
+    values = {f"p{i:05d}": i for i in range(2500)}  # more than one request carries
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        run = tracker.run(f"c{uuid.uuid4().hex[:6]}", "p", "e", "r")
+        run.log_params(values)
+        assert tracker.flush() is True
+    stored = MlflowClient(shared_server.url).get_run(run.run_id).data.params
+    assert stored == {k: str(v) for k, v in values.items()}
 
 
 @pytest.mark.parametrize(

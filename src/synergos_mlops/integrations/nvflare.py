@@ -204,10 +204,15 @@ class SynergosReceiver(AnalyticsReceiver):  # type: ignore[misc,unused-ignore]
         # Spooled with the points: kept while the destination is away; what MLflow or the
         # destination refuses (a reserved tag, a param changed) is counted there, one by one.
         values = {str(key): value for key, value in values.items()}
-        if tags:
-            run.set_tags(values, participant=site)
-        else:
-            run.log_params(values, participant=site)
+        log = run.set_tags if tags else run.log_params
+        try:
+            log(values, participant=site)
+        except InvalidValueError:  # one beyond the bounds: the others one by one
+            for key, value in values.items():
+                try:
+                    log({key: value}, participant=site)
+                except InvalidValueError as exc:
+                    self._warn(fl_ctx, key, f"{exc}; left out")
 
     def _log_text(
         self, fl_ctx: FLContext, run: FederatedRun, site: str, data: AnalyticsData

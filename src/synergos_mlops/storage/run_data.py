@@ -3,10 +3,10 @@
 What ``POST /api/synergos/v1/runs/data`` stores and a store folder's tracker writes: a list of
 ``(run id, "param" | "tag", key, value)`` items, in the order they were logged, through the
 tracking store's own ``log_batch`` (MLflow's validation and its rules: a param keeps its first
-value). Each run's items go in one ``log_batch``; when MLflow refuses it, the items are written
-one at a time, so only the refused ones are left out. Writing the same items again stores
-nothing new (a param logged again with its value is accepted, a tag is set again), so a
-batch that a tracker sends twice is harmless.
+value). A run's items go in ``log_batch`` calls of at most 100 params and 100 tags (MLflow's
+limit); when MLflow refuses one, its items are written one at a time, so only the refused ones
+are left out. Writing the same items again stores nothing new (a param logged again with its
+value is accepted, a tag is set again), so a batch that a tracker sends twice is harmless.
 
 Left out, counted by reason (:data:`REASONS`): items of a run that does not exist or is
 deleted; tags named ``synergos.*`` or ``mlflow.*``, which hold the federation's structure (a
@@ -25,6 +25,8 @@ from synergos_mlops.errors import InvalidValueError
 
 __all__ = [
     "ITEM_KINDS",
+    "MAX_ITEMS",
+    "MAX_ITEM_CHARS",
     "PARAM_CHANGED",
     "REASONS",
     "REFUSED_BY_MLFLOW",
@@ -37,12 +39,19 @@ __all__ = [
 ]
 
 ITEM_KINDS = ("param", "tag")
+#: Items one request may carry, and the longest run id, key or value it takes: bounds on what
+#: is read (MLflow's own limits are far lower, 250 characters for a key and 6,000 or 8,000 for
+#: a value, and it names what it refuses, item by item).
+MAX_ITEMS = 10_000
+MAX_ITEM_CHARS = 1_000_000
 RESERVED_TAG_PREFIXES = ("synergos.", "mlflow.")
 RUN_MISSING = "run missing or deleted"
 RESERVED_TAG = "tag name reserved (synergos.*, mlflow.*)"
 PARAM_CHANGED = "param value changed"
 REFUSED_BY_MLFLOW = "refused by MLflow"
 REASONS = (RUN_MISSING, RESERVED_TAG, PARAM_CHANGED, REFUSED_BY_MLFLOW)
+#: Params and tags in one of MLflow's ``log_batch`` calls (its limit: 100 of each).
+_PER_LOG_BATCH = 100
 #: An item: (run id, "param" or "tag", key, value).
 Item = tuple[str, str, str, str]
 
@@ -131,26 +140,30 @@ def _write_run(store: Any, run_id: str, items: list[Item], result: RunDataResult
                 tags[key] = value
         elif params.setdefault(key, value) != value:
             result.refuse(kind, PARAM_CHANGED, f"param {key!r} logged again with another value")
-    try:
-        store.log_batch(
-            run_id, metrics=[], params=[Param(k, v) for k, v in params.items()],
-            tags=[RunTag(k, v) for k, v in tags.items()],
-        )  # fmt: skip
-    except MlflowException as exc:
-        if exc.get_http_status_code() >= 500:
-            raise
-    else:
-        result.stored += len(params) + len(tags)
-        return
-    for kind, found in (("param", params), ("tag", tags)):  # one at a time: only the refused
-        for key, value in found.items():
-            words = _one(store, run_id, kind, key, value)
-            if words is None:
-                result.stored += 1
-            elif kind == "param" and "Changing param values is not allowed" in words:
-                result.refuse(kind, PARAM_CHANGED, words)
-            else:
-                result.refuse(kind, REFUSED_BY_MLFLOW, words)
+    param_items, tag_items = list(params.items()), list(tags.items())
+    for start in range(0, max(len(param_items), len(tag_items)), _PER_LOG_BATCH):
+        chunk = {"param": param_items[start : start + _PER_LOG_BATCH],
+                 "tag": tag_items[start : start + _PER_LOG_BATCH]}  # fmt: skip
+        try:
+            store.log_batch(
+                run_id, metrics=[], params=[Param(k, v) for k, v in chunk["param"]],
+                tags=[RunTag(k, v) for k, v in chunk["tag"]],
+            )  # fmt: skip
+        except MlflowException as exc:
+            if exc.get_http_status_code() >= 500:
+                raise
+        else:
+            result.stored += len(chunk["param"]) + len(chunk["tag"])
+            continue
+        for kind, found in chunk.items():  # one at a time: only the refused are left out
+            for key, value in found:
+                words = _one(store, run_id, kind, key, value)
+                if words is None:
+                    result.stored += 1
+                elif kind == "param" and "Changing param values is not allowed" in words:
+                    result.refuse(kind, PARAM_CHANGED, words)
+                else:
+                    result.refuse(kind, REFUSED_BY_MLFLOW, words)
 
 
 def write_run_data(store: Any, items: Sequence[Item]) -> RunDataResult:

@@ -49,6 +49,10 @@ __all__ = ["FederatedRun", "ModelSource"]
 ModelSource = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
+#: Params or tags per spool file (a request): well within the server's bound per request.
+_RUN_DATA_PART = 1000
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -349,16 +353,26 @@ class FederatedRun:
         self._log_run_data("tag", tags, participant)
 
     def _log_run_data(self, kind: str, values: Mapping[str, Any], participant: str | None) -> None:
+        from synergos_mlops.storage.run_data import MAX_ITEM_CHARS
+
         if not isinstance(values, Mapping):
             raise InvalidValueError(f"{kind}s must be a mapping of name to value")
-        for key in values:
+        texts: dict[str, str] = {}
+        for key, value in values.items():
             if not isinstance(key, str):
                 raise InvalidValueError(f"{kind} name {key!r} must be a string")
-        if not values:
+            texts[key] = param_text(value)
+            if max(len(key), len(texts[key])) > MAX_ITEM_CHARS:
+                raise InvalidValueError(
+                    f"{kind} {key[:60]!r}: a name or value beyond {MAX_ITEM_CHARS:,} characters"
+                )
+        if not texts:
             return
         run_id, _ = self._target(participant)
-        items = [(run_id, kind, key, param_text(value)) for key, value in values.items()]
-        self._tracker._sender.defer(run_data_body(items), len(items))
+        items = [(run_id, kind, key, text) for key, text in texts.items()]
+        for start in range(0, len(items), _RUN_DATA_PART):
+            part = items[start : start + _RUN_DATA_PART]
+            self._tracker._sender.defer(run_data_body(part), len(part))
 
     def flush(self, timeout: float | None = None) -> bool:
         """See FederatedTracker.flush."""

@@ -49,6 +49,7 @@ from synergos_mlops.server.auth.viewer import (
     grant_creator,
 )
 from synergos_mlops.server.http import API_PREFIX, ApiError, bounded_body
+from synergos_mlops.storage.run_data import MAX_ITEM_CHARS, MAX_ITEMS
 
 __all__ = ["router"]
 
@@ -164,21 +165,15 @@ async def end_runs_route(request: EndRequest) -> dict[str, Any]:
     return await run_in_threadpool(_end, request)
 
 
-#: Items one ``runs/data`` may carry, and the longest key and value it takes (MLflow's own
-#: limits are lower: 250 and 6,000 or 8,000 characters; it names what it refuses).
-MAX_RUN_DATA_ITEMS = 10_000
-MAX_RUN_DATA_TEXT = 100_000
-
-
 class RunDataItem(BaseModel):
-    run_id: str = Field(max_length=MAX_RUN_DATA_TEXT)
+    run_id: str = Field(max_length=MAX_ITEM_CHARS)
     kind: Literal["param", "tag"]
-    key: str = Field(max_length=MAX_RUN_DATA_TEXT)
-    value: str = Field(max_length=MAX_RUN_DATA_TEXT)
+    key: str = Field(max_length=MAX_ITEM_CHARS)
+    value: str = Field(max_length=MAX_ITEM_CHARS)
 
 
 class RunDataRequest(BaseModel):
-    items: list[RunDataItem] = Field(max_length=MAX_RUN_DATA_ITEMS)
+    items: list[RunDataItem] = Field(max_length=MAX_ITEMS)
 
 
 def _run_data(request: RunDataRequest) -> dict[str, Any]:
