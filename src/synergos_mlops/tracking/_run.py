@@ -369,6 +369,7 @@ class FederatedRun:
         if not texts:
             return
         run_id, _ = self._target(participant)
+        self._tracker._check_open()
         items = [(run_id, kind, key, text) for key, text in texts.items()]
         for start in range(0, len(items), _RUN_DATA_PART):
             part = items[start : start + _RUN_DATA_PART]
