@@ -59,7 +59,6 @@ request. ``start`` waits for that thread before the model is logged and the run 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import numbers
 import os
@@ -77,6 +76,7 @@ from flwr.serverapp.strategy import Result, Strategy
 
 from synergos_mlops.errors import InvalidValueError
 from synergos_mlops.integrations.models import register_arrays
+from synergos_mlops.validate import param_text
 
 if TYPE_CHECKING:
     from synergos_mlops.tracking import FederatedRun, FederatedTracker, TrackerConfig
@@ -100,12 +100,7 @@ def _setting(value: Any) -> Any:
         module = getattr(value, "__module__", None)
         name = getattr(value, "__qualname__", None) or type(value).__qualname__
         return f"{module}.{name}" if module else name
-    if isinstance(value, (list, tuple, dict)):
-        try:
-            return json.dumps(value, default=str)
-        except (TypeError, ValueError):
-            return str(value)
-    return str(value)
+    return param_text(value)  # lists, tuples and dicts as JSON
 
 
 def strategy_settings(strategy: Any) -> dict[str, Any]:
