@@ -20,6 +20,7 @@ from frameworks_support import SCRIPTS, run_in_frameworks_venv, wait_while_runni
 from mlflow import MlflowClient
 
 from synergos_mlops.storage.run_data import REFUSED_BY_MLFLOW, RESERVED_TAG
+from synergos_mlops.tracking import TEXT_PATH_REFUSED
 
 # Each runs a federation in another venv, on a shared 2-core machine: a server and a
 # simulation take longer than the suite's default 300 s limit allows for.
@@ -30,7 +31,7 @@ SITES = ("site-1", "site-2")
 
 def refused_counts(server: Server) -> dict[str, dict[str, int]]:
     counts = requests.get(f"{server.url}/health", timeout=30).json()["refused"]
-    return {what: dict(counts.get(what, {})) for what in ("params", "tags")}
+    return {what: dict(counts.get(what, {})) for what in ("params", "tags", "texts")}
 
 
 class Job:
@@ -119,11 +120,15 @@ def test_a_sites_text_is_a_file_of_its_participant_run(job: Job, tmp_path: Path)
             assert Path(stored).read_text() == text
 
 
-def test_a_refused_param_and_tag_cost_only_themselves_and_are_counted(job: Job) -> None:
+def test_a_refused_param_tag_and_text_cost_only_themselves_and_are_counted(job: Job) -> None:
     for site in SITES:  # beside them, "momentum" and "os" are kept (the test above)
         assert "bad name!" not in job.runs[site].data.params
         assert job.runs[site].data.tags["synergos.participant"] == site
-    assert job.refused == {"params": {REFUSED_BY_MLFLOW: 2}, "tags": {RESERVED_TAG: 2}}
+    assert job.refused == {
+        "params": {REFUSED_BY_MLFLOW: 2},
+        "tags": {RESERVED_TAG: 2},
+        "texts": {TEXT_PATH_REFUSED: 2},
+    }
 
 
 def test_the_jobs_meta_are_hyperparameters_and_the_run_finishes(job: Job) -> None:

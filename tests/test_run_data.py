@@ -28,7 +28,7 @@ from synergos_mlops.storage.run_data import (
     RUN_MISSING,
     write_run_data,
 )
-from synergos_mlops.tracking import FederatedTracker
+from synergos_mlops.tracking import TEXT_PATH_REFUSED, FederatedTracker
 
 API = "/api/synergos/v1"
 
@@ -109,6 +109,25 @@ def test_on_sqlite_and_postgresql_each_refused_item_costs_only_itself(sql_store:
     assert len(sql_store.get_run(run).data.params) == 2 + 249
 
 
+def test_what_a_sender_left_out_is_counted_with_the_items(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    before = refused(shared_server)
+    with FederatedTracker(shared_server.url, fast_config(tmp_path)) as tracker:
+        run = tracker.run(f"c{uuid.uuid4().hex[:6]}", "p", "e", "r")
+        run.log_params({"a": 1})
+        run.count_left_out("texts", TEXT_PATH_REFUSED)
+        run.count_left_out("texts", TEXT_PATH_REFUSED, 2)
+        run.log_params({"b": 2})
+        with pytest.raises(InvalidValueError, match="not one of texts"):
+            run.count_left_out("points", "why")
+        assert tracker.flush() is True
+    assert MlflowClient(shared_server.url).get_run(run.run_id).data.params == {"a": "1", "b": "2"}
+    body = requests.get(f"{shared_server.url}/health", timeout=30).json()["refused"]
+    assert body["texts"][TEXT_PATH_REFUSED] >= 3
+    assert grown(before, refused(shared_server)) == {"params": {}, "tags": {}}
+
+
 def test_items_of_a_missing_run_are_counted_and_the_others_stored(
     shared_server: Server, tmp_path: Path
 ) -> None:
@@ -142,7 +161,11 @@ def test_items_of_a_missing_run_are_counted_and_the_others_stored(
     [{}, {"items": "x"}, {"items": [{"run_id": "r", "kind": "metric", "key": "k", "value": "v"}]},
      {"items": [{"run_id": "r", "kind": "param", "key": "k"}]},
      {"items": [{"run_id": "r", "kind": "param", "key": "k", "value": "v" * 1_000_001}]},
-     {"items": [{"run_id": "r", "kind": "tag", "key": "k", "value": "v"}] * 10_001}],
+     {"items": [{"run_id": "r", "kind": "tag", "key": "k", "value": "v"}] * 10_001},
+     {"items": [], "refused": {"texts": {"why": 0}}},
+     {"items": [], "refused": {"points": {"why": 1}}},
+     {"items": [], "refused": {"texts": {"": 1}}},
+     {"items": [], "refused": {"texts": {f"why {i}": 1 for i in range(17)}}}],
 )  # fmt: skip
 def test_a_malformed_request_is_one_4xx_naming_the_problem(
     shared_server: Server, body: dict[str, Any]

@@ -61,6 +61,7 @@ def main() -> None:
             note(site, "params", {"momentum": 0.9}, None)
             mlflow_writer.set_tags({"synergos.participant": "site-9", "os": "linux"})
             note(site, "tags", {"os": "linux"}, None)
+            mlflow_writer.log_text("outside the run", "../escape.txt")  # refused, counted
             mlflow_writer.log_text(f"notes of {site}", "notes/site.txt")
             note(site, "text", {"notes/site.txt": f"notes of {site}"}, None)
         w, b = (float(v) for v in np.asarray(model.params["numpy_key"]).ravel())

@@ -219,11 +219,19 @@ class SynergosReceiver(AnalyticsReceiver):  # type: ignore[misc,unused-ignore]
     ) -> None:
         # MLflowWriter.log_text(text, artifact_file_path): a file of the site's run, as
         # NVFlare's MLflowReceiver keeps it; without a path there is nowhere to put it.
+        from synergos_mlops.tracking import TEXT_PATH_REFUSED, TEXT_WITHOUT_PATH
+
         path = (data.kwargs or {}).get("path")
         if not path:
-            self._warn(fl_ctx, "text", f"text from {site} without an artifact path is not kept")
-            return
-        run.log_text(str(data.value), str(path), participant=site)
+            reason = TEXT_WITHOUT_PATH
+        else:
+            try:
+                run.log_text(str(data.value), str(path), participant=site)
+                return
+            except InvalidValueError:
+                reason = TEXT_PATH_REFUSED
+        run.count_left_out("texts", reason)  # counted by the destination, as refused values
+        self._warn(fl_ctx, reason, f"a text from {site} is not kept: {reason} ({path!r})")
 
     def _log_model(self, fl_ctx: FLContext, run: FederatedRun) -> None:
         import numpy as np

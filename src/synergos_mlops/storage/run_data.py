@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synergos_mlops.errors import InvalidValueError
+from synergos_mlops.storage.batch import MAX_NAMED_CHARS
 
 __all__ = [
     "ITEM_KINDS",
@@ -31,6 +32,7 @@ __all__ = [
     "REASONS",
     "REFUSED_BY_MLFLOW",
     "RESERVED_TAG",
+    "SENDER_REFUSALS",
     "RESERVED_TAG_PREFIXES",
     "RUN_MISSING",
     "RunDataResult",
@@ -49,6 +51,9 @@ RUN_MISSING = "run missing or deleted"
 RESERVED_TAG = "tag name reserved (synergos.*, mlflow.*)"
 PARAM_CHANGED = "param value changed"
 REFUSED_BY_MLFLOW = "refused by MLflow"
+#: What a sender may count as left out on its side, carried with its params and tags for the
+#: destination to count (a server's ``/health``): a framework's text files it could not keep.
+SENDER_REFUSALS = ("texts",)
 REASONS = (RUN_MISSING, RESERVED_TAG, PARAM_CHANGED, REFUSED_BY_MLFLOW)
 #: Params and tags in one of MLflow's ``log_batch`` calls (its limit: 100 of each).
 _PER_LOG_BATCH = 100
@@ -68,7 +73,7 @@ class RunDataResult:
     def refuse(self, kind: str, reason: str, words: str) -> None:
         counts = self.refused.setdefault(f"{kind}s", {})
         counts[reason] = counts.get(reason, 0) + 1
-        self.named.setdefault(f"{kind}s", {}).setdefault(reason, words[:1000])
+        self.named.setdefault(f"{kind}s", {}).setdefault(reason, words[:MAX_NAMED_CHARS])
 
     def to_json(self) -> dict[str, Any]:
         return {"stored": self.stored, "refused": self.refused}

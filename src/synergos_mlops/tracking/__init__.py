@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from synergos_mlops.tracking._config import TrackerConfig, default_spool_dir
 from synergos_mlops.tracking._logs import FederatedLogHandler
-from synergos_mlops.tracking._run import FederatedRun
+from synergos_mlops.tracking._run import TEXT_PATH_REFUSED, TEXT_WITHOUT_PATH, FederatedRun
 from synergos_mlops.tracking._sender import BatchRejectedError
 from synergos_mlops.tracking._study import QueuedTrial, Study, TrialRun
 from synergos_mlops.tracking._system import MonitorSummary, Sampler, SystemMonitor
@@ -34,6 +34,8 @@ from synergos_mlops.tracking._transport import (
 __all__ = [
     "GLOBAL",
     "PARAM_VALUE_LIMIT",
+    "TEXT_PATH_REFUSED",
+    "TEXT_WITHOUT_PATH",
     "BatchRejectedError",
     "FederatedLogHandler",
     "FederatedRun",

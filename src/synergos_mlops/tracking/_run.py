@@ -25,7 +25,7 @@ from synergos_mlops.federation import (
     statistic_points,
     validate_id,
 )
-from synergos_mlops.storage.batch import MAX_NAMED_CHARS, MetricBatch
+from synergos_mlops.storage.batch import MAX_NAMED_CHARS, MAX_REASON_CHARS, MetricBatch
 from synergos_mlops.storage.screen import VALUE_NOT_NUMBER
 from synergos_mlops.tracking._logs import FederatedLogHandler
 from synergos_mlops.tracking._sender import end_body, run_data_body
@@ -44,11 +44,14 @@ if TYPE_CHECKING:
     from synergos_mlops.tracking._system import SystemMonitor
     from synergos_mlops.tracking._tracker import FederatedTracker
 
-__all__ = ["FederatedRun", "ModelSource"]
+__all__ = ["TEXT_PATH_REFUSED", "TEXT_WITHOUT_PATH", "FederatedRun", "ModelSource"]
 
 ModelSource = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 
+#: Reasons a framework adapter counts a client's text file as not kept (``count_left_out``).
+TEXT_WITHOUT_PATH = "text without an artifact path"
+TEXT_PATH_REFUSED = "text path refused (absolute or ..)"
 #: Params or tags per spool file (a request): well within the server's bound per request.
 _RUN_DATA_PART = 1000
 
@@ -351,6 +354,19 @@ class FederatedRun:
         params; tags named ``synergos.*`` or ``mlflow.*`` are refused and counted (``tags``):
         they hold the federation's structure."""
         self._log_run_data("tag", tags, participant)
+
+    def count_left_out(self, what: str, reason: str, count: int = 1) -> None:
+        """Have the destination count ``count`` items of ``what`` that the caller could not
+        log (a server's ``/health``, ``refused.<what>``), sent in order with the points; for
+        a framework adapter that refuses what a client sent (``what``: ``texts``)."""
+        from synergos_mlops.storage.run_data import SENDER_REFUSALS
+
+        if what not in SENDER_REFUSALS:
+            raise InvalidValueError(f"{what!r} is not one of {', '.join(SENDER_REFUSALS)}")
+        if not reason or len(reason) > MAX_REASON_CHARS or count < 1:
+            raise InvalidValueError("a reason of 1 to 200 characters and a count of 1 or more")
+        self._tracker._check_open()
+        self._tracker._sender.defer(run_data_body([], {what: {reason: count}}))
 
     def _log_run_data(self, kind: str, values: Mapping[str, Any], participant: str | None) -> None:
         from synergos_mlops.storage.run_data import MAX_ITEM_CHARS

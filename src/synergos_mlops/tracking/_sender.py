@@ -121,7 +121,8 @@ class MetricsKind:
                     transport.set_status(run_id, status, end_time)
             return
         if body.startswith(RUN_DATA_MARK):  # params and tags, in their place (run_data_body)
-            transport.write_run_data(json.loads(body[len(RUN_DATA_MARK) :])["items"])
+            document = json.loads(body[len(RUN_DATA_MARK) :])
+            transport.write_run_data(document["items"], document.get("refused") or {})
             return
         transport.write_metrics(body)
 
@@ -141,10 +142,13 @@ def end_body(run_ids: list[str], status: str, end_time: int) -> bytes:
 RUN_DATA_MARK = b"synergos-run-data\n"
 
 
-def run_data_body(items: list[tuple[str, str, str, str]]) -> bytes:
+def run_data_body(
+    items: list[tuple[str, str, str, str]], refused: dict[str, dict[str, int]] | None = None
+) -> bytes:
     """A spool file's content that stores params and tags, ``(run id, "param" | "tag", key,
-    value)`` items, once sent (``Transport.write_run_data``)."""
-    return RUN_DATA_MARK + json.dumps({"items": items}).encode()
+    value)`` items, once sent (``Transport.write_run_data``), with what the sender left out
+    (``refused``: by kind and reason) for the destination to count."""
+    return RUN_DATA_MARK + json.dumps({"items": items, "refused": refused or {}}).encode()
 
 
 class _Logs:

@@ -81,10 +81,13 @@ class Transport(Protocol):
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None: ...
 
-    def write_run_data(self, items: Sequence[Sequence[str]]) -> None:
+    def write_run_data(
+        self, items: Sequence[Sequence[str]], refused: Mapping[str, Mapping[str, int]]
+    ) -> None:
         """Store params and tags of runs, ``(run id, "param" | "tag", key, value)`` items in
         order (``synergos_mlops.storage.run_data``), idempotently; what is refused is left
-        out and counted, the rest stored."""
+        out and counted, the rest stored. ``refused``: what the sender itself left out, by
+        kind and reason, to be counted with it."""
 
     def set_status(self, run_id: str, status: str, end_time: int) -> None: ...
 
@@ -282,15 +285,20 @@ class HttpTransport:
                 json_body={"run_id": run_id, "params": items[start : start + 100]},
             )
 
-    def write_run_data(self, items: Sequence[Sequence[str]]) -> None:
-        body = {"items": [dict(zip(("run_id", "kind", "key", "value"), i, strict=True))
-                          for i in items]}  # fmt: skip
+    def write_run_data(
+        self, items: Sequence[Sequence[str]], refused: Mapping[str, Mapping[str, int]]
+    ) -> None:
+        body = {
+            "items": [dict(zip(("run_id", "kind", "key", "value"), i, strict=True))
+                      for i in items],
+            "refused": refused,
+        }  # fmt: skip
         answer = self._call(
             "POST", f"{API_PREFIX}/runs/data", what="params and tags", json_body=body
         )
-        refused = answer.get("refused") if isinstance(answer, dict) else None
-        if refused:
-            _say_run_data_refused(self, refused, f"see {self.url}/health")
+        stored_not = answer.get("refused") if isinstance(answer, dict) else None
+        if stored_not:
+            _say_run_data_refused(self, stored_not, f"see {self.url}/health")
 
     def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
         self._call(
@@ -473,8 +481,13 @@ class FolderTransport:
         except MlflowException as exc:
             raise InvalidValueError(f"hyperparameters refused: {exc.message}") from None
 
-    def write_run_data(self, items: Sequence[Sequence[str]]) -> None:
+    def write_run_data(
+        self, items: Sequence[Sequence[str]], refused: Mapping[str, Mapping[str, int]]
+    ) -> None:
         from synergos_mlops.storage.run_data import as_items, write_run_data
+
+        if refused:
+            _say_run_data_refused(self, refused, "left out by the sender")
 
         checked = as_items(list(items))
         try:
@@ -483,8 +496,8 @@ class FolderTransport:
             raise
         except Exception as exc:  # the database is locked or away: try again later
             raise ServerUnavailableError(f"store {self.folder.path}: {exc}") from None
-        for what, refused in result.refused.items():
-            _say_run_data_refused(self, {what: refused}, "; ".join(result.named[what].values()))
+        for what, counts in result.refused.items():
+            _say_run_data_refused(self, {what: counts}, "; ".join(result.named[what].values()))
 
     def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag

@@ -27,8 +27,10 @@
     refused item costs no other; those left out (a run missing or deleted, a tag named
     ``synergos.*`` or ``mlflow.*``, a param logged again with another value, what MLflow
     refuses) are counted by reason in ``/health`` (``params``, ``tags``). Sending the same
-    items again stores nothing new. Answer: ``{"stored": n, "refused": {"params": {reason:
-    count}, "tags": {...}}}``. Needs what ``metrics/bulk`` needs.
+    items again stores nothing new. ``"refused": {"texts": {reason: count}}`` (optional): what
+    the sender left out on its side, counted with the rest. Answer: ``{"stored": n,
+    "refused": {"params": {reason: count}, "tags": {...}}}``. Needs what ``metrics/bulk``
+    needs.
 
 All four write through the server's own tracking store (``_get_tracking_store()``), so they work
 on every SQL backend the server runs on (SQLite and PostgreSQL are tested).
@@ -36,10 +38,10 @@ on every SQL backend the server runs on (SQLite and PostgreSQL are tested).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from synergos_mlops.errors import InvalidIdError, InvalidValueError, StoreError
@@ -49,6 +51,7 @@ from synergos_mlops.server.auth.viewer import (
     grant_creator,
 )
 from synergos_mlops.server.http import API_PREFIX, ApiError, bounded_body
+from synergos_mlops.storage.batch import MAX_POINTS, MAX_REASON_CHARS, MAX_REASONS
 from synergos_mlops.storage.run_data import MAX_ITEM_CHARS, MAX_ITEMS
 
 __all__ = ["router"]
@@ -172,8 +175,16 @@ class RunDataItem(BaseModel):
     value: str = Field(max_length=MAX_ITEM_CHARS)
 
 
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REASON_CHARS)]
+Count = Annotated[int, Field(ge=1, le=MAX_POINTS)]
+
+
 class RunDataRequest(BaseModel):
     items: list[RunDataItem] = Field(max_length=MAX_ITEMS)
+    #: What the sender left out on its side, by kind and reason (a site's text without a path).
+    refused: dict[
+        Literal["texts"], Annotated[dict[Reason, Count], Field(max_length=MAX_REASONS)]
+    ] = Field(default_factory=dict)
 
 
 def _run_data(request: RunDataRequest) -> dict[str, Any]:
@@ -185,6 +196,8 @@ def _run_data(request: RunDataRequest) -> dict[str, Any]:
     result = write_run_data(sql_store(), items)
     for what, refused in result.refused.items():
         count_refused(what, refused, result.named[what])
+    for what, counts in request.refused.items():
+        count_refused(what, counts, {reason: reason for reason in counts})
     return result.to_json()
 
 
