@@ -108,16 +108,18 @@ def _active(store: Any, run_id: str) -> bool:
         return False
 
 
-def _one(store: Any, run_id: str, kind: str, key: str, value: str) -> str | None:
-    """Write one item; None when stored, else MLflow's words."""
+def _log_batch(
+    store: Any, run_id: str, params: list[tuple[str, str]], tags: list[tuple[str, str]]
+) -> str | None:
+    """One MLflow ``log_batch`` of params and tags; None when stored, else MLflow's words."""
     from mlflow.entities import Param, RunTag
     from mlflow.exceptions import MlflowException
 
     try:
-        if kind == "param":
-            store.log_batch(run_id, metrics=[], params=[Param(key, value)], tags=[])
-        else:
-            store.log_batch(run_id, metrics=[], params=[], tags=[RunTag(key, value)])
+        store.log_batch(
+            run_id, metrics=[], params=[Param(k, v) for k, v in params],
+            tags=[RunTag(k, v) for k, v in tags],
+        )  # fmt: skip
     except MlflowException as exc:
         if exc.get_http_status_code() >= 500:
             raise
@@ -126,9 +128,6 @@ def _one(store: Any, run_id: str, kind: str, key: str, value: str) -> str | None
 
 
 def _write_run(store: Any, run_id: str, items: list[Item], result: RunDataResult) -> None:
-    from mlflow.entities import Param, RunTag
-    from mlflow.exceptions import MlflowException
-
     if not _active(store, run_id):
         for _, kind, key, _ in items:
             result.refuse(kind, RUN_MISSING, f"{kind} {key!r}: run {run_id!r} does not exist "
@@ -149,20 +148,13 @@ def _write_run(store: Any, run_id: str, items: list[Item], result: RunDataResult
     for start in range(0, max(len(param_items), len(tag_items)), _PER_LOG_BATCH):
         chunk = {"param": param_items[start : start + _PER_LOG_BATCH],
                  "tag": tag_items[start : start + _PER_LOG_BATCH]}  # fmt: skip
-        try:
-            store.log_batch(
-                run_id, metrics=[], params=[Param(k, v) for k, v in chunk["param"]],
-                tags=[RunTag(k, v) for k, v in chunk["tag"]],
-            )  # fmt: skip
-        except MlflowException as exc:
-            if exc.get_http_status_code() >= 500:
-                raise
-        else:
+        if _log_batch(store, run_id, chunk["param"], chunk["tag"]) is None:
             result.stored += len(chunk["param"]) + len(chunk["tag"])
             continue
         for kind, found in chunk.items():  # one at a time: only the refused are left out
-            for key, value in found:
-                words = _one(store, run_id, kind, key, value)
+            for item in found:
+                one = [item]
+                words = _log_batch(store, run_id, *((one, []) if kind == "param" else ([], one)))
                 if words is None:
                     result.stored += 1
                 elif kind == "param" and "Changing param values is not allowed" in words:
