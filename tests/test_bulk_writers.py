@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mlflow import MlflowClient
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+from synergos_mlops.storage import metrics
 from synergos_mlops.storage.batch import MetricBatch, encode_batch
-from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+from synergos_mlops.storage.metrics import (
+    RunNotActiveError,
+    WriteResult,
+    bulk_writer_turn,
+    write_metrics,
+)
 
 BULK = "/api/synergos/v1/metrics/bulk"
 KEYS = [f"evaluate/accuracy/class_{c}" for c in range(8)]
@@ -149,3 +158,150 @@ def test_bulk_writers_in_many_threads_of_one_process_each_store_their_points(
             dict.fromkeys(KEYS, 149),
         )
     store.engine.dispose()
+
+
+# Batches that wait together for SQLite's writer --------------------------------------------
+
+
+Outcome = WriteResult | BaseException
+
+
+def written_while_waiting(engine: Any, batches: list[MetricBatch]) -> list[Outcome]:
+    """Write ``batches`` from one thread each, queued in this order while this thread holds
+    the bulk writers' turn (as a writer in another server worker would), then let them go;
+    each batch's result or error."""
+    outcomes: list[Outcome | None] = [None] * len(batches)
+    waiting = metrics._writers(engine).waiting
+
+    def write(index: int) -> None:
+        try:
+            outcomes[index] = write_metrics(engine, batches[index])
+        except BaseException as exc:  # noqa: BLE001 - the batch's outcome, checked by callers
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(batches))]
+    with bulk_writer_turn(engine):
+        for index, thread in enumerate(threads):
+            thread.start()
+            deadline = time.monotonic() + 30
+            while len(waiting) < index + 1:  # queued: its place in the order is taken
+                assert time.monotonic() < deadline, "a writer never queued"
+                time.sleep(0.005)
+    for thread in threads:
+        thread.join(120)
+        assert not thread.is_alive()
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def recorded_groups(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The runs each bulk write transaction names, recorded as it checks them."""
+    groups: list[set[str]] = []
+    check = metrics._check_runs
+
+    def recording(connection: Any, run_ids: list[str]) -> None:
+        groups.append(set(run_ids))
+        check(connection, run_ids)
+
+    monkeypatch.setattr(metrics, "_check_runs", recording)
+    return groups
+
+
+def test_batches_waiting_together_share_a_transaction_and_keep_their_order_per_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "mlflow-artifacts:/")
+    a, b, c = (store.create_run("0", "u", 0, [], f"r{i}").info.run_id for i in range(3))
+    groups = recorded_groups(monkeypatch)
+    again = batch_of(a, range(5, 15))  # steps 5-9 logged a second time, other values
+    again.values[:] = [v + 1000 for v in again.values]
+    outcomes = written_while_waiting(
+        store.engine, [batch_of(a, range(10)), batch_of(b, range(10)), again, batch_of(c, range(3))]
+    )
+    # One transaction for a, b and c; a's second batch waits for the next one.
+    assert groups == [{a, b, c}, {a}]
+    assert outcomes == [
+        WriteResult(stored=80, replaced=0),
+        WriteResult(stored=80, replaced=0),
+        WriteResult(stored=80, replaced=5 * len(KEYS)),
+        WriteResult(stored=24, replaced=0),
+    ]
+    assert stored_rows(tmp_path / "mlflow.db", a) == (15 * len(KEYS), dict.fromkeys(KEYS, 14))
+    history = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(a, KEYS[1])
+    assert [(m.step, m.value) for m in history] == [
+        (step, step / 100 + 1 + (1000 if step >= 5 else 0)) for step in range(15)
+    ]
+    store.engine.dispose()
+
+
+def test_a_bad_batch_waiting_among_good_ones_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "mlflow-artifacts:/")
+    a, b, deleted = (store.create_run("0", "u", 0, [], f"r{i}").info.run_id for i in range(3))
+    store.delete_run(deleted)
+    groups = recorded_groups(monkeypatch)
+    outcomes = written_while_waiting(
+        store.engine, [batch_of(a, range(4)), batch_of(deleted, range(4)), batch_of(b, range(4))]
+    )
+    assert outcomes[0] == outcomes[2] == WriteResult(stored=4 * len(KEYS), replaced=0)
+    assert isinstance(outcomes[1], RunNotActiveError) and deleted in str(outcomes[1])
+    # Tried together first (rolled back), then one by one.
+    assert groups == [{a, deleted, b}, {a}, {deleted}, {b}]
+    database = tmp_path / "mlflow.db"
+    assert stored_rows(database, a) == stored_rows(database, b) == (32, dict.fromkeys(KEYS, 3))
+    assert stored_rows(database, deleted) == (0, {})
+    store.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def grouped_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    folder = tmp_path_factory.mktemp("grouped")
+    store = SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", "mlflow-artifacts:/")
+    yield store
+    store.engine.dispose()
+
+
+# A batch: (run index, first step, number of steps, value offset).
+batches_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 3), st.integers(0, 20), st.integers(1, 12),
+        st.floats(-1e6, 1e6, allow_nan=False),
+    ),
+    min_size=1, max_size=7,
+)  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(planned=batches_strategy, deleted_run=st.sampled_from([None, 0, 1, 2, 3]))
+def test_batches_waiting_together_end_as_if_written_one_after_another(
+    grouped_store: Any, planned: list[tuple[int, int, int, float]], deleted_run: int | None
+) -> None:
+    store = grouped_store
+    runs = [store.create_run("0", "u", 0, [], f"h{i}").info.run_id for i in range(4)]
+    if deleted_run is not None:
+        store.delete_run(runs[deleted_run])
+    batches = []
+    for run, first, count, offset in planned:
+        batch = MetricBatch()
+        for step in range(first, first + count):
+            batch.append(runs[run], "loss", step, offset + step, 1_700_000_000_000)
+        batches.append(batch)
+    outcomes = written_while_waiting(store.engine, batches)
+    # The model: each batch in its turn, a step's later value replacing the earlier one.
+    expected: dict[str, dict[int, float]] = {run: {} for run in runs}
+    for (run, first, count, offset), outcome in zip(planned, outcomes, strict=True):
+        if run == deleted_run:
+            assert isinstance(outcome, RunNotActiveError)
+            continue
+        # A point at or below the run's latest stored step may replace one (and is counted).
+        stored = expected[runs[run]]
+        replaced = sum(step <= max(stored, default=-1) for step in range(first, first + count))
+        assert outcome == WriteResult(stored=count, replaced=replaced)
+        stored.update({step: offset + step for step in range(first, first + count)})
+    client = MlflowClient(str(store.engine.url))
+    for run_id, points in expected.items():
+        history = client.get_metric_history(run_id, "loss")
+        assert sorted((m.step, m.value) for m in history) == sorted(points.items())
+        if points:
+            assert client.get_run(run_id).data.metrics["loss"] == points[max(points)]

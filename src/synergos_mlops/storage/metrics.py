@@ -17,8 +17,14 @@ All of it runs in one transaction. On PostgreSQL, concurrent writers to the same
 serialized by transaction-level advisory locks taken in run-id order. On SQLite, where one
 writer at a time holds the database anyway, bulk writers queue on an exclusive ``flock``
 of ``<database>.synergos-bulk.lock`` (across threads and server workers): a waiting writer
-starts the moment the one before commits, instead of polling SQLite's lock in growing sleeps;
-everything that needs no database (decoding, keeping the last point of each step, sorting,
+starts the moment the one before commits, instead of polling SQLite's lock in growing sleeps.
+The batches that reach one process while it waits for that turn are written together, in one
+transaction, by the thread whose turn it is: each commit writes the pages it changed once, so
+8 cycles flushing at once cost fewer, larger commits (a third less time, in-process and served).
+A batch never shares a transaction with an earlier one of the same run, so each run's batches
+are written in the order they came; when the shared transaction fails (a batch names a deleted
+run), each batch is written again in its own, and one batch's error is its own alone. Everything
+that needs no database (decoding, keeping the last point of each step, sorting,
 choosing each series' latest point) is done before queuing. Inside, a first (empty) write
 statement takes the database's write lock, so the reads that follow see every committed write
 and nothing changes them before the commit. Every commit is flushed to the disk before the
@@ -30,9 +36,11 @@ from __future__ import annotations
 
 import fcntl
 import math
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -48,7 +56,9 @@ __all__ = [
     "RunNotActiveError",
     "WriteResult",
     "append_metrics",
+    "bulk_writer_turn",
     "sanitize_value",
+    "take_write_lock",
     "write_metrics",
 ]
 
@@ -174,16 +184,16 @@ def _existing_latest(
 
 def _delete_stored(
     connection: Connection, rows: list[Point], existing: dict[tuple[str, str], Latest]
-) -> int:
-    """Delete stored points at the batch's (run, key, step); return how many points of the
-    batch may have replaced one.
+) -> list[tuple[str, str, int]]:
+    """Delete stored points at the batch's (run, key, step); return the (run, key, step) of
+    the batch's points that may have replaced one.
 
     ``latest_metrics`` holds the largest stored step of each (run, key), so a point with a
     larger step replaces nothing: appending (the usual case) deletes nothing, and is told
     from the smallest step of the batch without a look at each point.
     """
     if not existing or min(map(itemgetter(_STEP), rows)) > max(o[0] for o in existing.values()):
-        return 0
+        return []
     candidates = [
         (run_id, key, step)
         for key, _, _, run_id, step, _ in rows
@@ -195,7 +205,7 @@ def _delete_stored(
             f"DELETE FROM metrics WHERE run_uuid = {marks} AND key = {marks} AND step = {marks}",
             candidates,
         )
-    return len(candidates)
+    return candidates
 
 
 #: SQLite settings of a bulk write, restored afterwards: a 64 MiB page cache (negative:
@@ -324,7 +334,7 @@ def _write_latest(
 
 
 @contextmanager
-def _bulk_writer_turn(engine: Engine) -> Iterator[None]:
+def bulk_writer_turn(engine: Engine) -> Iterator[None]:
     """Wait for this SQLite database's bulk writers before this one (across threads and
     processes: an exclusive ``flock``, released by the kernel if its holder dies)."""
     database = engine.url.database
@@ -337,6 +347,13 @@ def _bulk_writer_turn(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def take_write_lock(connection: Connection) -> None:
+    """Take SQLite's write lock at once, with a write that changes nothing: a transaction
+    that reads first and writes later may find, at its first write, that another writer
+    committed since its read, and fail instead of waiting."""
+    connection.execute(delete(SqlLatestMetric.__table__).where(text("0 = 1")))
 
 
 @contextmanager
@@ -365,25 +382,18 @@ def _sqlite_settings(connection: Connection) -> Iterator[None]:
 
 @contextmanager
 def _locked(
-    engine: Engine, batch: MetricBatch
+    engine: Engine, run_ids: list[str], pairs: set[tuple[str, str]]
 ) -> Iterator[tuple[Connection, dict[tuple[str, str], Latest]]]:
-    """A transaction that holds the batch's runs for writing: the connection and the
-    ``latest_metrics`` entries of the batch's (run, key) pairs. Raises RunNotActiveError for
-    a missing or deleted run."""
-    run_ids = sorted(set(batch.run_ids))
-    pairs = set(zip(batch.run_ids, batch.keys, strict=True))
-    with (
-        _bulk_writer_turn(engine),
-        engine.connect() as connection,
-        _sqlite_settings(connection),
-        connection.begin(),
-    ):
+    """A transaction that holds these runs for writing (the caller has its bulk writer's
+    turn): the connection and the ``latest_metrics`` entries of these (run, key) pairs.
+    Raises RunNotActiveError for a missing or deleted run."""
+    with engine.connect() as connection, _sqlite_settings(connection), connection.begin():
         if connection.dialect.name == "sqlite":
             # As MLflow's own sessions; then take the write lock before reading anything, so
             # what is read below cannot change before this transaction commits.
             connection.execute(text("PRAGMA foreign_keys = ON"))
             connection.execute(text("PRAGMA busy_timeout = 20000"))
-            connection.execute(delete(SqlLatestMetric.__table__).where(text("0 = 1")))
+            take_write_lock(connection)
         elif connection.dialect.name == "postgresql":
             # A session told to plan every statement for its values (an operator's
             # PGOPTIONS with plan_cache_mode=force_custom_plan; the served workers had it
@@ -397,21 +407,145 @@ def _locked(
         yield connection, _existing_latest(connection, run_ids, pairs)
 
 
+@dataclass(eq=False)
+class _Waiting:
+    """A batch waiting for its bulk writer's turn (its rows and their latest points made
+    before), and, once written, what came of it."""
+
+    rows: list[Point]
+    best: dict[tuple[str, str], Latest]
+    runs: frozenset[str]
+    result: WriteResult | None = None
+    error: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None or self.error is not None
+
+    def outcome(self) -> WriteResult:
+        """The result, or the batch's error raised."""
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise RuntimeError("a batch's outcome was asked before it was written")
+        return self.result
+
+
+@dataclass(eq=False)
+class _Writers:
+    """One engine's batches waiting for its bulk writer, in the order they came, and the
+    turn that one thread at a time takes to write them."""
+
+    turn: threading.Lock = field(default_factory=threading.Lock)
+    mutex: threading.Lock = field(default_factory=threading.Lock)
+    waiting: list[_Waiting] = field(default_factory=list)
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, _Writers] = weakref.WeakKeyDictionary()
+_WRITERS_MUTEX = threading.Lock()
+#: At most this many points are written in one transaction of several batches.
+GROUP_POINTS = 200_000
+
+
+def _writers(engine: Engine) -> _Writers:
+    with _WRITERS_MUTEX:
+        found = _WRITERS.get(engine)
+        if found is None:
+            found = _WRITERS[engine] = _Writers()
+        return found
+
+
+def _take(waiting: list[_Waiting]) -> list[_Waiting]:
+    """The batches to write in one transaction, taken off ``waiting``: the first, then each
+    later one whose runs no batch before it (taken or left) names, so that two batches of a
+    run are always written in the order they came, while the group holds at most
+    :data:`GROUP_POINTS` points."""
+    taken: list[_Waiting] = []
+    named: set[str] = set()
+    points = 0
+    for item in waiting:
+        fits = not taken or points + len(item.rows) <= GROUP_POINTS
+        if fits and named.isdisjoint(item.runs):
+            taken.append(item)
+            points += len(item.rows)
+        named.update(item.runs)
+    waiting[:] = [item for item in waiting if item not in taken]
+    return taken
+
+
+def _write_one(engine: Engine, item: _Waiting) -> None:
+    pairs = set(item.best)
+    with _locked(engine, sorted(item.runs), pairs) as (connection, existing):
+        replaced = _delete_stored(connection, item.rows, existing)
+        _insert_points(connection, item.rows)
+        _update_latest(connection, item.best, existing)
+    item.result = WriteResult(stored=len(item.rows), replaced=len(replaced))
+
+
+def _write_together(engine: Engine, items: list[_Waiting]) -> None:
+    """Write batches of distinct runs in one transaction; when that fails (one names a
+    deleted run, say), each in its own, so one batch's error is its own alone."""
+    if len(items) > 1:
+        rows = [row for item in items for row in item.rows]
+        best = {pair: latest for item in items for pair, latest in item.best.items()}
+        runs = sorted(set().union(*(item.runs for item in items)))
+        try:
+            with _locked(engine, runs, set(best)) as (connection, existing):
+                replaced = _delete_stored(connection, rows, existing)
+                _insert_points(connection, rows)
+                _update_latest(connection, best, existing)
+        except Exception:  # noqa: BLE001 - written again one by one, each error its own
+            pass
+        else:
+            by_run: dict[str, int] = {}
+            for run_id, _, _ in replaced:
+                by_run[run_id] = by_run.get(run_id, 0) + 1
+            for item in items:
+                count = sum(by_run.get(run_id, 0) for run_id in item.runs)
+                item.result = WriteResult(stored=len(item.rows), replaced=count)
+            return
+    for item in items:
+        try:
+            _write_one(engine, item)
+        except Exception as exc:  # noqa: BLE001 - handed to the batch's own caller
+            item.error = exc
+
+
 def write_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
     """Store ``batch`` idempotently in one transaction (see the module docstring).
 
     Raises :class:`RunNotActiveError` when a run is missing or deleted and
     :class:`InvalidValueError` for a key MLflow's schema cannot hold; nothing is written then.
+    Batches of other runs that wait for the same SQLite database meanwhile may share the
+    transaction (each still stored whole or not at all).
     """
     if not len(batch):
         return WriteResult(0, 0)
     rows = _rows(batch)
-    best = _best_points(rows)
-    with _locked(engine, batch) as (connection, existing):
-        replaced = _delete_stored(connection, rows, existing)
-        _insert_points(connection, rows)
-        _update_latest(connection, best, existing)
-    return WriteResult(stored=len(rows), replaced=replaced)
+    item = _Waiting(rows, _best_points(rows), frozenset(batch.run_ids))
+    if engine.dialect.name != "sqlite":
+        # Writers of other runs go side by side: nothing to gain by waiting for each other.
+        _write_one(engine, item)
+        return item.outcome()
+    writers = _writers(engine)
+    with writers.mutex:
+        writers.waiting.append(item)
+    while not item.finished:
+        with writers.turn:
+            if item.finished:
+                break
+            with bulk_writer_turn(engine):
+                # Taken once the database is ours: whatever came while waiting goes along.
+                with writers.mutex:
+                    taken = _take(writers.waiting)
+                try:
+                    _write_together(engine, taken)
+                except BaseException as exc:
+                    for other in taken:
+                        if not other.finished:
+                            other.error = exc
+                    raise
+    return item.outcome()
 
 
 def _insert_new_points(connection: Connection, rows: list[Point]) -> list[Point]:
@@ -448,7 +582,9 @@ def append_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
     is_nan = [v != v for v in values]
     columns = (batch.keys, stored, batch.timestamps, batch.run_ids, batch.steps, is_nan)
     rows: list[Point] = list(zip(*columns, strict=True))
-    with _locked(engine, batch) as (connection, existing):
+    run_ids = sorted(set(batch.run_ids))
+    pairs = set(zip(batch.run_ids, batch.keys, strict=True))
+    with bulk_writer_turn(engine), _locked(engine, run_ids, pairs) as (connection, existing):
         fresh = _insert_new_points(connection, rows)
         if fresh:
             touched = {(row[_RUN], row[_KEY]) for row in fresh}

@@ -308,14 +308,20 @@ _END_CHUNK = 2000
 def end_runs(engine: Any, run_ids: Sequence[str], status: str, end_time: int) -> list[str]:
     """Set ``status`` and ``end_time`` of every active run among ``run_ids``, in one
     transaction (what MLflow's ``update_run_info`` sets, a statement per 2,000 runs rather
-    than a request per run); return the ids not ended because no active run has them."""
+    than a request per run); return the ids not ended because no active run has them. On
+    SQLite it waits for its turn among the bulk writers rather than in SQLite's own growing
+    sleeps, which a run's end lost, time after time, to the points of other runs."""
     from sqlalchemy import select
+
+    from synergos_mlops.storage.metrics import bulk_writer_turn, take_write_lock
 
     if status not in RUN_END_STATUSES:
         raise ValueError(f"status {status!r} must be one of {', '.join(RUN_END_STATUSES)}")
     wanted = list(dict.fromkeys(run_ids))
     found: set[str] = set()
-    with engine.begin() as connection:
+    with bulk_writer_turn(engine), engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            take_write_lock(connection)
         for start in range(0, len(wanted), _END_CHUNK):
             chunk = wanted[start : start + _END_CHUNK]
             query: Any = select(SqlRun.run_uuid).where(
