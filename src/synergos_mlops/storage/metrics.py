@@ -11,7 +11,9 @@ participant has its own child run). Writing a batch:
 3. keeps ``latest_metrics`` exactly as MLflow's ``SqlAlchemyStore._log_metrics`` would: values
    stored as MLflow stores them (NaN as 0 with ``is_nan``, ±inf as ±1.7976931348623157e308) and
    the latest point chosen by the largest (step, timestamp, value). When a batch replaces the
-   point that was the latest, the latest is recomputed from the stored points.
+   point that was the latest, the latest is recomputed from the stored points. A batch whose
+   every step lies above the latest steps stored for its runs and keys (round after round)
+   upserts each latest point without reading the stored ones first.
 
 All of it runs in one transaction. On PostgreSQL, concurrent writers to the same run are
 serialized by transaction-level advisory locks taken in run-id order. On SQLite, where one
@@ -182,6 +184,23 @@ def _existing_latest(
     return found
 
 
+def _highest_latest_step(connection: Connection, run_ids: list[str], keys: list[str]) -> int | None:
+    """The largest ``latest_metrics`` step among these runs and keys (None: none stored),
+    computed by the database."""
+    highest: int | None = None
+    for run_chunk in _chunks(run_ids, _CHUNK // 2):
+        for key_chunk in _chunks(keys, _CHUNK // 2):
+            statement = (
+                "SELECT max(step) FROM latest_metrics "
+                f"WHERE run_uuid IN ({_marks(connection, len(run_chunk))}) "
+                f"AND key IN ({_marks(connection, len(key_chunk))})"
+            )
+            found = connection.exec_driver_sql(statement, (*run_chunk, *key_chunk)).scalar()
+            if found is not None and (highest is None or found > highest):
+                highest = int(found)
+    return highest
+
+
 def _delete_stored(
     connection: Connection, rows: list[Point], existing: dict[tuple[str, str], Latest]
 ) -> list[tuple[str, str, int]]:
@@ -333,6 +352,31 @@ def _write_latest(
         )
 
 
+_UPSERT_LATEST = (
+    "ON CONFLICT (key, run_uuid) DO UPDATE SET step = excluded.step, "
+    "timestamp = excluded.timestamp, value = excluded.value, is_nan = excluded.is_nan"
+)
+
+
+def _upsert_latest(connection: Connection, latest: list[tuple[Any, ...]]) -> None:
+    """Insert, or replace where one is stored, the ``latest_metrics`` rows given as (step,
+    timestamp, value, is_nan, run_uuid, key), each (run, key) once."""
+    if not latest:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"INSERT INTO latest_metrics ({_LATEST_COLUMNS}) "
+            f"SELECT * FROM unnest({_LATEST_ARRAYS}) {_UPSERT_LATEST}",
+            tuple(map(list, zip(*latest, strict=True))),
+        )
+        return
+    connection.exec_driver_sql(
+        f"INSERT INTO latest_metrics ({_LATEST_COLUMNS}) VALUES ({_marks(connection, 6)}) "
+        f"{_UPSERT_LATEST}",
+        latest,
+    )
+
+
 @contextmanager
 def bulk_writer_turn(engine: Engine) -> Iterator[None]:
     """Wait for this SQLite database's bulk writers before this one (across threads and
@@ -381,12 +425,9 @@ def _sqlite_settings(connection: Connection) -> Iterator[None]:
 
 
 @contextmanager
-def _locked(
-    engine: Engine, run_ids: list[str], pairs: set[tuple[str, str]]
-) -> Iterator[tuple[Connection, dict[tuple[str, str], Latest]]]:
+def _locked(engine: Engine, run_ids: list[str]) -> Iterator[Connection]:
     """A transaction that holds these runs for writing (the caller has its bulk writer's
-    turn): the connection and the ``latest_metrics`` entries of these (run, key) pairs.
-    Raises RunNotActiveError for a missing or deleted run."""
+    turn), its connection. Raises RunNotActiveError for a missing or deleted run."""
     with engine.connect() as connection, _sqlite_settings(connection), connection.begin():
         if connection.dialect.name == "sqlite":
             # As MLflow's own sessions; then take the write lock before reading anything, so
@@ -404,7 +445,7 @@ def _locked(
             connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
         _lock_runs(connection, run_ids)
         _check_runs(connection, run_ids)
-        yield connection, _existing_latest(connection, run_ids, pairs)
+        yield connection
 
 
 @dataclass(eq=False)
@@ -473,12 +514,36 @@ def _take(waiting: list[_Waiting]) -> list[_Waiting]:
     return taken
 
 
+def _store(
+    connection: Connection,
+    run_ids: list[str],
+    rows: list[Point],
+    best: dict[tuple[str, str], Latest],
+) -> list[tuple[str, str, int]]:
+    """Write ``rows`` and their runs' latest points (``best``) in the locked transaction;
+    return the (run, key, step) of the points that may have replaced one.
+
+    When every point's step lies above every stored latest step of the batch's runs and keys
+    (a federation logging round after round), nothing can be replaced and each (run, key)'s
+    latest is simply the batch's: it is upserted without reading the stored entries into
+    Python first (a third of a write's time for 100 runs × 40 keys of one round)."""
+    keys = sorted({key for _, key in best})
+    highest = _highest_latest_step(connection, run_ids, keys)
+    if highest is None or min(map(itemgetter(_STEP), rows)) > highest:
+        _insert_points(connection, rows)
+        _upsert_latest(connection, [(*latest, *pair) for pair, latest in best.items()])
+        return []
+    existing = _existing_latest(connection, run_ids, set(best))
+    replaced = _delete_stored(connection, rows, existing)
+    _insert_points(connection, rows)
+    _update_latest(connection, best, existing)
+    return replaced
+
+
 def _write_one(engine: Engine, item: _Waiting) -> None:
-    pairs = set(item.best)
-    with _locked(engine, sorted(item.runs), pairs) as (connection, existing):
-        replaced = _delete_stored(connection, item.rows, existing)
-        _insert_points(connection, item.rows)
-        _update_latest(connection, item.best, existing)
+    runs = sorted(item.runs)
+    with _locked(engine, runs) as connection:
+        replaced = _store(connection, runs, item.rows, item.best)
     item.result = WriteResult(stored=len(item.rows), replaced=len(replaced))
 
 
@@ -490,10 +555,8 @@ def _write_together(engine: Engine, items: list[_Waiting]) -> None:
         best = {pair: latest for item in items for pair, latest in item.best.items()}
         runs = sorted(set().union(*(item.runs for item in items)))
         try:
-            with _locked(engine, runs, set(best)) as (connection, existing):
-                replaced = _delete_stored(connection, rows, existing)
-                _insert_points(connection, rows)
-                _update_latest(connection, best, existing)
+            with _locked(engine, runs) as connection:
+                replaced = _store(connection, runs, rows, best)
         except Exception:  # noqa: BLE001 - written again one by one, each error its own
             pass
         else:
@@ -584,7 +647,8 @@ def append_metrics(engine: Engine, batch: MetricBatch) -> WriteResult:
     rows: list[Point] = list(zip(*columns, strict=True))
     run_ids = sorted(set(batch.run_ids))
     pairs = set(zip(batch.run_ids, batch.keys, strict=True))
-    with bulk_writer_turn(engine), _locked(engine, run_ids, pairs) as (connection, existing):
+    with bulk_writer_turn(engine), _locked(engine, run_ids) as connection:
+        existing = _existing_latest(connection, run_ids, pairs)
         fresh = _insert_new_points(connection, rows)
         if fresh:
             touched = {(row[_RUN], row[_KEY]) for row in fresh}
