@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -261,47 +261,58 @@ def grouped_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     store.engine.dispose()
 
 
-# A batch: (run index, first step, number of steps, value offset).
+# A batch: its parts, each (run index, key, first step, number of steps, value offset), at
+# most one part per (run, key).
+part_strategy = st.tuples(
+    st.integers(0, 3), st.sampled_from(["loss", "accuracy"]), st.integers(0, 8),
+    st.integers(1, 6), st.floats(-1e6, 1e6, allow_nan=False),
+)  # fmt: skip
 batches_strategy = st.lists(
-    st.tuples(
-        st.integers(0, 3), st.integers(0, 20), st.integers(1, 12),
-        st.floats(-1e6, 1e6, allow_nan=False),
-    ),
+    st.lists(part_strategy, min_size=1, max_size=3, unique_by=lambda part: part[:2]),
     min_size=1, max_size=7,
 )  # fmt: skip
+Part = tuple[int, str, int, int, float]
 
 
-@settings(max_examples=30, deadline=None, database=None,
+@settings(max_examples=40, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(planned=batches_strategy, deleted_run=st.sampled_from([None, 0, 1, 2, 3]))
+# A batch that starts at its series' latest stored step, beside a series it appends to.
+@example(planned=[[(0, "loss", 0, 3, 0.0)], [(0, "loss", 2, 2, 1.0), (0, "accuracy", 0, 1, 0.0)]],
+         deleted_run=None)  # fmt: skip
 def test_batches_waiting_together_end_as_if_written_one_after_another(
-    grouped_store: Any, planned: list[tuple[int, int, int, float]], deleted_run: int | None
+    grouped_store: Any, planned: list[list[Part]], deleted_run: int | None
 ) -> None:
     store = grouped_store
     runs = [store.create_run("0", "u", 0, [], f"h{i}").info.run_id for i in range(4)]
     if deleted_run is not None:
         store.delete_run(runs[deleted_run])
     batches = []
-    for run, first, count, offset in planned:
+    for parts in planned:
         batch = MetricBatch()
-        for step in range(first, first + count):
-            batch.append(runs[run], "loss", step, offset + step, 1_700_000_000_000)
+        for run, key, first, count, offset in parts:
+            for step in range(first, first + count):
+                batch.append(runs[run], key, step, offset + step, 1_700_000_000_000)
         batches.append(batch)
     outcomes = written_while_waiting(store.engine, batches)
     # The model: each batch in its turn, a step's later value replacing the earlier one.
-    expected: dict[str, dict[int, float]] = {run: {} for run in runs}
-    for (run, first, count, offset), outcome in zip(planned, outcomes, strict=True):
-        if run == deleted_run:
+    expected: dict[tuple[str, str], dict[int, float]] = {
+        (run, key): {} for run in runs for key in ("loss", "accuracy")
+    }
+    for parts, outcome in zip(planned, outcomes, strict=True):
+        if any(part[0] == deleted_run for part in parts):
             assert isinstance(outcome, RunNotActiveError)
             continue
-        # A point at or below the run's latest stored step may replace one (and is counted).
-        stored = expected[runs[run]]
-        replaced = sum(step <= max(stored, default=-1) for step in range(first, first + count))
-        assert outcome == WriteResult(stored=count, replaced=replaced)
-        stored.update({step: offset + step for step in range(first, first + count)})
+        replaced = 0
+        for run, key, first, count, offset in parts:
+            stored = expected[(runs[run], key)]
+            # A point at or below its series' latest stored step may replace one (counted).
+            replaced += sum(step <= max(stored, default=-1) for step in range(first, first + count))
+            stored.update({step: offset + step for step in range(first, first + count)})
+        assert outcome == WriteResult(stored=sum(part[3] for part in parts), replaced=replaced)
     client = MlflowClient(str(store.engine.url))
-    for run_id, points in expected.items():
-        history = client.get_metric_history(run_id, "loss")
+    for (run_id, key), points in expected.items():
+        history = client.get_metric_history(run_id, key)
         assert sorted((m.step, m.value) for m in history) == sorted(points.items())
-        if points:
-            assert client.get_run(run_id).data.metrics["loss"] == points[max(points)]
+        latest = client.get_run(run_id).data.metrics
+        assert latest.get(key) == (points[max(points)] if points else None)

@@ -184,21 +184,27 @@ def _existing_latest(
     return found
 
 
-def _highest_latest_step(connection: Connection, run_ids: list[str], keys: list[str]) -> int | None:
-    """The largest ``latest_metrics`` step among these runs and keys (None: none stored),
-    computed by the database."""
-    highest: int | None = None
-    for run_chunk in _chunks(run_ids, _CHUNK // 2):
-        for key_chunk in _chunks(keys, _CHUNK // 2):
-            statement = (
-                "SELECT max(step) FROM latest_metrics "
-                f"WHERE run_uuid IN ({_marks(connection, len(run_chunk))}) "
-                f"AND key IN ({_marks(connection, len(key_chunk))})"
-            )
-            found = connection.exec_driver_sql(statement, (*run_chunk, *key_chunk)).scalar()
-            if found is not None and (highest is None or found > highest):
-                highest = int(found)
-    return highest
+def _appends_only(connection: Connection, rows: list[Point]) -> bool:
+    """Whether each point's step lies above the latest step stored for its (run, key):
+    nothing is stored at those steps, and each pair's latest becomes the batch's own. The
+    database compares each pair's first step in the batch with its stored latest."""
+    first: dict[tuple[str, str], int] = {}
+    for key, _, _, run_id, step, _ in rows:
+        pair = (run_id, key)
+        if step < first.get(pair, step + 1):
+            first[pair] = step
+    items = [(*pair, step) for pair, step in first.items()]
+    for chunk in _chunks(items, _CHUNK):
+        values = ", ".join([f"({_marks(connection, 3)})"] * len(chunk))
+        statement = (
+            f"WITH b (run_uuid, key, first) AS (VALUES {values}) "
+            "SELECT 1 FROM latest_metrics AS l JOIN b "
+            "ON l.run_uuid = b.run_uuid AND l.key = b.key WHERE l.step >= b.first LIMIT 1"
+        )
+        flat = [value for item in chunk for value in item]
+        if connection.exec_driver_sql(statement, tuple(flat)).first() is not None:
+            return False
+    return True
 
 
 def _delete_stored(
@@ -527,9 +533,7 @@ def _store(
     (a federation logging round after round), nothing can be replaced and each (run, key)'s
     latest is simply the batch's: it is upserted without reading the stored entries into
     Python first (a third of a write's time for 100 runs × 40 keys of one round)."""
-    keys = sorted({key for _, key in best})
-    highest = _highest_latest_step(connection, run_ids, keys)
-    if highest is None or min(map(itemgetter(_STEP), rows)) > highest:
+    if _appends_only(connection, rows):
         _insert_points(connection, rows)
         _upsert_latest(connection, [(*latest, *pair) for pair, latest in best.items()])
         return []
