@@ -25,6 +25,7 @@ from synergos_mlops.storage.metrics import (
     bulk_writer_turn,
     write_metrics,
 )
+from synergos_mlops.storage.run_data import RUN_MISSING
 
 BULK = "/api/synergos/v1/metrics/bulk"
 KEYS = [f"evaluate/accuracy/class_{c}" for c in range(8)]
@@ -100,9 +101,20 @@ def test_concurrent_bulk_requests_store_every_good_batch_and_refuse_the_bad_ones
     assert long_keys.json()["stored"] == 0
     assert sum(long_keys.json()["refused"].values()) == len(bad[1])
 
+    # Every point not stored is counted by reason, whichever worker answered.
+    health = requests.get(f"{server.url}/health", timeout=60).json()
+    assert health["status"] == "ok"
+    assert health["refused"] == {
+        "metrics": {**long_keys.json()["refused"], RUN_MISSING: len(bad[0])}
+    }
+    # And the workers still write.
+    later = post(server.url, batch_of(runs[1], range(600, 610)))
+    assert later.status_code == 200 and later.json()["stored"] == 10 * len(KEYS)
+
     database = server.store / "mlflow.db"
     for run in runs:
-        assert stored_rows(database, run) == (600 * len(KEYS), dict.fromkeys(KEYS, 599))
+        stored = 610 if run == runs[1] else 600
+        assert stored_rows(database, run) == (stored * len(KEYS), dict.fromkeys(KEYS, stored - 1))
     assert stored_rows(database, deleted) == (0, {})
 
 

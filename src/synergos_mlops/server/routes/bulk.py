@@ -75,6 +75,7 @@ def _write(body: bytes) -> dict[str, Any]:
     from synergos_mlops.server.intake import count_refused
     from synergos_mlops.storage.batch import BatchTooLargeError, decode_batch
     from synergos_mlops.storage.metrics import RunNotActiveError, write_metrics
+    from synergos_mlops.storage.run_data import RUN_MISSING
     from synergos_mlops.storage.screen import screen_keys
 
     try:
@@ -88,6 +89,8 @@ def _write(body: bytes) -> dict[str, Any]:
     except InvalidValueError as exc:
         raise ApiError(400, "INVALID_VALUE", str(exc)) from None
     except RunNotActiveError as exc:
+        # Not stored, so counted (a tracker keeps the batch in its rejected/ folder).
+        count_refused("metrics", {RUN_MISSING: len(screened.batch)}, {RUN_MISSING: RUN_MISSING})
         raise ApiError(404, "RUN_NOT_FOUND", str(exc)) from None
     return {"stored": result.stored, "replaced": result.replaced, "refused": screened.refused}
 
