@@ -122,11 +122,9 @@ def test_a_refused_bulk_write_leaves_the_next_writer_its_turn_and_the_pool_its_s
     tmp_path: Path,
 ) -> None:
     store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "mlflow-artifacts:/")
+    names = ("synchronous", *metrics.SQLITE_WRITE_SETTINGS)
     with store.engine.connect() as connection:
-        settings = [
-            connection.exec_driver_sql(f"PRAGMA {name}").scalar_one()
-            for name in ("synchronous", "cache_size")
-        ]
+        settings = [connection.exec_driver_sql(f"PRAGMA {name}").scalar_one() for name in names]
     run = store.create_run("0", "u", 0, [], "r").info.run_id
     with pytest.raises(RunNotActiveError):
         write_metrics(store.engine, batch_of("0" * 32, range(5)))
@@ -134,10 +132,39 @@ def test_a_refused_bulk_write_leaves_the_next_writer_its_turn_and_the_pool_its_s
     assert write_metrics(store.engine, batch_of(run, range(5))).stored == 5 * len(KEYS)
     with store.engine.connect() as connection:
         assert [
-            connection.exec_driver_sql(f"PRAGMA {name}").scalar_one()
-            for name in ("synchronous", "cache_size")
+            connection.exec_driver_sql(f"PRAGMA {name}").scalar_one() for name in names
         ] == settings
     assert stored_rows(tmp_path / "mlflow.db", run)[0] == 5 * len(KEYS)
+    store.engine.dispose()
+
+
+def test_a_bulk_write_leaves_its_pages_in_the_write_ahead_log_for_a_later_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """A commit of more than SQLite's default 1,000 pages is not copied back into the
+    database at once (each round of a federation would copy back the same index pages again);
+    every point is read back all the same, and a checkpoint later copies them."""
+    database = tmp_path / "mlflow.db"
+    store = SqlAlchemyStore(f"sqlite:///{database}", "mlflow-artifacts:/")
+    runs = [store.create_run("0", "u", 0, [], f"r{i}").info.run_id for i in range(40)]
+    store.engine.dispose()
+    with sqlite3.connect(database) as connection:  # as a store folder's database is
+        connection.execute("PRAGMA journal_mode=WAL")
+    size = database.stat().st_size
+    batch = MetricBatch()
+    for run in runs:  # one point on each of 40 x 8 x 25 series: pages all over the indexes
+        for key in KEYS:
+            for suffix in range(25):
+                batch.append(run, f"{key}/{suffix}", 1, 0.5, 1_700_000_000_000)
+    assert write_metrics(store.engine, batch).stored == 8000
+    wal = database.with_name("mlflow.db-wal")
+    assert wal.stat().st_size > 1000 * 4096  # more than the default's 1,000 pages
+    assert database.stat().st_size == size  # none of them copied back yet
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM metrics").fetchone() == (8000,)
+        busy, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert (busy, copied) == (0, frames)
+    assert database.stat().st_size > size
     store.engine.dispose()
 
 
