@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
+import sys
+from contextlib import closing
 from pathlib import Path
 
 import requests
@@ -31,6 +34,20 @@ def make_old_schema(uri: str, steps_behind: int = 5) -> str:
     return old
 
 
+HOLDING_WRITER = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1])
+connection.execute("PRAGMA journal_mode=WAL")
+connection.execute(
+    "INSERT INTO experiments (name, artifact_location, lifecycle_stage) "
+    "VALUES ('committed by another process', '', 'active')"
+)
+connection.commit()
+print("committed", flush=True)
+sys.stdin.read()  # open until told: its commit stays in the write-ahead log
+"""
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SYNMLOPS, *args], capture_output=True, text=True, timeout=300)
 
@@ -49,10 +66,24 @@ def test_serve_on_an_old_sqlite_schema_names_db_upgrade_then_upgrade_lets_it_ser
     assert line.startswith(f"Error: database {uri} has schema {old}, this MLflow needs ")
     assert line.endswith(f"upgrade it with: synmlops db upgrade {uri}")
 
-    upgraded = cli("db", "upgrade", uri)
+    # Another process has a commit in the write-ahead log and the database open, so nobody
+    # copies the log back: a copy of mlflow.db alone would lack that commit.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_WRITER, str(store / "mlflow.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "committed\n"
+        upgraded = cli("db", "upgrade", uri)
+    finally:
+        holder.communicate(timeout=60)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "up to date" in upgraded.stdout
-    assert list(store.glob("mlflow.db.before-*")), "the SQLite file was not copied aside"
+    [backup] = store.glob("mlflow.db.before-*")
+    with closing(sqlite3.connect(backup)) as copy:  # the copy is whole, the log's commit in it
+        assert copy.execute(
+            "SELECT name FROM experiments WHERE name = 'committed by another process'"
+        ).fetchall() == [("committed by another process",)]
     server = start_server(store)
     try:
         MlflowClient(server.url).create_experiment("after-upgrade")

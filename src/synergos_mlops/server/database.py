@@ -11,8 +11,9 @@ version table). ``serve`` applies ours itself at start: they only add.
 
 from __future__ import annotations
 
-import shutil
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,6 +213,15 @@ def _create_postgresql_database(uri: str) -> None:
         engine.dispose()
 
 
+def _copy_sqlite(path: Path, copy: Path) -> None:
+    """A whole copy of the SQLite database at ``path``, through SQLite's backup: the file
+    alone may lack commits still in its write-ahead log (``mlflow.db-wal``, which a server
+    that was killed leaves behind, and a bulk writer lets grow to 64 MiB)."""
+    copy.unlink(missing_ok=True)
+    with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+
+
 def upgrade(uri: str, *, say: Callable[[str], None] = print) -> SchemaStatus:
     """Create (with the PostgreSQL database itself, when missing) or upgrade the schema to
     MLflow's latest revision; return the new status."""
@@ -228,7 +238,7 @@ def upgrade(uri: str, *, say: Callable[[str], None] = print) -> SchemaStatus:
     if uri.startswith("sqlite:///") and not before.empty:
         path = Path(uri.removeprefix("sqlite:///"))
         backup = path.with_name(f"{path.name}.before-{before.head}")
-        shutil.copy2(path, backup)
+        _copy_sqlite(path, backup)
         say(f"copied {path} to {backup}")
     engine = _engine(uri)
     try:
