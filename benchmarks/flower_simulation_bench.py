@@ -2,18 +2,24 @@
 engine (Ray), 100 simulated clients that each fit a small numpy model on their partition and
 report 20 train and 20 evaluate metrics (``make bench`` runs it in .venv-fl; alone:
 ``PYTHONPATH=src .venv-fl/bin/python -m benchmarks.flower_simulation_bench [--clients 100]
-[--metrics 20] [--blocks 6] [--block-rounds 4] [--flush-interval 1]``).
+[--metrics 20] [--blocks 12] [--block-rounds 4] [--flush-interval 1]``).
 
 One simulation, FedAvg wrapped in SynergosStrategy logging into ``synmlops serve --workers 2``
-(started from .venv, on SQLite, on the same machine), that logs in blocks of rounds: the
-first ``--block-rounds`` rounds logged, the next as many not (the wrapper hands those rounds
-straight to FedAvg), and so on, ``--blocks`` of each. Rounds of one simulation are compared,
-because two simulations, each with a fresh Ray, differ by more than logging costs (measured
-here: 0.76 to 1.17 s the median round of the same simulation alone). When a logged block
-ends, the next round waits until everything the block logged is stored, before its time
-starts: the wait counts in the block's last logged round, so no logging work spills into the
-unlogged rounds, whatever ``--flush-interval`` (the tracker's) is. The first round of each
-block is left out.
+(started from .venv, on SQLite, on the same machine), that logs in blocks of
+``--block-rounds`` rounds: a first block logged and left out (Ray warming up; the
+participants' runs created), then ``--blocks`` blocks of each kind in the order
+unlogged, logged, logged, unlogged, and again (the wrapper hands an unlogged round straight to
+FedAvg). Rounds of one simulation are compared, because two simulations, each with a fresh
+Ray, differ by more than logging costs (measured here: 0.76 to 1.17 s the median round of the
+same simulation alone); the mirrored order cancels a steady drift of the rounds' times
+(rounds ran 1.3 s early in a simulation and 1.05 s late), which blocks taken logged first,
+then unlogged, counted against logging. The first round of each block is left out. A
+federation that logs every round never waits for its server: a round's points are stored
+while the next round runs, and that is what a logged round here carries, the storing of the
+round before it. The points of a logged block's last round are stored in the unlogged
+block's first round (left out), which ends only once everything logged is stored, so no
+logging work reaches a counted unlogged round, whatever ``--flush-interval`` (the tracker's)
+is.
 A round's time is taken between two rounds' ``configure_train`` calls (training,
 aggregation, evaluation); the medians of the logged and the unlogged rounds are compared,
 beside the CPU each kind of round cost the machine, the simulation's process (by thread) and
@@ -29,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import re
 import sqlite3
 import statistics
@@ -90,9 +97,16 @@ def _gc_totals() -> Any:
 
 
 def logged_round(server_round: int, block: int) -> bool:
-    """Whether the simulation logs ``server_round`` (1-based): blocks of ``block`` rounds,
-    logged first."""
-    return (server_round - 1) // block % 2 == 0
+    """Whether the simulation logs ``server_round`` (1-based): blocks of ``block`` rounds, the
+    first (warming up) logged, then unlogged, logged, logged, unlogged, and again."""
+    index = (server_round - 1) // block
+    return index == 0 or (index - 1) % 4 in (1, 2)
+
+
+def counted(server_round: int, block: int) -> bool:
+    """Whether ``server_round`` is compared: neither in the warming-up block nor a block's
+    first."""
+    return server_round > block and (server_round - 1) % block != 0
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -139,10 +153,15 @@ def _child(args: argparse.Namespace) -> None:
         def hook(self: InBlocks, server_round: int, *rest: Any) -> Any:
             if logged_round(server_round, block):
                 return getattr(super(InBlocks, self), name)(server_round, *rest)
-            if name == "configure_train" and logged_round(server_round - 1, block):
-                # A logged block has ended: everything it logged is stored before this
-                # round's mark, so its cost counts in the logged rounds (the last one), never
-                # in the unlogged rounds that follow, whatever the flush interval.
+            if (
+                name == "configure_train"
+                and (server_round - 2) % block == 0
+                and logged_round(server_round - 2, block)
+            ):
+                # This is an unlogged block's second round and a logged block came before:
+                # everything logged is stored before this round's mark, so the storing of
+                # the logged block's last round ends in this block's first (left out), never
+                # in a counted unlogged round, whatever the flush interval.
                 self._worker.drain()
                 if self.federated_run is not None:
                     self.federated_run.flush()
@@ -205,7 +224,7 @@ def _child(args: argparse.Namespace) -> None:
         strategy.start(
             grid=grid,
             initial_arrays=ArrayRecord([np.array([0.0]), np.array([0.0])]),
-            num_rounds=2 * args.blocks * block + 1,  # the last one's start closes the one before
+            num_rounds=(2 * args.blocks + 1) * block + 1,  # a round ends at the next one's start
         )
         Path(args.out).write_text(json.dumps({"marks": marks}))
 
@@ -274,13 +293,25 @@ class Rounds:
         return quartiles[0], quartiles[2]
 
 
+def interval(logged: list[float], plain: list[float], draws: int = 10_000) -> tuple[float, float]:
+    """The 95 % bootstrap interval of the mean round's overhead, in percent: both kinds of
+    round drawn again with replacement, ``draws`` times (a fixed seed, so a result repeats)."""
+    rng = random.Random(0)
+    overheads = sorted(
+        (statistics.fmean(rng.choices(logged, k=len(logged)))
+         / statistics.fmean(rng.choices(plain, k=len(plain))) - 1) * 100
+        for _ in range(draws)
+    )  # fmt: skip
+    return overheads[int(0.025 * draws)], overheads[int(0.975 * draws) - 1]
+
+
 def main() -> None:
     from synergos_mlops.tracking import TrackerConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--metrics", type=int, default=20)
-    parser.add_argument("--blocks", type=int, default=6, help="blocks of each kind")
+    parser.add_argument("--blocks", type=int, default=12, help="blocks of each kind")
     parser.add_argument("--block-rounds", type=int, default=4, help="rounds in a block")
     parser.add_argument("--flush-interval", type=float, default=TrackerConfig.flush_interval,
                         help="the tracker's flush interval, seconds")  # fmt: skip
@@ -309,14 +340,16 @@ def main() -> None:
         process.wait(timeout=60)
     with sqlite3.connect(folder / "store" / "mlflow.db") as db:
         (points,) = db.execute("SELECT count(*) FROM metrics").fetchone()
-    block, total = args.block_rounds, 2 * args.blocks * args.block_rounds
-    kept = [r for r in range(1, total + 1) if (r - 1) % block != 0]  # not a block's first
+    block = args.block_rounds
+    total = (2 * args.blocks + 1) * block
+    kept = [r for r in range(1, total + 1) if counted(r, block)]
     logged = Rounds(marks, [r for r in kept if logged_round(r, block)])
     plain = Rounds(marks, [r for r in kept if not logged_round(r, block)])
     overhead = (logged.median - plain.median) / plain.median * 100
     spread = (plain.middle[1] - plain.middle[0]) / plain.median * 100
     mean_plain = statistics.mean(plain.seconds)
     mean_overhead = (statistics.mean(logged.seconds) - mean_plain) / mean_plain * 100
+    low, high = interval(logged.seconds, plain.seconds)
     logging_cpu = logged.machine - plain.machine
     n, m = args.clients, args.metrics
     names = sorted(
@@ -332,9 +365,10 @@ def main() -> None:
         f"2 CPUs for clients), {n} simulated clients each fitting a small numpy model and "
         f"reporting {m} train and {m} evaluate metrics a round; FedAvg in SynergosStrategy "
         "logging into `synmlops serve --workers 2` (SQLite) on the same machine, in blocks of "
-        f"{block} rounds logged and {block} not, {args.blocks} of each, in one simulation; "
-        "the round after a logged block waits, in the block's last round, until all it logged "
-        "is stored. A block's first round is left out: "
+        f"{block} rounds, a first logged block left out, then {args.blocks} blocks of each "
+        "kind in the order unlogged, logged, logged, unlogged, and again, in one simulation; "
+        "an unlogged block's first round lasts until everything logged before it is stored. "
+        "A block's first round is left out: "
         f"{logged.count} logged and {plain.count} unlogged rounds compared.",
         "",
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, Flower "
@@ -353,7 +387,8 @@ def main() -> None:
         f"| the tracking server's CPU, mean | {plain.server:.3f} s | {logged.server:.3f} s |",
         "",
         f"Logging's overhead on the median round: **{overhead:+.1f} %** (goal ≤ 2 %), on the "
-        f"mean round **{mean_overhead:+.1f} %**, against a spread of {spread:.1f} % between "
+        f"mean round **{mean_overhead:+.1f} %** (95 % bootstrap interval {low:+.1f} % to "
+        f"{high:+.1f} %), against a spread of {spread:.1f} % between "
         "the unlogged rounds (their middle half). Logging "
         f"cost the machine **{logging_cpu * 1000:.0f} ms** of CPU a round (the server "
         f"{(logged.server - plain.server) * 1000:+.0f} ms, the simulation's process "
@@ -382,6 +417,21 @@ def main() -> None:
             f"| {g} | {plain.gc[g][0]:.1f} passes, {plain.gc[g][1] * 1000:.1f} ms | "
             f"{logged.gc[g][0]:.1f} passes, {logged.gc[g][1] * 1000:.1f} ms |"
             for g in range(3)
+        ),
+        "",
+        "Every round's time, block by block (in brackets: left out):",
+        "",
+        "| block | kind | rounds (s) |",
+        "| ---: | --- | --- |",
+        *(
+            f"| {index} | {'logged' if logged_round(first, block) else 'not logged'} | "
+            + " ".join(
+                f"{seconds:.2f}" if counted(r, block) else f"[{seconds:.2f}]"
+                for r in range(first, first + block)
+                for seconds in [marks[r]["at"] - marks[r - 1]["at"]]
+            )
+            + " |"
+            for index, first in enumerate(range(1, total + 1, block))
         ),
         "",
     ]
