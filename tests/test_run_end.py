@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from synergos_mlops.storage.run_data import RUN_MISSING
 from synergos_mlops.tracking import FederatedTracker, HttpTransport, TrackerConfig
 
 API = "/api/synergos/v1"
@@ -127,8 +129,29 @@ def test_a_bad_end_request_is_refused_with_one_clear_message(
     assert error["code"] == code and error["message"]
 
 
-def test_unknown_runs_are_named_not_ended(shared_server: Any) -> None:
-    body = {"run_ids": ["no-such-run"], "status": "FINISHED", "end_time": 1}
+def _ends_refused(url: str) -> int:
+    health = requests.get(f"{url}/health", timeout=60).json()
+    assert health["status"] == "ok"
+    return int(health["refused"].get("run_ends", {}).get(RUN_MISSING, 0))
+
+
+def test_unknown_runs_are_named_not_ended_and_counted_beside_the_runs_ended(
+    shared_server: Any,
+) -> None:
+    client = MlflowClient(shared_server.url)
+    experiment = client.create_experiment(f"ends-{uuid.uuid4().hex}")
+    good = [client.create_run(experiment).info.run_id for _ in range(2)]
+    before = _ends_refused(shared_server.url)
+    body = {"run_ids": [good[0], "no-such-run", good[1]], "status": "FINISHED", "end_time": 1}
     response = requests.post(f"{shared_server.url}{API}/runs/end", json=body, timeout=60)
     assert response.status_code == 200
-    assert response.json() == {"ended": 0, "missing": ["no-such-run"]}
+    assert response.json() == {"ended": 2, "missing": ["no-such-run"]}
+    assert [client.get_run(run).info.status for run in good] == ["FINISHED", "FINISHED"]
+    assert _ends_refused(shared_server.url) == before + 1
+    # And the next end is taken as before.
+    later = client.create_run(experiment).info.run_id
+    body = {"run_ids": [later], "status": "KILLED", "end_time": 2}
+    response = requests.post(f"{shared_server.url}{API}/runs/end", json=body, timeout=60)
+    assert response.json() == {"ended": 1, "missing": []}
+    assert client.get_run(later).info.status == "KILLED"
+    assert _ends_refused(shared_server.url) == before + 1

@@ -163,6 +163,11 @@ def _end(request: EndRequest) -> dict[str, Any]:
         raise ApiError(413, "TOO_LARGE", f"runs/end takes at most {MAX_END_RUNS} runs")
     authorize_metric_writes(request.run_ids)
     missing = end_runs(sql_store().engine, request.run_ids, request.status, request.end_time)
+    if missing:
+        from synergos_mlops.server.intake import count_refused
+        from synergos_mlops.storage.run_data import RUN_MISSING
+
+        count_refused("run_ends", {RUN_MISSING: len(missing)}, {RUN_MISSING: RUN_MISSING})
     return {"ended": len(set(request.run_ids)) - len(missing), "missing": missing}
 
 
