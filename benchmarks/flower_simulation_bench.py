@@ -103,6 +103,17 @@ def logged_round(server_round: int, block: int) -> bool:
     return index == 0 or (index - 1) % 4 in (1, 2)
 
 
+def stores_first(server_round: int, block: int) -> bool:
+    """Whether ``server_round`` starts only once everything logged before it is stored: the
+    second round of an unlogged block that follows a logged one, so the wait ends that
+    block's first round, which is left out."""
+    return (
+        not logged_round(server_round, block)
+        and (server_round - 2) % block == 0
+        and logged_round(server_round - 2, block)
+    )
+
+
 def counted(server_round: int, block: int) -> bool:
     """Whether ``server_round`` is compared: neither in the warming-up block nor a block's
     first."""
@@ -153,15 +164,10 @@ def _child(args: argparse.Namespace) -> None:
         def hook(self: InBlocks, server_round: int, *rest: Any) -> Any:
             if logged_round(server_round, block):
                 return getattr(super(InBlocks, self), name)(server_round, *rest)
-            if (
-                name == "configure_train"
-                and (server_round - 2) % block == 0
-                and logged_round(server_round - 2, block)
-            ):
-                # This is an unlogged block's second round and a logged block came before:
-                # everything logged is stored before this round's mark, so the storing of
-                # the logged block's last round ends in this block's first (left out), never
-                # in a counted unlogged round, whatever the flush interval.
+            if name == "configure_train" and stores_first(server_round, block):
+                # Everything logged is stored before this round's mark, so the storing of the
+                # logged block's last round ends in this block's first (left out), never in a
+                # counted unlogged round, whatever the flush interval.
                 self._worker.drain()
                 if self.federated_run is not None:
                     self.federated_run.flush()
