@@ -215,8 +215,8 @@ def _create_postgresql_database(uri: str) -> None:
 
 def _copy_sqlite(path: Path, copy: Path) -> None:
     """A whole copy of the SQLite database at ``path``, through SQLite's backup: the file
-    alone may lack commits still in its write-ahead log (``mlflow.db-wal``, which a server
-    that was killed leaves behind, and a bulk writer lets grow to 64 MiB)."""
+    alone lacks the commits still in its write-ahead log (``mlflow.db-wal``) while another
+    process holds the database open, and a bulk writer lets that log grow to 64 MiB)."""
     copy.unlink(missing_ok=True)
     with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(copy)) as target:
         source.backup(target)

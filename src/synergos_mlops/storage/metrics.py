@@ -101,7 +101,7 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
 
 #: A point as stored: a ``metrics`` row, these columns in this order.
 _COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
-_KEY, _VALUE, _TIMESTAMP, _RUN, _STEP = range(5)
+_KEY, _VALUE, _TIMESTAMP, _RUN, _STEP, _IS_NAN = range(6)
 _PRIMARY_KEY = itemgetter(_KEY, _TIMESTAMP, _STEP, _RUN)
 Point = tuple[str, float, int, str, int, bool]
 #: A ``latest_metrics`` entry of a (run, key): (step, timestamp, stored value, is_nan).
@@ -151,7 +151,7 @@ def _rows(batch: MetricBatch) -> _Rows:
     # row its first step; dicts built in C keep the last row of each series they are given.
     series = list(zip(map(itemgetter(_RUN), rows), map(itemgetter(_KEY), rows), strict=True))
     best = {
-        pair: (row[_STEP], row[_TIMESTAMP], row[_VALUE], row[5])
+        pair: (row[_STEP], row[_TIMESTAMP], row[_VALUE], row[_IS_NAN])
         for pair, row in dict(zip(series, rows, strict=True)).items()
     }
     first = dict(zip(reversed(series), map(itemgetter(_STEP), reversed(rows)), strict=True))
