@@ -103,11 +103,11 @@ class FileStoreSync:
                 self._pause = 0.5
             self._pause = min(30.0, self._pause * 2)
             self._retry_at = time.monotonic() + self._pause
-            self._mark_down(f"{type(exc).__name__}: {exc}"[:300])
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            # Said before the status turns down: whoever sees the status can find the line.
+            self.echo(f"file store: the mirror stopped ({reason}); restarting in {self._pause:g} s")
+            self._mark_down(reason)
             self._forget_engine()
-            self.echo(
-                f"file store: the mirror stopped ({self._down}); restarting in {self._pause:g} s"
-            )
 
     def _forget_engine(self) -> None:
         """MLflow's store keeps one engine per database URI for the process: drop ours, so a
