@@ -269,7 +269,13 @@ def test_into_a_store_folder_the_same_run_is_kept_and_a_server_on_it_serves_the_
     server_factory: Any, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
-    federation = Federation(tmp_path, str(store))  # the ServerApp writes the folder itself
+    # The ServerApp writes the folder itself, with the wrapper's own tracker settings.
+    cache = tmp_path / "cache"
+    federation = Federation(
+        tmp_path, str(store), env={"FLOWER_DEFAULT_CONFIG": "1", "XDG_CACHE_HOME": str(cache)}
+    )
+    assert federation.result["flush_interval"] == 5.0  # a few rounds a send
+    assert (cache / "synergos_mlops" / "spool").is_dir()
     federation.read_from(server_factory(store))  # then a server shows it
     assert set(federation.runs) == {federation.run, "0", "1", "2"}
     test_each_client_reply_is_its_partitions_series_point_for_point(federation)

@@ -138,7 +138,10 @@ def main(grid: Grid, context: Context) -> None:
         experiment="linear",
         run=run,
         run_config={"lr": 0.3, "local-steps": 5},
-        config=TrackerConfig(spool_dir=Path(out).parent / "spool", flush_interval=0.1),
+        # FLOWER_DEFAULT_CONFIG: the wrapper's own tracker settings (its spool in the cache).
+        config=None
+        if os.environ.get("FLOWER_DEFAULT_CONFIG")
+        else TrackerConfig(spool_dir=Path(out).parent / "spool", flush_interval=0.1),
     )
     result = strategy.start(
         grid=grid,
@@ -158,6 +161,7 @@ def main(grid: Grid, context: Context) -> None:
                 "server": plain(result.evaluate_metrics_serverapp),
                 "arrays": [a.tolist() for a in result.arrays.to_numpy_ndarrays()],
                 "model_version": strategy.model_version,
+                "flush_interval": strategy.tracker_config.flush_interval,
                 "run_id": strategy.federated_run.run_id if strategy.federated_run else None,
             }
         )

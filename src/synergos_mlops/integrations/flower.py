@@ -52,8 +52,9 @@ is no number``, and the rounds go on.
 Logging stays off the round's path: each hook hands what it saw (the replies, the aggregated
 records, the durations) to one background thread of the wrapper and returns. That thread turns
 them into points in order and gives them to the tracker, which sends them in batches in its
-own background; the participants a round brings for the first time get their runs in one
-request. ``start`` waits for that thread before the model is logged and the run ends.
+own background (by default every :data:`SEND_INTERVAL` seconds, a few rounds at a time); the
+participants a round brings for the first time get their runs in one request. ``start``
+waits for that thread before the model is logged and the run ends.
 """
 
 from __future__ import annotations
@@ -81,13 +82,25 @@ from synergos_mlops.validate import param_text
 if TYPE_CHECKING:
     from synergos_mlops.tracking import FederatedRun, FederatedTracker, TrackerConfig
 
-__all__ = ["BOOKKEEPING_KEYS", "PARTITION_KEY", "SynergosLegacyStrategy", "SynergosStrategy"]
+__all__ = [
+    "BOOKKEEPING_KEYS",
+    "PARTITION_KEY",
+    "SEND_INTERVAL",
+    "SynergosLegacyStrategy",
+    "SynergosStrategy",
+]
 
 #: The MetricRecord key whose value names the participant.
 PARTITION_KEY = "partition-id"
 #: Keys of a client's MetricRecord that are Flower's bookkeeping, not metrics.
 BOOKKEEPING_KEYS = frozenset({"num-examples", PARTITION_KEY})
 MODEL_FILE = "global_model.npz"
+#: The tracker's send interval, seconds, when a wrapper is given no ``config``. A round of a
+#: federation adds one point to each client's series, and a store's cost of a write grows with
+#: the series it touches more than with the points (each series' index page is written once a
+#: commit): sent together, a few rounds cost the server about half as much a round as each
+#: sent alone. Points reach the server within this time.
+SEND_INTERVAL = 5.0
 _logger = logging.getLogger(__name__)
 
 
@@ -216,6 +229,8 @@ class _RunLogging:
     """What both wrappers keep while a federation runs: its Synergos run, the participant each
     Flower node is, and one background thread that logs in the order values were seen."""
 
+    _target: str | os.PathLike[str] | None  # the tracking URI or store folder
+
     def _start_logging(self) -> None:
         self.federated_run: FederatedRun | None = None
         self.model_version: str | None = None
@@ -224,6 +239,17 @@ class _RunLogging:
         self._pending_warnings: list[str] = []
         self._warnings_lock = threading.Lock()
         self._worker = _Worker(self._note)
+
+    def _use_tracker_config(self, config: TrackerConfig | None) -> None:
+        from synergos_mlops.tracking import TrackerConfig
+
+        #: The tracker's settings: ``config``, else every :data:`SEND_INTERVAL` seconds.
+        self.tracker_config = config or TrackerConfig(flush_interval=SEND_INTERVAL)
+
+    def _open_tracker(self) -> FederatedTracker:
+        from synergos_mlops.tracking import FederatedTracker
+
+        return FederatedTracker(self._target, self.tracker_config)
 
     def _participant(self, node_id: int | str, records: Iterable[Mapping[str, Any]]) -> str:
         """The client's ``partition-id`` if it reports one (remembered for its node), else
@@ -288,7 +314,8 @@ class SynergosStrategy(_RunLogging, Strategy):
     ``strategy`` is any ``flwr.serverapp.strategy.Strategy``; every other attribute is read
     from it, so the wrapper stands in for it everywhere. ``run`` defaults to Flower's run id;
     ``run_config`` is the ServerApp's ``context.run_config``. ``config`` is the tracker's
-    :class:`~synergos_mlops.TrackerConfig`. After ``start``, :attr:`federated_run` is the
+    :class:`~synergos_mlops.TrackerConfig` (default: one that sends every
+    :data:`SEND_INTERVAL` seconds; :attr:`tracker_config` is the one in use). After ``start``, :attr:`federated_run` is the
     Synergos run it logged into and :attr:`model_version` the registered version (or None).
     """
 
@@ -317,7 +344,7 @@ class SynergosStrategy(_RunLogging, Strategy):
         self._run_name = None if run is None else validate_id("run", run)
         self._run_config = None if run_config is None else dict(run_config)
         self._target = tracking_uri
-        self._config = config
+        self._use_tracker_config(config)
         self._register = register_model
         self._tracker: FederatedTracker | None = None
         self._round_start: dict[int, float] = {}
@@ -392,15 +419,13 @@ class SynergosStrategy(_RunLogging, Strategy):
         evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
     ) -> Result:
         """Run the wrapped strategy's federation (Flower's own loop) and log it."""
-        from synergos_mlops.tracking import FederatedTracker
-
         run_config = self._run_config
         if run_config is None:
             run_config = dict(getattr(grid.run, "override_config", None) or {})
         run_name = self._run_name or str(grid.run.run_id)
         hyperparameters = {**run_config, "num_rounds": num_rounds}
         hyperparameters.update(strategy_settings(self.strategy))
-        self._tracker = FederatedTracker(self._target, self._config)
+        self._tracker = self._open_tracker()
         try:
             self.federated_run = self._tracker.run(
                 self._ids.collaboration,
@@ -612,7 +637,7 @@ class SynergosLegacyStrategy(_RunLogging, LegacyStrategy):
         self._run_name = None if run is None else validate_id("run", run)
         self._run_config = {} if run_config is None else dict(run_config)
         self._target = tracking_uri
-        self._config = config
+        self._use_tracker_config(config)
         self._register = register_model
         self._tracker: FederatedTracker | None = None
         #: The last global parameters the wrapper saw (Flower's ``Parameters``).
@@ -693,11 +718,9 @@ class SynergosLegacyStrategy(_RunLogging, LegacyStrategy):
     def _open(self) -> None:
         if self._tracker is not None:
             return
-        from synergos_mlops.tracking import FederatedTracker
-
         hyperparameters = {**self._run_config, "num_rounds": self.num_rounds}
         hyperparameters.update(strategy_settings(self.strategy))
-        self._tracker = FederatedTracker(self._target, self._config)
+        self._tracker = self._open_tracker()
         self.federated_run = self._tracker.run(
             self._ids.collaboration, self._ids.project, self._ids.experiment,
             self._run_name or time.strftime("flower-%Y%m%d-%H%M%S"),
