@@ -315,8 +315,9 @@ class SynergosStrategy(_RunLogging, Strategy):
     from it, so the wrapper stands in for it everywhere. ``run`` defaults to Flower's run id;
     ``run_config`` is the ServerApp's ``context.run_config``. ``config`` is the tracker's
     :class:`~synergos_mlops.TrackerConfig` (default: one that sends every
-    :data:`SEND_INTERVAL` seconds; :attr:`tracker_config` is the one in use). After ``start``, :attr:`federated_run` is the
-    Synergos run it logged into and :attr:`model_version` the registered version (or None).
+    :data:`SEND_INTERVAL` seconds; :attr:`tracker_config` is the one in use). After ``start``,
+    :attr:`federated_run` is the Synergos run it logged into and :attr:`model_version` the
+    registered version (or None).
     """
 
     def __init__(
