@@ -271,9 +271,8 @@ def test_into_a_store_folder_the_same_run_is_kept_and_a_server_on_it_serves_the_
     store = tmp_path / "store"
     # The ServerApp writes the folder itself, with the wrapper's own tracker settings.
     cache = tmp_path / "cache"
-    federation = Federation(
-        tmp_path, str(store), env={"FLOWER_DEFAULT_CONFIG": "1", "XDG_CACHE_HOME": str(cache)}
-    )
+    own = {"FLOWER_DEFAULT_CONFIG": "1", "SYNMLOPS_SPOOL": "", "XDG_CACHE_HOME": str(cache)}
+    federation = Federation(tmp_path, str(store), env=own)
     assert federation.result["flush_interval"] == 5.0  # a few rounds a send
     assert (cache / "synergos_mlops" / "spool").is_dir()
     federation.read_from(server_factory(store))  # then a server shows it
