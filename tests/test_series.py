@@ -85,9 +85,11 @@ def test_decimation_keeps_each_buckets_lowest_and_highest_and_the_first_and_last
 @st.composite
 def logged_points(draw: st.DrawFn) -> tuple[list[tuple[int, float, int]], int, int]:
     """Points ``(step, value, timestamp)`` (a step may come twice; timestamps all differ) and
-    a step window."""
+    a step window. Steps are mostly small, some negative, a few far apart (a span of 2**32
+    steps or more is read unpacked on SQLite)."""
     count = draw(st.integers(1, 60))
-    steps = draw(st.lists(st.integers(0, 40), min_size=count, max_size=count))
+    far = st.sampled_from([-(2**63), -(2**32), 2**32 - 1, 2**32, 2**63 - 1])
+    steps = draw(st.lists(st.one_of(st.integers(-3, 40), far), min_size=count, max_size=count))
     values = draw(
         st.lists(st.one_of(st.floats(-1e9, 1e9), st.just(math.nan)), min_size=count, max_size=count)
     )
@@ -129,7 +131,7 @@ def test_a_read_window_holds_every_stored_step_inside_it_at_its_latest_value(
     # MLflow's own history is the reference: every stored point, the latest of a step kept.
     history = [(m.step, m.value, m.timestamp) for m in sql_store.get_metric_history(run, "a")]
     whole = metric_lines(sql_store.ManagedSessionMaker, [run, other], ["a", "b"])
-    _same(whole["a"][run], _latest(history, -(2**62), 2**62))
+    _same(whole["a"][run], _latest(history, -(2**63), 2**63 - 1))
     assert run not in whole.get("b", {})
     _same(whole["b"][other], [(3, 2.0)])
     window = metric_lines(sql_store.ManagedSessionMaker, [run], ["a"], first=first, last=last)
@@ -190,7 +192,17 @@ def test_runs_logged_among_many_others_are_read_whole_whether_sparse_or_dense(
         _same(dense[key][run], _latest(history(run, key), 3, 30))
     if sqlite:
         assert any("rowid BETWEEN" in s for s in statements)
+        # Steps spanning less than 2**32: code and step come packed in one number.
+        assert any(f"* {2**32} + (m.step - ?)" in s for s in statements)
     assert read([a], ["nothing"]) == {}
+    # Steps 2**40 apart cannot be packed: read as they are, the same points.
+    far = [(-(2**40), 0.5, 1), (0, 1.5, 2), (2**40, math.nan, 3), (2**40, 2.5, 4)]
+    sql_store.log_batch(b, [Metric("far", v, t, s) for s, v, t in far], [], [])
+    apart = read([a, b], ["far", "loss"])
+    _same(apart["far"][b], [(-(2**40), 0.5), (0, 1.5), (2**40, 2.5)])
+    _same(apart["loss"][a], _latest(history(a, "loss"), 0, 99))
+    if sqlite:
+        assert not any(f"* {2**32}" in s for s in statements)
 
 
 # ---------- the metrics route ----------

@@ -16,6 +16,7 @@ which starts with ``key``, and read that key's points of every run in the store.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = [
     "in_text",
     "participant_counts",
     "find_experiment",
+    "find_federated_run",
     "find_federation_run",
     "latest_metrics",
     "metric_points",
@@ -254,49 +256,76 @@ def collaboration_counts(session_maker: SessionMaker) -> dict[str, tuple[int, in
 
 def find_experiment(session_maker: SessionMaker, name: str) -> str | None:
     """The id of the active experiment called ``name``, or None."""
-    from mlflow.store.tracking.dbmodels.models import SqlExperiment
-
     with session_maker() as session:
-        row = (
-            session.query(SqlExperiment.experiment_id)
-            .filter(SqlExperiment.name == name, SqlExperiment.lifecycle_stage == ACTIVE)
-            .first()
-        )
+        return _experiment_id(session, name)
+
+
+def _experiment_id(session: Any, name: str) -> str | None:
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+    from sqlalchemy import select
+
+    experiments = SqlExperiment.__table__.c
+    query = select(experiments.experiment_id).where(
+        experiments.name == name, experiments.lifecycle_stage == ACTIVE
+    )
+    row = session.execute(query.limit(1)).first()
     return None if row is None else str(row[0])
 
 
-def _run_query(session: Any, role: str, id_tag: str) -> Any:
-    """Runs of one role with their Synergos id. The role's value is compared as an
-    expression (``value || ''``), which no index serves: every run has a role, so the runs
-    are to be found by what the caller filters on (an experiment, an id, a parent), never by
-    reading every run of that role, which SQLite's planner would do without statistics."""
+@functools.cache
+def _runs_of_role(role: str, id_tag: str) -> Any:
+    """Runs of one role with their Synergos id, as a Core select (built once: the callers add
+    their own conditions; building an ORM query each time cost more than running it). The
+    role's value is compared as an expression (``value || ''``), which no index serves: every
+    run has a role, so the runs are to be found by what the caller filters on (an experiment,
+    an id, a parent), never by reading every run of that role, which SQLite's planner would do
+    without statistics."""
     from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
-    from sqlalchemy.orm import aliased
+    from sqlalchemy import and_, select
 
-    role_tag = aliased(SqlTag)
-    id_value = aliased(SqlTag)
+    runs, tags = SqlRun.__table__, SqlTag.__table__
+    role_tag, id_value = tags.alias("role_tag"), tags.alias("id_value")
     return (
-        session.query(
-            SqlRun.run_uuid,
-            SqlRun.experiment_id,
-            id_value.value,
-            SqlRun.name,
-            SqlRun.status,
-            SqlRun.start_time,
-            SqlRun.end_time,
-            SqlRun.artifact_uri,
+        select(
+            runs.c.run_uuid,
+            runs.c.experiment_id,
+            id_value.c.value,
+            runs.c.name,
+            runs.c.status,
+            runs.c.start_time,
+            runs.c.end_time,
+            runs.c.artifact_uri,
         )
-        .join(
-            role_tag,
-            (role_tag.run_uuid == SqlRun.run_uuid)
-            & (role_tag.key == tag_key(TAG_ROLE))
-            & (role_tag.value.concat("") == role),
+        .select_from(
+            runs.join(
+                role_tag,
+                and_(
+                    role_tag.c.run_uuid == runs.c.run_uuid,
+                    role_tag.c.key == tag_key(TAG_ROLE),
+                    role_tag.c.value.concat("") == role,
+                ),
+            ).outerjoin(
+                id_value,
+                and_(id_value.c.run_uuid == runs.c.run_uuid, id_value.c.key == tag_key(id_tag)),
+            )
         )
-        .outerjoin(
-            id_value, (id_value.run_uuid == SqlRun.run_uuid) & (id_value.key == tag_key(id_tag))
-        )
-        .filter(SqlRun.lifecycle_stage == ACTIVE)
+        .where(runs.c.lifecycle_stage == ACTIVE)
     )
+
+
+def _runs() -> Any:
+    from mlflow.store.tracking.dbmodels.models import SqlRun
+
+    return SqlRun.__table__.c
+
+
+def _tagged(key: str, value: str) -> Any:
+    """The ids of the runs tagged ``key = value`` (through our tag index)."""
+    from mlflow.store.tracking.dbmodels.models import SqlTag
+    from sqlalchemy import select
+
+    tags = SqlTag.__table__.c
+    return select(tags.run_uuid).where(tags.key == tag_key(key), tags.value == value)
 
 
 def _run_row(row: Sequence[Any], participants: int = 0) -> RunRow:
@@ -313,30 +342,39 @@ def _run_row(row: Sequence[Any], participants: int = 0) -> RunRow:
     )
 
 
-def _participant_counts(session: Any, parent_uuids: Iterable[str]) -> dict[str, int]:
+@functools.cache
+def _counts_of_participants() -> Any:
     from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
-    from sqlalchemy import func
-    from sqlalchemy.orm import aliased
+    from sqlalchemy import and_, bindparam, func, select
 
+    runs, tags = SqlRun.__table__, SqlTag.__table__
+    parent, role = tags.alias("parent"), tags.alias("role")
+    return (
+        select(parent.c.value, func.count(runs.c.run_uuid))
+        .select_from(
+            parent.join(runs, runs.c.run_uuid == parent.c.run_uuid).join(
+                role,
+                and_(
+                    role.c.run_uuid == parent.c.run_uuid,
+                    role.c.key == tag_key(TAG_ROLE),
+                    role.c.value == ROLE_PARTICIPANT,
+                ),
+            )
+        )
+        .where(
+            parent.c.key == tag_key(PARENT_TAG),
+            parent.c.value.in_(bindparam("parents", expanding=True)),
+            runs.c.lifecycle_stage == ACTIVE,
+        )
+        .group_by(parent.c.value)
+    )
+
+
+def _participant_counts(session: Any, parent_uuids: Iterable[str]) -> dict[str, int]:
     parents = list(parent_uuids)
     if not parents:
         return {}
-    parent = aliased(SqlTag)
-    role = aliased(SqlTag)
-    rows = (
-        session.query(parent.value, func.count(SqlRun.run_uuid))
-        .join(SqlRun, SqlRun.run_uuid == parent.run_uuid)
-        .join(
-            role,
-            (role.run_uuid == parent.run_uuid)
-            & (role.key == tag_key(TAG_ROLE))
-            & (role.value == ROLE_PARTICIPANT),
-        )
-        .filter(parent.key == tag_key(PARENT_TAG), parent.value.in_(parents))
-        .filter(SqlRun.lifecycle_stage == ACTIVE)
-        .group_by(parent.value)
-        .all()
-    )
+    rows = session.execute(_counts_of_participants(), {"parents": parents})
     return {value: int(count) for value, count in rows}
 
 
@@ -345,16 +383,13 @@ def federation_runs(
 ) -> list[RunRow]:
     """The federation (parent) runs of these experiments, each with its participant count
     (0 for every run when not ``counted``: see :func:`participant_counts`)."""
-    from mlflow.store.tracking.dbmodels.models import SqlRun
-
     if not experiment_ids:
         return []
     with session_maker() as session:
-        rows = (
-            _run_query(session, ROLE_FEDERATION, TAG_RUN)
-            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
-            .all()
+        query = _runs_of_role(ROLE_FEDERATION, TAG_RUN).where(
+            _runs().experiment_id.in_([int(e) for e in experiment_ids])
         )
+        rows = session.execute(query).all()
         counts = _participant_counts(session, (row[0] for row in rows)) if counted else {}
     return [_run_row(row, counts.get(row[0], 0)) for row in rows]
 
@@ -373,8 +408,8 @@ def federation_runs_matching(
     ``storage.run_search`` (SQLite's FTS5 table; PostgreSQL's planner picks its ``pg_trgm``
     index for the ``LIKE``) where the text has a trigram, else by reading the ``synergos.run``
     entries of our tag index."""
-    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
-    from sqlalchemy import func
+    from mlflow.store.tracking.dbmodels.models import SqlTag
+    from sqlalchemy import func, select
     from sqlalchemy import text as sql
 
     from synergos_mlops.storage.run_search import SEARCH_TABLE, fts_phrase, has_run_search
@@ -392,16 +427,16 @@ def federation_runs_matching(
             # Both sides folded by the database's lower(): SQLite's folds ASCII letters only,
             # and a text folded by Python's would then miss the very id it was typed from.
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            named = session.query(SqlTag.run_uuid).filter(
-                SqlTag.key == tag_key(TAG_RUN),
-                func.lower(SqlTag.value).like(func.lower(in_text(f"%{escaped}%")), escape="\\"),
+            tags = SqlTag.__table__.c
+            named = select(tags.run_uuid).where(
+                tags.key == tag_key(TAG_RUN),
+                func.lower(tags.value).like(func.lower(in_text(f"%{escaped}%")), escape="\\"),
             )
-        rows = (
-            _run_query(session, ROLE_FEDERATION, TAG_RUN)
-            .filter(SqlRun.run_uuid.in_(named))
-            .filter(SqlRun.experiment_id.in_([int(e) for e in experiment_ids]))
-            .all()
+        query = _runs_of_role(ROLE_FEDERATION, TAG_RUN).where(
+            _runs().run_uuid.in_(named),
+            _runs().experiment_id.in_([int(e) for e in experiment_ids]),
         )
+        rows = session.execute(query).all()
     return [_run_row(row) for row in rows]
 
 
@@ -413,17 +448,14 @@ def federation_runs_named(session_maker: SessionMaker, run_uuids: Sequence[str])
     """Those of these runs that are active federation runs, without participant counts,
     found by their ids (MLflow's primary key): the cost follows the ids asked for, not the
     runs the store holds."""
-    from mlflow.store.tracking.dbmodels.models import SqlRun
-
     ids = list(dict.fromkeys(run_uuids))
     found: list[RunRow] = []
     with session_maker() as session:
         for start in range(0, len(ids), ID_CHUNK):
-            rows = (
-                _run_query(session, ROLE_FEDERATION, TAG_RUN)
-                .filter(SqlRun.run_uuid.in_(ids[start : start + ID_CHUNK]))
-                .all()
+            query = _runs_of_role(ROLE_FEDERATION, TAG_RUN).where(
+                _runs().run_uuid.in_(ids[start : start + ID_CHUNK])
             )
+            rows = session.execute(query).all()
             found += [_run_row(row) for row in rows]
     return found
 
@@ -432,38 +464,55 @@ def find_federation_run(
     session_maker: SessionMaker, experiment_id: str, run_id: str
 ) -> RunRow | None:
     """The federation run ``run_id`` of an experiment (the latest started, if logged twice)."""
-    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
-
     with session_maker() as session:
-        tagged = session.query(SqlTag.run_uuid).filter(
-            SqlTag.key == tag_key(TAG_RUN), SqlTag.value == run_id
+        return _federation_run(session, experiment_id, run_id)
+
+
+def _federation_run(session: Any, experiment_id: str, run_id: str) -> RunRow | None:
+    runs = _runs()
+    query = (
+        _runs_of_role(ROLE_FEDERATION, TAG_RUN)
+        .where(
+            runs.experiment_id == int(experiment_id), runs.run_uuid.in_(_tagged(TAG_RUN, run_id))
         )
-        row = (
-            _run_query(session, ROLE_FEDERATION, TAG_RUN)
-            .filter(SqlRun.experiment_id == int(experiment_id), SqlRun.run_uuid.in_(tagged))
-            .order_by(SqlRun.start_time.desc())
-            .first()
-        )
-        if row is None:
-            return None
-        counts = _participant_counts(session, [row[0]])
+        .order_by(runs.start_time.desc())
+        .limit(1)
+    )
+    row = session.execute(query).first()
+    if row is None:
+        return None
+    counts = _participant_counts(session, [row[0]])
     return _run_row(row, counts.get(row[0], 0))
 
 
 def participant_runs(session_maker: SessionMaker, parent_uuid: str) -> list[RunRow]:
     """The participant (child) runs of a federation run, sorted by participant id."""
-    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
-
     with session_maker() as session:
-        children = session.query(SqlTag.run_uuid).filter(
-            SqlTag.key == tag_key(PARENT_TAG), SqlTag.value == parent_uuid
-        )
-        rows = (
-            _run_query(session, ROLE_PARTICIPANT, TAG_PARTICIPANT)
-            .filter(SqlRun.run_uuid.in_(children))
-            .all()
-        )
+        return _participant_runs(session, parent_uuid)
+
+
+def _participant_runs(session: Any, parent_uuid: str) -> list[RunRow]:
+    query = _runs_of_role(ROLE_PARTICIPANT, TAG_PARTICIPANT).where(
+        _runs().run_uuid.in_(_tagged(PARENT_TAG, parent_uuid))
+    )
+    rows = session.execute(query).all()
     return sorted((_run_row(row) for row in rows), key=lambda r: r.synergos_id)
+
+
+def find_federated_run(
+    session_maker: SessionMaker, experiment_name: str, run_id: str
+) -> tuple[str | None, RunRow | None, list[RunRow]]:
+    """A federated run in one session: the id of the active experiment ``experiment_name``
+    (None when there is none), its federation run ``run_id`` (None when there is none) and
+    that run's participant runs (as :func:`participant_runs`)."""
+    with session_maker() as session:
+        experiment_id = _experiment_id(session, experiment_name)
+        if experiment_id is None:
+            return None, None, []
+        parent = _federation_run(session, experiment_id, run_id)
+        if parent is None:
+            return experiment_id, None, []
+        return experiment_id, parent, _participant_runs(session, parent.run_uuid)
 
 
 def run_tags(session_maker: SessionMaker, run_uuid: str) -> dict[str, str]:

@@ -14,7 +14,9 @@ table's own (rowid) order, never in the index's, which jumps between pages for e
 where they fill at least a sixth of that rowid span, the span is read straight through and
 the other rows skipped; where they are sparser, the rows are found through the index and
 fetched by rowid. Both read each page once; the straight read skips the rowid lookups, about
-half the time for 255,000 points of one run. The rows are then sorted by numpy. PostgreSQL's
+half the time for 255,000 points of one run. Where the steps asked for span less than 2**32,
+a row's series and step come as one number (a Python integer less to make per row: about
+a tenth of the read). The rows are then sorted by numpy. PostgreSQL's
 planner is left to choose (a bitmap heap scan reads the table in its order too).
 
 :func:`decimate` keeps, of a series longer than twice a number of buckets (a chart's pixel
@@ -52,6 +54,10 @@ class Line:
 #: for NaN), step and value; and its timestamp, read only when a step is stored twice.
 _ROW = np.dtype([("code", "<i8"), ("step", "<i8"), ("value", "<f8")])
 _TIMED_ROW = np.dtype([("code", "<i8"), ("step", "<i8"), ("value", "<f8"), ("time", "<i8")])
+#: The same read packed (SQLite): the code times :data:`_PACK` plus the step less the first.
+_PACKED_ROW = np.dtype([("packed", "<i8"), ("value", "<f8")])
+_PACKED_TIMED_ROW = np.dtype([("packed", "<i8"), ("value", "<f8"), ("time", "<i8")])
+_PACK = 2**32
 
 Window = tuple[int | None, int | None]  # the first and last step asked for (None: any)
 
@@ -80,49 +86,74 @@ def _sqlite_number(connection: Any, run_uuids: list[str], keys: list[str]) -> No
         )
 
 
-def _sqlite_queries(keys: int, window: Window, timed: bool) -> tuple[str, str, str, list[int]]:
-    """SQLite's queries over the numbered runs and keys: the span of the rows asked for
-    (lowest rowid, highest, count), reading that span straight through (its two bounds come
-    first in the parameters), and reading the rows found through MLflow's index by rowid;
-    and the window's parameters."""
-    window_sql = "".join(
-        f" AND step {operator} ?"
+def _window_sql(window: Window) -> str:
+    return "".join(
+        f" AND m.step {operator} ?"
         for bound, operator in zip(window, (">=", "<="), strict=True)
         if bound is not None
     )
-    found = (
-        f"FROM metrics INDEXED BY {_METRICS_BY_RUN} "
-        "WHERE run_uuid IN (SELECT run_uuid FROM temp.synergos_series_runs) "
-        f"AND key IN (SELECT key FROM temp.synergos_series_keys){window_sql}"
+
+
+def _found(window: Window) -> str:
+    """The rows asked for, found through MLflow's ``(run_uuid, key, step)`` index (the
+    window's bounds are its parameters)."""
+    return (
+        f"FROM metrics AS m INDEXED BY {_METRICS_BY_RUN} "
+        "WHERE m.run_uuid IN (SELECT run_uuid FROM temp.synergos_series_runs) "
+        f"AND m.key IN (SELECT key FROM temp.synergos_series_keys){_window_sql(window)}"
     )
-    span = f"SELECT min(rowid), max(rowid), count(*) {found}"
-    columns = f"(r.number * {keys} + k.number) * 2 + m.is_nan, m.step, m.value" + (
-        ", m.timestamp" if timed else ""
-    )
+
+
+def _sqlite_queries(keys: int, window: Window, timed: bool, packed: bool) -> tuple[str, str]:
+    """SQLite's two reads of the rows asked for, over the numbered runs and keys: the rowid
+    span read straight through (parameters: the rowid bounds, then the window's), and the
+    rows found through MLflow's index fetched by rowid (the window's). A ``packed`` row gives
+    its series code and step as one number, ``code * 2**32 + step - first``, where ``first``
+    (the first parameter of either) is the window's first step."""
+    code = f"(r.number * {keys} + k.number) * 2 + m.is_nan"
+    head = f"({code}) * {_PACK} + (m.step - ?)" if packed else f"{code}, m.step"
     # CROSS JOIN keeps metrics the outer loop: read in rowid order, each row numbered by a
-    # lookup in the small tables' primary keys.
+    # lookup in the small tables' primary keys, the keys' first: a run's span holds its other
+    # keys' rows more often than other runs'.
     joined = (
-        f"SELECT {columns} FROM metrics AS m NOT INDEXED "
-        "CROSS JOIN temp.synergos_series_runs AS r CROSS JOIN temp.synergos_series_keys AS k "
-        "WHERE r.run_uuid = m.run_uuid AND k.key = m.key"
+        f"SELECT {head}, m.value{', m.timestamp' if timed else ''} "
+        "FROM metrics AS m NOT INDEXED "
+        "CROSS JOIN temp.synergos_series_keys AS k CROSS JOIN temp.synergos_series_runs AS r "
+        "WHERE k.key = m.key AND r.run_uuid = m.run_uuid"
     )
-    straight = f"{joined} AND m.rowid BETWEEN ? AND ?{window_sql}"
-    by_rowid = f"{joined} AND m.rowid IN (SELECT rowid {found})"
-    return span, straight, by_rowid, [bound for bound in window if bound is not None]
+    straight = f"{joined} AND m.rowid BETWEEN ? AND ?{_window_sql(window)}"
+    by_rowid = f"{joined} AND m.rowid IN (SELECT rowid {_found(window)})"
+    return straight, by_rowid
 
 
 def _sqlite_result(
     connection: Any, run_uuids: list[str], keys: list[str], window: Window, timed: bool
-) -> Any:
-    """The rows asked for, as a driver result (None when there are none)."""
+) -> tuple[Any, int | None]:
+    """The rows asked for as a driver result (None when there are none), and the step that
+    packed rows count from (None: not packed, see :func:`_sqlite_queries`).
+
+    MLflow's index first gives the lowest and highest rowid and step of the rows asked for,
+    and how many there are. Rows whose steps span less than 2**32 come packed (one number
+    less per row to convert), read within those steps, so that a row stored in between can
+    never carry its step into its code."""
     _sqlite_number(connection, run_uuids, keys)
-    span, straight, by_rowid, bounds = _sqlite_queries(len(keys), window, timed)
-    low, high, count = connection.exec_driver_sql(span, tuple(bounds)).one()
+    span = "SELECT min(m.rowid), max(m.rowid), count(*), min(m.step), max(m.step) "
+    bounds = [bound for bound in window if bound is not None]
+    low, high, count, first, last = connection.exec_driver_sql(
+        span + _found(window), tuple(bounds)
+    ).one()
     if not count:
-        return None
+        return None, None
+    packed = last - first < _PACK and len(run_uuids) * len(keys) * 2 < _PACK // 2
+    head: list[int] = []
+    if packed:
+        window, bounds, head = (first, last), [first, last], [first]
+    straight, by_rowid = _sqlite_queries(len(keys), window, timed, packed)
     if count >= _DENSE * (high - low + 1):
-        return connection.exec_driver_sql(straight, (low, high, *bounds))
-    return connection.exec_driver_sql(by_rowid, tuple(bounds))
+        result = connection.exec_driver_sql(straight, (*head, low, high, *bounds))
+    else:
+        result = connection.exec_driver_sql(by_rowid, (*head, *bounds))
+    return result, first if packed else None
 
 
 def _rows(
@@ -138,9 +169,10 @@ def _rows(
 
     dtype = _TIMED_ROW if timed else _ROW
     connection = session.connection()
+    first = None
     if connection.dialect.name == "sqlite":
         # Through SQLAlchemy all the same, so that its events fire.
-        result = _sqlite_result(connection, run_uuids, keys, window, timed)
+        result, first = _sqlite_result(connection, run_uuids, keys, window, timed)
         if result is None:
             return np.zeros(0, dtype=dtype)
     else:
@@ -150,17 +182,26 @@ def _rows(
         code = (runs * len(keys) + named) * 2 + cast(m.is_nan, Integer)
         columns = [code, m.step, m.value, *([m.timestamp] if timed else [])]
         query = select(*columns).where(m.run_uuid.in_(run_uuids), m.key.in_(keys))
-        first, last = window
-        if first is not None:
-            query = query.where(m.step >= first)
-        if last is not None:
-            query = query.where(m.step <= last)
+        low, high = window
+        if low is not None:
+            query = query.where(m.step >= low)
+        if high is not None:
+            query = query.where(m.step <= high)
         result = connection.execute(query)
     try:
         # Straight from the driver's cursor into the array: no list of rows in between.
-        return np.fromiter(result.cursor, dtype=dtype)
+        if first is None:
+            return np.fromiter(result.cursor, dtype=dtype)
+        packed = np.fromiter(result.cursor, dtype=_PACKED_TIMED_ROW if timed else _PACKED_ROW)
     finally:
         result.close()
+    rows = np.empty(len(packed), dtype=dtype)
+    rows["code"] = packed["packed"] >> 32
+    rows["step"] = (packed["packed"] & (_PACK - 1)) + first
+    rows["value"] = packed["value"]
+    if timed:
+        rows["time"] = packed["time"]
+    return rows
 
 
 def _repeats(owner: np.ndarray[Any, Any], steps: np.ndarray[Any, Any]) -> bool:

@@ -432,13 +432,13 @@ def resolve_run(
     """Find a federated run by its ids; raise InvalidIdError or NotFoundError naming it."""
     ids = ExperimentIds(collaboration, project, experiment)
     validate_id("run", run)
-    experiment_id = reads.find_experiment(backend.session_maker, ids.name)
+    experiment_id, parent, participants = reads.find_federated_run(
+        backend.session_maker, ids.name, run
+    )
     if experiment_id is None:
         raise NotFoundError(missing_level(backend, ids))
-    parent = reads.find_federation_run(backend.session_maker, experiment_id, run)
     if parent is None:
         raise NotFoundError(f"run {run!r} not found in experiment {ids.name!r}")
-    participants = reads.participant_runs(backend.session_maker, parent.run_uuid)
     return FederatedRun(ids, run, experiment_id, parent, tuple(participants))
 
 
