@@ -5,6 +5,7 @@ loses none; one refused item costs no other, and each refused one is counted by 
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import uuid
@@ -125,6 +126,96 @@ def test_what_a_sender_left_out_is_counted_with_the_items(
     assert MlflowClient(shared_server.url).get_run(run.run_id).data.params == {"a": "1", "b": "2"}
     body = requests.get(f"{shared_server.url}/health", timeout=30).json()["refused"]
     assert body["texts"][TEXT_PATH_REFUSED] >= 3
+    assert grown(before, refused(shared_server)) == {"params": {}, "tags": {}}
+
+
+class _OlderServer:
+    """A real server seen through a proxy that answers as a server from before ``runs/data``
+    does: that route is missing (404, as the API's fallback route answers), every other
+    request goes through unchanged."""
+
+    MISSING = f"{API}/runs/data"
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        asked: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                asked.append(f"{self.command} {self.path.split('?')[0]}")
+                if self.path.split("?")[0] == _OlderServer.MISSING:
+                    status, kind = 404, "application/json"
+                    message = f"no API route answers {_OlderServer.MISSING!r}"
+                    error = {"code": "NOT_FOUND", "message": message}
+                    content = json.dumps({"error": error}).encode()
+                else:
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in ("host", "content-length", "connection")
+                    }
+                    answer = requests.request(self.command, upstream + self.path, data=body,
+                                              headers=headers, timeout=60)  # fmt: skip
+                    status, content = answer.status_code, answer.content
+                    kind = answer.headers.get("Content-Type", "application/octet-stream")
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.asked = asked
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_server_from_before_runs_data_gets_params_and_tags_through_mlflows_api(
+    shared_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tracker newer than its server: params and tags go through MLflow's REST API by the
+    same rules, a refused item costs only itself and is said in the tracker's log (the server
+    cannot count it), and nothing is rejected."""
+    older = _OlderServer(shared_server.url)
+    before = refused(shared_server)
+    try:
+        with caplog.at_level(logging.WARNING, logger="synergos_mlops.tracking"):
+            with FederatedTracker(older.url, fast_config(tmp_path)) as tracker:
+                run = tracker.run(f"c{uuid.uuid4().hex[:6]}", "p", "e", "r",
+                                  participants=["site-1"])  # fmt: skip
+                run.log_params({"lr": 0.1, "layers": [8, 4]}, participant="site-1")
+                run.log_params({"bad name!": 1, "seed": 7, "lr": 0.2}, participant="site-1")
+                run.set_tags({"hardware": "cpu", "mlflow.parentRunId": "x"},
+                             participant="site-1")  # fmt: skip
+                run.log_params({"global_lr": "0.5"})
+                assert tracker.flush() is True
+                run.log_params({"after": 1}, participant="site-1")  # still writing afterwards
+                assert tracker.flush() is True
+                site, parent = run.participant_run_id("site-1"), run.run_id
+            assert not list(tmp_path.rglob("rejected/*"))
+    finally:
+        older.close()
+    assert older.asked.count(f"POST {_OlderServer.MISSING}") == 1  # asked once, then not
+    client = MlflowClient(shared_server.url)
+    data = client.get_run(site).data
+    assert data.params == {"lr": "0.1", "layers": "[8, 4]", "seed": "7", "after": "1"}
+    assert data.tags["hardware"] == "cpu" and data.tags["mlflow.parentRunId"] == parent
+    assert client.get_run(parent).data.params["global_lr"] == "0.5"
+    said = caplog.text
+    assert "param(s) not stored" in said and PARAM_CHANGED in said and REFUSED_BY_MLFLOW in said
+    assert "tag(s) not stored" in said and RESERVED_TAG in said
     assert grown(before, refused(shared_server)) == {"params": {}, "tags": {}}
 
 

@@ -110,6 +110,13 @@ class MetricsKind:
     def encode(self, part: MetricBatch) -> bytes:
         return encode_batch(part)
 
+    def noun_of(self, body: bytes) -> str:
+        """What a spool file of this kind holds, for a message: points, or what rides with
+        them (params and tags, the end of runs)."""
+        if body.startswith(RUN_DATA_MARK):
+            return "params and tags"
+        return "run ends" if body.startswith(END_MARK) else self.noun
+
     def send(self, transport: Transport, body: bytes) -> None:
         if body.startswith(END_MARK):  # an end that found the destination away (end_body)
             request = json.loads(body[len(END_MARK) :])
@@ -353,7 +360,8 @@ class Sender:
             return None
         except SynergosError as exc:
             kept = self._spool.reject(path)
-            message = f"a batch of {self._kind.noun} was refused ({exc}); it is kept in {kept}"
+            noun = getattr(self._kind, "noun_of", lambda _: self._kind.noun)(body)
+            message = f"a batch of {noun} was refused ({exc}); it is kept in {kept}"
             _log.error(message)
             return message
         self.last_problem = None

@@ -146,6 +146,50 @@ def _say_run_data_refused(
         _say_refused(transport, counts, detail, f"{what.rstrip('s')}(s)")
 
 
+def _no_route(exc: StoreError, what: str) -> bool:
+    """Whether a refusal says the server has no such route: an older server answers 404 for
+    a path no route answers (the API's fallback route, or none before it) or 405 (a
+    catch-all of ``/runs/...`` that takes no POST). A 404 for a run the caller may not see
+    is not one of them."""
+    text = str(exc)
+    return f"no {what} route" in text or "(405 " in text or "no API route answers" in text
+
+
+class _MlflowRest:
+    """As much of a tracking store as ``storage.run_data.write_run_data`` uses (``get_run``,
+    ``log_batch`` of params and tags), through MLflow's REST API on an HTTP transport's
+    server. A refusal comes back as MLflow's own (4xx) exception; a server that does not
+    answer as ServerUnavailableError, so that the spool file is sent again later."""
+
+    def __init__(self, transport: HttpTransport) -> None:
+        self._transport = transport
+
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        try:
+            return self._transport._call(method, path, what=what, **kwargs)
+        except (InvalidIdError, InvalidValueError, StoreError) as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+
+    def get_run(self, run_id: str) -> Any:
+        from types import SimpleNamespace
+
+        answer = self._call("GET", "/api/2.0/mlflow/runs/get", "run", params={"run_id": run_id})
+        info = (answer.get("run") or {}).get("info") or {}
+        return SimpleNamespace(info=SimpleNamespace(lifecycle_stage=info.get("lifecycle_stage")))
+
+    def log_batch(self, run_id: str, metrics: Sequence[Any], params: Sequence[Any],
+                  tags: Sequence[Any]) -> None:  # fmt: skip
+        body = {
+            "run_id": run_id,
+            "params": [{"key": p.key, "value": p.value} for p in params],
+            "tags": [{"key": t.key, "value": t.value} for t in tags],
+        }
+        self._call("POST", "/api/2.0/mlflow/runs/log-batch", "params and tags", json_body=body)
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -162,6 +206,7 @@ class HttpTransport:
         self._tls = tls_options()  # per request: a session's own would lose to REQUESTS_CA_BUNDLE
         self._local = threading.local()
         self._requests = requests
+        self._run_data_route_missing = False  # a server from before runs/data: MLflow's API
 
     @property
     def tracking_uri(self) -> str:
@@ -293,12 +338,36 @@ class HttpTransport:
                       for i in items],
             "refused": refused,
         }  # fmt: skip
-        answer = self._call(
-            "POST", f"{API_PREFIX}/runs/data", what="params and tags", json_body=body
-        )
-        stored_not = answer.get("refused") if isinstance(answer, dict) else None
-        if stored_not:
-            _say_run_data_refused(self, stored_not, f"see {self.url}/health")
+        if not self._run_data_route_missing:
+            try:
+                answer = self._call(
+                    "POST", f"{API_PREFIX}/runs/data", what="params and tags", json_body=body
+                )
+            except StoreError as exc:
+                if not _no_route(exc, "params and tags"):
+                    raise
+                self._run_data_route_missing = True  # a server from before runs/data
+            else:
+                stored_not = answer.get("refused") if isinstance(answer, dict) else None
+                if stored_not:
+                    _say_run_data_refused(self, stored_not, f"see {self.url}/health")
+                return
+        self._write_run_data_through_mlflow(items, refused)
+
+    def _write_run_data_through_mlflow(
+        self, items: Sequence[Sequence[str]], refused: Mapping[str, Mapping[str, int]]
+    ) -> None:
+        """Params and tags for a server without ``runs/data``: written through MLflow's REST
+        API by the server's own rules (``storage.run_data.write_run_data``), a refused item
+        left out alone. Such a server cannot count what is not stored in its ``/health``, so
+        it is said here, as a store folder's tracker says it."""
+        from synergos_mlops.storage.run_data import as_items, write_run_data
+
+        if refused:
+            _say_run_data_refused(self, refused, "left out by the sender")
+        result = write_run_data(_MlflowRest(self), as_items(list(items)))
+        for what, counts in result.refused.items():
+            _say_run_data_refused(self, {what: counts}, "; ".join(result.named[what].values()))
 
     def log_inputs(self, run_id: str, datasets: Sequence[Mapping[str, Any]]) -> None:
         self._call(
@@ -322,7 +391,7 @@ class HttpTransport:
             answer = self._call("POST", f"{API_PREFIX}/runs/end", what="end runs", json_body=body)
         except StoreError as exc:
             # A server from before runs/end: no such route (its /runs/... catch-all says 405).
-            if "no end runs route" not in str(exc) and "(405 " not in str(exc):
+            if not _no_route(exc, "end runs"):
                 raise
             for run_id in run_ids:
                 self.set_status(run_id, status, end_time)
