@@ -15,9 +15,12 @@ where they fill at least a sixth of that rowid span, the span is read straight t
 the other rows skipped; where they are sparser, the rows are found through the index and
 fetched by rowid. Both read each page once; the straight read skips the rowid lookups, about
 half the time for 255,000 points of one run. Where the steps asked for span less than 2**32,
-a row's series and step come as one number (a Python integer less to make per row: about
-a tenth of the read). The rows are then sorted by numpy. PostgreSQL's
-planner is left to choose (a bitmap heap scan reads the table in its order too).
+a row's series and step come as one number, below 2**53, so that a row is two floats that
+numpy takes as one float64 array (a Python integer less per row, and numpy's plain float
+conversion rather than a structured row's: together about a fifth of the read). The first
+and last step come from two index seeks per series, not from the span's scan. The rows are
+then sorted by numpy. PostgreSQL's planner is left to choose (a bitmap heap scan reads the
+table in its order too).
 
 :func:`decimate` keeps, of a series longer than twice a number of buckets (a chart's pixel
 columns), the lowest and the highest point of each bucket and the series' first and last
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -54,10 +58,23 @@ class Line:
 #: for NaN), step and value; and its timestamp, read only when a step is stored twice.
 _ROW = np.dtype([("code", "<i8"), ("step", "<i8"), ("value", "<f8")])
 _TIMED_ROW = np.dtype([("code", "<i8"), ("step", "<i8"), ("value", "<f8"), ("time", "<i8")])
-#: The same read packed (SQLite): the code times :data:`_PACK` plus the step less the first.
-_PACKED_ROW = np.dtype([("packed", "<i8"), ("value", "<f8")])
+#: The timed read packed (SQLite): the code times :data:`_PACK` plus the step less the first.
 _PACKED_TIMED_ROW = np.dtype([("packed", "<i8"), ("value", "<f8"), ("time", "<i8")])
 _PACK = 2**32
+#: Packed only below this many codes: a packed number then stays below 2**53, so that it and
+#: the value can come through one float64 array (exact), a faster read than a structured one.
+_CODES = 2**21
+#: The first and last step of the series asked for: a seek at each end of each in MLflow's
+#: index (the window's bounds are the parameters of each of the two subqueries).
+_STEP_SPAN = (
+    "SELECT min(f), max(l) FROM (SELECT "
+    + ", ".join(
+        f"(SELECT {end}(m.step) FROM metrics AS m INDEXED BY {_METRICS_BY_RUN} "
+        "WHERE m.run_uuid = r.run_uuid AND m.key = k.key{window}) AS " + name
+        for end, name in (("min", "f"), ("max", "l"))
+    )
+    + " FROM temp.synergos_series_runs AS r CROSS JOIN temp.synergos_series_keys AS k)"
+)
 
 Window = tuple[int | None, int | None]  # the first and last step asked for (None: any)
 
@@ -132,19 +149,24 @@ def _sqlite_result(
     """The rows asked for as a driver result (None when there are none), and the step that
     packed rows count from (None: not packed, see :func:`_sqlite_queries`).
 
-    MLflow's index first gives the lowest and highest rowid and step of the rows asked for,
-    and how many there are. Rows whose steps span less than 2**32 come packed (one number
-    less per row to convert), read within those steps, so that a row stored in between can
-    never carry its step into its code."""
+    MLflow's index first gives the lowest and highest rowid of the rows asked for and how
+    many there are, then (two seeks per series) their first and last step. Rows whose steps
+    span less than 2**32 come packed (one number less per row to convert), read within those
+    steps, so that a row stored in between can never carry its step into its code."""
     _sqlite_number(connection, run_uuids, keys)
-    span = "SELECT min(m.rowid), max(m.rowid), count(*), min(m.step), max(m.step) "
     bounds = [bound for bound in window if bound is not None]
-    low, high, count, first, last = connection.exec_driver_sql(
-        span + _found(window), tuple(bounds)
+    low, high, count = connection.exec_driver_sql(
+        "SELECT min(m.rowid), max(m.rowid), count(*) " + _found(window), tuple(bounds)
     ).one()
     if not count:
         return None, None
-    packed = last - first < _PACK and len(run_uuids) * len(keys) * 2 < _PACK // 2
+    # Each series' first and last step are two seeks in the index (one aggregate less per
+    # row in the scan above: about a third of it).
+    first, last = connection.exec_driver_sql(
+        _STEP_SPAN.format(window=_window_sql(window)),
+        tuple(bounds) * 2,
+    ).one()
+    packed = last - first < _PACK and len(run_uuids) * len(keys) * 2 < _CODES
     head: list[int] = []
     if packed:
         window, bounds, head = (first, last), [first, last], [first]
@@ -192,13 +214,20 @@ def _rows(
         # Straight from the driver's cursor into the array: no list of rows in between.
         if first is None:
             return np.fromiter(result.cursor, dtype=dtype)
-        packed = np.fromiter(result.cursor, dtype=_PACKED_TIMED_ROW if timed else _PACKED_ROW)
+        if timed:
+            packed = np.fromiter(result.cursor, dtype=_PACKED_TIMED_ROW)
+            numbers, values = packed["packed"], packed["value"]
+        else:
+            # Both columns as one float64 array, exact (see _CODES): numpy's plain float
+            # conversion, not a structured row's per field.
+            pairs = np.fromiter(chain.from_iterable(result.cursor), dtype=np.float64)
+            numbers, values = pairs[0::2].astype(np.int64), pairs[1::2]
     finally:
         result.close()
-    rows = np.empty(len(packed), dtype=dtype)
-    rows["code"] = packed["packed"] >> 32
-    rows["step"] = (packed["packed"] & (_PACK - 1)) + first
-    rows["value"] = packed["value"]
+    rows = np.empty(len(numbers), dtype=dtype)
+    rows["code"] = numbers >> 32
+    rows["step"] = (numbers & (_PACK - 1)) + first
+    rows["value"] = values
     if timed:
         rows["time"] = packed["time"]
     return rows
