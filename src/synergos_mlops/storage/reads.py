@@ -591,7 +591,7 @@ def _plain_rows(session: Any, query: Any) -> list[tuple[Any, ...]]:
 def metric_series(
     session_maker: SessionMaker, run_uuids: Sequence[str], keys: Sequence[str]
 ) -> dict[str, dict[str, tuple[list[int], list[float | None]]]]:
-    """Every point of these keys for these runs, in one query (two on SQLite).
+    """Every point of these keys for these runs, in one query (three on SQLite).
 
     Returns ``{key: {run_uuid: (steps, values)}}``, steps ascending, NaN as None; a step
     logged more than once keeps its latest value (by timestamp), as MLflow's own history

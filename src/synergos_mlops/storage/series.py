@@ -1,9 +1,9 @@
 """A run's metric series as typed columns, and their decimation to a chart's width.
 
 :func:`metric_lines` reads the points of some keys of some runs in one SQL query (on SQLite
-after one that finds their span) and gives each series (run × key) as two numpy arrays,
-steps (int64, ascending, each once) and values (float64, NaN for NaN): no Python object is
-kept per point.
+after two that find their rowid and step span) and gives each series (run × key) as two
+numpy arrays, steps (int64, ascending, each once) and values (float64, NaN for NaN): no
+Python object is kept per point.
 
 On SQLite the runs and keys asked for are written, numbered, into two small temporary tables
 of the connection, and every row is numbered by a join with them (one lookup each, no text
@@ -247,7 +247,7 @@ def metric_lines(
     last: int | None = None,
 ) -> dict[str, dict[str, Line]]:
     """Every point of these keys for these runs (steps from ``first`` to ``last``, both
-    included, when given), in one query (two on SQLite, whatever the number of runs and keys):
+    included, when given), in one query (three on SQLite, whatever the number of runs and keys):
     ``{key: {run_uuid: Line}}``, series without a point left out. A step stored more than
     once keeps its latest point by timestamp (of equal timestamps, the one stored last), as
     MLflow's own history ends: only then are the points read a second time, with their
